@@ -1,0 +1,396 @@
+//! The bus handle, its configuration, and the transaction type that publishes.
+
+use std::collections::HashMap;
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use sqlx::{Any, AnyConnection};
+use tokio::sync::Notify;
+
+use crate::{
+    Consumer, Db, Delivery, Destination, Headers, Message, MessageId, Outgoing, RetryPolicy,
+    Timestamp,
+};
+
+/// Errors of the publishing and administration API.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A statement failed.
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+    /// `send` named a consumer that is not registered.
+    #[error("no consumer named {0:?} is registered")]
+    UnknownConsumer(String),
+}
+
+/// Tuning of the workers; `BusConfig::default()` is what `microcommerce serve` uses.
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// Concurrent worker tasks. On SQLite the writer is single anyway, so one worker that
+    /// batches beats several that queue for the lock.
+    pub workers: usize,
+    /// Messages claimed and completed per transaction: one commit (one fsync) for all of them.
+    pub batch_size: usize,
+    /// Backoff and attempt limit for failing messages.
+    pub retry: RetryPolicy,
+    /// Longest sleep without looking at the queue, for messages written by another process.
+    pub poll_interval: Duration,
+    /// How long completed message ids are remembered to drop duplicate deliveries.
+    pub inbox_retention: Duration,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            batch_size: 64,
+            retry: RetryPolicy::default(),
+            poll_interval: Duration::from_secs(2),
+            inbox_retention: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+/// Counters since start-up, for health checks, tests and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BusStats {
+    /// Messages completed by their consumer.
+    pub completed: u64,
+    /// Deliveries skipped because the message id was already completed.
+    pub duplicates: u64,
+    /// Failed attempts that were scheduled for retry.
+    pub retried: u64,
+    /// Messages moved to the dead letters.
+    pub dead_lettered: u64,
+    /// Transactions committed by workers.
+    pub batches: u64,
+}
+
+#[derive(Default)]
+pub(crate) struct Counters {
+    pub completed: AtomicU64,
+    pub duplicates: AtomicU64,
+    pub retried: AtomicU64,
+    pub dead_lettered: AtomicU64,
+    pub batches: AtomicU64,
+}
+
+pub(crate) struct Inner {
+    pub db: Db,
+    pub config: BusConfig,
+    pub consumers: HashMap<String, Arc<dyn Consumer>>,
+    /// Message type → names of the consumers subscribed to it.
+    pub routes: HashMap<&'static str, Vec<String>>,
+    pub wake: Notify,
+    pub counters: Counters,
+}
+
+/// Handle to the bus: cheap to clone, shared by everything that publishes or administers.
+#[derive(Clone)]
+pub struct Bus {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Bus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bus")
+            .field("consumers", &self.inner.consumers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Collects consumers before the bus starts: the topology is fixed once built.
+pub struct BusBuilder {
+    db: Db,
+    config: BusConfig,
+    consumers: Vec<Arc<dyn Consumer>>,
+}
+
+impl BusBuilder {
+    /// Replaces the default configuration.
+    pub fn config(mut self, config: BusConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Registers a consumer and its subscriptions.
+    pub fn consumer(mut self, consumer: Arc<dyn Consumer>) -> Self {
+        self.consumers.push(consumer);
+        self
+    }
+
+    /// Freezes the topology. Two consumers with one name are a programming error.
+    pub fn build(self) -> Bus {
+        let mut consumers = HashMap::new();
+        let mut routes: HashMap<&'static str, Vec<String>> = HashMap::new();
+        for consumer in self.consumers {
+            let name = consumer.name().to_owned();
+            for message_type in consumer.subscriptions() {
+                routes.entry(message_type).or_default().push(name.clone());
+            }
+            let previous = consumers.insert(name.clone(), consumer);
+            assert!(previous.is_none(), "consumer {name:?} registered twice");
+        }
+        Bus {
+            inner: Arc::new(Inner {
+                db: self.db,
+                config: self.config,
+                consumers,
+                routes,
+                wake: Notify::new(),
+                counters: Counters::default(),
+            }),
+        }
+    }
+}
+
+impl Bus {
+    /// Starts describing a bus on `db`.
+    pub fn builder(db: Db) -> BusBuilder {
+        BusBuilder {
+            db,
+            config: BusConfig::default(),
+            consumers: Vec::new(),
+        }
+    }
+
+    /// Creates the bus tables if they are missing.
+    pub async fn migrate(db: &Db) -> Result<(), crate::DbError> {
+        db.migrate(sqlx::migrate!("./migrations/sqlite")).await
+    }
+
+    /// The database the bus lives in.
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// The configuration it was built with.
+    pub fn config(&self) -> &BusConfig {
+        &self.inner.config
+    }
+
+    /// Begins a write transaction that can publish: its messages commit or roll back with
+    /// the caller's own writes, and the workers are woken once it commits.
+    pub async fn begin(&self) -> Result<Tx<'static>, sqlx::Error> {
+        Ok(Tx {
+            inner: self.inner.db.begin().await?,
+            bus: self.clone(),
+            wrote_messages: Arc::new(AtomicBool::new(false)),
+            causation: None,
+            outermost: true,
+        })
+    }
+
+    /// Counters since start-up.
+    pub fn stats(&self) -> BusStats {
+        let c = &self.inner.counters;
+        BusStats {
+            completed: c.completed.load(Ordering::Relaxed),
+            duplicates: c.duplicates.load(Ordering::Relaxed),
+            retried: c.retried.load(Ordering::Relaxed),
+            dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
+            batches: c.batches.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Names of the consumers subscribed to `message_type`.
+    pub fn subscribers(&self, message_type: &str) -> &[String] {
+        self.inner
+            .routes
+            .get(message_type)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn wake_workers(&self) {
+        self.inner.wake.notify_one();
+    }
+}
+
+/// A write transaction that can also publish messages (the transactional outbox).
+///
+/// It dereferences to the connection, so the caller's own statements run on it
+/// (`query.execute(&mut *tx)`). Nothing is delivered unless [`Tx::commit`] succeeds.
+pub struct Tx<'c> {
+    inner: sqlx::Transaction<'c, Any>,
+    bus: Bus,
+    /// Shared with savepoints, so that a message written in one wakes the workers at the outer
+    /// commit.
+    wrote_messages: Arc<AtomicBool>,
+    /// The message being consumed, recorded as the cause of everything published here.
+    causation: Option<MessageId>,
+    /// Only the outermost commit makes messages visible, so only it wakes the workers.
+    outermost: bool,
+}
+
+impl Deref for Tx<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Tx<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.inner
+    }
+}
+
+impl Tx<'_> {
+    /// Commits; on success wakes the workers if messages were written.
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        let wrote = self.wrote_messages.load(Ordering::Relaxed);
+        let outermost = self.outermost;
+        self.inner.commit().await?;
+        if wrote && outermost {
+            self.bus.wake_workers();
+        }
+        Ok(())
+    }
+
+    /// Rolls back every write and every message of this transaction.
+    pub async fn rollback(self) -> Result<(), sqlx::Error> {
+        self.inner.rollback().await
+    }
+
+    /// A savepoint inside this transaction: its writes can be undone alone.
+    pub async fn savepoint(&mut self) -> Result<Tx<'_>, sqlx::Error> {
+        Ok(Tx {
+            inner: sqlx::Connection::begin(&mut *self.inner).await?,
+            bus: self.bus.clone(),
+            wrote_messages: Arc::clone(&self.wrote_messages),
+            causation: self.causation,
+            outermost: false,
+        })
+    }
+
+    pub(crate) async fn consuming(&mut self, cause: MessageId) -> Result<Tx<'_>, sqlx::Error> {
+        let mut savepoint = self.savepoint().await?;
+        savepoint.causation = Some(cause);
+        Ok(savepoint)
+    }
+
+    /// The bus this transaction publishes to.
+    pub fn bus(&self) -> &Bus {
+        &self.bus
+    }
+
+    /// Publishes `message` to every consumer subscribed to its type; returns its id.
+    pub async fn publish<M: Message>(&mut self, message: &M) -> Result<MessageId, BusError> {
+        self.write(&Outgoing::publish(message)).await
+    }
+
+    /// Sends `message` to the single consumer named `consumer`.
+    pub async fn send<M: Message>(
+        &mut self,
+        consumer: &str,
+        message: &M,
+    ) -> Result<MessageId, BusError> {
+        self.write(&Outgoing::send(consumer, message)).await
+    }
+
+    /// Publishes `message` for delivery at `at`.
+    pub async fn schedule<M: Message>(
+        &mut self,
+        at: Timestamp,
+        message: &M,
+    ) -> Result<MessageId, BusError> {
+        self.write(&Outgoing::publish(message).at(at)).await
+    }
+
+    /// Writes an outgoing message under a fresh id.
+    pub async fn write(&mut self, outgoing: &Outgoing) -> Result<MessageId, BusError> {
+        let id = MessageId::new();
+        self.write_with_id(id, outgoing).await?;
+        Ok(id)
+    }
+
+    /// Writes an outgoing message under a given id. Writing the same id twice for the same
+    /// consumer is a no-op while the first is queued, and the consumer skips it afterwards:
+    /// this is how a producer that may repeat itself (an HTTP retry) stays idempotent.
+    pub async fn write_with_id(
+        &mut self,
+        id: MessageId,
+        outgoing: &Outgoing,
+    ) -> Result<(), BusError> {
+        let now = self.bus.inner.db.now();
+        let available_at = match outgoing.delivery {
+            Delivery::Now => now,
+            Delivery::After(delay) => now.plus(delay),
+            Delivery::At(at) => at,
+        };
+        let single;
+        let consumers: &[String] = match &outgoing.destination {
+            Destination::Subscribers => self.bus.subscribers(outgoing.message_type),
+            Destination::Consumer(name) => {
+                if !self.bus.inner.consumers.contains_key(name) {
+                    return Err(BusError::UnknownConsumer(name.clone()));
+                }
+                single = [name.clone()];
+                &single
+            }
+        };
+        if consumers.is_empty() {
+            tracing::warn!(message_type = outgoing.message_type, message_id = %id,
+                "published a message no consumer subscribes to");
+            return Ok(());
+        }
+        let row = QueueRow {
+            message_id: id,
+            message_type: outgoing.message_type,
+            correlation_id: outgoing.correlation_id,
+            causation_id: self.causation,
+            headers: &outgoing.headers,
+            payload: &outgoing.payload,
+            created_at: now,
+            available_at,
+        };
+        for consumer in consumers.to_vec() {
+            row.insert(&mut self.inner, &consumer).await?;
+        }
+        self.wrote_messages.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// One message as it is written for one consumer.
+pub(crate) struct QueueRow<'a> {
+    pub message_id: MessageId,
+    pub message_type: &'a str,
+    pub correlation_id: uuid::Uuid,
+    pub causation_id: Option<MessageId>,
+    pub headers: &'a Headers,
+    pub payload: &'a str,
+    pub created_at: Timestamp,
+    pub available_at: Timestamp,
+}
+
+impl QueueRow<'_> {
+    pub async fn insert(
+        &self,
+        conn: &mut AnyConnection,
+        consumer: &str,
+    ) -> Result<(), sqlx::Error> {
+        sqlx::query(
+            "INSERT INTO bus_queue (message_id, consumer, message_type, correlation_id, \
+             causation_id, headers, payload, created_at, available_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (message_id, consumer) DO NOTHING",
+        )
+        .bind(self.message_id.to_string())
+        .bind(consumer)
+        .bind(self.message_type)
+        .bind(self.correlation_id.to_string())
+        .bind(self.causation_id.map(|id| id.to_string()))
+        .bind(serde_json::to_string(self.headers).expect("string maps serialize"))
+        .bind(self.payload)
+        .bind(self.created_at.0)
+        .bind(self.available_at.0)
+        .execute(conn)
+        .await?;
+        Ok(())
+    }
+}

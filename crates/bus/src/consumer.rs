@@ -1,0 +1,73 @@
+//! The consumer side: what a handler implements and how it reports failure.
+
+use std::error::Error as StdError;
+
+use async_trait::async_trait;
+
+use crate::{Envelope, Tx};
+
+/// A boxed error, so consumers can return any error type.
+pub type BoxError = Box<dyn StdError + Send + Sync + 'static>;
+
+/// Why a consumer did not complete a message; decides between retrying and dead-lettering.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    /// Might succeed later (a lock timeout, a lost connection): retried with backoff.
+    #[error("transient: {0}")]
+    Transient(#[source] BoxError),
+    /// Will never succeed (a malformed payload, an event that is never valid): dead-lettered
+    /// at once, without using up retries.
+    #[error("permanent: {0}")]
+    Permanent(#[source] BoxError),
+}
+
+impl ConsumeError {
+    /// A failure worth retrying.
+    pub fn transient(error: impl Into<BoxError>) -> Self {
+        Self::Transient(error.into())
+    }
+
+    /// A failure no retry can fix.
+    pub fn permanent(error: impl Into<BoxError>) -> Self {
+        Self::Permanent(error.into())
+    }
+
+    /// True for failures that go straight to the dead letters.
+    pub fn is_permanent(&self) -> bool {
+        matches!(self, Self::Permanent(_))
+    }
+}
+
+/// Database errors are retried: a busy lock or a dropped connection heals by itself, and a
+/// deterministic failure still ends in the dead letters once the attempts run out.
+impl From<sqlx::Error> for ConsumeError {
+    fn from(error: sqlx::Error) -> Self {
+        Self::Transient(Box::new(error))
+    }
+}
+
+/// A payload that does not decode will not decode next time either.
+impl From<serde_json::Error> for ConsumeError {
+    fn from(error: serde_json::Error) -> Self {
+        Self::Permanent(Box::new(error))
+    }
+}
+
+/// A message handler with a stable name.
+///
+/// `consume` runs inside the transaction that also marks the message done: every write it
+/// makes through `tx`, and every message it publishes there, commits if and only if the message
+/// is completed. A handler whose effects live in this database is therefore applied exactly
+/// once, however often the message is redelivered.
+#[async_trait]
+pub trait Consumer: Send + Sync + 'static {
+    /// Stable name: queue rows are addressed to it, so renaming orphans pending messages.
+    fn name(&self) -> &str;
+
+    /// Message types this consumer receives when they are published.
+    fn subscriptions(&self) -> Vec<&'static str>;
+
+    /// Handles one message. Messages it publishes through `tx` carry this message as their
+    /// cause.
+    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError>;
+}

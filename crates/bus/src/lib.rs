@@ -1,0 +1,91 @@
+//! Durable messaging inside the application's own database.
+//!
+//! The bus keeps its queue in the same database as the business data, so that a handler's
+//! writes and the messages it publishes commit in one transaction (the transactional outbox),
+//! and a consumer's effects commit together with the completion of the message it handles.
+//! Nothing is lost when the process crashes at any point, and an effect that lives in this
+//! database is applied exactly once however often a message is redelivered.
+//!
+//! - [`Tx::publish`] fans a message out to every subscribed consumer, [`Tx::send`] addresses
+//!   one, [`Tx::schedule`] delivers later. All take the caller's open transaction.
+//! - [`Bus::start`] runs workers that claim due messages in batches (one commit per batch),
+//!   retry failures with exponential backoff and jitter ([`RetryPolicy`]), and move messages
+//!   that keep failing, or fail [permanently](ConsumeError::Permanent), to the dead letters
+//!   ([`Bus::dead_letters`], [`Bus::retry_dead_letter`], [`Bus::purge_dead_letters`]).
+//! - Messages with one correlation id are never handled concurrently by one consumer.
+//! - Workers sleep until a publishing transaction commits or a scheduled message falls due.
+//!
+//! # Example
+//!
+//! ```
+//! use std::sync::Arc;
+//! use bus::{async_trait, Bus, ConsumeError, Consumer, Db, DbOptions, Envelope, Message, Tx};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Greeted { id: uuid::Uuid, name: String }
+//!
+//! impl Message for Greeted {
+//!     const TYPE: &'static str = "Greeted";
+//!     fn correlation_id(&self) -> uuid::Uuid { self.id }
+//! }
+//!
+//! /// Records every greeting in a table of its own.
+//! struct Guestbook;
+//!
+//! #[async_trait]
+//! impl Consumer for Guestbook {
+//!     fn name(&self) -> &str { "guestbook" }
+//!     fn subscriptions(&self) -> Vec<&'static str> { vec![Greeted::TYPE] }
+//!     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+//!         let greeted: Greeted = message.decode()?;
+//!         sqlx::query("INSERT INTO guests (name) VALUES ($1)")
+//!             .bind(greeted.name)
+//!             .execute(&mut **tx)
+//!             .await?;
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let url = format!("sqlite://{}", dir.path().join("example.db").display());
+//! let db = Db::connect(&DbOptions::new(url)).await?;
+//! Bus::migrate(&db).await?;
+//! sqlx::query("CREATE TABLE guests (name TEXT)").execute(db.writer()).await?;
+//! let bus = Bus::builder(db.clone()).consumer(Arc::new(Guestbook)).build();
+//!
+//! // The message commits with whatever else this transaction writes.
+//! let mut tx = bus.begin().await?;
+//! tx.publish(&Greeted { id: uuid::Uuid::now_v7(), name: "Ada".into() }).await?;
+//! tx.commit().await?;
+//!
+//! bus.run_pending().await?; // or `bus.start()` for background workers
+//! let guests: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM guests")
+//!     .fetch_one(db.reader())
+//!     .await?;
+//! assert_eq!(guests, 1);
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod bus;
+mod consumer;
+mod db;
+mod dead_letters;
+mod message;
+mod retry;
+mod worker;
+
+pub use async_trait::async_trait;
+pub use bus::{Bus, BusBuilder, BusConfig, BusError, BusStats, Tx};
+pub use consumer::{BoxError, ConsumeError, Consumer};
+pub use db::{Backend, Db, DbError, DbOptions, Synchronous};
+pub use dead_letters::DeadLetter;
+pub use message::{
+    Delivery, Destination, Envelope, Headers, Message, MessageId, Outgoing, Timestamp,
+};
+pub use retry::RetryPolicy;
+pub use worker::Workers;

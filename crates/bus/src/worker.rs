@@ -1,0 +1,396 @@
+//! Workers: claim due messages, run their consumers, and complete them in one transaction.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use futures_util::FutureExt;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::bus::QueueRow;
+use crate::{Bus, ConsumeError, Envelope, MessageId, Timestamp, Tx};
+
+/// The running worker tasks; dropping it leaves them running, [`Workers::shutdown`] stops them.
+pub struct Workers {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Workers {
+    /// Stops claiming, lets in-flight batches commit, and waits for every worker to exit.
+    /// Messages not yet claimed stay queued for the next start.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// True while at least one worker task is alive.
+    pub fn is_running(&self) -> bool {
+        self.tasks.iter().any(|task| !task.is_finished())
+    }
+}
+
+/// A queue row claimed for processing.
+struct Claimed {
+    row_id: i64,
+    consumer: String,
+    envelope: Envelope,
+}
+
+/// What happened to one claimed message inside a batch.
+enum Outcome {
+    Completed,
+    Duplicate,
+    Retried,
+    DeadLettered,
+}
+
+/// Tallies of one batch, added to the bus counters only once the batch has committed.
+#[derive(Default)]
+struct Tally {
+    completed: u64,
+    duplicates: u64,
+    retried: u64,
+    dead_lettered: u64,
+}
+
+impl Tally {
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Completed => self.completed += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::Retried => self.retried += 1,
+            Outcome::DeadLettered => self.dead_lettered += 1,
+        }
+    }
+}
+
+const INBOX_PRUNE_EVERY: Duration = Duration::from_secs(60);
+const INBOX_PRUNE_CHUNK: i64 = 10_000;
+
+impl Bus {
+    /// Starts the configured number of worker tasks on the current tokio runtime.
+    pub fn start(&self) -> Workers {
+        let (stop, stopped) = watch::channel(false);
+        let tasks = (0..self.inner.config.workers.max(1))
+            .map(|index| tokio::spawn(self.clone().work(index, stopped.clone())))
+            .collect();
+        Workers { stop, tasks }
+    }
+
+    /// Processes batches until no message is due; returns how many messages were handled.
+    /// Tests and tools use it to drive the bus step by step instead of starting workers.
+    pub async fn run_pending(&self) -> Result<usize, sqlx::Error> {
+        let mut total = 0;
+        loop {
+            let handled = self.process_batch().await?;
+            if handled == 0 {
+                return Ok(total);
+            }
+            total += handled;
+        }
+    }
+
+    async fn work(self, index: usize, mut stop: watch::Receiver<bool>) {
+        tracing::debug!(worker = index, "bus worker started");
+        let mut failures = 0u32;
+        let mut last_prune = Instant::now();
+        while !*stop.borrow() {
+            let wait = match self.process_batch().await {
+                Ok(0) => {
+                    failures = 0;
+                    self.idle_wait().await
+                }
+                Ok(_) => {
+                    failures = 0;
+                    continue;
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::error!(worker = index, %error, "bus batch failed; retrying");
+                    Duration::from_millis(50u64 << failures.min(7))
+                }
+            };
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+            if index == 0 && last_prune.elapsed() >= INBOX_PRUNE_EVERY {
+                last_prune = Instant::now();
+                if let Err(error) = self.prune_inbox().await {
+                    tracing::warn!(%error, "pruning the inbox failed");
+                }
+            }
+        }
+        tracing::debug!(worker = index, "bus worker stopped");
+    }
+
+    /// How long an idle worker may sleep: until the next scheduled message, at most the poll
+    /// interval (which catches messages committed by other processes).
+    async fn idle_wait(&self) -> Duration {
+        let poll = self.inner.config.poll_interval;
+        let next: Result<Option<i64>, _> = sqlx::query_scalar("SELECT MIN(available_at) FROM bus_queue")
+            .fetch_one(self.inner.db.reader())
+            .await;
+        match next {
+            Ok(Some(at)) => self.inner.db.now().until(Timestamp(at)).min(poll),
+            _ => poll,
+        }
+    }
+
+    /// Claims up to a batch of due messages and handles them in one transaction.
+    async fn process_batch(&self) -> Result<usize, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let now = self.inner.db.now();
+        let claimed = claim(&mut tx, now, self.inner.config.batch_size).await?;
+        if claimed.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let mut tally = Tally::default();
+        for message in &claimed {
+            let span = tracing::info_span!("message",
+                order_id = %message.envelope.correlation_id,
+                message_id = %message.envelope.message_id,
+                message_type = %message.envelope.message_type,
+                consumer = %message.consumer);
+            let outcome = self.process_one(&mut tx, message, now).instrument(span).await?;
+            tally.add(outcome);
+        }
+        tx.commit().await?;
+        let counters = &self.inner.counters;
+        counters.completed.fetch_add(tally.completed, Ordering::Relaxed);
+        counters.duplicates.fetch_add(tally.duplicates, Ordering::Relaxed);
+        counters.retried.fetch_add(tally.retried, Ordering::Relaxed);
+        counters.dead_lettered.fetch_add(tally.dead_lettered, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+        Ok(claimed.len())
+    }
+
+    /// Runs one consumer inside a savepoint: its effects and the completion of the message
+    /// commit together; a failure undoes its effects and records the attempt instead.
+    async fn process_one(
+        &self,
+        tx: &mut Tx<'_>,
+        message: &Claimed,
+        now: Timestamp,
+    ) -> Result<Outcome, sqlx::Error> {
+        let Some(consumer) = self.inner.consumers.get(&message.consumer) else {
+            let error = format!("no consumer named {:?} is registered", message.consumer);
+            dead_letter(tx, message, message.envelope.attempts, &error, now).await?;
+            return Ok(Outcome::DeadLettered);
+        };
+        let envelope = &message.envelope;
+        let mut savepoint = tx.consuming(envelope.message_id).await?;
+        if !remember_in_inbox(&mut savepoint, &message.consumer, envelope.message_id, now).await? {
+            delete_queued(&mut savepoint, message.row_id).await?;
+            savepoint.commit().await?;
+            tracing::info!("skipped a duplicate delivery");
+            return Ok(Outcome::Duplicate);
+        }
+        let result = AssertUnwindSafe(consumer.consume(envelope, &mut savepoint))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))));
+        match result {
+            Ok(()) => {
+                delete_queued(&mut savepoint, message.row_id).await?;
+                savepoint.commit().await?;
+                tracing::debug!("message completed");
+                Ok(Outcome::Completed)
+            }
+            Err(error) => {
+                savepoint.rollback().await?;
+                self.record_failure(tx, message, &error, now).await
+            }
+        }
+    }
+
+    async fn record_failure(
+        &self,
+        tx: &mut Tx<'_>,
+        message: &Claimed,
+        error: &ConsumeError,
+        now: Timestamp,
+    ) -> Result<Outcome, sqlx::Error> {
+        let attempts = message.envelope.attempts + 1;
+        let text = error_chain(error);
+        let retry = &self.inner.config.retry;
+        if error.is_permanent() || !retry.allows_another(attempts) {
+            tracing::error!(attempts, error = %text, "message dead-lettered");
+            dead_letter(tx, message, attempts, &text, now).await?;
+            return Ok(Outcome::DeadLettered);
+        }
+        let delay = retry.delay_after(attempts);
+        tracing::warn!(attempts, retry_in_ms = delay.as_millis() as u64, error = %text,
+            "message failed; will retry");
+        sqlx::query(
+            "UPDATE bus_queue SET attempts = $1, available_at = $2, last_error = $3 WHERE id = $4",
+        )
+        .bind(i64::from(attempts))
+        .bind(now.plus(delay).0)
+        .bind(&text)
+        .bind(message.row_id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(Outcome::Retried)
+    }
+
+    async fn prune_inbox(&self) -> Result<(), sqlx::Error> {
+        let cutoff = self.inner.db.now().minus(self.inner.config.inbox_retention).0;
+        loop {
+            let mut tx = self.begin().await?;
+            let deleted = sqlx::query(
+                "DELETE FROM bus_inbox WHERE (consumer, message_id) IN \
+                 (SELECT consumer, message_id FROM bus_inbox WHERE processed_at < $1 LIMIT $2)",
+            )
+            .bind(cutoff)
+            .bind(INBOX_PRUNE_CHUNK)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            if deleted < INBOX_PRUNE_CHUNK as u64 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+async fn claim(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+    limit: usize,
+) -> Result<Vec<Claimed>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT id, consumer, message_id, message_type, correlation_id, causation_id, headers, \
+         payload, created_at, available_at, attempts FROM bus_queue \
+         WHERE available_at <= $1 ORDER BY available_at, id LIMIT $2",
+    )
+    .bind(now.0)
+    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+    .fetch_all(conn)
+    .await?;
+    rows.iter().map(decode_claimed).collect()
+}
+
+fn decode_claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
+    let causation: Option<String> = row.try_get("causation_id")?;
+    let headers: String = row.try_get("headers")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    Ok(Claimed {
+        row_id: row.try_get("id")?,
+        consumer: row.try_get("consumer")?,
+        envelope: Envelope {
+            message_id: MessageId(parse_uuid(&row.try_get::<String, _>("message_id")?)?),
+            message_type: row.try_get("message_type")?,
+            correlation_id: parse_uuid(&row.try_get::<String, _>("correlation_id")?)?,
+            causation_id: causation.as_deref().map(parse_uuid).transpose()?.map(MessageId),
+            headers: serde_json::from_str(&headers).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            payload: row.try_get("payload")?,
+            created_at: Timestamp(row.try_get("created_at")?),
+            available_at: Timestamp(row.try_get("available_at")?),
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        },
+    })
+}
+
+pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
+    Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
+/// Records that `consumer` completed `message_id`; false if it already had.
+async fn remember_in_inbox(
+    conn: &mut AnyConnection,
+    consumer: &str,
+    message_id: MessageId,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO bus_inbox (consumer, message_id, processed_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (consumer, message_id) DO NOTHING",
+    )
+    .bind(consumer)
+    .bind(message_id.to_string())
+    .bind(now.0)
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(inserted == 1)
+}
+
+async fn delete_queued(conn: &mut AnyConnection, row_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM bus_queue WHERE id = $1")
+        .bind(row_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+async fn dead_letter(
+    conn: &mut AnyConnection,
+    message: &Claimed,
+    attempts: u32,
+    error: &str,
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let envelope = &message.envelope;
+    sqlx::query(
+        "INSERT INTO bus_dead_letters (message_id, consumer, message_type, correlation_id, \
+         causation_id, headers, payload, created_at, attempts, error, failed_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (message_id, consumer) DO UPDATE SET attempts = excluded.attempts, \
+         error = excluded.error, failed_at = excluded.failed_at",
+    )
+    .bind(envelope.message_id.to_string())
+    .bind(&message.consumer)
+    .bind(&envelope.message_type)
+    .bind(envelope.correlation_id.to_string())
+    .bind(envelope.causation_id.map(|id| id.to_string()))
+    .bind(serde_json::to_string(&envelope.headers).expect("string maps serialize"))
+    .bind(&envelope.payload)
+    .bind(envelope.created_at.0)
+    .bind(i64::from(attempts))
+    .bind(error)
+    .bind(now.0)
+    .execute(&mut *conn)
+    .await?;
+    delete_queued(conn, message.row_id).await
+}
+
+/// Re-queues a dead letter under its original id (used by the dead-letter API).
+pub(crate) async fn requeue(
+    conn: &mut AnyConnection,
+    row: &QueueRow<'_>,
+    consumer: &str,
+) -> Result<(), sqlx::Error> {
+    row.insert(conn, consumer).await
+}
+
+fn error_chain(error: &ConsumeError) -> String {
+    let mut text = error.to_string();
+    let mut source = std::error::Error::source(error).and_then(std::error::Error::source);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_owned());
+    format!("consumer panicked: {detail}")
+}
