@@ -301,6 +301,27 @@ impl Tx<'_> {
         self.write(&Outgoing::publish(message).at(at)).await
     }
 
+    /// Withdraws the not-yet-due scheduled messages of one correlation id addressed to
+    /// `consumer` (a saga's timeouts once it has finished); retries of failed messages stay.
+    pub async fn cancel_scheduled(
+        &mut self,
+        consumer: &str,
+        correlation_id: uuid::Uuid,
+    ) -> Result<u64, BusError> {
+        let now = self.bus.inner.db.now();
+        let deleted = sqlx::query(
+            "DELETE FROM bus_queue WHERE consumer = $1 AND correlation_id = $2 \
+             AND attempts = 0 AND available_at > $3",
+        )
+        .bind(consumer)
+        .bind(correlation_id.to_string())
+        .bind(now.0)
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        Ok(deleted)
+    }
+
     /// Writes an outgoing message under a fresh id.
     pub async fn write(&mut self, outgoing: &Outgoing) -> Result<MessageId, BusError> {
         let id = MessageId::new();

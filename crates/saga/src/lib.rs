@@ -1,1 +1,108 @@
-pub fn x(){}
+//! A saga engine on top of the [`bus`]: long-running processes written as pure functions.
+//!
+//! A saga ([`Saga`]) says which events start an instance and how each event moves an instance
+//! from one state to the next, returning the messages to send as data. The [`Engine`] runs it
+//! as a bus consumer: it correlates an event to its instance, applies the transition, and saves
+//! the new state with a version check together with the outgoing messages and a timeline entry,
+//! all in the transaction that completes the event. Hence a lost update is impossible and a
+//! transition's messages are sent if and only if its state is saved.
+//!
+//! Semantics follow MassTransit's `Initially`/`During`:
+//! - a start event creates the instance exactly once; a duplicate start is a no-op;
+//! - an event for a finished instance is ignored and counted, never re-creating it (finished
+//!   instances stay as tombstones until [`prune_completed`]);
+//! - an event that arrives early ([`Rejected::Early`]) is parked and re-offered after each state
+//!   change; a stale one ([`Rejected::Stale`], a timeout after the fact) is a counted no-op; one
+//!   that is never valid ([`Rejected::Invalid`]) is dead-lettered with its reason;
+//! - timeouts are scheduled messages written with the state; reaching a final state withdraws
+//!   the instance's pending timeouts.
+//!
+//! # Example
+//!
+//! ```
+//! use bus::{Bus, Db, DbOptions, Envelope, Message, Outgoing};
+//! use saga::{Engine, Rejected, Saga, Transition};
+//! use serde::{Deserialize, Serialize};
+//! use uuid::Uuid;
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct DoorOpened { door: Uuid }
+//! impl Message for DoorOpened {
+//!     const TYPE: &'static str = "DoorOpened";
+//!     fn correlation_id(&self) -> Uuid { self.door }
+//! }
+//! #[derive(Serialize, Deserialize)]
+//! struct DoorClosed { door: Uuid }
+//! impl Message for DoorClosed {
+//!     const TYPE: &'static str = "DoorClosed";
+//!     fn correlation_id(&self) -> Uuid { self.door }
+//! }
+//!
+//! #[derive(Debug, Clone, Serialize, Deserialize)]
+//! enum Door { Open, Closed }
+//! #[derive(Debug)]
+//! enum DoorEvent { Opened, Closed }
+//!
+//! /// A door that opens once and closes once.
+//! struct DoorSaga;
+//!
+//! impl Saga for DoorSaga {
+//!     type State = Door;
+//!     type Event = DoorEvent;
+//!     const NAME: &'static str = "door";
+//!     fn subscriptions(&self) -> Vec<&'static str> { vec![DoorOpened::TYPE, DoorClosed::TYPE] }
+//!     fn decode(&self, m: &Envelope) -> Result<DoorEvent, serde_json::Error> {
+//!         Ok(if m.is::<DoorOpened>() { DoorEvent::Opened } else { DoorEvent::Closed })
+//!     }
+//!     fn is_start(&self, event: &DoorEvent) -> bool { matches!(event, DoorEvent::Opened) }
+//!     fn initially(&self, _: &DoorEvent) -> Transition<Door> { Ok((Door::Open, vec![])) }
+//!     fn during(&self, state: &Door, event: &DoorEvent) -> Transition<Door> {
+//!         match (state, event) {
+//!             (Door::Open, DoorEvent::Closed) => Ok((Door::Closed, vec![])),
+//!             _ => Err(Rejected::Invalid("a door closes once".into())),
+//!         }
+//!     }
+//!     fn state_name(state: &Door) -> &'static str {
+//!         match state { Door::Open => "Open", Door::Closed => "Closed" }
+//!     }
+//!     fn is_final(state: &Door) -> bool { matches!(state, Door::Closed) }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let url = format!("sqlite://{}", dir.path().join("example.db").display());
+//! let db = Db::connect(&DbOptions::new(url)).await?;
+//! Bus::migrate(&db).await?;
+//! saga::migrate(&db).await?;
+//! let bus = Bus::builder(db.clone()).consumer(Engine::consumer(DoorSaga)).build();
+//!
+//! let door = Uuid::now_v7();
+//! let mut tx = bus.begin().await?;
+//! tx.publish(&DoorOpened { door }).await?;
+//! tx.publish(&DoorClosed { door }).await?;
+//! tx.commit().await?;
+//! bus.run_pending().await?;
+//!
+//! let instance = saga::get(db.reader(), "door", door).await?.expect("created");
+//! assert_eq!(instance.state, "Closed");
+//! assert_eq!(instance.timeline.len(), 2);
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod definition;
+mod engine;
+mod store;
+
+pub use definition::{Rejected, Saga, Transition};
+pub use engine::{Engine, EngineError};
+pub use store::{
+    Filter, Instance, ParkedEvent, Summary, TimelineEntry, get, get_on, list, prune_completed,
+};
+
+/// Creates the saga tables if they are missing.
+pub async fn migrate(db: &bus::Db) -> Result<(), bus::DbError> {
+    db.migrate(sqlx::migrate!("./migrations/sqlite")).await
+}

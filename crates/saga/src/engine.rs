@@ -1,0 +1,415 @@
+//! The engine: runs a [`Saga`] as a bus consumer and does everything impure.
+
+use std::sync::Arc;
+
+use bus::{ConsumeError, Consumer, Envelope, Headers, MessageId, Outgoing, Timestamp, Tx};
+use sqlx::{AnyConnection, Row};
+use uuid::Uuid;
+
+use crate::store::{decode_error, parse_uuid};
+use crate::{Rejected, Saga};
+
+/// Failures of the engine itself, as opposed to rejections by the saga.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Another transaction changed the instance between load and save; the message is
+    /// retried against the new state.
+    #[error("saga {saga} instance {id} changed concurrently (expected version {expected})")]
+    Conflict {
+        /// Saga name.
+        saga: &'static str,
+        /// Instance id.
+        id: Uuid,
+        /// Version the transition was computed from.
+        expected: i64,
+    },
+    /// The saga says this event can never apply.
+    #[error("saga {saga} rejected {event} in state {state}: {reason}")]
+    Invalid {
+        /// Saga name.
+        saga: &'static str,
+        /// Message type of the event.
+        event: String,
+        /// State it arrived in.
+        state: String,
+        /// The saga's reason.
+        reason: String,
+    },
+}
+
+/// Runs saga `S` on the bus: register [`Engine::consumer`] with the bus builder.
+pub struct Engine<S: Saga> {
+    saga: S,
+}
+
+/// A stored instance as the engine needs it.
+struct Loaded<S> {
+    state: S,
+    version: i64,
+    finished: bool,
+}
+
+impl<S: Saga> Engine<S> {
+    /// Wraps a saga definition.
+    pub fn new(saga: S) -> Self {
+        Self { saga }
+    }
+
+    /// The engine as a bus consumer named `S::NAME`.
+    pub fn consumer(saga: S) -> Arc<dyn Consumer> {
+        Arc::new(Self::new(saga))
+    }
+
+    /// The typed current state of one instance, if it exists.
+    pub async fn state(
+        conn: &mut AnyConnection,
+        id: Uuid,
+    ) -> Result<Option<S::State>, sqlx::Error> {
+        Ok(load::<S>(conn, id).await?.map(|loaded| loaded.state))
+    }
+
+    async fn handle(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let event = self.saga.decode(message)?;
+        let id = message.correlation_id;
+        match load::<S>(tx, id).await? {
+            None if self.saga.is_start(&event) => {
+                let (state, sent) = self.saga.initially(&event).map_err(|rejected| {
+                    self.rejection_error(message, "Initial", rejected)
+                })?;
+                self.create(tx, message, state, sent).await
+            }
+            None => park(tx, S::NAME, message).await,
+            Some(loaded) if loaded.finished || self.saga.is_start(&event) => {
+                tracing::info!(saga = S::NAME, state = S::state_name(&loaded.state),
+                    "event ignored: instance finished or already started");
+                count_ignored(tx, S::NAME, id).await
+            }
+            Some(loaded) => match self.saga.during(&loaded.state, &event) {
+                Ok((next, sent)) => {
+                    self.advance(tx, message, id, loaded, next, sent).await
+                }
+                Err(Rejected::Early) => park(tx, S::NAME, message).await,
+                Err(Rejected::Stale(reason)) => {
+                    tracing::info!(saga = S::NAME, %reason, "stale event ignored");
+                    count_ignored(tx, S::NAME, id).await
+                }
+                Err(rejected) => {
+                    Err(self.rejection_error(message, S::state_name(&loaded.state), rejected))
+                }
+            },
+        }
+    }
+
+    /// The subscription entry equal to `message_type`, which outlives any one message.
+    fn static_type(&self, message_type: &str) -> Option<&'static str> {
+        self.saga.subscriptions().into_iter().find(|t| *t == message_type)
+    }
+
+    fn rejection_error(&self, message: &Envelope, state: &str, rejected: Rejected) -> ConsumeError {
+        let reason = match rejected {
+            Rejected::Early => "arrived before the instance existed".to_owned(),
+            Rejected::Stale(reason) | Rejected::Invalid(reason) => reason,
+        };
+        ConsumeError::permanent(EngineError::Invalid {
+            saga: S::NAME,
+            event: message.message_type.clone(),
+            state: state.to_owned(),
+            reason,
+        })
+    }
+
+    async fn create(
+        &self,
+        tx: &mut Tx<'_>,
+        message: &Envelope,
+        state: S::State,
+        sent: Vec<Outgoing>,
+    ) -> Result<(), ConsumeError> {
+        let id = message.correlation_id;
+        let now = tx.bus().db().now();
+        let inserted = sqlx::query(
+            "INSERT INTO saga_instances (saga, correlation_id, state, data, version, created_at, \
+             updated_at, completed_at) VALUES ($1, $2, $3, $4, 1, $5, $5, $6) \
+             ON CONFLICT (saga, correlation_id) DO NOTHING",
+        )
+        .bind(S::NAME)
+        .bind(id.to_string())
+        .bind(S::state_name(&state))
+        .bind(serde_json::to_string(&state)?)
+        .bind(now.0)
+        .bind(S::is_final(&state).then_some(now.0))
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(ConsumeError::transient(EngineError::Conflict {
+                saga: S::NAME,
+                id,
+                expected: 0,
+            }));
+        }
+        let step = Step {
+            saga: S::NAME,
+            message,
+            from: None,
+            to: S::state_name(&state),
+            version: 1,
+            sent: &sent,
+        };
+        step.record(tx, now).await?;
+        let loaded = Loaded { finished: S::is_final(&state), state, version: 1 };
+        self.after_transition(tx, id, loaded).await
+    }
+
+    async fn advance(
+        &self,
+        tx: &mut Tx<'_>,
+        message: &Envelope,
+        id: Uuid,
+        from: Loaded<S::State>,
+        next: S::State,
+        sent: Vec<Outgoing>,
+    ) -> Result<(), ConsumeError> {
+        let now = tx.bus().db().now();
+        let finished = S::is_final(&next);
+        let updated = sqlx::query(
+            "UPDATE saga_instances SET state = $1, data = $2, version = version + 1, \
+             updated_at = $3, completed_at = $4 \
+             WHERE saga = $5 AND correlation_id = $6 AND version = $7",
+        )
+        .bind(S::state_name(&next))
+        .bind(serde_json::to_string(&next)?)
+        .bind(now.0)
+        .bind(finished.then_some(now.0))
+        .bind(S::NAME)
+        .bind(id.to_string())
+        .bind(from.version)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            return Err(ConsumeError::transient(EngineError::Conflict {
+                saga: S::NAME,
+                id,
+                expected: from.version,
+            }));
+        }
+        let version = from.version + 1;
+        let from_name = S::state_name(&from.state);
+        let step = Step {
+            saga: S::NAME,
+            message,
+            from: Some(from_name),
+            to: S::state_name(&next),
+            version,
+            sent: &sent,
+        };
+        step.record(tx, now).await?;
+        self.after_transition(tx, id, Loaded { state: next, version, finished }).await
+    }
+
+    /// After a state change: finalize, or re-offer parked events to the new state.
+    async fn after_transition(
+        &self,
+        tx: &mut Tx<'_>,
+        id: Uuid,
+        current: Loaded<S::State>,
+    ) -> Result<(), ConsumeError> {
+        if current.finished {
+            tx.cancel_scheduled(S::NAME, id).await.map_err(ConsumeError::transient)?;
+            return Ok(());
+        }
+        for parked in parked_events(tx, S::NAME, id).await? {
+            let event = match self.saga.decode(&parked) {
+                Ok(event) => event,
+                Err(_) => continue,
+            };
+            match self.saga.during(&current.state, &event) {
+                Ok((next, sent)) => {
+                    unpark(tx, S::NAME, id, parked.message_id).await?;
+                    tracing::info!(saga = S::NAME, message_id = %parked.message_id,
+                        "parked event applied");
+                    // The new state re-offers the remaining parked events itself.
+                    return Box::pin(self.advance(tx, &parked, id, current, next, sent)).await;
+                }
+                Err(Rejected::Early) => {}
+                Err(Rejected::Stale(_)) => {
+                    unpark(tx, S::NAME, id, parked.message_id).await?;
+                    count_ignored(tx, S::NAME, id).await?;
+                }
+                Err(Rejected::Invalid(reason)) => {
+                    // Hand it back to the bus under a new id: the normal path dead-letters it
+                    // with this reason, where an operator sees it.
+                    unpark(tx, S::NAME, id, parked.message_id).await?;
+                    tracing::warn!(saga = S::NAME, %reason, "parked event is invalid now");
+                    let Some(message_type) = self.static_type(&parked.message_type) else {
+                        continue;
+                    };
+                    let outgoing = Outgoing {
+                        message_type,
+                        correlation_id: id,
+                        payload: parked.payload.clone(),
+                        headers: parked.headers.clone(),
+                        destination: bus::Destination::Consumer(S::NAME.to_owned()),
+                        delivery: bus::Delivery::Now,
+                    };
+                    tx.write(&outgoing).await.map_err(ConsumeError::transient)?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[bus::async_trait]
+impl<S: Saga> Consumer for Engine<S> {
+    fn name(&self) -> &str {
+        S::NAME
+    }
+
+    fn subscriptions(&self) -> Vec<&'static str> {
+        self.saga.subscriptions()
+    }
+
+    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        self.handle(message, tx).await
+    }
+}
+
+/// One applied transition, written to the outbox and the timeline.
+struct Step<'a> {
+    saga: &'static str,
+    message: &'a Envelope,
+    from: Option<&'static str>,
+    to: &'static str,
+    version: i64,
+    sent: &'a [Outgoing],
+}
+
+impl Step<'_> {
+    async fn record(&self, tx: &mut Tx<'_>, now: Timestamp) -> Result<(), ConsumeError> {
+        for outgoing in self.sent {
+            tx.write(outgoing).await.map_err(ConsumeError::transient)?;
+        }
+        let types: Vec<&str> = self.sent.iter().map(|m| m.message_type).collect();
+        sqlx::query(
+            "INSERT INTO saga_timeline (saga, correlation_id, seq, at, event, message_id, \
+             from_state, to_state, messages_sent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(self.saga)
+        .bind(self.message.correlation_id.to_string())
+        .bind(self.version)
+        .bind(now.0)
+        .bind(&self.message.message_type)
+        .bind(self.message.message_id.to_string())
+        .bind(self.from)
+        .bind(self.to)
+        .bind(serde_json::to_string(&types)?)
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+async fn load<S: Saga>(
+    conn: &mut AnyConnection,
+    id: Uuid,
+) -> Result<Option<Loaded<S::State>>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT data, version, completed_at FROM saga_instances \
+         WHERE saga = $1 AND correlation_id = $2",
+    )
+    .bind(S::NAME)
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let data: String = row.try_get("data")?;
+    Ok(Some(Loaded {
+        state: serde_json::from_str(&data).map_err(decode_error)?,
+        version: row.try_get("version")?,
+        finished: row.try_get::<Option<i64>, _>("completed_at")?.is_some(),
+    }))
+}
+
+async fn count_ignored(tx: &mut Tx<'_>, saga: &str, id: Uuid) -> Result<(), ConsumeError> {
+    sqlx::query(
+        "UPDATE saga_instances SET ignored_events = ignored_events + 1 \
+         WHERE saga = $1 AND correlation_id = $2",
+    )
+    .bind(saga)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn park(tx: &mut Tx<'_>, saga: &str, message: &Envelope) -> Result<(), ConsumeError> {
+    tracing::info!(saga, "event parked until the instance can accept it");
+    sqlx::query(
+        "INSERT INTO saga_parked (saga, correlation_id, message_id, message_type, causation_id, \
+         headers, payload, created_at, parked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+         ON CONFLICT (saga, correlation_id, message_id) DO NOTHING",
+    )
+    .bind(saga)
+    .bind(message.correlation_id.to_string())
+    .bind(message.message_id.to_string())
+    .bind(&message.message_type)
+    .bind(message.causation_id.map(|id| id.to_string()))
+    .bind(serde_json::to_string(&message.headers)?)
+    .bind(&message.payload)
+    .bind(message.created_at.0)
+    .bind(tx.bus().db().now().0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn unpark(
+    tx: &mut Tx<'_>,
+    saga: &str,
+    id: Uuid,
+    message_id: MessageId,
+) -> Result<(), ConsumeError> {
+    sqlx::query(
+        "DELETE FROM saga_parked WHERE saga = $1 AND correlation_id = $2 AND message_id = $3",
+    )
+    .bind(saga)
+    .bind(id.to_string())
+    .bind(message_id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn parked_events(
+    tx: &mut Tx<'_>,
+    saga: &str,
+    id: Uuid,
+) -> Result<Vec<Envelope>, ConsumeError> {
+    let rows = sqlx::query(
+        "SELECT message_id, message_type, causation_id, headers, payload, created_at, parked_at \
+         FROM saga_parked WHERE saga = $1 AND correlation_id = $2 ORDER BY parked_at, message_id",
+    )
+    .bind(saga)
+    .bind(id.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let headers: String = row.try_get("headers")?;
+        let causation: Option<String> = row.try_get("causation_id")?;
+        events.push(Envelope {
+            message_id: MessageId(parse_uuid(row.try_get("message_id")?)?),
+            message_type: row.try_get("message_type")?,
+            correlation_id: id,
+            causation_id: causation.map(parse_uuid).transpose()?.map(MessageId),
+            headers: serde_json::from_str::<Headers>(&headers)?,
+            payload: row.try_get("payload")?,
+            created_at: Timestamp(row.try_get("created_at")?),
+            available_at: Timestamp(row.try_get("parked_at")?),
+            attempts: 0,
+        });
+    }
+    Ok(events)
+}

@@ -1,0 +1,241 @@
+//! Reading saga instances back: for the HTTP API, for operators hunting stuck instances, and
+//! for tests.
+
+use bus::{MessageId, Timestamp};
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, AnyPool, Row};
+use uuid::Uuid;
+
+/// An instance with its whole history.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Instance {
+    /// The saga's name.
+    pub saga: String,
+    /// The instance's correlation id (an order id, say).
+    pub correlation_id: Uuid,
+    /// Name of the current state.
+    pub state: String,
+    /// The state serialized as JSON, data included.
+    pub data: serde_json::Value,
+    /// Bumped by every transition; the optimistic-concurrency token.
+    pub version: i64,
+    /// When the instance was created.
+    pub created_at: Timestamp,
+    /// When it last changed state.
+    pub updated_at: Timestamp,
+    /// When it reached a final state, if it has.
+    pub completed_at: Option<Timestamp>,
+    /// Events that arrived after the instance had moved past them, or finished.
+    pub ignored_events: i64,
+    /// Every applied event, oldest first.
+    pub timeline: Vec<TimelineEntry>,
+    /// Events waiting for a state in which they are valid.
+    pub parked: Vec<ParkedEvent>,
+}
+
+/// One applied event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// Position in the timeline; equals the version the transition produced.
+    pub seq: i64,
+    /// When it was applied.
+    pub at: Timestamp,
+    /// The event's message type.
+    pub event: String,
+    /// The message that carried it.
+    pub message_id: MessageId,
+    /// The state before (none for the event that created the instance).
+    pub from_state: Option<String>,
+    /// The state after.
+    pub to_state: String,
+    /// Types of the messages the transition sent.
+    pub messages_sent: Vec<String>,
+}
+
+/// An event parked because it arrived before the instance could accept it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParkedEvent {
+    /// The message that carried it.
+    pub message_id: MessageId,
+    /// Its message type.
+    pub message_type: String,
+    /// When it was parked.
+    pub parked_at: Timestamp,
+}
+
+/// An instance without its history, for listings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The instance's correlation id.
+    pub correlation_id: Uuid,
+    /// Name of the current state.
+    pub state: String,
+    /// Optimistic-concurrency token.
+    pub version: i64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+    /// When it finished, if it has.
+    pub completed_at: Option<Timestamp>,
+}
+
+/// Which instances [`list`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct Filter {
+    /// Only instances in this state.
+    pub state: Option<String>,
+    /// Only instances not updated since this instant: the stuck ones.
+    pub updated_before: Option<Timestamp>,
+    /// Only unfinished instances.
+    pub active_only: bool,
+    /// At most this many (default 100).
+    pub limit: Option<u32>,
+}
+
+/// One instance of `saga` with its timeline and parked events.
+pub async fn get(pool: &AnyPool, saga: &str, id: Uuid) -> Result<Option<Instance>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    get_on(&mut conn, saga, id).await
+}
+
+/// [`get`] on a given connection or transaction.
+pub async fn get_on(
+    conn: &mut AnyConnection,
+    saga: &str,
+    id: Uuid,
+) -> Result<Option<Instance>, sqlx::Error> {
+    let key = id.to_string();
+    let Some(row) = sqlx::query(
+        "SELECT state, data, version, created_at, updated_at, completed_at, ignored_events \
+         FROM saga_instances WHERE saga = $1 AND correlation_id = $2",
+    )
+    .bind(saga)
+    .bind(&key)
+    .fetch_optional(&mut *conn)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let timeline = sqlx::query(
+        "SELECT seq, at, event, message_id, from_state, to_state, messages_sent \
+         FROM saga_timeline WHERE saga = $1 AND correlation_id = $2 ORDER BY seq",
+    )
+    .bind(saga)
+    .bind(&key)
+    .fetch_all(&mut *conn)
+    .await?;
+    let parked = sqlx::query(
+        "SELECT message_id, message_type, parked_at FROM saga_parked \
+         WHERE saga = $1 AND correlation_id = $2 ORDER BY parked_at, message_id",
+    )
+    .bind(saga)
+    .bind(&key)
+    .fetch_all(&mut *conn)
+    .await?;
+    let data: String = row.try_get("data")?;
+    Ok(Some(Instance {
+        saga: saga.to_owned(),
+        correlation_id: id,
+        state: row.try_get("state")?,
+        data: serde_json::from_str(&data).map_err(decode_error)?,
+        version: row.try_get("version")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+        completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(Timestamp),
+        ignored_events: row.try_get("ignored_events")?,
+        timeline: timeline.iter().map(timeline_entry).collect::<Result<_, _>>()?,
+        parked: parked.iter().map(parked_event).collect::<Result<_, _>>()?,
+    }))
+}
+
+/// Instances of `saga` matching `filter`, least recently updated first.
+pub async fn list(pool: &AnyPool, saga: &str, filter: &Filter) -> Result<Vec<Summary>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT correlation_id, state, version, created_at, updated_at, completed_at \
+         FROM saga_instances WHERE saga = $1 AND ($2 IS NULL OR state = $2) \
+         AND ($3 IS NULL OR updated_at < $3) AND ($4 = 0 OR completed_at IS NULL) \
+         ORDER BY updated_at LIMIT $5",
+    )
+    .bind(saga)
+    .bind(filter.state.clone())
+    .bind(filter.updated_before.map(|at| at.0))
+    .bind(i64::from(filter.active_only))
+    .bind(i64::from(filter.limit.unwrap_or(100)))
+    .fetch_all(pool)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Summary {
+                correlation_id: parse_uuid(row.try_get("correlation_id")?)?,
+                state: row.try_get("state")?,
+                version: row.try_get("version")?,
+                created_at: Timestamp(row.try_get("created_at")?),
+                updated_at: Timestamp(row.try_get("updated_at")?),
+                completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(Timestamp),
+            })
+        })
+        .collect()
+}
+
+/// Deletes finished instances of `saga` completed before `before`, with their timelines and
+/// parked events; returns how many instances. Until then they are tombstones that stop a late
+/// duplicate start from creating the instance again.
+pub async fn prune_completed(
+    bus: &bus::Bus,
+    saga: &str,
+    before: Timestamp,
+) -> Result<u64, sqlx::Error> {
+    let mut tx = bus.begin().await?;
+    for table in ["saga_timeline", "saga_parked"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE saga = $1 AND correlation_id IN \
+             (SELECT correlation_id FROM saga_instances WHERE saga = $1 \
+              AND completed_at IS NOT NULL AND completed_at < $2)"
+        )))
+        .bind(saga)
+        .bind(before.0)
+        .execute(&mut *tx)
+        .await?;
+    }
+    let deleted = sqlx::query(
+        "DELETE FROM saga_instances WHERE saga = $1 AND completed_at IS NOT NULL \
+         AND completed_at < $2",
+    )
+    .bind(saga)
+    .bind(before.0)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    tx.commit().await?;
+    Ok(deleted)
+}
+
+fn timeline_entry(row: &AnyRow) -> Result<TimelineEntry, sqlx::Error> {
+    let sent: String = row.try_get("messages_sent")?;
+    Ok(TimelineEntry {
+        seq: row.try_get("seq")?,
+        at: Timestamp(row.try_get("at")?),
+        event: row.try_get("event")?,
+        message_id: MessageId(parse_uuid(row.try_get("message_id")?)?),
+        from_state: row.try_get("from_state")?,
+        to_state: row.try_get("to_state")?,
+        messages_sent: serde_json::from_str(&sent).map_err(decode_error)?,
+    })
+}
+
+fn parked_event(row: &AnyRow) -> Result<ParkedEvent, sqlx::Error> {
+    Ok(ParkedEvent {
+        message_id: MessageId(parse_uuid(row.try_get("message_id")?)?),
+        message_type: row.try_get("message_type")?,
+        parked_at: Timestamp(row.try_get("parked_at")?),
+    })
+}
+
+pub(crate) fn parse_uuid(text: String) -> Result<Uuid, sqlx::Error> {
+    Uuid::parse_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
+pub(crate) fn decode_error(error: serde_json::Error) -> sqlx::Error {
+    sqlx::Error::Decode(error.into())
+}
