@@ -1,1 +1,79 @@
-fn main() {}
+//! The `microcommerce` binary: parse the command line, set up logging, run the command.
+
+use clap::Parser;
+use microcommerce::app::{App, prepare_database};
+use microcommerce::cli::{Cli, Command};
+use microcommerce::config::Config;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_json);
+    match run(cli.command).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+    match command {
+        Command::Serve(args) => {
+            let (config, generated_token) = args.into_config();
+            if let Some(token) = generated_token {
+                println!("admin token (set MICROCOMMERCE_ADMIN_TOKEN to choose one): {token}");
+            }
+            let app = App::build(config).await?;
+            println!("listening on http://{}", app.local_addr());
+            app.run(shutdown_signal()).await?;
+        }
+        Command::Migrate(args) => {
+            let config = Config {
+                database_url: args.database_url,
+                synchronous: args.synchronous,
+                ..Config::default()
+            };
+            prepare_database(&config).await?.close().await;
+            println!("database is up to date");
+        }
+    }
+    Ok(())
+}
+
+fn init_logging(filter: &str, json: bool) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM, which starts a graceful shutdown.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+    tracing::info!("shutdown requested");
+}

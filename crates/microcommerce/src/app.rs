@@ -1,0 +1,172 @@
+//! Start-up: database, bus, consumers, router and listener, assembled in one place.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use bus::{Bus, BusConfig, Db, DbOptions, Workers};
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::{cart, catalog, http, inventory, ordering, payment};
+
+/// Largest request body accepted (64 KiB); larger ones get a 413 problem.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+/// What every handler can reach: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: Db,
+    /// The bus, for publishing in handlers' transactions.
+    pub bus: Bus,
+    /// The configuration the app was built with.
+    pub config: Arc<Config>,
+    /// The running workers, for readiness and shutdown.
+    workers: Arc<Mutex<Option<Workers>>>,
+}
+
+impl AppState {
+    /// True while the bus workers are alive.
+    pub fn workers_running(&self) -> bool {
+        self.workers
+            .lock()
+            .map(|slot| slot.as_ref().is_some_and(Workers::is_running))
+            .unwrap_or(false)
+    }
+}
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Db(#[from] bus::DbError),
+    /// Seeding or another statement failed.
+    #[error("database: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// The listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        /// The address asked for.
+        addr: String,
+        /// Why it failed.
+        source: std::io::Error,
+    },
+}
+
+/// A built service, bound to its port but not yet serving.
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+}
+
+/// Opens the database and brings every table up to date; seeds the demo catalog if asked.
+pub async fn prepare_database(config: &Config) -> Result<Db, StartError> {
+    let mut options = DbOptions::new(&config.database_url);
+    options.synchronous = config.synchronous;
+    let db = Db::connect(&options).await?;
+    Bus::migrate(&db).await?;
+    saga::migrate(&db).await?;
+    db.migrate(sqlx::migrate!("./migrations/sqlite")).await?;
+    Ok(db)
+}
+
+/// The bus with every module's consumers registered.
+pub fn build_bus(db: Db, config: &Config) -> Bus {
+    let bus_config = BusConfig {
+        workers: config.workers,
+        batch_size: config.batch_size,
+        ..BusConfig::default()
+    };
+    let consumers = [
+        ordering::consumers(config),
+        inventory::consumers(),
+        cart::consumers(),
+    ];
+    consumers
+        .into_iter()
+        .flatten()
+        .fold(Bus::builder(db).config(bus_config), |builder, consumer| {
+            builder.consumer(consumer)
+        })
+        .build()
+}
+
+impl App {
+    /// Prepares the database, builds the bus and binds the listener (port 0 picks a free port,
+    /// which tests read back with [`App::local_addr`]).
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let db = prepare_database(&config).await?;
+        if config.seed {
+            catalog::seed_if_empty(&db).await?;
+        }
+        let bus = build_bus(db.clone(), &config);
+        let listener =
+            TcpListener::bind(&config.addr)
+                .await
+                .map_err(|source| StartError::Listen {
+                    addr: config.addr.clone(),
+                    source,
+                })?;
+        let state = AppState {
+            db,
+            bus,
+            config: Arc::new(config),
+            workers: Arc::new(Mutex::new(None)),
+        };
+        Ok(Self { state, listener })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The shared state, for tests and tools that act next to the HTTP API.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Starts the workers and serves until `shutdown` completes; then stops taking requests,
+    /// lets in-flight messages finish, and closes the database.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let state = self.state.clone();
+        *state.workers.lock().expect("workers lock") = Some(state.bus.start());
+        tracing::info!(addr = %self.local_addr(), "serving");
+        let result = axum::serve(self.listener, router(state.clone()))
+            .with_graceful_shutdown(shutdown)
+            .await;
+        let workers = state.workers.lock().expect("workers lock").take();
+        if let Some(workers) = workers {
+            workers.shutdown().await;
+        }
+        state.db.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+/// Every module's routes under one router, with the shared layers.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .nest("/api/catalog", catalog::router())
+        .nest("/api/inventory", inventory::router())
+        .nest("/api/cart", cart::router())
+        .nest("/api/ordering", ordering::router().merge(payment::router()))
+        .merge(http::router())
+        .fallback(http::fallback)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            http::buyer_identity,
+        ))
+        .with_state(state)
+}

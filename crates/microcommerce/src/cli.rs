@@ -1,0 +1,99 @@
+//! The command line: `serve` and `migrate`, every option also readable from the environment.
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Config, parse_duration};
+
+/// microcommerce: a commerce backend whose checkout is a durable saga.
+#[derive(Debug, Parser)]
+#[command(name = "microcommerce", version, about, long_about = None)]
+pub struct Cli {
+    /// Log filter (`info`, `debug`, `microcommerce=debug,bus=info`, …).
+    #[arg(long, env = "MICROCOMMERCE_LOG", default_value = "info", global = true)]
+    pub log_level: String,
+    /// Print logs as JSON lines instead of text.
+    #[arg(long, env = "MICROCOMMERCE_LOG_JSON", global = true)]
+    pub log_json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP API and the message workers (migrates and seeds first).
+    Serve(ServeArgs),
+    /// Create or update the database schema, then exit.
+    Migrate(DatabaseArgs),
+}
+
+/// Where the data lives.
+#[derive(Debug, Args)]
+pub struct DatabaseArgs {
+    /// Database URL: `sqlite://PATH` (the file is created if missing).
+    #[arg(
+        long,
+        env = "MICROCOMMERCE_DATABASE_URL",
+        default_value = "sqlite://microcommerce.db"
+    )]
+    pub database_url: String,
+    /// SQLite durability: `full` survives power loss, `normal` only process crashes.
+    #[arg(long, env = "MICROCOMMERCE_SQLITE_SYNCHRONOUS", default_value = "full")]
+    pub synchronous: bus::Synchronous,
+}
+
+/// Options of `serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Database options.
+    #[command(flatten)]
+    pub database: DatabaseArgs,
+    /// Address to listen on.
+    #[arg(long, env = "MICROCOMMERCE_ADDR", default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Bearer token for admin routes; if unset, one is generated and printed at start-up.
+    #[arg(long, env = "MICROCOMMERCE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Time a buyer has to pay once stock is reserved (`90s`, `15m`, `1h`).
+    #[arg(long, env = "MICROCOMMERCE_PAYMENT_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    pub payment_timeout: std::time::Duration,
+    /// Message worker tasks (one is best on SQLite: it has a single writer).
+    #[arg(long, env = "MICROCOMMERCE_WORKERS", default_value_t = 1)]
+    pub workers: usize,
+    /// Messages handled per worker transaction (one fsync per batch).
+    #[arg(long, env = "MICROCOMMERCE_BATCH_SIZE", default_value_t = 64)]
+    pub batch_size: usize,
+    /// Mark the buyer cookie `Secure`; only when clients reach the service over HTTPS.
+    #[arg(long, env = "MICROCOMMERCE_SECURE_COOKIES")]
+    pub secure_cookies: bool,
+    /// Do not load the demo catalog into an empty database.
+    #[arg(long, env = "MICROCOMMERCE_NO_SEED")]
+    pub no_seed: bool,
+}
+
+impl ServeArgs {
+    /// The configuration these options describe; generates an admin token if none was given
+    /// (the caller prints it).
+    pub fn into_config(self) -> (Config, Option<String>) {
+        let generated = self
+            .admin_token
+            .is_none()
+            .then(|| uuid::Uuid::new_v4().simple().to_string());
+        let config = Config {
+            addr: self.addr,
+            database_url: self.database.database_url,
+            synchronous: self.database.synchronous,
+            admin_token: self
+                .admin_token
+                .or_else(|| generated.clone())
+                .unwrap_or_default(),
+            payment_timeout: self.payment_timeout,
+            workers: self.workers.max(1),
+            batch_size: self.batch_size.max(1),
+            secure_cookies: self.secure_cookies,
+            seed: !self.no_seed,
+        };
+        (config, generated)
+    }
+}

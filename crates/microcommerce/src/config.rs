@@ -1,0 +1,101 @@
+//! Configuration: one typed value built from flags and `MICROCOMMERCE_*` variables (see `cli`).
+
+use std::time::Duration;
+
+use bus::Synchronous;
+
+/// Everything the service needs to start; `Config::default()` is what `serve` uses when
+/// nothing is set.
+#[derive(Clone)]
+pub struct Config {
+    /// Address to listen on (`127.0.0.1:8080`; port 0 picks a free one).
+    pub addr: String,
+    /// `sqlite://PATH` (default `sqlite://microcommerce.db`).
+    pub database_url: String,
+    /// SQLite durability; `Full` keeps acknowledged writes through power loss.
+    pub synchronous: Synchronous,
+    /// Bearer token for admin routes.
+    pub admin_token: String,
+    /// How long a buyer has to pay once stock is reserved.
+    pub payment_timeout: Duration,
+    /// Bus worker tasks.
+    pub workers: usize,
+    /// Messages per worker transaction.
+    pub batch_size: usize,
+    /// Mark the buyer cookie `Secure` (only when served over HTTPS).
+    pub secure_cookies: bool,
+    /// Load the demo catalog into an empty database.
+    pub seed: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            database_url: "sqlite://microcommerce.db".into(),
+            synchronous: Synchronous::Full,
+            admin_token: String::new(),
+            payment_timeout: Duration::from_secs(15 * 60),
+            workers: 1,
+            batch_size: 64,
+            secure_cookies: false,
+            seed: true,
+        }
+    }
+}
+
+/// Secrets stay out of logs and debug output.
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("addr", &self.addr)
+            .field("database_url", &self.database_url)
+            .field("synchronous", &self.synchronous)
+            .field("admin_token", &"<redacted>")
+            .field("payment_timeout", &self.payment_timeout)
+            .field("workers", &self.workers)
+            .field("batch_size", &self.batch_size)
+            .field("secure_cookies", &self.secure_cookies)
+            .field("seed", &self.seed)
+            .finish()
+    }
+}
+
+/// Parses `90`, `90s`, `15m`, `2h` or `500ms` into a duration.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 90s, 15m or 2h"))?;
+    let seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "ms" => return Ok(Duration::from_millis(number)),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {text:?}: use ms, s, m or h"
+            ));
+        }
+    };
+    Ok(Duration::from_secs(number.saturating_mul(seconds)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_accept_the_documented_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

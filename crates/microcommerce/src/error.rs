@@ -1,0 +1,156 @@
+//! The service's errors in domain terms, and their one mapping to RFC 9457 problem+json.
+
+use std::collections::BTreeMap;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Field name → messages, as returned in a validation problem's `errors` member.
+pub type FieldErrors = BTreeMap<String, Vec<String>>;
+
+/// Everything a request or a consumer can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The thing does not exist, or the caller may not know that it does.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The request is well-formed but its values break the rules.
+    #[error("one or more fields are invalid")]
+    Validation(FieldErrors),
+    /// The request could not be read (malformed JSON, a malformed id, …).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The body is larger than the service accepts.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// No valid admin token was presented.
+    #[error("a valid admin bearer token is required")]
+    Unauthorized,
+    /// The request conflicts with the resource's current state (paying twice, say).
+    #[error("{detail}")]
+    Conflict {
+        /// Stable problem slug.
+        kind: &'static str,
+        /// Human-readable explanation.
+        detail: String,
+    },
+    /// The request is understood but a business rule forbids it.
+    #[error("{detail}")]
+    Unprocessable {
+        /// Stable problem slug.
+        kind: &'static str,
+        /// Human-readable explanation.
+        detail: String,
+    },
+    /// A database failure; never shown to the client.
+    #[error("database error")]
+    Database(#[from] sqlx::Error),
+    /// A bus failure; never shown to the client.
+    #[error("messaging error")]
+    Bus(#[from] bus::BusError),
+}
+
+/// Result alias for the service.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// A validation problem about one field.
+    pub fn invalid(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.insert(field.to_owned(), vec![message.into()]);
+        Self::Validation(errors)
+    }
+
+    fn status_and_kind(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not Found"),
+            Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation", "Validation failed"),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad Request"),
+            Self::PayloadTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload-too-large",
+                "Payload Too Large",
+            ),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::Conflict { kind, .. } => (StatusCode::CONFLICT, kind, "Conflict"),
+            Self::Unprocessable { kind, .. } => {
+                (StatusCode::UNPROCESSABLE_ENTITY, kind, "Unprocessable")
+            }
+            Self::Database(error) if is_unavailable(error) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service Unavailable",
+            ),
+            Self::Database(_) | Self::Bus(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal Server Error",
+            ),
+        }
+    }
+}
+
+/// The database is busy or unreachable: worth retrying soon, not a bug.
+fn is_unavailable(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite BUSY/LOCKED (and extended codes), PostgreSQL connection failures.
+            matches!(code.as_ref(), "5" | "6" | "261" | "517" | "262")
+                || code.starts_with("08")
+                || code == "57P01"
+        }
+        _ => false,
+    }
+}
+
+/// An RFC 9457 problem document.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// Stable URI naming the kind of problem.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Short summary of the kind.
+    pub title: String,
+    /// HTTP status code.
+    pub status: u16,
+    /// What went wrong this time.
+    pub detail: String,
+    /// Field name → messages, for validation problems.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors: Option<FieldErrors>,
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let (status, kind, title) = self.status_and_kind();
+        let detail = if status.is_server_error() {
+            tracing::error!(error = ?self, "request failed");
+            "The server could not complete the request; it has been logged.".to_owned()
+        } else {
+            self.to_string()
+        };
+        let problem = Problem {
+            kind: format!("urn:microcommerce:problem:{kind}"),
+            title: title.to_owned(),
+            status: status.as_u16(),
+            detail,
+            errors: match self {
+                Self::Validation(errors) => Some(errors),
+                _ => None,
+            },
+        };
+        let mut response = (status, axum::Json(problem)).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/problem+json"),
+        );
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}

@@ -1,0 +1,112 @@
+//! Who is calling: a buyer known by an unguessable cookie, and admins by bearer token.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::HeaderValue;
+use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
+use axum::http::request::Parts;
+use axum::middleware::Next;
+use axum::response::Response;
+
+use crate::Error;
+use crate::app::AppState;
+use crate::ids::BuyerId;
+
+const COOKIE_NAME: &str = "buyer_id";
+
+/// Gives every request a buyer: the one named by the `buyer_id` cookie, or a new one whose
+/// cookie is set on the response. The id is a random UUID v4 (122 random bits), so it cannot be
+/// guessed; it is the buyer's only credential, hence HttpOnly and SameSite=Lax.
+pub async fn buyer_identity(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let known = request
+        .headers()
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().strip_prefix("buyer_id="))
+        .find_map(|value| value.parse::<uuid::Uuid>().ok());
+    let buyer = BuyerId(known.unwrap_or_else(uuid::Uuid::new_v4));
+    request.extensions_mut().insert(buyer);
+    let mut response = next.run(request).await;
+    if known.is_none() {
+        let secure = if state.config.secure_cookies {
+            "; Secure"
+        } else {
+            ""
+        };
+        let cookie = format!(
+            "{COOKIE_NAME}={buyer}; Path=/; HttpOnly; SameSite=Lax; Max-Age=31536000{secure}"
+        );
+        if let Ok(value) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().append(SET_COOKIE, value);
+        }
+    }
+    response
+}
+
+/// The calling buyer, and whether they presented the admin token.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    /// The buyer the cookie names (or the one just created).
+    pub buyer: BuyerId,
+    /// True when a valid admin bearer token came with the request.
+    pub is_admin: bool,
+}
+
+impl Caller {
+    /// True if the caller may see or act on something owned by `owner`.
+    pub fn may_access(&self, owner: BuyerId) -> bool {
+        self.is_admin || self.buyer == owner
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let buyer = parts
+            .extensions
+            .get::<BuyerId>()
+            .copied()
+            .unwrap_or_else(|| BuyerId(uuid::Uuid::new_v4()));
+        Ok(Self {
+            buyer,
+            is_admin: has_admin_token(parts, &state.config.admin_token),
+        })
+    }
+}
+
+/// Proof that the request carries the admin token; rejects with 401 otherwise.
+#[derive(Debug, Clone, Copy)]
+pub struct Admin;
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        if has_admin_token(parts, &state.config.admin_token) {
+            Ok(Self)
+        } else {
+            Err(Error::Unauthorized)
+        }
+    }
+}
+
+fn has_admin_token(parts: &Parts, token: &str) -> bool {
+    let presented = parts
+        .headers
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim);
+    presented.is_some_and(|presented| constant_time_eq(presented.as_bytes(), token.as_bytes()))
+}
+
+/// Compares without an early exit, so response timing does not reveal a matching prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

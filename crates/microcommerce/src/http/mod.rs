@@ -1,0 +1,68 @@
+//! The HTTP edge shared by every module: extractors that turn bad input into problems, buyer
+//! identity, admin authentication, health, dead-letter administration and the OpenAPI document.
+
+mod auth;
+mod extract;
+mod system;
+
+pub use auth::{Admin, Caller, buyer_identity};
+pub use extract::{Json, Path, Query};
+pub use system::{fallback, router};
+
+use bus::Timestamp;
+
+/// RFC 3339 text of a stored timestamp, as the API returns times.
+pub fn rfc3339(at: Timestamp) -> String {
+    let nanos = i128::from(at.0) * 1000;
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Page numbers and sizes as the API accepts them: page ≥ 1, 1 ≤ pageSize ≤ 100.
+#[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct Paging {
+    /// 1-based page number (default 1).
+    pub page: Option<u32>,
+    /// Items per page (default 20, at most 100).
+    pub page_size: Option<u32>,
+}
+
+impl Paging {
+    /// The page and size after validation.
+    pub fn resolve(self) -> crate::Result<(u32, u32)> {
+        let page = self.page.unwrap_or(1);
+        let size = self.page_size.unwrap_or(20);
+        let mut errors = crate::error::FieldErrors::new();
+        if page == 0 {
+            errors.insert("page".into(), vec!["must be at least 1".into()]);
+        }
+        if !(1..=100).contains(&size) {
+            errors.insert("pageSize".into(), vec!["must be between 1 and 100".into()]);
+        }
+        if errors.is_empty() {
+            Ok((page, size))
+        } else {
+            Err(crate::Error::Validation(errors))
+        }
+    }
+}
+
+/// A page of results in the shape every listing returns.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Page<T> {
+    /// The items of this page.
+    pub items: Vec<T>,
+    /// Items across all pages.
+    pub total_count: i64,
+    /// This page's number.
+    pub page: u32,
+    /// The page size used.
+    pub page_size: u32,
+}
