@@ -1,5 +1,7 @@
 //! cart.
 
+pub mod db;
+
 use axum::Router;
 
 use crate::app::AppState;

@@ -1,5 +1,7 @@
 //! catalog.
 
+pub mod db;
+
 use axum::Router;
 
 use crate::app::AppState;

@@ -1,5 +1,7 @@
 //! inventory.
 
+pub mod db;
+
 use axum::Router;
 
 use crate::app::AppState;

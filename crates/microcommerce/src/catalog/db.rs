@@ -1,0 +1,93 @@
+//! Catalog queries shared with other modules.
+
+use sqlx::{AnyConnection, Row};
+
+use crate::ids::{CategoryId, ProductId};
+use crate::money::Money;
+
+/// Lifecycle of a product: only Published products can be bought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+pub enum ProductStatus {
+    /// Being prepared; invisible to buyers' carts and checkouts.
+    Draft,
+    /// On sale.
+    Published,
+    /// No longer sold.
+    Archived,
+}
+
+impl ProductStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Draft => "Draft",
+            Self::Published => "Published",
+            Self::Archived => "Archived",
+        }
+    }
+
+    /// Parses the stored text.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "Draft" => Some(Self::Draft),
+            "Published" => Some(Self::Published),
+            "Archived" => Some(Self::Archived),
+            _ => None,
+        }
+    }
+}
+
+/// What other modules need to know of a product: the catalog is the only source of names and
+/// prices, whatever a client sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductSnapshot {
+    /// The product.
+    pub id: ProductId,
+    /// Its category.
+    pub category_id: CategoryId,
+    /// Current name.
+    pub name: String,
+    /// Current unit price.
+    pub price: Money,
+    /// Picture, if any.
+    pub image_url: Option<String>,
+    /// Whether it can be bought.
+    pub status: ProductStatus,
+}
+
+/// The products among `ids` that exist, in no particular order.
+pub async fn find_products(
+    conn: &mut AnyConnection,
+    ids: &[ProductId],
+) -> Result<Vec<ProductSnapshot>, sqlx::Error> {
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row = sqlx::query(
+            "SELECT id, category_id, name, price_cents, image_url, status FROM products WHERE id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(&mut *conn)
+        .await?;
+        if let Some(row) = row {
+            found.push(snapshot(&row)?);
+        }
+    }
+    Ok(found)
+}
+
+fn snapshot(row: &sqlx::any::AnyRow) -> Result<ProductSnapshot, sqlx::Error> {
+    let id: String = row.try_get("id")?;
+    let category: String = row.try_get("category_id")?;
+    let status: String = row.try_get("status")?;
+    Ok(ProductSnapshot {
+        id: id.parse().map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
+        category_id: category
+            .parse()
+            .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
+        name: row.try_get("name")?,
+        price: Money(row.try_get("price_cents")?),
+        image_url: row.try_get("image_url")?,
+        status: ProductStatus::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown product status {status}").into()))?,
+    })
+}

@@ -1,0 +1,24 @@
+//! Inventory statements shared with other modules.
+
+use sqlx::AnyConnection;
+
+use crate::ids::ProductId;
+
+/// Creates the stock item of a new product with `on_hand` units (0 for products created
+/// through the API), in the caller's transaction so that a product never lacks one.
+pub async fn create_stock_item(
+    conn: &mut AnyConnection,
+    product_id: ProductId,
+    on_hand: i64,
+    now: bus::Timestamp,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO stock_items (product_id, on_hand, reserved, updated_at) VALUES ($1, $2, 0, $3)",
+    )
+    .bind(product_id.to_string())
+    .bind(on_hand)
+    .bind(now.0)
+    .execute(conn)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! Spawning an app per test, buyers with their own cookie jars, and bounded waiting.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use microcommerce::app::{App, AppState};
+use microcommerce::config::Config;
+use serde_json::Value;
+
+/// The admin token every test app uses.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
+/// A running app on a fresh SQLite database in a temporary directory.
+pub struct TestApp {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// Direct access to the database and bus, for assertions.
+    pub state: AppState,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _dir: tempfile::TempDir,
+}
+
+/// An app with the demo catalog seeded and default settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|config| config).await
+}
+
+/// An app whose configuration `adjust` may change first.
+pub async fn spawn_app_with(adjust: impl FnOnce(Config) -> Config) -> TestApp {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = adjust(Config {
+        addr: "127.0.0.1:0".into(),
+        database_url: format!("sqlite://{}", dir.path().join("test.db").display()),
+        admin_token: ADMIN_TOKEN.into(),
+        synchronous: bus::Synchronous::Normal,
+        ..Config::default()
+    });
+    let app = App::build(config).await.expect("app builds");
+    let base = format!("http://{}", app.local_addr());
+    let state = app.state().clone();
+    let (shutdown, stopped) = tokio::sync::oneshot::channel();
+    let server = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    TestApp {
+        base,
+        state,
+        shutdown: Some(shutdown),
+        server: Some(server),
+        _dir: dir,
+    }
+}
+
+impl TestApp {
+    /// A new buyer: a client with its own cookie jar, so it gets its own `buyer_id`.
+    pub fn buyer(&self) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .expect("http client"),
+            base: self.base.clone(),
+            token: None,
+        }
+    }
+
+    /// A client that sends the admin token.
+    pub fn admin(&self) -> Client {
+        Client {
+            token: Some(ADMIN_TOKEN.into()),
+            ..self.buyer()
+        }
+    }
+
+    /// Stops the server and its workers gracefully.
+    pub async fn stop(mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.expect("server task").expect("server ran");
+        }
+    }
+}
+
+/// An HTTP client bound to one app and one identity.
+#[derive(Clone)]
+pub struct Client {
+    /// The underlying client (with this identity's cookies).
+    pub http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+/// A response read whole: status, headers and JSON body (Null when empty or not JSON).
+#[derive(Debug)]
+pub struct Reply {
+    /// HTTP status.
+    pub status: u16,
+    /// Response headers.
+    pub headers: reqwest::header::HeaderMap,
+    /// Parsed body.
+    pub body: Value,
+}
+
+impl Reply {
+    /// The `Content-Type` header.
+    pub fn content_type(&self) -> &str {
+        self.headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Client {
+    /// Sends a request with an optional JSON body.
+    pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request sent");
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let bytes = response.bytes().await.expect("body read");
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, None).await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, body: Value) -> Reply {
+        self.send("POST", path, Some(body)).await
+    }
+
+    /// PUT with a JSON body.
+    pub async fn put(&self, path: &str, body: Value) -> Reply {
+        self.send("PUT", path, Some(body)).await
+    }
+
+    /// PATCH with a JSON body.
+    pub async fn patch(&self, path: &str, body: Value) -> Reply {
+        self.send("PATCH", path, Some(body)).await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.send("DELETE", path, None).await
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing the test after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,3 @@
+//! API integration tests: one binary, an app on port 0 with a fresh database per test.
+
+mod helpers;
