@@ -27,6 +27,8 @@ pub enum CheckoutState {
         buyer_id: BuyerId,
         /// What was ordered.
         items: Vec<OrderLine>,
+        /// Whether the lines came from the cart.
+        from_cart: bool,
     },
     /// Stock is held; waiting for the payment result or the timeout.
     StockReserved {
@@ -34,6 +36,8 @@ pub enum CheckoutState {
         buyer_id: BuyerId,
         /// What was ordered, and reserved.
         items: Vec<OrderLine>,
+        /// Whether the lines came from the cart.
+        from_cart: bool,
     },
     /// Paid: stock deducted, cart cleared. Final.
     Confirmed,
@@ -124,6 +128,7 @@ impl Saga for CheckoutSaga {
         let state = CheckoutState::Submitted {
             buyer_id: started.buyer_id,
             items: started.items.clone(),
+            from_cart: started.from_cart,
         };
         Ok((state, vec![Outgoing::publish(&reserve)]))
     }
@@ -132,13 +137,21 @@ impl Saga for CheckoutSaga {
         use CheckoutEvent as E;
         use CheckoutState as S;
         match (state, event) {
-            (S::Submitted { buyer_id, items }, E::StockReserved(reserved)) => {
+            (
+                S::Submitted {
+                    buyer_id,
+                    items,
+                    from_cart,
+                },
+                E::StockReserved(reserved),
+            ) => {
                 let timeout = PaymentTimedOut {
                     order_id: reserved.order_id,
                 };
                 let next = S::StockReserved {
                     buyer_id: *buyer_id,
                     items: items.clone(),
+                    from_cart: *from_cart,
                 };
                 Ok((
                     next,
@@ -152,17 +165,26 @@ impl Saga for CheckoutSaga {
             (S::Submitted { .. }, E::TimedOut(_)) => Err(Rejected::Stale(
                 "a payment timeout before stock was reserved".into(),
             )),
-            (S::StockReserved { buyer_id, items }, E::Paid(paid)) => {
+            (
+                S::StockReserved {
+                    buyer_id,
+                    items,
+                    from_cart,
+                },
+                E::Paid(paid),
+            ) => {
                 let order_id = paid.order_id;
-                let sent = vec![
+                let mut sent = vec![
                     Outgoing::publish(&ConfirmOrder { order_id }),
                     Outgoing::publish(&DeductStock { order_id }),
-                    Outgoing::publish(&ClearCart {
+                ];
+                if *from_cart {
+                    sent.push(Outgoing::publish(&ClearCart {
                         order_id,
                         buyer_id: *buyer_id,
                         items: items.clone(),
-                    }),
-                ];
+                    }));
+                }
                 Ok((S::Confirmed, sent))
             }
             (S::StockReserved { .. }, E::Declined(declined)) => {
@@ -249,6 +271,7 @@ mod tests {
         CheckoutState::Submitted {
             buyer_id: buyer(),
             items: lines(),
+            from_cart: true,
         }
     }
 
@@ -256,6 +279,7 @@ mod tests {
         CheckoutState::StockReserved {
             buyer_id: buyer(),
             items: lines(),
+            from_cart: true,
         }
     }
 
@@ -270,6 +294,7 @@ mod tests {
                 order_id,
                 buyer_id: buyer(),
                 items: lines(),
+                from_cart: true,
             }),
             CheckoutEvent::StockReserved(StockReservationCompleted { order_id }),
             CheckoutEvent::StockShort(StockReservationFailed {
@@ -367,6 +392,18 @@ mod tests {
     }
 
     #[test]
+    fn payment_for_explicit_items_leaves_the_cart_alone() {
+        let explicit = CheckoutState::StockReserved {
+            buyer_id: buyer(),
+            items: lines(),
+            from_cart: false,
+        };
+        let (state, sent) = saga().during(&explicit, &all_events()[3]).unwrap();
+        assert_eq!(state, CheckoutState::Confirmed);
+        assert_eq!(types(&sent), ["ConfirmOrder", "DeductStock"]);
+    }
+
+    #[test]
     fn payment_decline_releases_every_reservation_and_fails_the_order() {
         let (state, sent) = saga().during(&reserved(), &all_events()[4]).unwrap();
         assert_eq!(
@@ -447,6 +484,7 @@ mod tests {
                 order_id: order(),
                 buyer_id: buyer(),
                 items: lines(),
+                from_cart: true,
             }),
             Outgoing::publish(&StockReservationCompleted { order_id: order() }),
             Outgoing::publish(&StockReservationFailed {

@@ -46,6 +46,8 @@ order_message!(
         buyer_id: BuyerId,
         /// What was ordered.
         items: Vec<OrderLine>,
+        /// True when the lines came from the buyer's cart, which is then cleared on success.
+        from_cart: bool,
     }
 );
 order_message!(

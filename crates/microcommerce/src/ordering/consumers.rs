@@ -1,0 +1,62 @@
+//! Keeps each order's status in step with its checkout saga.
+
+use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
+
+use super::db::move_status;
+use super::domain::OrderStatus;
+use super::messages::{ConfirmOrder, OrderFailed, StockReservationCompleted};
+use crate::ids::OrderId;
+
+/// Applies the saga's outcomes to the order row. Every update is conditional on the statuses
+/// that may precede the new one, so a redelivered or out-of-date message changes nothing.
+pub struct OrderStatusUpdater;
+
+#[bus::async_trait]
+impl Consumer for OrderStatusUpdater {
+    fn name(&self) -> &str {
+        "ordering.order-status"
+    }
+
+    fn subscriptions(&self) -> Vec<&'static str> {
+        vec![
+            StockReservationCompleted::TYPE,
+            ConfirmOrder::TYPE,
+            OrderFailed::TYPE,
+        ]
+    }
+
+    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let now = tx.bus().db().now();
+        let (order, status, reason) = match message.message_type.as_str() {
+            StockReservationCompleted::TYPE => {
+                let event: StockReservationCompleted = message.decode()?;
+                (event.order_id, OrderStatus::StockReserved, None)
+            }
+            ConfirmOrder::TYPE => {
+                let command: ConfirmOrder = message.decode()?;
+                (command.order_id, OrderStatus::Confirmed, None)
+            }
+            OrderFailed::TYPE => {
+                let command: OrderFailed = message.decode()?;
+                (command.order_id, OrderStatus::Failed, Some(command.reason))
+            }
+            other => {
+                return Err(ConsumeError::permanent(format!(
+                    "order-status does not handle {other}"
+                )));
+            }
+        };
+        let moved = move_status(tx, order, status, reason.as_deref(), now).await?;
+        log_outcome(order, status, moved);
+        Ok(())
+    }
+}
+
+fn log_outcome(order: OrderId, status: OrderStatus, moved: bool) {
+    if moved {
+        tracing::info!(order_id = %order, status = status.as_str(), "order status changed");
+    } else {
+        tracing::debug!(order_id = %order, status = status.as_str(),
+            "order status unchanged: already there or past it");
+    }
+}

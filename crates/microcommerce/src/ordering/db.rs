@@ -1,0 +1,250 @@
+//! Order statements, shared by the handlers, the status consumer and payment.
+
+use bus::Timestamp;
+use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
+
+use super::domain::{OrderStatus, ShippingAddress, Totals};
+use crate::ids::{BuyerId, OrderId, ProductId};
+use crate::money::Money;
+
+/// An order as stored.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// Its id.
+    pub id: OrderId,
+    /// Human-friendly number (`MC-7KQ2ZP`).
+    pub order_number: String,
+    /// Who placed it.
+    pub buyer_id: BuyerId,
+    /// Where confirmations go.
+    pub buyer_email: String,
+    /// Where it ships.
+    pub address: ShippingAddress,
+    /// Where it stands.
+    pub status: OrderStatus,
+    /// Its money.
+    pub totals: Totals,
+    /// Why it failed, if it did.
+    pub failure_reason: Option<String>,
+    /// When it was placed.
+    pub created_at: Timestamp,
+    /// When it was paid.
+    pub paid_at: Option<Timestamp>,
+}
+
+/// A line snapshotted from the catalog at checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderItem {
+    /// The product.
+    pub product_id: ProductId,
+    /// Its name at checkout.
+    pub product_name: String,
+    /// Its price at checkout.
+    pub unit_price: Money,
+    /// How many.
+    pub quantity: u32,
+    /// Its picture at checkout.
+    pub image_url: Option<String>,
+}
+
+const ORDER_COLUMNS: &str = "id, order_number, buyer_id, buyer_email, ship_name, ship_email, \
+    ship_street, ship_city, ship_state, ship_zip, status, subtotal_cents, shipping_cents, \
+    tax_cents, total_cents, failure_reason, created_at, paid_at";
+
+/// One order by id.
+pub async fn find_order(
+    conn: &mut AnyConnection,
+    id: OrderId,
+) -> Result<Option<Order>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(order_from_row).transpose()
+}
+
+/// The order a buyer already placed with this idempotency key, if any.
+pub async fn find_by_idempotency_key(
+    conn: &mut AnyConnection,
+    buyer: BuyerId,
+    key: &str,
+) -> Result<Option<Order>, sqlx::Error> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS} FROM orders WHERE buyer_id = $1 AND idempotency_key = $2"
+    )))
+    .bind(buyer.to_string())
+    .bind(key)
+    .fetch_optional(conn)
+    .await?;
+    row.as_ref().map(order_from_row).transpose()
+}
+
+/// The lines of an order, in the order they were placed.
+pub async fn order_items(
+    conn: &mut AnyConnection,
+    id: OrderId,
+) -> Result<Vec<OrderItem>, sqlx::Error> {
+    let rows = sqlx::query(
+        "SELECT product_id, product_name, unit_price_cents, quantity, image_url \
+         FROM order_items WHERE order_id = $1 ORDER BY line",
+    )
+    .bind(id.to_string())
+    .fetch_all(conn)
+    .await?;
+    rows.iter()
+        .map(|row| {
+            let quantity: i64 = row.try_get("quantity")?;
+            Ok(OrderItem {
+                product_id: parse(row.try_get("product_id")?)?,
+                product_name: row.try_get("product_name")?,
+                unit_price: Money(row.try_get("unit_price_cents")?),
+                quantity: u32::try_from(quantity).unwrap_or_default(),
+                image_url: row.try_get("image_url")?,
+            })
+        })
+        .collect()
+}
+
+/// Writes a new order (status Submitted) and its lines.
+pub async fn insert_order(
+    conn: &mut AnyConnection,
+    order: &Order,
+    items: &[OrderItem],
+    idempotency_key: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO orders (id, order_number, buyer_id, buyer_email, ship_name, ship_email, \
+         ship_street, ship_city, ship_state, ship_zip, status, subtotal_cents, shipping_cents, \
+         tax_cents, total_cents, idempotency_key, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+    )
+    .bind(order.id.to_string())
+    .bind(&order.order_number)
+    .bind(order.buyer_id.to_string())
+    .bind(&order.buyer_email)
+    .bind(&order.address.name)
+    .bind(&order.address.email)
+    .bind(&order.address.street)
+    .bind(&order.address.city)
+    .bind(&order.address.state)
+    .bind(&order.address.zip_code)
+    .bind(order.status.as_str())
+    .bind(order.totals.subtotal.0)
+    .bind(order.totals.shipping.0)
+    .bind(order.totals.tax.0)
+    .bind(order.totals.total.0)
+    .bind(idempotency_key)
+    .bind(order.created_at.0)
+    .execute(&mut *conn)
+    .await?;
+    for (line, item) in items.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO order_items (order_id, line, product_id, product_name, unit_price_cents, \
+             quantity, image_url) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(order.id.to_string())
+        .bind(i64::try_from(line).unwrap_or_default())
+        .bind(item.product_id.to_string())
+        .bind(&item.product_name)
+        .bind(item.unit_price.0)
+        .bind(i64::from(item.quantity))
+        .bind(item.image_url.as_deref())
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Moves an order to `to` if its current status allows it; false (and no change) otherwise,
+/// which makes every status message idempotent.
+pub async fn move_status(
+    conn: &mut AnyConnection,
+    id: OrderId,
+    to: OrderStatus,
+    failure_reason: Option<&str>,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let allowed: Vec<String> = to
+        .reachable_from()
+        .iter()
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect();
+    if allowed.is_empty() {
+        return Ok(false);
+    }
+    let paid_at = (to == OrderStatus::Paid).then_some(now.0);
+    let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE orders SET status = $1, failure_reason = COALESCE($2, failure_reason), \
+         paid_at = COALESCE($3, paid_at), updated_at = $4 \
+         WHERE id = $5 AND status IN ({})",
+        allowed.join(", ")
+    )))
+    .bind(to.as_str())
+    .bind(failure_reason)
+    .bind(paid_at)
+    .bind(now.0)
+    .bind(id.to_string())
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(updated == 1)
+}
+
+/// Sets a status chosen by an admin after the caller checked the transition; conditional on
+/// the status it was checked against, so a concurrent change is not overwritten.
+pub async fn set_status_from(
+    conn: &mut AnyConnection,
+    id: OrderId,
+    from: OrderStatus,
+    to: OrderStatus,
+    now: Timestamp,
+) -> Result<bool, sqlx::Error> {
+    let updated =
+        sqlx::query("UPDATE orders SET status = $1, updated_at = $2 WHERE id = $3 AND status = $4")
+            .bind(to.as_str())
+            .bind(now.0)
+            .bind(id.to_string())
+            .bind(from.as_str())
+            .execute(conn)
+            .await?
+            .rows_affected();
+    Ok(updated == 1)
+}
+
+fn order_from_row(row: &AnyRow) -> Result<Order, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(Order {
+        id: parse(row.try_get("id")?)?,
+        order_number: row.try_get("order_number")?,
+        buyer_id: parse(row.try_get("buyer_id")?)?,
+        buyer_email: row.try_get("buyer_email")?,
+        address: ShippingAddress {
+            name: row.try_get("ship_name")?,
+            email: row.try_get("ship_email")?,
+            street: row.try_get("ship_street")?,
+            city: row.try_get("ship_city")?,
+            state: row.try_get("ship_state")?,
+            zip_code: row.try_get("ship_zip")?,
+        },
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {status}").into()))?,
+        totals: Totals {
+            subtotal: Money(row.try_get("subtotal_cents")?),
+            shipping: Money(row.try_get("shipping_cents")?),
+            tax: Money(row.try_get("tax_cents")?),
+            total: Money(row.try_get("total_cents")?),
+        },
+        failure_reason: row.try_get("failure_reason")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        paid_at: row.try_get::<Option<i64>, _>("paid_at")?.map(Timestamp),
+    })
+}
+
+/// Parses a stored id column.
+pub fn parse<T: std::str::FromStr<Err = uuid::Error>>(text: String) -> Result<T, sqlx::Error> {
+    text.parse()
+        .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))
+}

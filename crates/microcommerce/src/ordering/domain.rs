@@ -1,0 +1,455 @@
+//! Ordering's domain types: statuses and their transitions, totals, order numbers, and the
+//! parsed checkout request.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FieldErrors;
+use crate::ids::ProductId;
+use crate::money::Money;
+
+/// Flat shipping charged on every order.
+pub const SHIPPING: Money = Money(599);
+/// Sales tax, in percent of the subtotal.
+pub const TAX_PERCENT: i64 = 8;
+/// Most lines one order may have.
+pub const MAX_LINES: usize = 50;
+/// Most units of one product per line.
+pub const MAX_QUANTITY: u32 = 99;
+
+/// Where an order stands. The saga drives Submitted → StockReserved → Paid → Confirmed or
+/// Failed; admins move Confirmed → Shipped → Delivered.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
+pub enum OrderStatus {
+    /// Placed; stock not yet reserved.
+    Submitted,
+    /// Stock held; awaiting payment.
+    StockReserved,
+    /// Payment received; confirmation in progress.
+    Paid,
+    /// Paid, stock deducted.
+    Confirmed,
+    /// Handed to the carrier.
+    Shipped,
+    /// Received by the buyer.
+    Delivered,
+    /// Out of stock, declined or timed out.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [OrderStatus; 8] = [
+        Self::Submitted,
+        Self::StockReserved,
+        Self::Paid,
+        Self::Confirmed,
+        Self::Shipped,
+        Self::Delivered,
+        Self::Failed,
+        Self::Cancelled,
+    ];
+
+    /// The stored and wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Submitted => "Submitted",
+            Self::StockReserved => "StockReserved",
+            Self::Paid => "Paid",
+            Self::Confirmed => "Confirmed",
+            Self::Shipped => "Shipped",
+            Self::Delivered => "Delivered",
+            Self::Failed => "Failed",
+            Self::Cancelled => "Cancelled",
+        }
+    }
+
+    /// Parses a stored or wire name.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == text)
+    }
+
+    /// The statuses an order may come from to reach `self`.
+    pub fn reachable_from(self) -> &'static [OrderStatus] {
+        match self {
+            Self::Submitted => &[],
+            Self::StockReserved => &[Self::Submitted],
+            Self::Paid => &[Self::Submitted, Self::StockReserved],
+            Self::Confirmed => &[Self::Paid],
+            Self::Shipped => &[Self::Confirmed],
+            Self::Delivered => &[Self::Shipped],
+            Self::Failed => &[Self::Submitted, Self::StockReserved, Self::Paid],
+            Self::Cancelled => &[],
+        }
+    }
+
+    /// True if an admin may move an order from `self` to `next` (shipping only: every other
+    /// status belongs to the checkout saga).
+    pub fn admin_may_move_to(self, next: OrderStatus) -> bool {
+        matches!(
+            (self, next),
+            (Self::Confirmed, Self::Shipped) | (Self::Shipped, Self::Delivered)
+        )
+    }
+}
+
+/// An order's money, computed by the server only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Totals {
+    /// Sum of the lines.
+    pub subtotal: Money,
+    /// Flat shipping.
+    pub shipping: Money,
+    /// 8 % of the subtotal, rounded half away from zero.
+    pub tax: Money,
+    /// Subtotal + shipping + tax.
+    pub total: Money,
+}
+
+impl Totals {
+    /// Totals of lines given as (unit price, quantity).
+    pub fn of(lines: impl IntoIterator<Item = (Money, u32)>) -> Self {
+        let subtotal: Money = lines.into_iter().map(|(price, qty)| price * qty).sum();
+        let tax = subtotal.percent(TAX_PERCENT);
+        Self {
+            subtotal,
+            shipping: SHIPPING,
+            tax,
+            total: subtotal + SHIPPING + tax,
+        }
+    }
+}
+
+const ORDER_NUMBER_ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+
+/// A fresh order number: `MC-` and six characters without look-alikes (no I, O, 0, 1).
+pub fn new_order_number() -> String {
+    let suffix: String = (0..6)
+        .map(|_| char::from(ORDER_NUMBER_ALPHABET[fastrand::usize(..ORDER_NUMBER_ALPHABET.len())]))
+        .collect();
+    format!("MC-{suffix}")
+}
+
+/// The shipping address as the buyer sends it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ShippingAddress {
+    /// Recipient.
+    #[serde(default)]
+    pub name: String,
+    /// Recipient's email.
+    #[serde(default)]
+    pub email: String,
+    /// Street and number.
+    #[serde(default)]
+    pub street: String,
+    /// City.
+    #[serde(default)]
+    pub city: String,
+    /// State or region.
+    #[serde(default)]
+    pub state: String,
+    /// Postal code, at most 10 characters.
+    #[serde(default)]
+    pub zip_code: String,
+}
+
+/// One requested line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestedLine {
+    /// The product.
+    pub product_id: ProductId,
+    /// How many (1..=99).
+    pub quantity: i64,
+}
+
+/// A checkout request body.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckoutRequest {
+    /// Buyer's email, where confirmations go.
+    #[serde(default)]
+    pub email: String,
+    /// Where to ship.
+    pub shipping_address: Option<ShippingAddress>,
+    /// Lines to order; absent means "the buyer's cart".
+    pub items: Option<Vec<RequestedLine>>,
+}
+
+/// A checkout request that passed validation, lines merged by product.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidCheckout {
+    /// Buyer's email, trimmed.
+    pub email: String,
+    /// Address, trimmed.
+    pub address: ShippingAddress,
+    /// Product → quantity, or `None` to take the cart.
+    pub lines: Option<BTreeMap<ProductId, u32>>,
+}
+
+impl CheckoutRequest {
+    /// Applies the validation rules of the original system: email format, every address field
+    /// present, zip ≤ 10 characters, 1..=50 lines of quantity 1..=99.
+    pub fn validate(self) -> Result<ValidCheckout, FieldErrors> {
+        let mut errors = FieldErrors::new();
+        let mut fail = |field: &str, message: &str| {
+            errors
+                .entry(field.to_owned())
+                .or_default()
+                .push(message.to_owned())
+        };
+        let email = self.email.trim().to_owned();
+        if !is_email(&email) {
+            fail("email", "must be a valid email address");
+        }
+        let address = self.shipping_address.unwrap_or_else(|| ShippingAddress {
+            name: String::new(),
+            email: String::new(),
+            street: String::new(),
+            city: String::new(),
+            state: String::new(),
+            zip_code: String::new(),
+        });
+        let address = ShippingAddress {
+            name: address.name.trim().to_owned(),
+            email: address.email.trim().to_owned(),
+            street: address.street.trim().to_owned(),
+            city: address.city.trim().to_owned(),
+            state: address.state.trim().to_owned(),
+            zip_code: address.zip_code.trim().to_owned(),
+        };
+        for (field, value) in [
+            ("shippingAddress.name", &address.name),
+            ("shippingAddress.street", &address.street),
+            ("shippingAddress.city", &address.city),
+            ("shippingAddress.state", &address.state),
+            ("shippingAddress.zipCode", &address.zip_code),
+        ] {
+            if value.is_empty() {
+                fail(field, "is required");
+            } else if value.chars().count() > 200 {
+                fail(field, "must be at most 200 characters");
+            }
+        }
+        if address.zip_code.chars().count() > 10 {
+            fail("shippingAddress.zipCode", "must be at most 10 characters");
+        }
+        if !is_email(&address.email) {
+            fail("shippingAddress.email", "must be a valid email address");
+        }
+        let lines = self.items.map(|items| merge_lines(&items, &mut fail));
+        if errors.is_empty() {
+            Ok(ValidCheckout {
+                email,
+                address,
+                lines,
+            })
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn merge_lines(
+    items: &[RequestedLine],
+    fail: &mut impl FnMut(&str, &str),
+) -> BTreeMap<ProductId, u32> {
+    if items.is_empty() {
+        fail("items", "must contain at least one item");
+    }
+    if items.len() > MAX_LINES {
+        fail("items", "must contain at most 50 items");
+    }
+    let mut merged = BTreeMap::new();
+    for (index, line) in items.iter().enumerate() {
+        match u32::try_from(line.quantity) {
+            Ok(quantity @ 1..=MAX_QUANTITY) => {
+                let total: &mut u32 = merged.entry(line.product_id).or_default();
+                *total += quantity;
+                if *total > MAX_QUANTITY {
+                    fail(
+                        &format!("items[{index}].quantity"),
+                        "must total at most 99 per product",
+                    );
+                }
+            }
+            _ => fail(
+                &format!("items[{index}].quantity"),
+                "must be between 1 and 99",
+            ),
+        }
+    }
+    merged
+}
+
+/// A pragmatic email check: one `@`, a non-empty local part, a dotted domain, no spaces.
+pub fn is_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && text.len() <= 254
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !text.chars().any(char::is_whitespace)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn address() -> ShippingAddress {
+        ShippingAddress {
+            name: "Ada".into(),
+            email: "ada@example.com".into(),
+            street: "1 Loop".into(),
+            city: "London".into(),
+            state: "LDN".into(),
+            zip_code: "N1".into(),
+        }
+    }
+
+    fn request(items: Option<Vec<RequestedLine>>) -> CheckoutRequest {
+        CheckoutRequest {
+            email: "ada@example.com".into(),
+            shipping_address: Some(address()),
+            items,
+        }
+    }
+
+    fn line(n: u128, quantity: i64) -> RequestedLine {
+        RequestedLine {
+            product_id: ProductId(uuid::Uuid::from_u128(n)),
+            quantity,
+        }
+    }
+
+    #[test]
+    fn totals_add_flat_shipping_and_eight_percent_tax() {
+        let totals = Totals::of([(Money(1999), 2), (Money(500), 1)]);
+        assert_eq!(totals.subtotal, Money(4498));
+        assert_eq!(totals.shipping, Money(599));
+        assert_eq!(totals.tax, Money(360)); // 359.84
+        assert_eq!(totals.total, Money(4498 + 599 + 360));
+    }
+
+    #[test]
+    fn order_numbers_use_the_unambiguous_alphabet() {
+        for _ in 0..200 {
+            let number = new_order_number();
+            assert_eq!(number.len(), 9);
+            assert!(number.starts_with("MC-"));
+            assert!(
+                number[3..]
+                    .bytes()
+                    .all(|b| ORDER_NUMBER_ALPHABET.contains(&b))
+            );
+        }
+    }
+
+    #[test]
+    fn a_valid_request_merges_lines_by_product() {
+        let valid = request(Some(vec![line(1, 2), line(1, 3), line(2, 1)]))
+            .validate()
+            .unwrap();
+        let lines = valid.lines.unwrap();
+        assert_eq!(lines.len(), 2);
+        assert_eq!(lines[&ProductId(uuid::Uuid::from_u128(1))], 5);
+    }
+
+    #[test]
+    fn absent_items_mean_the_cart_but_an_empty_list_is_invalid() {
+        assert_eq!(request(None).validate().unwrap().lines, None);
+        let errors = request(Some(vec![])).validate().unwrap_err();
+        assert!(errors.contains_key("items"));
+    }
+
+    #[test]
+    fn quantities_outside_one_to_ninety_nine_are_invalid() {
+        let errors = request(Some(vec![line(1, 0), line(2, 100), line(3, -1)]))
+            .validate()
+            .unwrap_err();
+        assert_eq!(errors.len(), 3);
+        let errors = request(Some(vec![line(1, 60), line(1, 60)]))
+            .validate()
+            .unwrap_err();
+        assert!(errors.contains_key("items[1].quantity"));
+    }
+
+    #[test]
+    fn more_than_fifty_lines_are_invalid() {
+        let lines = (0..51).map(|n| line(n, 1)).collect();
+        assert!(
+            request(Some(lines))
+                .validate()
+                .unwrap_err()
+                .contains_key("items")
+        );
+    }
+
+    #[test]
+    fn address_fields_are_required_and_zip_is_short() {
+        let mut bad = request(None);
+        bad.email = "not-an-email".into();
+        bad.shipping_address = Some(ShippingAddress {
+            zip_code: "12345678901".into(),
+            city: " ".into(),
+            ..address()
+        });
+        let errors = bad.validate().unwrap_err();
+        assert!(errors.contains_key("email"));
+        assert!(errors.contains_key("shippingAddress.city"));
+        assert!(errors.contains_key("shippingAddress.zipCode"));
+        let mut missing = request(None);
+        missing.shipping_address = None;
+        assert!(missing.validate().unwrap_err().len() >= 5);
+    }
+
+    #[test]
+    fn emails_need_a_local_part_and_a_dotted_domain() {
+        assert!(is_email("a@b.co"));
+        for bad in [
+            "", "a", "@b.co", "a@b", "a@.co", "a b@c.co", "a@b@c.co", "a@b.co.",
+        ] {
+            assert!(!is_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_the_saga_and_shipping_steps_move_statuses() {
+        use OrderStatus::*;
+        assert!(Confirmed.admin_may_move_to(Shipped));
+        assert!(Shipped.admin_may_move_to(Delivered));
+        for (from, to) in [
+            (Submitted, Confirmed),
+            (Confirmed, Delivered),
+            (Failed, Shipped),
+            (Delivered, Shipped),
+        ] {
+            assert!(!from.admin_may_move_to(to));
+        }
+        assert_eq!(Failed.reachable_from(), [Submitted, StockReserved, Paid]);
+        for status in OrderStatus::ALL {
+            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(OrderStatus::parse("Lost"), None);
+    }
+}

@@ -1,0 +1,444 @@
+//! Buyer-facing ordering routes: checkout, an order, its saga, my orders.
+
+use std::collections::BTreeMap;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::checkout::{CheckoutSaga, CheckoutState};
+use super::db::{self, Order, OrderItem};
+use super::domain::{CheckoutRequest, OrderStatus, ShippingAddress, Totals, ValidCheckout};
+use super::messages::{CheckoutStarted, OrderLine};
+use crate::app::AppState;
+use crate::catalog::db::{ProductStatus, find_products};
+use crate::http::{Caller, Json, Page, Paging, Path, Query, rfc3339};
+use crate::ids::{BuyerId, OrderId, ProductId};
+use crate::money::Money;
+use crate::{Error, Result};
+
+/// The answer to a checkout.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckoutCreated {
+    /// The new order.
+    pub order_id: OrderId,
+    /// Its human-friendly number.
+    pub order_number: String,
+}
+
+/// Places an order from the given lines or the buyer's cart and starts its checkout saga, in
+/// one transaction. An `Idempotency-Key` makes a retried request return the same order.
+#[utoipa::path(post, path = "/api/ordering/checkout", tag = "ordering",
+    request_body = CheckoutRequest,
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same order")),
+    responses((status = 201, body = CheckoutCreated), (status = 400, body = crate::error::Problem)))]
+pub async fn checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(request): Json<CheckoutRequest>,
+) -> Result<Response> {
+    let key = idempotency_key(&headers)?;
+    let valid = request.validate().map_err(Error::Validation)?;
+    let mut tx = state.bus.begin().await?;
+    if let Some(key) = key.as_deref()
+        && let Some(existing) = db::find_by_idempotency_key(&mut tx, caller.buyer, key).await?
+    {
+        tx.rollback().await?;
+        return Ok(created(existing.id, existing.order_number));
+    }
+    let from_cart = valid.lines.is_none();
+    let lines = match &valid.lines {
+        Some(lines) => lines.clone(),
+        None => cart_lines(&mut tx, caller.buyer).await?,
+    };
+    let items = snapshot_lines(&mut tx, &lines).await?;
+    let order = new_order(&valid, caller.buyer, &items, tx.bus().db().now());
+    insert_with_unique_number(&mut tx, order.clone(), &items, key.as_deref()).await?;
+    let started = CheckoutStarted {
+        order_id: order.id,
+        buyer_id: caller.buyer,
+        items: items
+            .iter()
+            .map(|item| OrderLine {
+                product_id: item.product_id,
+                product_name: item.product_name.clone(),
+                quantity: item.quantity,
+            })
+            .collect(),
+        from_cart,
+    };
+    tx.publish(&started).await?;
+    tx.commit().await?;
+    tracing::info!(order_id = %order.id, order_number = %order.order_number, "checkout started");
+    Ok(created(order.id, order.order_number))
+}
+
+fn created(order_id: OrderId, order_number: String) -> Response {
+    let location = format!("/api/ordering/orders/{order_id}");
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(CheckoutCreated {
+            order_id,
+            order_number,
+        }),
+    )
+        .into_response()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    match value.to_str().map(str::trim) {
+        Ok(key) if !key.is_empty() && key.len() <= 200 => Ok(Some(key.to_owned())),
+        _ => Err(Error::invalid(
+            "Idempotency-Key",
+            "must be 1 to 200 visible ASCII characters",
+        )),
+    }
+}
+
+async fn cart_lines(tx: &mut bus::Tx<'_>, buyer: BuyerId) -> Result<BTreeMap<ProductId, u32>> {
+    let lines: BTreeMap<_, _> = crate::cart::db::cart_lines(tx, buyer)
+        .await?
+        .into_iter()
+        .collect();
+    if lines.is_empty() {
+        return Err(Error::invalid("items", "the cart is empty"));
+    }
+    Ok(lines)
+}
+
+/// Names, prices and pictures come from the catalog at this moment, never from the client.
+async fn snapshot_lines(
+    tx: &mut bus::Tx<'_>,
+    lines: &BTreeMap<ProductId, u32>,
+) -> Result<Vec<OrderItem>> {
+    let ids: Vec<ProductId> = lines.keys().copied().collect();
+    let products: BTreeMap<ProductId, _> = find_products(tx, &ids)
+        .await?
+        .into_iter()
+        .filter(|product| product.status == ProductStatus::Published)
+        .map(|product| (product.id, product))
+        .collect();
+    let mut errors = crate::error::FieldErrors::new();
+    let mut items = Vec::with_capacity(lines.len());
+    for (index, (id, quantity)) in lines.iter().enumerate() {
+        match products.get(id) {
+            Some(product) => items.push(OrderItem {
+                product_id: *id,
+                product_name: product.name.clone(),
+                unit_price: product.price,
+                quantity: *quantity,
+                image_url: product.image_url.clone(),
+            }),
+            None => {
+                errors.insert(
+                    format!("items[{index}].productId"),
+                    vec![format!("product {id} does not exist or is not for sale")],
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(items)
+    } else {
+        Err(Error::Validation(errors))
+    }
+}
+
+fn new_order(
+    valid: &ValidCheckout,
+    buyer: BuyerId,
+    items: &[OrderItem],
+    now: bus::Timestamp,
+) -> Order {
+    Order {
+        id: OrderId::new(),
+        order_number: super::domain::new_order_number(),
+        buyer_id: buyer,
+        buyer_email: valid.email.clone(),
+        address: valid.address.clone(),
+        status: OrderStatus::Submitted,
+        totals: Totals::of(items.iter().map(|item| (item.unit_price, item.quantity))),
+        failure_reason: None,
+        created_at: now,
+        paid_at: None,
+    }
+}
+
+/// Inserts the order, drawing a new number if the random one is taken (one in a billion).
+async fn insert_with_unique_number(
+    tx: &mut bus::Tx<'_>,
+    mut order: Order,
+    items: &[OrderItem],
+    key: Option<&str>,
+) -> Result<()> {
+    for _ in 0..5 {
+        let mut savepoint = tx.savepoint().await?;
+        match db::insert_order(&mut savepoint, &order, items, key).await {
+            Ok(()) => return Ok(savepoint.commit().await?),
+            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+                savepoint.rollback().await?;
+                order.order_number = super::domain::new_order_number();
+            }
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(Error::Conflict {
+        kind: "order-number",
+        detail: "could not allocate an order number; retry".into(),
+    })
+}
+
+/// An order as its buyer sees it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderView {
+    id: OrderId,
+    order_number: String,
+    buyer_email: String,
+    shipping_address: ShippingAddress,
+    status: OrderStatus,
+    items: Vec<OrderItemView>,
+    #[schema(value_type = f64)]
+    subtotal: Money,
+    #[schema(value_type = f64)]
+    shipping_cost: Money,
+    #[schema(value_type = f64)]
+    tax: Money,
+    #[schema(value_type = f64)]
+    total: Money,
+    created_at: String,
+    paid_at: Option<String>,
+    failure_reason: Option<String>,
+}
+
+/// One line of an order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderItemView {
+    product_id: ProductId,
+    product_name: String,
+    #[schema(value_type = f64)]
+    unit_price: Money,
+    quantity: u32,
+    #[schema(value_type = f64)]
+    line_total: Money,
+    image_url: Option<String>,
+}
+
+/// The order if `caller` may see it; 404 otherwise, so strangers learn nothing.
+pub async fn visible_order(state: &AppState, caller: &Caller, id: OrderId) -> Result<Order> {
+    let mut conn = state.db.reader().acquire().await?;
+    match db::find_order(&mut conn, id).await? {
+        Some(order) if caller.may_access(order.buyer_id) => Ok(order),
+        _ => Err(Error::NotFound("order")),
+    }
+}
+
+/// One order, for the buyer who placed it or an admin.
+#[utoipa::path(get, path = "/api/ordering/orders/{id}", tag = "ordering",
+    params(("id" = OrderId, Path, description = "Order id")),
+    responses((status = 200, body = OrderView), (status = 404, body = crate::error::Problem)))]
+pub async fn get_order(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<OrderId>,
+) -> Result<Json<OrderView>> {
+    let order = visible_order(&state, &caller, id).await?;
+    let mut conn = state.db.reader().acquire().await?;
+    let items = db::order_items(&mut conn, id).await?;
+    Ok(Json(OrderView {
+        id: order.id,
+        order_number: order.order_number,
+        buyer_email: order.buyer_email,
+        shipping_address: order.address,
+        status: order.status,
+        items: items
+            .into_iter()
+            .map(|item| OrderItemView {
+                line_total: item.unit_price * item.quantity,
+                product_id: item.product_id,
+                product_name: item.product_name,
+                unit_price: item.unit_price,
+                quantity: item.quantity,
+                image_url: item.image_url,
+            })
+            .collect(),
+        subtotal: order.totals.subtotal,
+        shipping_cost: order.totals.shipping,
+        tax: order.totals.tax,
+        total: order.totals.total,
+        created_at: rfc3339(order.created_at),
+        paid_at: order.paid_at.map(rfc3339),
+        failure_reason: order.failure_reason,
+    }))
+}
+
+/// The checkout saga of an order, with its timeline.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckoutView {
+    order_id: OrderId,
+    state: String,
+    version: i64,
+    started_at: String,
+    updated_at: String,
+    failure_reason: Option<String>,
+    timeline: Vec<TimelineView>,
+}
+
+/// One step of a saga's timeline.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TimelineView {
+    at: String,
+    event: String,
+    from_state: Option<String>,
+    to_state: String,
+    messages_sent: Vec<String>,
+}
+
+/// The saga behind an order: state, version and every step, for the buyer or an admin.
+#[utoipa::path(get, path = "/api/ordering/orders/{id}/checkout", tag = "ordering",
+    params(("id" = OrderId, Path, description = "Order id")),
+    responses((status = 200, body = CheckoutView), (status = 404, body = crate::error::Problem)))]
+pub async fn get_checkout(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<OrderId>,
+) -> Result<Json<CheckoutView>> {
+    visible_order(&state, &caller, id).await?;
+    let instance = saga::get(state.db.reader(), CheckoutSaga::NAME, id.0)
+        .await?
+        .ok_or(Error::NotFound("checkout"))?;
+    let failure_reason = match serde_json::from_value::<CheckoutState>(instance.data) {
+        Ok(CheckoutState::Failed { reason }) => Some(reason),
+        _ => None,
+    };
+    Ok(Json(CheckoutView {
+        order_id: id,
+        state: instance.state,
+        version: instance.version,
+        started_at: rfc3339(instance.created_at),
+        updated_at: rfc3339(instance.updated_at),
+        failure_reason,
+        timeline: instance
+            .timeline
+            .into_iter()
+            .map(|step| TimelineView {
+                at: rfc3339(step.at),
+                event: step.event,
+                from_state: step.from_state,
+                to_state: step.to_state,
+                messages_sent: step.messages_sent,
+            })
+            .collect(),
+    }))
+}
+
+/// An order in a listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSummary {
+    id: OrderId,
+    order_number: String,
+    status: OrderStatus,
+    #[schema(value_type = f64)]
+    total: Money,
+    item_count: i64,
+    created_at: String,
+}
+
+/// Filters of order listings.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderFilter {
+    /// Only orders in this status.
+    status: Option<String>,
+    /// 1-based page.
+    page: Option<u32>,
+    /// Page size, at most 100.
+    page_size: Option<u32>,
+}
+
+/// The caller's orders, newest first.
+#[utoipa::path(get, path = "/api/ordering/orders/my", tag = "ordering",
+    params(OrderFilter),
+    responses((status = 200, body = Page<OrderSummary>), (status = 400, body = crate::error::Problem)))]
+pub async fn my_orders(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(filter): Query<OrderFilter>,
+) -> Result<Json<Page<OrderSummary>>> {
+    list_orders(&state, Some(caller.buyer), filter)
+        .await
+        .map(Json)
+}
+
+/// Orders of one buyer (or of everyone), filtered and paged, newest first.
+pub async fn list_orders(
+    state: &AppState,
+    buyer: Option<BuyerId>,
+    filter: OrderFilter,
+) -> Result<Page<OrderSummary>> {
+    let (page, page_size) = Paging {
+        page: filter.page,
+        page_size: filter.page_size,
+    }
+    .resolve()?;
+    let status = filter
+        .status
+        .as_deref()
+        .map(|text| {
+            OrderStatus::parse(text).ok_or_else(|| Error::invalid("status", "unknown order status"))
+        })
+        .transpose()?;
+    let buyer = buyer.map(|b| b.to_string());
+    let status = status.map(OrderStatus::as_str);
+    let filter_sql = "($1 IS NULL OR o.buyer_id = $1) AND ($2 IS NULL OR o.status = $2)";
+    let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM orders o WHERE {filter_sql}"
+    )))
+    .bind(buyer.clone())
+    .bind(status)
+    .fetch_one(state.db.reader())
+    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT o.id, o.order_number, o.status, o.total_cents, o.created_at, \
+         (SELECT COALESCE(SUM(i.quantity), 0) FROM order_items i WHERE i.order_id = o.id) AS item_count \
+         FROM orders o WHERE {filter_sql} ORDER BY o.created_at DESC, o.id DESC LIMIT $3 OFFSET $4"
+    )))
+    .bind(buyer)
+    .bind(status)
+    .bind(i64::from(page_size))
+    .bind(i64::from((page - 1) * page_size))
+    .fetch_all(state.db.reader())
+    .await?;
+    let items = rows
+        .iter()
+        .map(|row| {
+            use sqlx::Row;
+            let status: String = row.try_get("status")?;
+            Ok(OrderSummary {
+                id: db::parse(row.try_get("id")?)?,
+                order_number: row.try_get("order_number")?,
+                status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Submitted),
+                total: Money(row.try_get("total_cents")?),
+                item_count: row.try_get("item_count")?,
+                created_at: rfc3339(bus::Timestamp(row.try_get("created_at")?)),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(Page {
+        items,
+        total_count,
+        page,
+        page_size,
+    })
+}
