@@ -1,6 +1,7 @@
 //! The OpenAPI document, generated from the handlers' and types' annotations.
 
 use utoipa::OpenApi;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// The API description served at `/api/openapi.json`.
 #[derive(OpenApi)]
@@ -13,7 +14,15 @@ use utoipa::OpenApi;
 )]
 struct ApiDoc;
 
-/// The document as served.
+/// The document as served: every module's paths merged, and the admin bearer scheme.
 pub fn document() -> utoipa::openapi::OpenApi {
-    ApiDoc::openapi()
+    let mut doc = ApiDoc::openapi();
+    doc.merge(crate::ordering::OrderingApi::openapi());
+    doc.merge(crate::payment::PaymentApi::openapi());
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "admin",
+        SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+    );
+    doc
 }

@@ -1,0 +1,129 @@
+//! The pay route.
+
+use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::app::AppState;
+use crate::http::{Caller, Json, Path};
+use crate::ids::OrderId;
+use crate::ordering::checkout::{CheckoutSaga, PAYMENT_DECLINED};
+use crate::ordering::db::{find_order, move_status};
+use crate::ordering::domain::OrderStatus;
+use crate::ordering::messages::{PaymentCompleted, PaymentFailed};
+use crate::{Error, Result};
+
+/// What the simulated provider should answer.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequest {
+    /// `true` pays, `false` is declined.
+    pub should_succeed: bool,
+}
+
+/// The provider's answer.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentResult {
+    /// Whether the payment went through.
+    pub success: bool,
+    /// Why not, when it did not.
+    pub failure_reason: Option<String>,
+}
+
+/// Pays (or declines) an order that awaits payment; 409 when it does not (stock not yet
+/// reserved, already paid or declined, failed, or the payment window closed).
+#[utoipa::path(post, path = "/api/ordering/orders/{id}/pay", tag = "payment",
+    params(("id" = OrderId, Path, description = "Order id")), request_body = PaymentRequest,
+    responses((status = 200, body = PaymentResult), (status = 404, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem)))]
+pub async fn pay(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<OrderId>,
+    Json(request): Json<PaymentRequest>,
+) -> Result<Json<PaymentResult>> {
+    let mut tx = state.bus.begin().await?;
+    let order = match find_order(&mut tx, id).await? {
+        Some(order) if caller.may_access(order.buyer_id) => order,
+        _ => return Err(Error::NotFound("order")),
+    };
+    let now = tx.bus().db().now();
+    ensure_awaiting_payment(&mut tx, &order, state.config.payment_timeout, now).await?;
+    let failure_reason = (!request.should_succeed).then(|| PAYMENT_DECLINED.to_owned());
+    let recorded = sqlx::query(
+        "INSERT INTO payments (order_id, succeeded, failure_reason, at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (order_id) DO NOTHING",
+    )
+    .bind(id.to_string())
+    .bind(i64::from(request.should_succeed))
+    .bind(failure_reason.as_deref())
+    .bind(now.0)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    if recorded == 0 {
+        return Err(not_awaiting(
+            "a payment for this order was already recorded".into(),
+        ));
+    }
+    if request.should_succeed {
+        move_status(&mut tx, id, OrderStatus::Paid, None, now).await?;
+        tx.publish(&PaymentCompleted { order_id: id }).await?;
+    } else {
+        let reason = PAYMENT_DECLINED.to_owned();
+        tx.publish(&PaymentFailed {
+            order_id: id,
+            reason,
+        })
+        .await?;
+    }
+    tx.commit().await?;
+    tracing::info!(order_id = %id, success = request.should_succeed, "payment recorded");
+    Ok(Json(PaymentResult {
+        success: request.should_succeed,
+        failure_reason,
+    }))
+}
+
+/// The saga is the source of truth: it must await payment, and its payment window (which
+/// opened when stock was reserved) must still be open, so that a payment can never race the
+/// timeout that releases the stock.
+async fn ensure_awaiting_payment(
+    tx: &mut bus::Tx<'_>,
+    order: &crate::ordering::db::Order,
+    timeout: std::time::Duration,
+    now: bus::Timestamp,
+) -> Result<()> {
+    let saga = sqlx::query(
+        "SELECT state, updated_at FROM saga_instances WHERE saga = $1 AND correlation_id = $2",
+    )
+    .bind(CheckoutSaga::NAME)
+    .bind(order.id.to_string())
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(saga) = saga else {
+        return Err(not_awaiting(
+            "the order's checkout has not started yet".into(),
+        ));
+    };
+    let saga_state: String = saga.try_get("state")?;
+    if saga_state != "StockReserved" {
+        return Err(not_awaiting(format!(
+            "the order is {} and does not await payment",
+            order.status.as_str()
+        )));
+    }
+    let reserved_at = bus::Timestamp(saga.try_get("updated_at")?);
+    if now > reserved_at.plus(timeout) {
+        return Err(not_awaiting("the payment window has closed".into()));
+    }
+    Ok(())
+}
+
+fn not_awaiting(detail: String) -> Error {
+    Error::Conflict {
+        kind: "not-awaiting-payment",
+        detail,
+    }
+}
