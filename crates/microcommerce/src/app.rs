@@ -139,7 +139,9 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = self.state.clone();
-        *state.workers.lock().expect("workers lock") = Some(state.bus.start());
+        if state.config.workers > 0 {
+            *state.workers.lock().expect("workers lock") = Some(state.bus.start());
+        }
         tracing::info!(addr = %self.local_addr(), "serving");
         let result = axum::serve(self.listener, router(state.clone()))
             .with_graceful_shutdown(shutdown)

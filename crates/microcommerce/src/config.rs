@@ -18,7 +18,8 @@ pub struct Config {
     pub admin_token: String,
     /// How long a buyer has to pay once stock is reserved.
     pub payment_timeout: Duration,
-    /// Bus worker tasks.
+    /// Bus worker tasks; 0 processes no messages (maintenance, or tests that drive the bus
+    /// themselves with `bus.run_pending()`).
     pub workers: usize,
     /// Messages per worker transaction.
     pub batch_size: usize,

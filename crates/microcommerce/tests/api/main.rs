@@ -1,3 +1,5 @@
 //! API integration tests: one binary, an app on port 0 with a fresh database per test.
 
+mod checkout;
+mod edge;
 mod helpers;

@@ -1,0 +1,575 @@
+//! The checkout end to end: order, saga, stock, payment and cart together.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use sqlx::Row;
+
+use crate::helpers::{Client, TestApp, eventually, spawn_app, spawn_app_with};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A published product with `on_hand` units, created straight in the database so that these
+/// tests depend on no other module's API.
+async fn product(app: &TestApp, name: &str, price_cents: i64, on_hand: i64) -> String {
+    let id = uuid::Uuid::now_v7().to_string();
+    let category = uuid::Uuid::now_v7().to_string();
+    let now = bus::Timestamp::now();
+    let mut tx = app.state.bus.begin().await.unwrap();
+    sqlx::query("INSERT INTO categories (id, name, description) VALUES ($1, $2, 'test')")
+        .bind(&category)
+        .bind(format!("Category {category}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO products (id, sku, name, description, price_cents, currency, image_url, \
+         category_id, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, 'test', $4, 'USD', NULL, $5, 'Published', $6, $6)",
+    )
+    .bind(&id)
+    .bind(format!("T-{id}"))
+    .bind(name)
+    .bind(price_cents)
+    .bind(&category)
+    .bind(now.0)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    microcommerce::inventory::db::create_stock_item(&mut tx, id.parse().unwrap(), on_hand, now)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    id
+}
+
+/// (on hand, reserved) of a product.
+async fn stock(app: &TestApp, product: &str) -> (i64, i64) {
+    let row = sqlx::query("SELECT on_hand, reserved FROM stock_items WHERE product_id = $1")
+        .bind(product)
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+    (row.get("on_hand"), row.get("reserved"))
+}
+
+async fn held_reservations(app: &TestApp, order: &str) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM stock_reservations WHERE order_id = $1 AND status = 'Held'",
+    )
+    .bind(order)
+    .fetch_one(app.state.db.reader())
+    .await
+    .unwrap()
+}
+
+fn address() -> Value {
+    json!({
+        "name": "Ada Lovelace", "email": "ada@example.com", "street": "12 Analytical Row",
+        "city": "London", "state": "LDN", "zipCode": "N1 9GU"
+    })
+}
+
+fn checkout_body(items: Option<Value>) -> Value {
+    let mut body = json!({ "email": "ada@example.com", "shippingAddress": address() });
+    if let Some(items) = items {
+        body["items"] = items;
+    }
+    body
+}
+
+/// Checks out `items` (or the cart when `None`) and returns the order id.
+async fn check_out(buyer: &Client, items: Option<Value>) -> String {
+    let reply = buyer
+        .post("/api/ordering/checkout", checkout_body(items))
+        .await;
+    assert_eq!(reply.status, 201, "{:?}", reply.body);
+    reply.body["orderId"].as_str().unwrap().to_owned()
+}
+
+/// Waits until the order's status is one of `statuses`; returns the order.
+async fn order_in(buyer: &Client, order: &str, statuses: &[&str]) -> Value {
+    eventually(&format!("order in {statuses:?}"), WAIT, || async {
+        let reply = buyer.get(&format!("/api/ordering/orders/{order}")).await;
+        let status = reply.body["status"].as_str().unwrap_or_default().to_owned();
+        statuses.contains(&status.as_str()).then_some(reply.body)
+    })
+    .await
+}
+
+/// Waits until the saga is settled in `state` and the order agrees.
+async fn settled(buyer: &Client, order: &str, state: &str) -> Value {
+    let view = eventually(&format!("saga in {state}"), WAIT, || async {
+        let reply = buyer
+            .get(&format!("/api/ordering/orders/{order}/checkout"))
+            .await;
+        (reply.body["state"] == state).then_some(reply.body)
+    })
+    .await;
+    order_in(buyer, order, &[state]).await;
+    view
+}
+
+async fn pay(buyer: &Client, order: &str, succeed: bool) -> crate::helpers::Reply {
+    buyer
+        .post(
+            &format!("/api/ordering/orders/{order}/pay"),
+            json!({ "shouldSucceed": succeed }),
+        )
+        .await
+}
+
+#[tokio::test]
+async fn a_paid_checkout_is_confirmed_with_stock_deducted_and_the_cart_cleared() {
+    let app = spawn_app().await;
+    let mug = product(&app, "Mug", 1250, 20).await;
+    let buyer = app.buyer();
+    let added = buyer
+        .post(
+            "/api/cart/items",
+            json!({ "productId": mug, "quantity": 3 }),
+        )
+        .await;
+    assert_eq!(added.status, 200, "{:?}", added.body);
+
+    let order = check_out(&buyer, None).await;
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    assert_eq!(stock(&app, &mug).await, (20, 3));
+    let paid = pay(&buyer, &order, true).await;
+    assert_eq!(paid.status, 200, "{:?}", paid.body);
+    assert_eq!(paid.body, json!({ "success": true, "failureReason": null }));
+
+    let saga = settled(&buyer, &order, "Confirmed").await;
+    let steps: Vec<&str> = saga["timeline"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| step["toState"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["Submitted", "StockReserved", "Confirmed"]);
+    eventually("stock deducted", WAIT, || async {
+        (stock(&app, &mug).await == (17, 0)).then_some(())
+    })
+    .await;
+    eventually("cart cleared", WAIT, || async {
+        (buyer.get("/api/cart/count").await.body == json!(0)).then_some(())
+    })
+    .await;
+    let view = buyer
+        .get(&format!("/api/ordering/orders/{order}"))
+        .await
+        .body;
+    assert_eq!(view["subtotal"], json!(37.50));
+    assert_eq!(view["shippingCost"], json!(5.99));
+    assert_eq!(view["tax"], json!(3.00));
+    assert_eq!(view["total"], json!(46.49));
+    assert!(view["paidAt"].is_string());
+    assert_eq!(view["items"][0]["lineTotal"], json!(37.50));
+}
+
+#[tokio::test]
+async fn a_stock_shortage_fails_the_order_and_holds_nothing() {
+    let app = spawn_app().await;
+    let lamp = product(&app, "Desk Lamp", 4999, 1).await;
+    let buyer = app.buyer();
+    let order = check_out(&buyer, Some(json!([{ "productId": lamp, "quantity": 2 }]))).await;
+    let saga = settled(&buyer, &order, "Failed").await;
+    assert_eq!(saga["failureReason"], "Insufficient stock for Desk Lamp");
+    let view = buyer
+        .get(&format!("/api/ordering/orders/{order}"))
+        .await
+        .body;
+    assert_eq!(view["failureReason"], "Insufficient stock for Desk Lamp");
+    assert_eq!(stock(&app, &lamp).await, (1, 0));
+    assert_eq!(held_reservations(&app, &order).await, 0);
+}
+
+#[tokio::test]
+async fn a_declined_payment_releases_every_reservation_and_keeps_the_cart() {
+    let app = spawn_app().await;
+    let pen = product(&app, "Pen", 199, 10).await;
+    let ink = product(&app, "Ink", 599, 10).await;
+    let buyer = app.buyer();
+    for (id, quantity) in [(&pen, 2), (&ink, 4)] {
+        let reply = buyer
+            .post(
+                "/api/cart/items",
+                json!({ "productId": id, "quantity": quantity }),
+            )
+            .await;
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+    }
+    let order = check_out(&buyer, None).await;
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    assert_eq!(stock(&app, &ink).await, (10, 4));
+    let declined = pay(&buyer, &order, false).await;
+    assert_eq!(declined.status, 200);
+    assert_eq!(declined.body["success"], false);
+    assert_eq!(
+        declined.body["failureReason"],
+        "Payment declined (simulated)"
+    );
+
+    let saga = settled(&buyer, &order, "Failed").await;
+    assert_eq!(saga["failureReason"], "Payment declined (simulated)");
+    eventually("reservations released", WAIT, || async {
+        (stock(&app, &pen).await == (10, 0) && stock(&app, &ink).await == (10, 0)).then_some(())
+    })
+    .await;
+    assert_eq!(held_reservations(&app, &order).await, 0);
+    assert_eq!(buyer.get("/api/cart/count").await.body, json!(6));
+}
+
+#[tokio::test]
+async fn an_unpaid_order_times_out_and_releases_its_stock() {
+    let app = spawn_app_with(|mut config| {
+        config.payment_timeout = Duration::from_millis(300);
+        config
+    })
+    .await;
+    let cup = product(&app, "Cup", 800, 5).await;
+    let buyer = app.buyer();
+    let order = check_out(&buyer, Some(json!([{ "productId": cup, "quantity": 5 }]))).await;
+    let saga = settled(&buyer, &order, "Failed").await;
+    assert_eq!(saga["failureReason"], "Payment not received in time");
+    assert_eq!(stock(&app, &cup).await, (5, 0));
+    assert_eq!(pay(&buyer, &order, true).await.status, 409);
+}
+
+#[tokio::test]
+async fn every_failing_step_leaves_a_clean_slate() {
+    // Each way a checkout can fail, in saga order: stock, payment, timeout.
+    let app = spawn_app_with(|mut config| {
+        config.payment_timeout = Duration::from_millis(500);
+        config
+    })
+    .await;
+    for step in ["reservation", "payment", "timeout"] {
+        let item = product(&app, &format!("Item for {step}"), 1000, 3).await;
+        let buyer = app.buyer();
+        let quantity = if step == "reservation" { 4 } else { 3 };
+        let order = check_out(
+            &buyer,
+            Some(json!([{ "productId": item, "quantity": quantity }])),
+        )
+        .await;
+        if step == "payment" {
+            order_in(&buyer, &order, &["StockReserved"]).await;
+            assert_eq!(pay(&buyer, &order, false).await.status, 200);
+        }
+        settled(&buyer, &order, "Failed").await;
+        eventually(
+            &format!("clean slate after failed {step}"),
+            WAIT,
+            || async { (stock(&app, &item).await == (3, 0)).then_some(()) },
+        )
+        .await;
+        assert_eq!(held_reservations(&app, &order).await, 0, "{step}");
+    }
+    assert_eq!(app.state.bus.dead_letter_count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn paying_before_the_reservation_or_twice_is_a_conflict() {
+    let app = spawn_app_with(|mut config| {
+        config.workers = 0;
+        config
+    })
+    .await;
+    let book = product(&app, "Book", 2500, 5).await;
+    let buyer = app.buyer();
+    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    let early = pay(&buyer, &order, true).await;
+    assert_eq!(early.status, 409);
+    assert_eq!(early.content_type(), "application/problem+json");
+    assert_eq!(
+        early.body["type"],
+        "urn:microcommerce:problem:not-awaiting-payment"
+    );
+
+    app.state.bus.run_pending().await.unwrap();
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    assert_eq!(pay(&buyer, &order, true).await.status, 200);
+    assert_eq!(pay(&buyer, &order, true).await.status, 409);
+    assert_eq!(pay(&buyer, &order, false).await.status, 409);
+    app.state.bus.run_pending().await.unwrap();
+    order_in(&buyer, &order, &["Confirmed"]).await;
+}
+
+#[tokio::test]
+async fn another_buyer_can_neither_see_nor_pay_my_order() {
+    let app = spawn_app().await;
+    let hat = product(&app, "Hat", 1500, 5).await;
+    let me = app.buyer();
+    let stranger = app.buyer();
+    let order = check_out(&me, Some(json!([{ "productId": hat, "quantity": 1 }]))).await;
+    order_in(&me, &order, &["StockReserved"]).await;
+    for path in [
+        format!("/api/ordering/orders/{order}"),
+        format!("/api/ordering/orders/{order}/checkout"),
+    ] {
+        let reply = stranger.get(&path).await;
+        assert_eq!(reply.status, 404);
+        assert_eq!(reply.content_type(), "application/problem+json");
+    }
+    assert_eq!(pay(&stranger, &order, true).await.status, 404);
+    assert_eq!(
+        stranger.get("/api/ordering/orders/my").await.body["totalCount"],
+        0
+    );
+    assert_eq!(
+        app.admin()
+            .get(&format!("/api/ordering/orders/{order}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        me.get("/api/ordering/orders/my").await.body["totalCount"],
+        1
+    );
+}
+
+#[tokio::test]
+async fn the_price_a_client_sends_is_ignored() {
+    let app = spawn_app().await;
+    let watch = product(&app, "Watch", 19999, 5).await;
+    let buyer = app.buyer();
+    let body = json!({
+        "email": "ada@example.com", "shippingAddress": address(),
+        "items": [{ "productId": watch, "quantity": 1, "unitPrice": 0.01, "productName": "Free" }],
+        "total": 0.01
+    });
+    let reply = buyer.post("/api/ordering/checkout", body).await;
+    assert_eq!(reply.status, 201);
+    let order = reply.body["orderId"].as_str().unwrap().to_owned();
+    let view = buyer
+        .get(&format!("/api/ordering/orders/{order}"))
+        .await
+        .body;
+    assert_eq!(view["items"][0]["unitPrice"], json!(199.99));
+    assert_eq!(view["items"][0]["productName"], "Watch");
+    assert_eq!(view["subtotal"], json!(199.99));
+}
+
+#[tokio::test]
+async fn the_same_idempotency_key_returns_the_same_order() {
+    let app = spawn_app().await;
+    let sock = product(&app, "Sock", 300, 50).await;
+    let buyer = app.buyer();
+    let items = json!([{ "productId": sock, "quantity": 2 }]);
+    let mut orders = Vec::new();
+    for _ in 0..3 {
+        let reply = buyer
+            .http
+            .post(format!("{}/api/ordering/checkout", app.base))
+            .header("Idempotency-Key", "retry-me-7")
+            .json(&checkout_body(Some(items.clone())))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(reply.status(), 201);
+        let body: Value = reply.json().await.unwrap();
+        orders.push(body["orderId"].as_str().unwrap().to_owned());
+    }
+    assert!(orders.iter().all(|order| order == &orders[0]));
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap();
+    assert_eq!(count, 1);
+    // Another buyer's identical key is a different order.
+    let other = app.buyer();
+    let reply = other
+        .http
+        .post(format!("{}/api/ordering/checkout", app.base))
+        .header("Idempotency-Key", "retry-me-7")
+        .json(&checkout_body(Some(items)))
+        .send()
+        .await
+        .unwrap();
+    let body: Value = reply.json().await.unwrap();
+    assert_ne!(body["orderId"].as_str().unwrap(), orders[0]);
+}
+
+#[tokio::test]
+async fn checkout_validation_errors_are_problem_documents_with_field_errors() {
+    let app = spawn_app().await;
+    let buyer = app.buyer();
+    let bad = json!({
+        "email": "nope", "shippingAddress": { "name": "", "email": "x@y.z", "street": "s",
+            "city": "c", "state": "st", "zipCode": "12345678901" },
+        "items": [{ "productId": uuid::Uuid::now_v7(), "quantity": 0 }]
+    });
+    let reply = buyer.post("/api/ordering/checkout", bad).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.content_type(), "application/problem+json");
+    assert_eq!(reply.body["type"], "urn:microcommerce:problem:validation");
+    let errors = reply.body["errors"].as_object().unwrap();
+    for field in [
+        "email",
+        "shippingAddress.name",
+        "shippingAddress.zipCode",
+        "items[0].quantity",
+    ] {
+        assert!(errors.contains_key(field), "{field} missing in {errors:?}");
+    }
+    let empty = buyer
+        .post("/api/ordering/checkout", checkout_body(Some(json!([]))))
+        .await;
+    assert!(empty.body["errors"]["items"].is_array());
+    let empty_cart = buyer
+        .post("/api/ordering/checkout", checkout_body(None))
+        .await;
+    assert_eq!(empty_cart.status, 400);
+    assert_eq!(empty_cart.body["errors"]["items"][0], "the cart is empty");
+    let unknown = buyer
+        .post(
+            "/api/ordering/checkout",
+            checkout_body(Some(
+                json!([{ "productId": uuid::Uuid::now_v7(), "quantity": 1 }]),
+            )),
+        )
+        .await;
+    assert!(unknown.body["errors"]["items[0].productId"].is_array());
+}
+
+#[tokio::test]
+async fn admin_routes_require_the_token() {
+    let app = spawn_app().await;
+    let buyer = app.buyer();
+    let order = uuid::Uuid::now_v7();
+    let calls = [
+        ("GET", "/api/ordering/orders".to_owned(), None),
+        ("GET", "/api/ordering/dashboard".to_owned(), None),
+        (
+            "PATCH",
+            format!("/api/ordering/orders/{order}/status"),
+            Some(json!({ "newStatus": "Shipped" })),
+        ),
+        ("GET", "/api/messaging/dead-letters".to_owned(), None),
+        ("DELETE", "/api/messaging/dead-letters".to_owned(), None),
+        (
+            "POST",
+            "/api/messaging/dead-letters/1/retry".to_owned(),
+            None,
+        ),
+    ];
+    for (method, path, body) in calls {
+        let reply = buyer.send(method, &path, body).await;
+        assert_eq!(reply.status, 401, "{method} {path}");
+        assert_eq!(reply.content_type(), "application/problem+json");
+    }
+    let admin = app.admin();
+    assert_eq!(admin.get("/api/ordering/dashboard").await.status, 200);
+    assert_eq!(admin.get("/api/messaging/dead-letters").await.status, 200);
+}
+
+#[tokio::test]
+async fn admins_ship_and_deliver_confirmed_orders_only() {
+    let app = spawn_app().await;
+    let kite = product(&app, "Kite", 2000, 5).await;
+    let buyer = app.buyer();
+    let admin = app.admin();
+    let order = check_out(&buyer, Some(json!([{ "productId": kite, "quantity": 1 }]))).await;
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    let path = format!("/api/ordering/orders/{order}/status");
+    let early = admin.patch(&path, json!({ "newStatus": "Shipped" })).await;
+    assert_eq!(early.status, 422);
+    assert_eq!(pay(&buyer, &order, true).await.status, 200);
+    settled(&buyer, &order, "Confirmed").await;
+    assert_eq!(
+        admin
+            .patch(&path, json!({ "newStatus": "Delivered" }))
+            .await
+            .status,
+        422
+    );
+    assert_eq!(
+        admin
+            .patch(&path, json!({ "newStatus": "Shipped" }))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        admin
+            .patch(&path, json!({ "newStatus": "Delivered" }))
+            .await
+            .status,
+        204
+    );
+    assert_eq!(
+        admin
+            .patch(&path, json!({ "newStatus": "Lost" }))
+            .await
+            .status,
+        400
+    );
+    let dashboard = admin.get("/api/ordering/dashboard").await.body;
+    assert_eq!(dashboard["countsByStatus"]["Delivered"], 1);
+    assert_eq!(dashboard["revenue"], json!(27.59));
+    assert_eq!(dashboard["todaysOrders"], 1);
+}
+
+#[tokio::test]
+async fn fifty_buyers_racing_for_ten_units_confirm_exactly_ten() {
+    let app = spawn_app().await;
+    let phone = product(&app, "Phone", 59900, 10).await;
+    let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let sampler = {
+        let (db, phone, sampling) = (app.state.db.clone(), phone.clone(), sampling.clone());
+        tokio::spawn(async move {
+            let mut samples = 0;
+            while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+                let row =
+                    sqlx::query("SELECT on_hand, reserved FROM stock_items WHERE product_id = $1")
+                        .bind(&phone)
+                        .fetch_one(db.reader())
+                        .await
+                        .unwrap();
+                let (on_hand, reserved): (i64, i64) = (row.get("on_hand"), row.get("reserved"));
+                assert!(
+                    on_hand >= 0 && reserved >= 0 && reserved <= on_hand,
+                    "{on_hand} {reserved}"
+                );
+                samples += 1;
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            samples
+        })
+    };
+    let buyers = (0..50).map(|_| {
+        let buyer = app.buyer();
+        let phone = phone.clone();
+        tokio::spawn(async move {
+            let order =
+                check_out(&buyer, Some(json!([{ "productId": phone, "quantity": 1 }]))).await;
+            let seen = order_in(&buyer, &order, &["StockReserved", "Failed"]).await;
+            if seen["status"] == "StockReserved" {
+                assert_eq!(pay(&buyer, &order, true).await.status, 200);
+            }
+            order_in(&buyer, &order, &["Confirmed", "Failed"]).await["status"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+    });
+    let outcomes = futures_util::future::join_all(buyers).await;
+    sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    let samples = sampler.await.unwrap();
+    let confirmed = outcomes
+        .iter()
+        .filter(|o| o.as_ref().unwrap() == "Confirmed")
+        .count();
+    let failed = outcomes
+        .iter()
+        .filter(|o| o.as_ref().unwrap() == "Failed")
+        .count();
+    assert_eq!((confirmed, failed), (10, 40));
+    eventually("stock settled", WAIT, || async {
+        (stock(&app, &phone).await == (0, 0)).then_some(())
+    })
+    .await;
+    assert!(samples > 0);
+}
