@@ -143,9 +143,13 @@ impl App {
             *state.workers.lock().expect("workers lock") = Some(state.bus.start());
         }
         tracing::info!(addr = %self.local_addr(), "serving");
+        let (stop_maintenance, stopped) = tokio::sync::watch::channel(false);
+        let maintenance = tokio::spawn(prune_finished_checkouts(state.clone(), stopped));
         let result = axum::serve(self.listener, router(state.clone()))
             .with_graceful_shutdown(shutdown)
             .await;
+        let _ = stop_maintenance.send(true);
+        let _ = maintenance.await;
         let workers = state.workers.lock().expect("workers lock").take();
         if let Some(workers) = workers {
             workers.shutdown().await;
@@ -153,6 +157,23 @@ impl App {
         state.db.close().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// Hourly: deletes finished checkouts older than the configured retention.
+async fn prune_finished_checkouts(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        let before = state.db.now().minus(state.config.saga_retention);
+        let saga = ordering::checkout::CheckoutSaga::NAME;
+        match saga::prune_completed(&state.bus, saga, before).await {
+            Ok(pruned) => tracing::info!(pruned, "pruned finished checkouts"),
+            Err(error) => tracing::warn!(%error, "pruning finished checkouts failed"),
+        }
     }
 }
 

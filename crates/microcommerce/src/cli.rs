@@ -70,6 +70,9 @@ pub struct ServeArgs {
     /// Do not load the demo catalog into an empty database.
     #[arg(long, env = "MICROCOMMERCE_NO_SEED")]
     pub no_seed: bool,
+    /// How long finished checkouts are kept (timeline readable, late duplicates ignored).
+    #[arg(long, env = "MICROCOMMERCE_SAGA_RETENTION", default_value = "30d", value_parser = parse_duration)]
+    pub saga_retention: std::time::Duration,
 }
 
 impl ServeArgs {
@@ -93,6 +96,7 @@ impl ServeArgs {
             batch_size: self.batch_size.max(1),
             secure_cookies: self.secure_cookies,
             seed: !self.no_seed,
+            saga_retention: self.saga_retention,
         };
         (config, generated)
     }

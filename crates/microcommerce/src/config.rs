@@ -27,6 +27,9 @@ pub struct Config {
     pub secure_cookies: bool,
     /// Load the demo catalog into an empty database.
     pub seed: bool,
+    /// How long finished checkouts stay as tombstones (their timeline readable, a late duplicate
+    /// start ignored) before they are pruned.
+    pub saga_retention: Duration,
 }
 
 impl Default for Config {
@@ -41,6 +44,7 @@ impl Default for Config {
             batch_size: 64,
             secure_cookies: false,
             seed: true,
+            saga_retention: Duration::from_secs(30 * 24 * 3600),
         }
     }
 }
@@ -58,11 +62,12 @@ impl std::fmt::Debug for Config {
             .field("batch_size", &self.batch_size)
             .field("secure_cookies", &self.secure_cookies)
             .field("seed", &self.seed)
+            .field("saga_retention", &self.saga_retention)
             .finish()
     }
 }
 
-/// Parses `90`, `90s`, `15m`, `2h` or `500ms` into a duration.
+/// Parses `90`, `90s`, `15m`, `2h`, `30d` or `500ms` into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -76,10 +81,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
+        "d" => 86_400,
         "ms" => return Ok(Duration::from_millis(number)),
         _ => {
             return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use ms, s, m or h"
+                "unknown unit {unit:?} in {text:?}: use ms, s, m, h or d"
             ));
         }
     };
@@ -97,6 +103,7 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5d").is_err());
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert!(parse_duration("5w").is_err());
     }
 }
