@@ -369,8 +369,8 @@ impl Tx<'_> {
             created_at: now,
             available_at,
         };
-        for consumer in consumers.to_vec() {
-            row.insert(&mut self.inner, &consumer).await?;
+        for consumer in consumers {
+            row.insert(&mut self.inner, consumer).await?;
         }
         self.wrote_messages.store(true, Ordering::Relaxed);
         Ok(())
