@@ -46,6 +46,17 @@ impl From<sqlx::Error> for ConsumeError {
     }
 }
 
+/// Publishing from a consumer fails like the database does (transient), except for a send to a
+/// consumer that does not exist, which no retry fixes.
+impl From<crate::BusError> for ConsumeError {
+    fn from(error: crate::BusError) -> Self {
+        match error {
+            crate::BusError::Sql(_) => Self::Transient(Box::new(error)),
+            crate::BusError::UnknownConsumer(_) => Self::Permanent(Box::new(error)),
+        }
+    }
+}
+
 /// A payload that does not decode will not decode next time either.
 impl From<serde_json::Error> for ConsumeError {
     fn from(error: serde_json::Error) -> Self {

@@ -19,6 +19,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = ApiDoc::openapi();
     doc.merge(crate::ordering::OrderingApi::openapi());
     doc.merge(crate::payment::PaymentApi::openapi());
+    doc.merge(crate::inventory::InventoryApi::openapi());
+    doc.merge(crate::cart::CartApi::openapi());
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "admin",

@@ -73,21 +73,23 @@ impl<S: Saga> Engine<S> {
         let id = message.correlation_id;
         match load::<S>(tx, id).await? {
             None if self.saga.is_start(&event) => {
-                let (state, sent) = self.saga.initially(&event).map_err(|rejected| {
-                    self.rejection_error(message, "Initial", rejected)
-                })?;
+                let (state, sent) = self
+                    .saga
+                    .initially(&event)
+                    .map_err(|rejected| self.rejection_error(message, "Initial", rejected))?;
                 self.create(tx, message, state, sent).await
             }
             None => park(tx, S::NAME, message).await,
             Some(loaded) if loaded.finished || self.saga.is_start(&event) => {
-                tracing::info!(saga = S::NAME, state = S::state_name(&loaded.state),
-                    "event ignored: instance finished or already started");
+                tracing::info!(
+                    saga = S::NAME,
+                    state = S::state_name(&loaded.state),
+                    "event ignored: instance finished or already started"
+                );
                 count_ignored(tx, S::NAME, id).await
             }
             Some(loaded) => match self.saga.during(&loaded.state, &event) {
-                Ok((next, sent)) => {
-                    self.advance(tx, message, id, loaded, next, sent).await
-                }
+                Ok((next, sent)) => self.advance(tx, message, id, loaded, next, sent).await,
                 Err(Rejected::Early) => park(tx, S::NAME, message).await,
                 Err(Rejected::Stale(reason)) => {
                     tracing::info!(saga = S::NAME, %reason, "stale event ignored");
@@ -102,7 +104,10 @@ impl<S: Saga> Engine<S> {
 
     /// The subscription entry equal to `message_type`, which outlives any one message.
     fn static_type(&self, message_type: &str) -> Option<&'static str> {
-        self.saga.subscriptions().into_iter().find(|t| *t == message_type)
+        self.saga
+            .subscriptions()
+            .into_iter()
+            .find(|t| *t == message_type)
     }
 
     fn rejection_error(&self, message: &Envelope, state: &str, rejected: Rejected) -> ConsumeError {
@@ -157,7 +162,11 @@ impl<S: Saga> Engine<S> {
             sent: &sent,
         };
         step.record(tx, now).await?;
-        let loaded = Loaded { finished: S::is_final(&state), state, version: 1 };
+        let loaded = Loaded {
+            finished: S::is_final(&state),
+            state,
+            version: 1,
+        };
         self.after_transition(tx, id, loaded).await
     }
 
@@ -205,7 +214,16 @@ impl<S: Saga> Engine<S> {
             sent: &sent,
         };
         step.record(tx, now).await?;
-        self.after_transition(tx, id, Loaded { state: next, version, finished }).await
+        self.after_transition(
+            tx,
+            id,
+            Loaded {
+                state: next,
+                version,
+                finished,
+            },
+        )
+        .await
     }
 
     /// After a state change: finalize, or re-offer parked events to the new state.
@@ -216,7 +234,7 @@ impl<S: Saga> Engine<S> {
         current: Loaded<S::State>,
     ) -> Result<(), ConsumeError> {
         if current.finished {
-            tx.cancel_scheduled(S::NAME, id).await.map_err(ConsumeError::transient)?;
+            tx.cancel_scheduled(S::NAME, id).await?;
             return Ok(());
         }
         for parked in parked_events(tx, S::NAME, id).await? {
@@ -253,7 +271,7 @@ impl<S: Saga> Engine<S> {
                         destination: bus::Destination::Consumer(S::NAME.to_owned()),
                         delivery: bus::Delivery::Now,
                     };
-                    tx.write(&outgoing).await.map_err(ConsumeError::transient)?;
+                    tx.write(&outgoing).await?;
                 }
             }
         }
@@ -289,7 +307,7 @@ struct Step<'a> {
 impl Step<'_> {
     async fn record(&self, tx: &mut Tx<'_>, now: Timestamp) -> Result<(), ConsumeError> {
         for outgoing in self.sent {
-            tx.write(outgoing).await.map_err(ConsumeError::transient)?;
+            tx.write(outgoing).await?;
         }
         let types: Vec<&str> = self.sent.iter().map(|m| m.message_type).collect();
         sqlx::query(

@@ -1,0 +1,234 @@
+//! Cart routes; every one acts on the calling buyer's own cart only.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+
+use crate::app::AppState;
+use crate::catalog::db::{ProductStatus, find_products};
+use crate::http::{Caller, Json, Path};
+use crate::ids::{CartItemId, ProductId};
+use crate::money::Money;
+use crate::{Error, Result};
+
+/// Most units of one product in a cart.
+pub const MAX_QUANTITY: i64 = 99;
+
+/// The buyer's cart, priced from the catalog now.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CartView {
+    id: String,
+    items: Vec<CartItemView>,
+    subtotal: Money,
+    total_items: i64,
+}
+
+/// One line of the cart.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CartItemView {
+    id: CartItemId,
+    product_id: ProductId,
+    product_name: String,
+    unit_price: Money,
+    image_url: Option<String>,
+    quantity: i64,
+    line_total: Money,
+}
+
+/// The caller's cart; 204 when there is none or it is empty.
+#[utoipa::path(get, path = "/api/cart", tag = "cart",
+    responses((status = 200, body = CartView), (status = 204)))]
+pub async fn get_cart(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    let rows = sqlx::query(
+        "SELECT c.id AS cart_id, i.id, i.product_id, i.quantity, p.name, p.price_cents, p.image_url \
+         FROM carts c JOIN cart_items i ON i.cart_id = c.id JOIN products p ON p.id = i.product_id \
+         WHERE c.buyer_id = $1 ORDER BY i.added_at, i.id",
+    )
+    .bind(caller.buyer.to_string())
+    .fetch_all(state.db.reader())
+    .await?;
+    let Some(first) = rows.first() else {
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    };
+    let cart_id: String = first.try_get("cart_id")?;
+    let items = rows
+        .iter()
+        .map(|row| {
+            let price = Money(row.try_get("price_cents")?);
+            let quantity: i64 = row.try_get("quantity")?;
+            Ok(CartItemView {
+                id: crate::ordering::db::parse(row.try_get("id")?)?,
+                product_id: crate::ordering::db::parse(row.try_get("product_id")?)?,
+                product_name: row.try_get("name")?,
+                unit_price: price,
+                image_url: row.try_get("image_url")?,
+                quantity,
+                line_total: price * u32::try_from(quantity).unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    Ok(Json(CartView {
+        id: cart_id,
+        subtotal: items.iter().map(|item| item.line_total).sum(),
+        total_items: items.iter().map(|item| item.quantity).sum(),
+        items,
+    })
+    .into_response())
+}
+
+/// What to add.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AddItem {
+    /// A published product.
+    product_id: ProductId,
+    /// 1..=99; merged with what the cart holds, capped at 99.
+    quantity: i64,
+}
+
+/// The line the product ended up on.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ItemAdded {
+    item_id: CartItemId,
+}
+
+/// Adds a product; a product already in the cart is merged into its line (at most 99).
+/// Any name or price in the body is ignored: the catalog decides.
+#[utoipa::path(post, path = "/api/cart/items", tag = "cart", request_body = AddItem,
+    responses((status = 200, body = ItemAdded), (status = 400, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)))]
+pub async fn add_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    Json(body): Json<AddItem>,
+) -> Result<Json<ItemAdded>> {
+    check_quantity(body.quantity)?;
+    let mut tx = state.bus.begin().await?;
+    let on_sale = find_products(&mut tx, &[body.product_id])
+        .await?
+        .into_iter()
+        .any(|product| product.status == ProductStatus::Published);
+    if !on_sale {
+        return Err(Error::NotFound("product"));
+    }
+    let now = tx.bus().db().now();
+    let cart_id = uuid::Uuid::now_v7().to_string();
+    sqlx::query(
+        "INSERT INTO carts (id, buyer_id, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+         ON CONFLICT (buyer_id) DO UPDATE SET updated_at = excluded.updated_at",
+    )
+    .bind(&cart_id)
+    .bind(caller.buyer.to_string())
+    .bind(now.0)
+    .execute(&mut *tx)
+    .await?;
+    let item_id: String = sqlx::query_scalar(
+        "INSERT INTO cart_items (id, cart_id, product_id, quantity, added_at) \
+         SELECT $1, c.id, $2, $3, $4 FROM carts c WHERE c.buyer_id = $5 \
+         ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = CASE \
+           WHEN cart_items.quantity + excluded.quantity > 99 THEN 99 \
+           ELSE cart_items.quantity + excluded.quantity END \
+         RETURNING id",
+    )
+    .bind(CartItemId::new().to_string())
+    .bind(body.product_id.to_string())
+    .bind(body.quantity)
+    .bind(now.0)
+    .bind(caller.buyer.to_string())
+    .fetch_one(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(Json(ItemAdded {
+        item_id: crate::ordering::db::parse(item_id)?,
+    }))
+}
+
+fn check_quantity(quantity: i64) -> Result<()> {
+    if (1..=MAX_QUANTITY).contains(&quantity) {
+        Ok(())
+    } else {
+        Err(Error::invalid("quantity", "must be between 1 and 99"))
+    }
+}
+
+/// A new quantity for a line.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChangeQuantity {
+    /// 1..=99.
+    quantity: i64,
+}
+
+/// Sets a line's quantity; 404 unless the line is in the caller's cart.
+#[utoipa::path(put, path = "/api/cart/items/{itemId}", tag = "cart",
+    params(("itemId" = CartItemId, Path, description = "Cart line id")), request_body = ChangeQuantity,
+    responses((status = 204), (status = 400, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)))]
+pub async fn change_quantity(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(item): Path<CartItemId>,
+    Json(body): Json<ChangeQuantity>,
+) -> Result<StatusCode> {
+    check_quantity(body.quantity)?;
+    let mut tx = state.bus.begin().await?;
+    let changed = sqlx::query(
+        "UPDATE cart_items SET quantity = $1 WHERE id = $2 \
+         AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $3)",
+    )
+    .bind(body.quantity)
+    .bind(item.to_string())
+    .bind(caller.buyer.to_string())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    finish_line_change(tx, changed).await
+}
+
+/// Removes a line; 404 unless it is in the caller's cart.
+#[utoipa::path(delete, path = "/api/cart/items/{itemId}", tag = "cart",
+    params(("itemId" = CartItemId, Path, description = "Cart line id")),
+    responses((status = 204), (status = 404, body = crate::error::Problem)))]
+pub async fn remove_item(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(item): Path<CartItemId>,
+) -> Result<StatusCode> {
+    let mut tx = state.bus.begin().await?;
+    let removed = sqlx::query(
+        "DELETE FROM cart_items WHERE id = $1 AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $2)",
+    )
+    .bind(item.to_string())
+    .bind(caller.buyer.to_string())
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
+    finish_line_change(tx, removed).await
+}
+
+async fn finish_line_change(tx: bus::Tx<'_>, rows: u64) -> Result<StatusCode> {
+    if rows == 0 {
+        tx.rollback().await?;
+        return Err(Error::NotFound("cart item"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Units in the caller's cart (0 without one).
+#[utoipa::path(get, path = "/api/cart/count", tag = "cart", responses((status = 200, body = i64)))]
+pub async fn count(State(state): State<AppState>, caller: Caller) -> Result<Json<i64>> {
+    let units: i64 = sqlx::query_scalar(
+        "SELECT COALESCE(SUM(i.quantity), 0) FROM cart_items i JOIN carts c ON c.id = i.cart_id \
+         WHERE c.buyer_id = $1",
+    )
+    .bind(caller.buyer.to_string())
+    .fetch_one(state.db.reader())
+    .await?;
+    Ok(Json(units))
+}

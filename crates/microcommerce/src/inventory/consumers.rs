@@ -1,0 +1,218 @@
+//! The checkout's stock steps: reserve all or nothing, deduct on payment, release on failure.
+//!
+//! Each is idempotent by the reservation rows' status, on top of the bus inbox: a redelivered
+//! message never reserves, deducts or releases twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bus::{ConsumeError, Consumer, Envelope, Message, Timestamp, Tx};
+use sqlx::Row;
+
+use crate::ids::{OrderId, ProductId};
+use crate::ordering::messages::{
+    DeductStock, OrderLine, ReleaseStockReservations, ReserveStockForOrder,
+    StockReservationCompleted, StockReservationFailed,
+};
+
+/// The three inventory consumers.
+pub fn all() -> Vec<Arc<dyn Consumer>> {
+    vec![
+        Arc::new(ReserveStock),
+        Arc::new(DeductReserved),
+        Arc::new(ReleaseReserved),
+    ]
+}
+
+/// Reserves every line of an order in one transaction, or none.
+pub struct ReserveStock;
+
+#[bus::async_trait]
+impl Consumer for ReserveStock {
+    fn name(&self) -> &str {
+        "inventory.reserve-stock"
+    }
+
+    fn subscriptions(&self) -> Vec<&'static str> {
+        vec![ReserveStockForOrder::TYPE]
+    }
+
+    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let command: ReserveStockForOrder = message.decode()?;
+        let order_id = command.order_id;
+        if has_reservations(tx, order_id).await? {
+            // Already decided for this order: repeat the decision, never reserve again.
+            tracing::info!("reservation already recorded; repeating its outcome");
+            tx.publish(&StockReservationCompleted { order_id }).await?;
+            return Ok(());
+        }
+        let now = tx.bus().db().now();
+        match reserve_all(tx, order_id, &command.items, now).await? {
+            Ok(()) => {
+                tx.publish(&StockReservationCompleted { order_id }).await?;
+            }
+            Err(short) => {
+                let reason = format!("Insufficient stock for {}", short.product_name);
+                tracing::info!(%reason, "stock reservation failed");
+                tx.publish(&StockReservationFailed { order_id, reason })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+async fn has_reservations(tx: &mut Tx<'_>, order: OrderId) -> Result<bool, sqlx::Error> {
+    let count: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM stock_reservations WHERE order_id = $1")
+            .bind(order.to_string())
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(count > 0)
+}
+
+/// Reserves lines merged by product, in product-id order (a stable lock order), each with one
+/// conditional update. The first short line rolls the whole savepoint back and is returned.
+async fn reserve_all(
+    tx: &mut Tx<'_>,
+    order: OrderId,
+    lines: &[OrderLine],
+    now: Timestamp,
+) -> Result<Result<(), OrderLine>, sqlx::Error> {
+    let mut merged: BTreeMap<ProductId, OrderLine> = BTreeMap::new();
+    for line in lines {
+        merged
+            .entry(line.product_id)
+            .and_modify(|kept| kept.quantity += line.quantity)
+            .or_insert_with(|| line.clone());
+    }
+    let mut savepoint = tx.savepoint().await?;
+    for line in merged.values() {
+        let reserved = sqlx::query(
+            "UPDATE stock_items SET reserved = reserved + $1, updated_at = $2 \
+             WHERE product_id = $3 AND on_hand - reserved >= $1",
+        )
+        .bind(i64::from(line.quantity))
+        .bind(now.0)
+        .bind(line.product_id.to_string())
+        .execute(&mut *savepoint)
+        .await?
+        .rows_affected();
+        if reserved != 1 {
+            savepoint.rollback().await?;
+            return Ok(Err(line.clone()));
+        }
+        sqlx::query(
+            "INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) \
+             VALUES ($1, $2, $3, 'Held', $4)",
+        )
+        .bind(order.to_string())
+        .bind(line.product_id.to_string())
+        .bind(i64::from(line.quantity))
+        .bind(now.0)
+        .execute(&mut *savepoint)
+        .await?;
+    }
+    savepoint.commit().await?;
+    Ok(Ok(()))
+}
+
+/// Turns an order's held reservations into permanent deductions.
+pub struct DeductReserved;
+
+#[bus::async_trait]
+impl Consumer for DeductReserved {
+    fn name(&self) -> &str {
+        "inventory.deduct-stock"
+    }
+
+    fn subscriptions(&self) -> Vec<&'static str> {
+        vec![DeductStock::TYPE]
+    }
+
+    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let command: DeductStock = message.decode()?;
+        let ended = end_reservations(tx, command.order_id, Ending::Deducted).await?;
+        tracing::info!(lines = ended, "reserved stock deducted");
+        Ok(())
+    }
+}
+
+/// Gives an order's held reservations back (compensation).
+pub struct ReleaseReserved;
+
+#[bus::async_trait]
+impl Consumer for ReleaseReserved {
+    fn name(&self) -> &str {
+        "inventory.release-stock"
+    }
+
+    fn subscriptions(&self) -> Vec<&'static str> {
+        vec![ReleaseStockReservations::TYPE]
+    }
+
+    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let command: ReleaseStockReservations = message.decode()?;
+        let ended = end_reservations(tx, command.order_id, Ending::Released).await?;
+        tracing::info!(lines = ended, "reservations released");
+        Ok(())
+    }
+}
+
+/// How a reservation ends.
+#[derive(Clone, Copy)]
+enum Ending {
+    /// Paid: the units leave the warehouse.
+    Deducted,
+    /// Failed: the units are available again.
+    Released,
+}
+
+/// Ends every Held reservation of `order`; rows already ended are left alone, so running it
+/// twice changes nothing. Returns how many lines ended now.
+async fn end_reservations(
+    tx: &mut Tx<'_>,
+    order: OrderId,
+    ending: Ending,
+) -> Result<usize, sqlx::Error> {
+    let now = tx.bus().db().now();
+    let held = sqlx::query(
+        "SELECT product_id, quantity FROM stock_reservations \
+         WHERE order_id = $1 AND status = 'Held' ORDER BY product_id",
+    )
+    .bind(order.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let (stock_update, status) = match ending {
+        Ending::Deducted => (
+            "UPDATE stock_items SET on_hand = on_hand - $1, reserved = reserved - $1, \
+             updated_at = $2 WHERE product_id = $3",
+            "Deducted",
+        ),
+        Ending::Released => (
+            "UPDATE stock_items SET reserved = reserved - $1, updated_at = $2 WHERE product_id = $3",
+            "Released",
+        ),
+    };
+    for row in &held {
+        let product: String = row.try_get("product_id")?;
+        let quantity: i64 = row.try_get("quantity")?;
+        sqlx::query(stock_update)
+            .bind(quantity)
+            .bind(now.0)
+            .bind(&product)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(
+            "UPDATE stock_reservations SET status = $1, ended_at = $2 \
+             WHERE order_id = $3 AND product_id = $4 AND status = 'Held'",
+        )
+        .bind(status)
+        .bind(now.0)
+        .bind(order.to_string())
+        .bind(&product)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(held.len())
+}

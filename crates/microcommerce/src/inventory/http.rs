@@ -1,0 +1,252 @@
+//! Stock routes: levels for everyone, adjustments for admins.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::app::AppState;
+use crate::http::{Admin, Json, Path, Query, rfc3339};
+use crate::ids::ProductId;
+use crate::{Error, Result};
+
+/// Available units at or below which a product counts as low on stock.
+pub const LOW_STOCK: i64 = 10;
+/// Most products one stock query may name.
+const MAX_IDS: usize = 100;
+
+/// A product's stock level.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StockView {
+    product_id: ProductId,
+    quantity_on_hand: i64,
+    reserved_quantity: i64,
+    available_quantity: i64,
+    is_in_stock: bool,
+    is_low_stock: bool,
+}
+
+fn stock_view(row: &AnyRow) -> Result<StockView, sqlx::Error> {
+    let on_hand: i64 = row.try_get("on_hand")?;
+    let reserved: i64 = row.try_get("reserved")?;
+    let available = on_hand - reserved;
+    Ok(StockView {
+        product_id: crate::ordering::db::parse(row.try_get("product_id")?)?,
+        quantity_on_hand: on_hand,
+        reserved_quantity: reserved,
+        available_quantity: available,
+        is_in_stock: available > 0,
+        is_low_stock: available <= LOW_STOCK,
+    })
+}
+
+/// One product's stock level.
+#[utoipa::path(get, path = "/api/inventory/stock/{productId}", tag = "inventory",
+    params(("productId" = ProductId, Path, description = "Product id")),
+    responses((status = 200, body = StockView), (status = 404, body = crate::error::Problem)))]
+pub async fn get_stock(
+    State(state): State<AppState>,
+    Path(product): Path<ProductId>,
+) -> Result<Json<StockView>> {
+    let row =
+        sqlx::query("SELECT product_id, on_hand, reserved FROM stock_items WHERE product_id = $1")
+            .bind(product.to_string())
+            .fetch_optional(state.db.reader())
+            .await?
+            .ok_or(Error::NotFound("stock item"))?;
+    Ok(Json(stock_view(&row)?))
+}
+
+/// Which products to report.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct StockQuery {
+    /// Comma-separated product ids (at most 100).
+    product_ids: Option<String>,
+}
+
+/// Stock levels of several products; unknown ids are left out.
+#[utoipa::path(get, path = "/api/inventory/stock", tag = "inventory", params(StockQuery),
+    responses((status = 200, body = Vec<StockView>), (status = 400, body = crate::error::Problem)))]
+pub async fn list_stock(
+    State(state): State<AppState>,
+    Query(query): Query<StockQuery>,
+) -> Result<Json<Vec<StockView>>> {
+    let ids = parse_ids(query.product_ids.as_deref().unwrap_or_default())?;
+    let mut levels = Vec::with_capacity(ids.len());
+    for id in ids {
+        let row = sqlx::query(
+            "SELECT product_id, on_hand, reserved FROM stock_items WHERE product_id = $1",
+        )
+        .bind(id.to_string())
+        .fetch_optional(state.db.reader())
+        .await?;
+        if let Some(row) = row {
+            levels.push(stock_view(&row)?);
+        }
+    }
+    Ok(Json(levels))
+}
+
+fn parse_ids(text: &str) -> Result<Vec<ProductId>> {
+    let parts: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .collect();
+    if parts.is_empty() || parts.len() > MAX_IDS {
+        return Err(Error::invalid(
+            "productIds",
+            "give 1 to 100 comma-separated product ids",
+        ));
+    }
+    parts
+        .into_iter()
+        .map(|part| {
+            part.parse()
+                .map_err(|_| Error::invalid("productIds", format!("{part:?} is not a product id")))
+        })
+        .collect()
+}
+
+/// A change to the units on hand.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Adjustment {
+    /// Units to add (positive) or remove (negative); never zero.
+    adjustment: i64,
+    /// Why, for the history.
+    reason: Option<String>,
+}
+
+/// Adds or removes units on hand; 422 if on hand would drop below zero or below what is
+/// reserved. One conditional update, so a concurrent reservation can never be undercut.
+#[utoipa::path(post, path = "/api/inventory/stock/{productId}/adjust", tag = "inventory",
+    params(("productId" = ProductId, Path, description = "Product id")), request_body = Adjustment,
+    security(("admin" = [])),
+    responses((status = 204), (status = 422, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)))]
+pub async fn adjust(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(product): Path<ProductId>,
+    Json(body): Json<Adjustment>,
+) -> Result<StatusCode> {
+    if body.adjustment == 0 || body.adjustment.unsigned_abs() > 1_000_000_000 {
+        return Err(Error::invalid(
+            "adjustment",
+            "must be a non-zero number of units",
+        ));
+    }
+    if body
+        .reason
+        .as_ref()
+        .is_some_and(|r| r.chars().count() > 500)
+    {
+        return Err(Error::invalid("reason", "must be at most 500 characters"));
+    }
+    let mut tx = state.bus.begin().await?;
+    let now = tx.bus().db().now();
+    let after: Option<i64> = sqlx::query_scalar(
+        "UPDATE stock_items SET on_hand = on_hand + $1, updated_at = $2 \
+         WHERE product_id = $3 AND on_hand + $1 >= reserved AND on_hand + $1 >= 0 \
+         RETURNING on_hand",
+    )
+    .bind(body.adjustment)
+    .bind(now.0)
+    .bind(product.to_string())
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(after) = after else {
+        return Err(refusal(&mut tx, product, body.adjustment).await);
+    };
+    sqlx::query(
+        "INSERT INTO stock_adjustments (product_id, adjustment, quantity_after, reason, adjusted_by, at) \
+         VALUES ($1, $2, $3, $4, 'admin', $5)",
+    )
+    .bind(product.to_string())
+    .bind(body.adjustment)
+    .bind(after)
+    .bind(body.reason.as_deref().map(str::trim))
+    .bind(now.0)
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Why an adjustment was refused: no such item, or it would undercut what is held.
+async fn refusal(tx: &mut bus::Tx<'_>, product: ProductId, adjustment: i64) -> Error {
+    let row = sqlx::query("SELECT on_hand, reserved FROM stock_items WHERE product_id = $1")
+        .bind(product.to_string())
+        .fetch_optional(&mut **tx)
+        .await;
+    match row {
+        Ok(Some(row)) => {
+            let on_hand: i64 = row.try_get("on_hand").unwrap_or_default();
+            let reserved: i64 = row.try_get("reserved").unwrap_or_default();
+            Error::Unprocessable {
+                kind: "insufficient-stock",
+                detail: format!(
+                    "adjusting by {adjustment} would leave {} on hand with {reserved} reserved",
+                    on_hand + adjustment
+                ),
+            }
+        }
+        Ok(None) => Error::NotFound("stock item"),
+        Err(error) => error.into(),
+    }
+}
+
+/// One entry of the adjustment history.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AdjustmentView {
+    id: i64,
+    adjustment: i64,
+    quantity_after: i64,
+    reason: Option<String>,
+    adjusted_by: String,
+    at: String,
+}
+
+/// A product's adjustments, newest first.
+#[utoipa::path(get, path = "/api/inventory/stock/{productId}/adjustments", tag = "inventory",
+    params(("productId" = ProductId, Path, description = "Product id")), security(("admin" = [])),
+    responses((status = 200, body = Vec<AdjustmentView>), (status = 404, body = crate::error::Problem)))]
+pub async fn adjustments(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(product): Path<ProductId>,
+) -> Result<Json<Vec<AdjustmentView>>> {
+    let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_items WHERE product_id = $1")
+        .bind(product.to_string())
+        .fetch_one(state.db.reader())
+        .await?;
+    if exists == 0 {
+        return Err(Error::NotFound("stock item"));
+    }
+    let rows = sqlx::query(
+        "SELECT id, adjustment, quantity_after, reason, adjusted_by, at FROM stock_adjustments \
+         WHERE product_id = $1 ORDER BY id DESC",
+    )
+    .bind(product.to_string())
+    .fetch_all(state.db.reader())
+    .await?;
+    let history = rows
+        .iter()
+        .map(|row| {
+            Ok(AdjustmentView {
+                id: row.try_get("id")?,
+                adjustment: row.try_get("adjustment")?,
+                quantity_after: row.try_get("quantity_after")?,
+                reason: row.try_get("reason")?,
+                adjusted_by: row.try_get("adjusted_by")?,
+                at: rfc3339(bus::Timestamp(row.try_get("at")?)),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(Json(history))
+}
