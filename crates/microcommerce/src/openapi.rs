@@ -21,6 +21,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     doc.merge(crate::payment::PaymentApi::openapi());
     doc.merge(crate::inventory::InventoryApi::openapi());
     doc.merge(crate::cart::CartApi::openapi());
+    doc.merge(crate::catalog::CatalogApi::openapi());
     let components = doc.components.get_or_insert_with(Default::default);
     components.add_security_scheme(
         "admin",

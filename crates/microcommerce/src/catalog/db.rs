@@ -6,7 +6,9 @@ use crate::ids::{CategoryId, ProductId};
 use crate::money::Money;
 
 /// Lifecycle of a product: only Published products can be bought.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema,
+)]
 pub enum ProductStatus {
     /// Being prepared; invisible to buyers' carts and checkouts.
     Draft,
@@ -80,14 +82,17 @@ fn snapshot(row: &sqlx::any::AnyRow) -> Result<ProductSnapshot, sqlx::Error> {
     let category: String = row.try_get("category_id")?;
     let status: String = row.try_get("status")?;
     Ok(ProductSnapshot {
-        id: id.parse().map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
+        id: id
+            .parse()
+            .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
         category_id: category
             .parse()
             .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
         name: row.try_get("name")?,
         price: Money(row.try_get("price_cents")?),
         image_url: row.try_get("image_url")?,
-        status: ProductStatus::parse(&status)
-            .ok_or_else(|| sqlx::Error::Decode(format!("unknown product status {status}").into()))?,
+        status: ProductStatus::parse(&status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown product status {status}").into())
+        })?,
     })
 }

@@ -1,0 +1,386 @@
+//! Catalog routes: browsing for everyone, editing for admins.
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::db::ProductStatus;
+use crate::app::AppState;
+use crate::http::{Admin, Caller, Json, Page, Paging, Path, Query};
+use crate::ids::{CategoryId, ProductId};
+use crate::money::Money;
+use crate::{Error, Result};
+
+/// A category.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CategoryView {
+    id: CategoryId,
+    name: String,
+    description: String,
+}
+
+/// Every category, by name.
+#[utoipa::path(get, path = "/api/catalog/categories", tag = "catalog",
+    responses((status = 200, body = Vec<CategoryView>)))]
+pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<CategoryView>>> {
+    let rows = sqlx::query("SELECT id, name, description FROM categories ORDER BY name")
+        .fetch_all(state.db.reader())
+        .await?;
+    let categories = rows
+        .iter()
+        .map(|row| {
+            Ok(CategoryView {
+                id: crate::ordering::db::parse(row.try_get("id")?)?,
+                name: row.try_get("name")?,
+                description: row.try_get("description")?,
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(Json(categories))
+}
+
+/// A product as the API shows it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductView {
+    id: ProductId,
+    sku: String,
+    name: String,
+    description: String,
+    price: Money,
+    currency: String,
+    image_url: Option<String>,
+    category_id: CategoryId,
+    category_name: String,
+    status: ProductStatus,
+}
+
+const PRODUCT_SELECT: &str = "SELECT p.id, p.sku, p.name, p.description, p.price_cents, \
+    p.currency, p.image_url, p.category_id, c.name AS category_name, p.status \
+    FROM products p JOIN categories c ON c.id = p.category_id";
+
+fn product_view(row: &AnyRow) -> Result<ProductView, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    Ok(ProductView {
+        id: crate::ordering::db::parse(row.try_get("id")?)?,
+        sku: row.try_get("sku")?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+        price: Money(row.try_get("price_cents")?),
+        currency: row.try_get("currency")?,
+        image_url: row.try_get("image_url")?,
+        category_id: crate::ordering::db::parse(row.try_get("category_id")?)?,
+        category_name: row.try_get("category_name")?,
+        status: ProductStatus::parse(&status).unwrap_or(ProductStatus::Draft),
+    })
+}
+
+/// Filters of the product listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductFilter {
+    /// Only this category.
+    category_id: Option<CategoryId>,
+    /// Words in the name or description (case-insensitive).
+    search: Option<String>,
+    /// 1-based page.
+    page: Option<u32>,
+    /// Page size, at most 100.
+    page_size: Option<u32>,
+}
+
+/// Published products (every status for admins), by name, paged.
+#[utoipa::path(get, path = "/api/catalog/products", tag = "catalog", params(ProductFilter),
+    responses((status = 200, body = Page<ProductView>), (status = 400, body = crate::error::Problem)))]
+pub async fn products(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(filter): Query<ProductFilter>,
+) -> Result<Json<Page<ProductView>>> {
+    let (page, page_size) = Paging {
+        page: filter.page,
+        page_size: filter.page_size,
+    }
+    .resolve()?;
+    let pattern = filter
+        .search
+        .as_deref()
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
+    let published_only = i64::from(!caller.is_admin);
+    let category = filter.category_id.map(|c| c.to_string());
+    let conditions = "($1 IS NULL OR p.category_id = $1) \
+        AND ($2 IS NULL OR LOWER(p.name) LIKE $2 ESCAPE '\\' OR LOWER(p.description) LIKE $2 ESCAPE '\\') \
+        AND ($3 = 0 OR p.status = 'Published')";
+    let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM products p WHERE {conditions}"
+    )))
+    .bind(category.clone())
+    .bind(pattern.clone())
+    .bind(published_only)
+    .fetch_one(state.db.reader())
+    .await?;
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{PRODUCT_SELECT} WHERE {conditions} ORDER BY p.name, p.id LIMIT $4 OFFSET $5"
+    )))
+    .bind(category)
+    .bind(pattern)
+    .bind(published_only)
+    .bind(i64::from(page_size))
+    .bind(i64::from((page - 1) * page_size))
+    .fetch_all(state.db.reader())
+    .await?;
+    let items = rows.iter().map(product_view).collect::<Result<_, _>>()?;
+    Ok(Json(Page {
+        items,
+        total_count,
+        page,
+        page_size,
+    }))
+}
+
+fn escape_like(text: &str) -> String {
+    text.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
+}
+
+async fn load_product(
+    conn: &mut sqlx::AnyConnection,
+    id: ProductId,
+) -> Result<Option<ProductView>> {
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "{PRODUCT_SELECT} WHERE p.id = $1"
+    )))
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.as_ref().map(product_view).transpose()?)
+}
+
+/// One product; drafts and archived products only for admins.
+#[utoipa::path(get, path = "/api/catalog/products/{id}", tag = "catalog",
+    params(("id" = ProductId, Path, description = "Product id")),
+    responses((status = 200, body = ProductView), (status = 404, body = crate::error::Problem)))]
+pub async fn product(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<ProductId>,
+) -> Result<Json<ProductView>> {
+    let mut conn = state.db.reader().acquire().await?;
+    match load_product(&mut conn, id).await? {
+        Some(p) if caller.is_admin || p.status == ProductStatus::Published => Ok(Json(p)),
+        _ => Err(Error::NotFound("product")),
+    }
+}
+
+/// A product as an admin writes it.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProductInput {
+    /// 1..=200 characters.
+    #[serde(default)]
+    name: String,
+    /// Up to 4000 characters.
+    #[serde(default)]
+    description: String,
+    /// More than 0, at most 1,000,000.00.
+    price: Money,
+    /// An existing category.
+    category_id: CategoryId,
+    /// Picture URL, up to 2048 characters.
+    image_url: Option<String>,
+    /// Stock-keeping unit, 1..=64 of `A-Z a-z 0-9 - _`; generated when absent on create.
+    sku: Option<String>,
+}
+
+impl ProductInput {
+    fn validate(&self) -> Result<()> {
+        let mut errors = crate::error::FieldErrors::new();
+        let mut fail = |field: &str, message: &str| {
+            errors.entry(field.into()).or_default().push(message.into());
+        };
+        let name = self.name.trim().chars().count();
+        if !(1..=200).contains(&name) {
+            fail("name", "must be 1 to 200 characters");
+        }
+        if self.description.chars().count() > 4000 {
+            fail("description", "must be at most 4000 characters");
+        }
+        if self.price.0 <= 0 || self.price.0 > 100_000_000 {
+            fail("price", "must be more than 0 and at most 1000000.00");
+        }
+        if self.image_url.as_ref().is_some_and(|url| url.len() > 2048) {
+            fail("imageUrl", "must be at most 2048 characters");
+        }
+        if let Some(sku) = &self.sku {
+            let valid = (1..=64).contains(&sku.len())
+                && sku
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            if !valid {
+                fail("sku", "must be 1 to 64 letters, digits, '-' or '_'");
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Validation(errors))
+        }
+    }
+}
+
+async fn ensure_category(tx: &mut bus::Tx<'_>, id: CategoryId) -> Result<()> {
+    let found: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM categories WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_one(&mut **tx)
+        .await?;
+    if found == 0 {
+        return Err(Error::invalid("categoryId", "no such category"));
+    }
+    Ok(())
+}
+
+fn duplicate_sku(error: sqlx::Error) -> Error {
+    match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict {
+            kind: "duplicate-sku",
+            detail: "another product already has this SKU".into(),
+        },
+        _ => error.into(),
+    }
+}
+
+/// Creates a product as a Draft, with a stock item of 0 units, in one transaction.
+#[utoipa::path(post, path = "/api/catalog/products", tag = "catalog", request_body = ProductInput,
+    security(("admin" = [])),
+    responses((status = 201, body = ProductView), (status = 400, body = crate::error::Problem),
+        (status = 409, body = crate::error::Problem)))]
+pub async fn create_product(
+    _: Admin,
+    State(state): State<AppState>,
+    Json(input): Json<ProductInput>,
+) -> Result<Response> {
+    input.validate()?;
+    let mut tx = state.bus.begin().await?;
+    ensure_category(&mut tx, input.category_id).await?;
+    let id = ProductId::new();
+    let now = tx.bus().db().now();
+    let sku = input.sku.clone().unwrap_or_else(|| {
+        format!(
+            "SKU-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase()
+        )
+    });
+    sqlx::query(
+        "INSERT INTO products (id, sku, name, description, price_cents, currency, image_url, \
+         category_id, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, 'USD', $6, $7, 'Draft', $8, $8)",
+    )
+    .bind(id.to_string())
+    .bind(&sku)
+    .bind(input.name.trim())
+    .bind(&input.description)
+    .bind(input.price.0)
+    .bind(input.image_url.as_deref())
+    .bind(input.category_id.to_string())
+    .bind(now.0)
+    .execute(&mut *tx)
+    .await
+    .map_err(duplicate_sku)?;
+    crate::inventory::db::create_stock_item(&mut tx, id, 0, now).await?;
+    let product = load_product(&mut tx, id)
+        .await?
+        .ok_or(Error::NotFound("product"))?;
+    tx.commit().await?;
+    let location = format!("/api/catalog/products/{id}");
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(product),
+    )
+        .into_response())
+}
+
+/// Replaces a product's details (its SKU only when one is given).
+#[utoipa::path(put, path = "/api/catalog/products/{id}", tag = "catalog",
+    params(("id" = ProductId, Path, description = "Product id")), request_body = ProductInput,
+    security(("admin" = [])),
+    responses((status = 200, body = ProductView), (status = 400, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)))]
+pub async fn update_product(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<ProductId>,
+    Json(input): Json<ProductInput>,
+) -> Result<Json<ProductView>> {
+    input.validate()?;
+    let mut tx = state.bus.begin().await?;
+    ensure_category(&mut tx, input.category_id).await?;
+    let updated = sqlx::query(
+        "UPDATE products SET name = $1, description = $2, price_cents = $3, image_url = $4, \
+         category_id = $5, sku = COALESCE($6, sku), updated_at = $7 WHERE id = $8",
+    )
+    .bind(input.name.trim())
+    .bind(&input.description)
+    .bind(input.price.0)
+    .bind(input.image_url.as_deref())
+    .bind(input.category_id.to_string())
+    .bind(input.sku.as_deref())
+    .bind(tx.bus().db().now().0)
+    .bind(id.to_string())
+    .execute(&mut *tx)
+    .await
+    .map_err(duplicate_sku)?
+    .rows_affected();
+    if updated == 0 {
+        return Err(Error::NotFound("product"));
+    }
+    let product = load_product(&mut tx, id)
+        .await?
+        .ok_or(Error::NotFound("product"))?;
+    tx.commit().await?;
+    Ok(Json(product))
+}
+
+/// A new lifecycle status.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusInput {
+    /// Draft, Published or Archived.
+    status: String,
+}
+
+/// Publishes, archives or drafts a product.
+#[utoipa::path(patch, path = "/api/catalog/products/{id}/status", tag = "catalog",
+    params(("id" = ProductId, Path, description = "Product id")), request_body = StatusInput,
+    security(("admin" = [])),
+    responses((status = 204), (status = 400, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)))]
+pub async fn change_status(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<ProductId>,
+    Json(input): Json<StatusInput>,
+) -> Result<StatusCode> {
+    let status = ProductStatus::parse(&input.status)
+        .ok_or_else(|| Error::invalid("status", "must be Draft, Published or Archived"))?;
+    let mut tx = state.bus.begin().await?;
+    let updated = sqlx::query("UPDATE products SET status = $1, updated_at = $2 WHERE id = $3")
+        .bind(status.as_str())
+        .bind(tx.bus().db().now().0)
+        .bind(id.to_string())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if updated == 0 {
+        return Err(Error::NotFound("product"));
+    }
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,280 @@
+//! Catalog browsing and administration, and the demo seed.
+
+use serde_json::{Value, json};
+
+use crate::helpers::spawn_app;
+
+async fn first_category(app: &crate::helpers::TestApp) -> String {
+    app.buyer().get("/api/catalog/categories").await.body[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn new_product(category: &str) -> Value {
+    json!({ "name": "Garden Gnome", "description": "Guards the tulips.", "price": 24.5,
+            "categoryId": category })
+}
+
+#[tokio::test]
+async fn the_seed_has_eight_categories_and_fifty_published_products() {
+    let app = spawn_app().await;
+    let buyer = app.buyer();
+    let categories = buyer.get("/api/catalog/categories").await.body;
+    assert_eq!(categories.as_array().unwrap().len(), 8);
+    let page = buyer.get("/api/catalog/products?pageSize=100").await.body;
+    assert_eq!(page["totalCount"], 50);
+    let items = page["items"].as_array().unwrap();
+    assert!(
+        items
+            .iter()
+            .all(|p| p["status"] == "Published" && p["currency"] == "USD")
+    );
+    let out_of_stock = buyer
+        .get("/api/inventory/stock?productIds=00000000-0000-0000-0000-5eed00000006,00000000-0000-0000-0000-5eed000000ce")
+        .await
+        .body;
+    let levels: Vec<(bool, bool)> = out_of_stock
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["isInStock"].as_bool().unwrap(),
+                s["isLowStock"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(levels, [(true, true), (false, true)]);
+}
+
+#[tokio::test]
+async fn products_page_filter_and_search() {
+    let app = spawn_app().await;
+    let buyer = app.buyer();
+    let page = buyer
+        .get("/api/catalog/products?page=2&pageSize=20")
+        .await
+        .body;
+    assert_eq!(
+        (
+            page["page"].as_u64(),
+            page["items"].as_array().unwrap().len()
+        ),
+        (Some(2), 20)
+    );
+    let last = buyer
+        .get("/api/catalog/products?page=3&pageSize=20")
+        .await
+        .body;
+    assert_eq!(last["items"].as_array().unwrap().len(), 10);
+    let category = first_category(&app).await;
+    let in_category = buyer
+        .get(&format!("/api/catalog/products?categoryId={category}"))
+        .await
+        .body;
+    let items = in_category["items"].as_array().unwrap();
+    assert!(!items.is_empty() && items.iter().all(|p| p["categoryId"] == category.as_str()));
+    let found = buyer
+        .get("/api/catalog/products?search=ESPRESSO")
+        .await
+        .body;
+    assert_eq!(found["totalCount"], 1);
+    assert_eq!(found["items"][0]["name"], "Espresso Machine");
+    let literal = buyer.get("/api/catalog/products?search=100%25").await.body;
+    assert_eq!(literal["totalCount"], 0, "% is matched literally");
+    assert_eq!(
+        buyer.get("/api/catalog/products?pageSize=101").await.status,
+        400
+    );
+    assert_eq!(buyer.get("/api/catalog/products?page=0").await.status, 400);
+    assert_eq!(
+        buyer
+            .get("/api/catalog/products?categoryId=nope")
+            .await
+            .status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn a_product_by_id_or_a_404_or_a_400() {
+    let app = spawn_app().await;
+    let buyer = app.buyer();
+    let listed = buyer.get("/api/catalog/products?pageSize=1").await.body["items"][0].clone();
+    let id = listed["id"].as_str().unwrap();
+    let one = buyer.get(&format!("/api/catalog/products/{id}")).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body, listed);
+    let unknown = buyer
+        .get(&format!("/api/catalog/products/{}", uuid::Uuid::now_v7()))
+        .await;
+    assert_eq!(unknown.status, 404);
+    assert_eq!(unknown.content_type(), "application/problem+json");
+    assert_eq!(buyer.get("/api/catalog/products/123").await.status, 400);
+}
+
+#[tokio::test]
+async fn admins_create_drafts_with_empty_stock_that_buyers_cannot_see() {
+    let app = spawn_app().await;
+    let category = first_category(&app).await;
+    let created = app
+        .admin()
+        .post("/api/catalog/products", new_product(&category))
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        created.headers["location"].to_str().unwrap(),
+        format!("/api/catalog/products/{id}")
+    );
+    assert_eq!(created.body["status"], "Draft");
+    assert_eq!(created.body["price"], json!(24.50));
+    assert!(created.body["sku"].as_str().unwrap().starts_with("SKU-"));
+    let stock = app
+        .buyer()
+        .get(&format!("/api/inventory/stock/{id}"))
+        .await
+        .body;
+    assert_eq!(
+        (
+            stock["quantityOnHand"].as_i64(),
+            stock["isInStock"].as_bool()
+        ),
+        (Some(0), Some(false))
+    );
+
+    let path = format!("/api/catalog/products/{id}");
+    assert_eq!(app.buyer().get(&path).await.status, 404);
+    assert_eq!(app.admin().get(&path).await.status, 200);
+    assert_eq!(
+        app.buyer()
+            .get("/api/catalog/products?pageSize=100")
+            .await
+            .body["totalCount"],
+        50
+    );
+    assert_eq!(
+        app.admin()
+            .get("/api/catalog/products?pageSize=100")
+            .await
+            .body["totalCount"],
+        51
+    );
+
+    let published = app
+        .admin()
+        .patch(&format!("{path}/status"), json!({ "status": "Published" }))
+        .await;
+    assert_eq!(published.status, 204);
+    assert_eq!(app.buyer().get(&path).await.body["status"], "Published");
+    let bad = app
+        .admin()
+        .patch(&format!("{path}/status"), json!({ "status": "Sold" }))
+        .await;
+    assert_eq!(bad.status, 400);
+}
+
+#[tokio::test]
+async fn editing_the_catalog_needs_the_admin_token() {
+    let app = spawn_app().await;
+    let category = first_category(&app).await;
+    let buyer = app.buyer();
+    let id = uuid::Uuid::now_v7();
+    assert_eq!(
+        buyer
+            .post("/api/catalog/products", new_product(&category))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        buyer
+            .put(
+                &format!("/api/catalog/products/{id}"),
+                new_product(&category)
+            )
+            .await
+            .status,
+        401
+    );
+    let status = json!({ "status": "Archived" });
+    assert_eq!(
+        buyer
+            .patch(&format!("/api/catalog/products/{id}/status"), status)
+            .await
+            .status,
+        401
+    );
+}
+
+#[tokio::test]
+async fn invalid_products_are_rejected_field_by_field() {
+    let app = spawn_app().await;
+    let bad = json!({ "name": " ", "description": "x", "price": 0, "categoryId": uuid::Uuid::now_v7(),
+                      "sku": "no spaces allowed" });
+    let reply = app.admin().post("/api/catalog/products", bad).await;
+    assert_eq!(reply.status, 400);
+    assert_eq!(reply.content_type(), "application/problem+json");
+    let errors = reply.body["errors"].as_object().unwrap();
+    for field in ["name", "price", "sku"] {
+        assert!(errors.contains_key(field), "{field}: {errors:?}");
+    }
+    let category = first_category(&app).await;
+    let mut unknown_category = new_product(&category);
+    unknown_category["categoryId"] = json!(uuid::Uuid::now_v7());
+    let reply = app
+        .admin()
+        .post("/api/catalog/products", unknown_category)
+        .await;
+    assert!(reply.body["errors"]["categoryId"].is_array());
+    let mut fraction = new_product(&category);
+    fraction["price"] = json!(1.999);
+    assert_eq!(
+        app.admin()
+            .post("/api/catalog/products", fraction)
+            .await
+            .status,
+        400
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_sku_is_a_conflict_and_updates_keep_the_sku() {
+    let app = spawn_app().await;
+    let category = first_category(&app).await;
+    let mut product = new_product(&category);
+    product["sku"] = json!("GNOME-1");
+    let first = app
+        .admin()
+        .post("/api/catalog/products", product.clone())
+        .await;
+    assert_eq!(first.status, 201);
+    let again = app.admin().post("/api/catalog/products", product).await;
+    assert_eq!(again.status, 409);
+    assert_eq!(
+        again.body["type"],
+        "urn:microcommerce:problem:duplicate-sku"
+    );
+
+    let id = first.body["id"].as_str().unwrap();
+    let mut change = new_product(&category);
+    change["name"] = json!("Garden Gnome XL");
+    change["price"] = json!(30);
+    let updated = app
+        .admin()
+        .put(&format!("/api/catalog/products/{id}"), change)
+        .await;
+    assert_eq!(updated.status, 200);
+    assert_eq!(updated.body["name"], "Garden Gnome XL");
+    assert_eq!(updated.body["price"], json!(30.00));
+    assert_eq!(updated.body["sku"], "GNOME-1");
+    let missing = app
+        .admin()
+        .put(
+            &format!("/api/catalog/products/{}", uuid::Uuid::now_v7()),
+            new_product(&category),
+        )
+        .await;
+    assert_eq!(missing.status, 404);
+}
