@@ -1,6 +1,8 @@
 //! API integration tests: one binary, an app on port 0 with a fresh database per test.
 
+mod cart;
 mod catalog;
 mod checkout;
 mod edge;
 mod helpers;
+mod inventory;
