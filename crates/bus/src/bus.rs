@@ -96,7 +96,10 @@ pub struct Bus {
 impl std::fmt::Debug for Bus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Bus")
-            .field("consumers", &self.inner.consumers.keys().collect::<Vec<_>>())
+            .field(
+                "consumers",
+                &self.inner.consumers.keys().collect::<Vec<_>>(),
+            )
             .finish_non_exhaustive()
     }
 }

@@ -34,7 +34,9 @@ impl FromStr for Synchronous {
         match s.to_ascii_lowercase().as_str() {
             "full" => Ok(Self::Full),
             "normal" => Ok(Self::Normal),
-            other => Err(format!("unknown synchronous mode {other:?}: expected full or normal")),
+            other => Err(format!(
+                "unknown synchronous mode {other:?}: expected full or normal"
+            )),
         }
     }
 }

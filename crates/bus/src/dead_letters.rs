@@ -129,7 +129,11 @@ fn decode(row: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
         consumer: row.try_get("consumer")?,
         message_type: row.try_get("message_type")?,
         correlation_id: parse_uuid(&row.try_get::<String, _>("correlation_id")?)?,
-        causation_id: causation.as_deref().map(parse_uuid).transpose()?.map(MessageId),
+        causation_id: causation
+            .as_deref()
+            .map(parse_uuid)
+            .transpose()?
+            .map(MessageId),
         headers: serde_json::from_str(&headers).map_err(|e| sqlx::Error::Decode(e.into()))?,
         payload: row.try_get("payload")?,
         created_at: Timestamp(row.try_get("created_at")?),

@@ -137,9 +137,10 @@ impl Bus {
     /// interval (which catches messages committed by other processes).
     async fn idle_wait(&self) -> Duration {
         let poll = self.inner.config.poll_interval;
-        let next: Result<Option<i64>, _> = sqlx::query_scalar("SELECT MIN(available_at) FROM bus_queue")
-            .fetch_one(self.inner.db.reader())
-            .await;
+        let next: Result<Option<i64>, _> =
+            sqlx::query_scalar("SELECT MIN(available_at) FROM bus_queue")
+                .fetch_one(self.inner.db.reader())
+                .await;
         match next {
             Ok(Some(at)) => self.inner.db.now().until(Timestamp(at)).min(poll),
             _ => poll,
@@ -162,15 +163,24 @@ impl Bus {
                 message_id = %message.envelope.message_id,
                 message_type = %message.envelope.message_type,
                 consumer = %message.consumer);
-            let outcome = self.process_one(&mut tx, message, now).instrument(span).await?;
+            let outcome = self
+                .process_one(&mut tx, message, now)
+                .instrument(span)
+                .await?;
             tally.add(outcome);
         }
         tx.commit().await?;
         let counters = &self.inner.counters;
-        counters.completed.fetch_add(tally.completed, Ordering::Relaxed);
-        counters.duplicates.fetch_add(tally.duplicates, Ordering::Relaxed);
+        counters
+            .completed
+            .fetch_add(tally.completed, Ordering::Relaxed);
+        counters
+            .duplicates
+            .fetch_add(tally.duplicates, Ordering::Relaxed);
         counters.retried.fetch_add(tally.retried, Ordering::Relaxed);
-        counters.dead_lettered.fetch_add(tally.dead_lettered, Ordering::Relaxed);
+        counters
+            .dead_lettered
+            .fetch_add(tally.dead_lettered, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         Ok(claimed.len())
     }
@@ -245,7 +255,12 @@ impl Bus {
     }
 
     async fn prune_inbox(&self) -> Result<(), sqlx::Error> {
-        let cutoff = self.inner.db.now().minus(self.inner.config.inbox_retention).0;
+        let cutoff = self
+            .inner
+            .db
+            .now()
+            .minus(self.inner.config.inbox_retention)
+            .0;
         loop {
             let mut tx = self.begin().await?;
             let deleted = sqlx::query(
@@ -293,7 +308,11 @@ fn decode_claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
             message_id: MessageId(parse_uuid(&row.try_get::<String, _>("message_id")?)?),
             message_type: row.try_get("message_type")?,
             correlation_id: parse_uuid(&row.try_get::<String, _>("correlation_id")?)?,
-            causation_id: causation.as_deref().map(parse_uuid).transpose()?.map(MessageId),
+            causation_id: causation
+                .as_deref()
+                .map(parse_uuid)
+                .transpose()?
+                .map(MessageId),
             headers: serde_json::from_str(&headers).map_err(|e| sqlx::Error::Decode(e.into()))?,
             payload: row.try_get("payload")?,
             created_at: Timestamp(row.try_get("created_at")?),

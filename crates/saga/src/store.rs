@@ -142,15 +142,24 @@ pub async fn get_on(
         version: row.try_get("version")?,
         created_at: Timestamp(row.try_get("created_at")?),
         updated_at: Timestamp(row.try_get("updated_at")?),
-        completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(Timestamp),
+        completed_at: row
+            .try_get::<Option<i64>, _>("completed_at")?
+            .map(Timestamp),
         ignored_events: row.try_get("ignored_events")?,
-        timeline: timeline.iter().map(timeline_entry).collect::<Result<_, _>>()?,
+        timeline: timeline
+            .iter()
+            .map(timeline_entry)
+            .collect::<Result<_, _>>()?,
         parked: parked.iter().map(parked_event).collect::<Result<_, _>>()?,
     }))
 }
 
 /// Instances of `saga` matching `filter`, least recently updated first.
-pub async fn list(pool: &AnyPool, saga: &str, filter: &Filter) -> Result<Vec<Summary>, sqlx::Error> {
+pub async fn list(
+    pool: &AnyPool,
+    saga: &str,
+    filter: &Filter,
+) -> Result<Vec<Summary>, sqlx::Error> {
     let rows = sqlx::query(
         "SELECT correlation_id, state, version, created_at, updated_at, completed_at \
          FROM saga_instances WHERE saga = $1 AND ($2 IS NULL OR state = $2) \
@@ -172,7 +181,9 @@ pub async fn list(pool: &AnyPool, saga: &str, filter: &Filter) -> Result<Vec<Sum
                 version: row.try_get("version")?,
                 created_at: Timestamp(row.try_get("created_at")?),
                 updated_at: Timestamp(row.try_get("updated_at")?),
-                completed_at: row.try_get::<Option<i64>, _>("completed_at")?.map(Timestamp),
+                completed_at: row
+                    .try_get::<Option<i64>, _>("completed_at")?
+                    .map(Timestamp),
             })
         })
         .collect()
