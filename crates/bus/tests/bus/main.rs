@@ -1,0 +1,7 @@
+//! Integration tests of the bus: one binary, a fresh SQLite file per test.
+
+mod crash;
+mod delivery;
+mod helpers;
+mod publishing;
+mod workers;

@@ -1,0 +1,186 @@
+//! The outbox: what is written, for whom, and only when the transaction commits.
+
+use std::sync::Arc;
+
+use bus::{BusConfig, BusError, DbError, DbOptions, Message, Outgoing};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn publishing_fans_out_one_row_per_subscribed_consumer() {
+    let t = test_db().await;
+    let a = Scripted::applying("a");
+    let b = Scripted::applying("b");
+    let pongs = Scripted::new("pongs", &[Pong::TYPE], Arc::new(|_| Step::Apply));
+    let bus = bus_with(&t.db, &[a, b, pongs], BusConfig::default());
+    publish(&bus, &ping(1)).await;
+    assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 2);
+    assert_eq!(bus.run_pending().await.unwrap(), 2);
+    assert_eq!(effects(&t.db, "a").await.len(), 1);
+    assert_eq!(effects(&t.db, "b").await.len(), 1);
+    assert!(effects(&t.db, "pongs").await.is_empty());
+}
+
+#[tokio::test]
+async fn send_reaches_exactly_one_consumer_even_without_a_subscription() {
+    let t = test_db().await;
+    let a = Scripted::applying("a");
+    let pongs = Scripted::new("pongs", &[Pong::TYPE], Arc::new(|_| Step::Apply));
+    let bus = bus_with(&t.db, &[a, pongs], BusConfig::default());
+    let mut tx = bus.begin().await.unwrap();
+    tx.send("pongs", &ping(7)).await.unwrap();
+    tx.commit().await.unwrap();
+    bus.run_pending().await.unwrap();
+    assert!(effects(&t.db, "a").await.is_empty());
+    assert_eq!(effects(&t.db, "pongs").await[0].1, 7);
+}
+
+#[tokio::test]
+async fn sending_to_an_unknown_consumer_is_an_error() {
+    let t = test_db().await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
+    let mut tx = bus.begin().await.unwrap();
+    let error = tx.send("nobody", &ping(1)).await.unwrap_err();
+    assert!(matches!(error, BusError::UnknownConsumer(name) if name == "nobody"));
+}
+
+#[tokio::test]
+async fn a_message_nobody_subscribes_to_writes_nothing() {
+    let t = test_db().await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
+    publish(
+        &bus,
+        &Pong {
+            id: uuid::Uuid::now_v7(),
+        },
+    )
+    .await;
+    assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
+}
+
+#[tokio::test]
+async fn a_message_published_in_a_rolled_back_transaction_is_never_delivered() {
+    let t = test_db().await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
+    let mut tx = bus.begin().await.unwrap();
+    tx.publish(&ping(1)).await.unwrap();
+    tx.rollback().await.unwrap();
+    let mut dropped = bus.begin().await.unwrap();
+    dropped.publish(&ping(2)).await.unwrap();
+    drop(dropped);
+    assert_eq!(bus.run_pending().await.unwrap(), 0);
+    assert!(effects(&t.db, "a").await.is_empty());
+}
+
+#[tokio::test]
+async fn envelopes_carry_type_correlation_causation_and_headers() {
+    let t = test_db().await;
+    let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let relay = {
+        let seen = seen.clone();
+        Scripted::new(
+            "relay",
+            &[Ping::TYPE, Pong::TYPE],
+            Arc::new(move |envelope| {
+                seen.lock().unwrap().push(envelope.clone());
+                Step::Apply
+            }),
+        )
+    };
+    let bus = bus_with(&t.db, &[relay], BusConfig::default());
+    let message = ping(3);
+    let mut outgoing = Outgoing::publish(&message);
+    outgoing.headers.insert("trace".into(), "abc".into());
+    let mut tx = bus.begin().await.unwrap();
+    let id = tx.write(&outgoing).await.unwrap();
+    tx.commit().await.unwrap();
+    bus.run_pending().await.unwrap();
+    let seen = seen.lock().unwrap();
+    let envelope = &seen[0];
+    assert_eq!(envelope.message_id, id);
+    assert_eq!(envelope.message_type, "Ping");
+    assert_eq!(envelope.correlation_id, message.id);
+    assert_eq!(envelope.causation_id, None);
+    assert_eq!(envelope.headers["trace"], "abc");
+    assert_eq!(envelope.attempts, 0);
+    assert_eq!(envelope.decode::<Ping>().unwrap().n, 3);
+    assert!(envelope.is::<Ping>() && !envelope.is::<Pong>());
+    assert_eq!(id.0.get_version_num(), 7, "ids are UUID v7");
+}
+
+#[tokio::test]
+async fn messages_published_by_a_consumer_name_their_cause() {
+    struct Forward;
+    #[bus::async_trait]
+    impl bus::Consumer for Forward {
+        fn name(&self) -> &str {
+            "forward"
+        }
+        fn subscriptions(&self) -> Vec<&'static str> {
+            vec![Ping::TYPE]
+        }
+        async fn consume(
+            &self,
+            message: &bus::Envelope,
+            tx: &mut bus::Tx<'_>,
+        ) -> Result<(), bus::ConsumeError> {
+            tx.publish(&Pong {
+                id: message.correlation_id,
+            })
+            .await?;
+            Ok(())
+        }
+    }
+    let t = test_db().await;
+    let causes = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sink = {
+        let causes = causes.clone();
+        Scripted::new(
+            "sink",
+            &[Pong::TYPE],
+            Arc::new(move |e| {
+                causes
+                    .lock()
+                    .unwrap()
+                    .push((e.causation_id, e.correlation_id));
+                Step::Apply
+            }),
+        )
+    };
+    let bus = bus::Bus::builder(t.db.clone())
+        .consumer(Arc::new(Forward))
+        .consumer(sink)
+        .build();
+    let message = ping(1);
+    let id = publish(&bus, &message).await;
+    bus.run_pending().await.unwrap();
+    assert_eq!(*causes.lock().unwrap(), [(Some(id), message.id)]);
+}
+
+#[tokio::test]
+async fn an_unsupported_url_is_refused_and_both_durability_modes_open() {
+    let error = bus::Db::connect(&DbOptions::new("mysql://x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, DbError::UnsupportedUrl(_)));
+    let dir = tempfile::tempdir().unwrap();
+    for (file, mode) in [
+        ("full.db", bus::Synchronous::Full),
+        ("normal.db", bus::Synchronous::Normal),
+    ] {
+        let mut options = DbOptions::new(format!("sqlite://{}", dir.path().join(file).display()));
+        options.synchronous = mode;
+        let db = bus::Db::connect(&options).await.unwrap();
+        bus::Bus::migrate(&db).await.unwrap();
+        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(db.writer())
+            .await
+            .unwrap();
+        assert_eq!(level, if mode == bus::Synchronous::Full { 2 } else { 1 });
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(db.writer())
+            .await
+            .unwrap();
+        assert_eq!(journal, "wal");
+    }
+}

@@ -1,0 +1,183 @@
+//! Workers over time: wake-ups, schedules, ordering, concurrency and shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bus::{BusConfig, Outgoing, Timestamp};
+
+use bus::Message;
+
+use crate::helpers::*;
+
+const LIMIT: Duration = Duration::from_secs(10);
+
+fn sleepy() -> BusConfig {
+    // A poll interval far longer than any test: only commit notifications and the scheduled
+    // timer can wake the workers.
+    BusConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..BusConfig::default()
+    }
+}
+
+#[tokio::test]
+async fn a_committed_publish_wakes_an_idle_worker() {
+    let t = test_db().await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], sleepy());
+    let workers = bus.start();
+    tokio::time::sleep(Duration::from_millis(50)).await; // let the worker go idle first
+    publish(&bus, &ping(1)).await;
+    eventually("the woken worker to consume", LIMIT, || async {
+        (effects(&t.db, "a").await.len() == 1).then_some(())
+    })
+    .await;
+    workers.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_scheduled_message_waits_for_its_time_and_then_arrives() {
+    let t = test_db().await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], sleepy());
+    let workers = bus.start();
+    let delay = Duration::from_millis(400);
+    let started = Instant::now();
+    let mut tx = bus.begin().await.unwrap();
+    tx.write(&Outgoing::publish(&ping(1)).after(delay))
+        .await
+        .unwrap();
+    tx.schedule(Timestamp::now().plus(delay), &ping(2))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(effects(&t.db, "a").await.is_empty(), "not before its time");
+    eventually("scheduled delivery", LIMIT, || async {
+        (effects(&t.db, "a").await.len() == 2).then_some(())
+    })
+    .await;
+    assert!(
+        started.elapsed() >= delay,
+        "delivered after {:?}",
+        started.elapsed()
+    );
+    workers.shutdown().await;
+}
+
+#[tokio::test]
+async fn messages_of_one_correlation_are_consumed_in_order_and_never_concurrently() {
+    let t = test_db().await;
+    let ordered = Scripted::applying("ordered");
+    let bus = bus_with(
+        &t.db,
+        &[ordered.clone()],
+        BusConfig {
+            workers: 4,
+            ..BusConfig::default()
+        },
+    );
+    let workers = bus.start();
+    let id = uuid::Uuid::now_v7();
+    for n in 0..100 {
+        publish(&bus, &Ping { id, n }).await;
+    }
+    eventually("all consumed", LIMIT, || async {
+        (effects(&t.db, "ordered").await.len() == 100).then_some(())
+    })
+    .await;
+    let order: Vec<u32> = effects(&t.db, "ordered")
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(order, (0..100).collect::<Vec<_>>());
+    assert_eq!(
+        ordered
+            .max_in_flight
+            .load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+    workers.shutdown().await;
+}
+
+#[tokio::test]
+async fn concurrent_publishers_get_every_message_consumed_exactly_once() {
+    let t = test_db().await;
+    let bus = bus_with(
+        &t.db,
+        &[Scripted::applying("a"), Scripted::applying("b")],
+        BusConfig::default(),
+    );
+    let workers = bus.start();
+    let publishers = (0..20).map(|task| {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            for n in 0..50 {
+                publish(&bus, &ping(task * 100 + n)).await;
+            }
+        })
+    });
+    futures_util::future::join_all(publishers).await;
+    for consumer in ["a", "b"] {
+        let seen = eventually("all consumed", LIMIT, || async {
+            let seen = effects(&t.db, consumer).await;
+            (seen.len() >= 1000).then_some(seen)
+        })
+        .await;
+        let distinct: std::collections::HashSet<_> = seen.iter().map(|(id, _)| id).collect();
+        assert_eq!((seen.len(), distinct.len()), (1000, 1000));
+    }
+    workers.shutdown().await;
+    assert!(
+        bus.stats().batches < 2000,
+        "batches amortise commits: {:?}",
+        bus.stats()
+    );
+}
+
+#[tokio::test]
+async fn shutdown_lets_the_batch_in_flight_finish_and_leaves_the_rest_queued() {
+    let t = test_db().await;
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
+    let script: Script = {
+        let gate = gate.clone();
+        Arc::new(move |e| {
+            if e.decode::<Ping>().unwrap().n == 0 {
+                Step::Wait(gate.clone())
+            } else {
+                Step::Apply
+            }
+        })
+    };
+    let slow = Scripted::new("slow", &[Ping::TYPE], script);
+    let bus = bus_with(
+        &t.db,
+        &[slow.clone()],
+        BusConfig {
+            batch_size: 1,
+            ..sleepy()
+        },
+    );
+    publish(&bus, &ping(0)).await;
+    for n in 1..=5 {
+        publish(&bus, &ping(n)).await;
+    }
+    let workers = bus.start();
+    slow.entered.notified().await;
+    let stopping = tokio::spawn(workers.shutdown());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(
+        !stopping.is_finished(),
+        "shutdown waits for the message in flight"
+    );
+    gate.add_permits(1);
+    stopping.await.unwrap();
+    let done = effects(&t.db, "slow").await.len();
+    assert!(done >= 1, "the in-flight message committed");
+    let queued = count(&t.db, "SELECT COUNT(*) FROM bus_queue").await as usize;
+    assert_eq!(done + queued, 6, "nothing lost");
+    let restarted = bus.start();
+    eventually("the rest after restart", LIMIT, || async {
+        (effects(&t.db, "slow").await.len() == 6).then_some(())
+    })
+    .await;
+    restarted.shutdown().await;
+}
