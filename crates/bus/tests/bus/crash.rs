@@ -28,7 +28,7 @@ async fn a_worker_aborted_mid_transaction_loses_nothing_and_applies_once_after_r
         })
     };
     let stuck = Scripted::new("stuck", &[Ping::TYPE], script);
-    let bus = bus_with(&t.db, &[stuck.clone()], BusConfig::default());
+    let bus = bus_with(&t.db, std::slice::from_ref(&stuck), BusConfig::default());
     let id = publish(&bus, &ping(1)).await;
     let running = tokio::spawn({
         let bus = bus.clone();

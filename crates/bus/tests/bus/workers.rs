@@ -68,7 +68,7 @@ async fn messages_of_one_correlation_are_consumed_in_order_and_never_concurrentl
     let ordered = Scripted::applying("ordered");
     let bus = bus_with(
         &t.db,
-        &[ordered.clone()],
+        std::slice::from_ref(&ordered),
         BusConfig {
             workers: 4,
             ..BusConfig::default()
@@ -150,7 +150,7 @@ async fn shutdown_lets_the_batch_in_flight_finish_and_leaves_the_rest_queued() {
     let slow = Scripted::new("slow", &[Ping::TYPE], script);
     let bus = bus_with(
         &t.db,
-        &[slow.clone()],
+        std::slice::from_ref(&slow),
         BusConfig {
             batch_size: 1,
             ..sleepy()
