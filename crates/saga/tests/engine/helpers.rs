@@ -1,0 +1,286 @@
+//! A toy order saga, a fresh database per test, and a consumer that records what it sends.
+
+#![allow(dead_code)]
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bus::{
+    Bus, BusConfig, ConsumeError, Consumer, Db, DbOptions, Envelope, Message, Outgoing,
+    Synchronous, Tx, async_trait,
+};
+use saga::{Engine, Rejected, Saga, Transition};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+macro_rules! message {
+    ($name:ident $({ $($field:ident : $ty:ty),* })?) => {
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct $name { pub id: Uuid $($(, pub $field: $ty)*)? }
+        impl Message for $name {
+            const TYPE: &'static str = stringify!($name);
+            fn correlation_id(&self) -> Uuid { self.id }
+        }
+    };
+}
+
+message!(Started);
+message!(Reserved);
+message!(Paid);
+message!(Declined);
+message!(TimedOut);
+message!(Noted { note: u32 });
+message!(Bogus);
+message!(Reserve);
+message!(Confirm);
+message!(Release);
+
+/// The toy saga's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum OrderState {
+    Open { notes: Vec<u32> },
+    Reserved { notes: Vec<u32> },
+    Confirmed { notes: Vec<u32> },
+    Failed { reason: String },
+}
+
+/// Its events.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OrderEvent {
+    Started,
+    Reserved,
+    Paid,
+    Declined,
+    TimedOut,
+    Noted(u32),
+    Bogus,
+}
+
+/// Started → Open (sends Reserve) → Reserved (schedules TimedOut) → Confirmed (sends Confirm)
+/// or Failed (sends Release). `Noted` appends to the notes in any open state, so two of them
+/// raced must both survive.
+pub struct OrderSaga {
+    pub timeout: Duration,
+}
+
+impl Saga for OrderSaga {
+    type State = OrderState;
+    type Event = (Uuid, OrderEvent);
+    const NAME: &'static str = "order";
+
+    fn subscriptions(&self) -> Vec<&'static str> {
+        vec![
+            Started::TYPE,
+            Reserved::TYPE,
+            Paid::TYPE,
+            Declined::TYPE,
+            TimedOut::TYPE,
+            Noted::TYPE,
+            Bogus::TYPE,
+        ]
+    }
+
+    fn decode(&self, m: &Envelope) -> Result<(Uuid, OrderEvent), serde_json::Error> {
+        Ok((
+            m.correlation_id,
+            match m.message_type.as_str() {
+                "Started" => OrderEvent::Started,
+                "Reserved" => OrderEvent::Reserved,
+                "Paid" => OrderEvent::Paid,
+                "Declined" => OrderEvent::Declined,
+                "TimedOut" => OrderEvent::TimedOut,
+                "Noted" => OrderEvent::Noted(m.decode::<Noted>()?.note),
+                _ => OrderEvent::Bogus,
+            },
+        ))
+    }
+
+    fn is_start(&self, event: &(Uuid, OrderEvent)) -> bool {
+        event.1 == OrderEvent::Started
+    }
+
+    fn initially(&self, event: &(Uuid, OrderEvent)) -> Transition<OrderState> {
+        match event.1 {
+            OrderEvent::Started => Ok((OrderState::Open { notes: vec![] }, vec![])),
+            _ => Err(Rejected::Invalid("only Started starts".into())),
+        }
+    }
+
+    fn during(&self, state: &OrderState, event: &(Uuid, OrderEvent)) -> Transition<OrderState> {
+        use OrderEvent as E;
+        use OrderState as S;
+        let id = event.0;
+        match (state, &event.1) {
+            (_, E::Bogus) => Err(Rejected::Invalid("Bogus is never valid".into())),
+            (S::Open { notes }, E::Noted(n)) => Ok((
+                S::Open {
+                    notes: with(notes, *n),
+                },
+                vec![],
+            )),
+            (S::Reserved { notes }, E::Noted(n)) => Ok((
+                S::Reserved {
+                    notes: with(notes, *n),
+                },
+                vec![],
+            )),
+            (S::Open { notes }, E::Reserved) => Ok((
+                S::Reserved {
+                    notes: notes.clone(),
+                },
+                vec![Outgoing::publish(&TimedOut { id }).after(self.timeout)],
+            )),
+            (S::Open { .. }, E::Paid | E::Declined) => Err(Rejected::Early),
+            (S::Open { .. }, E::TimedOut) => Err(Rejected::Stale("not reserved yet".into())),
+            (S::Reserved { notes }, E::Paid) => Ok((
+                S::Confirmed {
+                    notes: notes.clone(),
+                },
+                vec![Outgoing::publish(&Confirm { id })],
+            )),
+            (S::Reserved { .. }, E::Declined) => Ok(failed(id, "declined")),
+            (S::Reserved { .. }, E::TimedOut) => Ok(failed(id, "timed out")),
+            (S::Reserved { .. }, E::Reserved) => Err(Rejected::Stale("already reserved".into())),
+            _ => Err(Rejected::Stale("finished or repeated".into())),
+        }
+    }
+
+    fn state_name(state: &OrderState) -> &'static str {
+        match state {
+            OrderState::Open { .. } => "Open",
+            OrderState::Reserved { .. } => "Reserved",
+            OrderState::Confirmed { .. } => "Confirmed",
+            OrderState::Failed { .. } => "Failed",
+        }
+    }
+
+    fn is_final(state: &OrderState) -> bool {
+        matches!(
+            state,
+            OrderState::Confirmed { .. } | OrderState::Failed { .. }
+        )
+    }
+}
+
+fn with(notes: &[u32], n: u32) -> Vec<u32> {
+    let mut notes = notes.to_vec();
+    notes.push(n);
+    notes
+}
+
+fn failed(id: Uuid, reason: &str) -> (OrderState, Vec<Outgoing>) {
+    (
+        OrderState::Failed {
+            reason: reason.into(),
+        },
+        vec![Outgoing::publish(&Release { id })],
+    )
+}
+
+/// Records every Confirm and Release the saga sends, with its correlation id.
+pub struct Recorder;
+
+#[async_trait]
+impl Consumer for Recorder {
+    fn name(&self) -> &str {
+        "recorder"
+    }
+    fn subscriptions(&self) -> Vec<&'static str> {
+        vec![Confirm::TYPE, Release::TYPE]
+    }
+    async fn consume(&self, m: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        sqlx::query(
+            "INSERT INTO sent (message_type, correlation_id, causation_id) VALUES ($1, $2, $3)",
+        )
+        .bind(&m.message_type)
+        .bind(m.correlation_id.to_string())
+        .bind(m.causation_id.map(|c| c.to_string()))
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
+    }
+}
+
+/// A database in a temporary directory with the bus, saga and `sent` tables.
+pub struct TestSaga {
+    pub db: Db,
+    pub bus: Bus,
+    dir: tempfile::TempDir,
+}
+
+pub async fn setup(timeout: Duration) -> TestSaga {
+    setup_with(timeout, BusConfig::default(), vec![]).await
+}
+
+pub async fn setup_with(
+    timeout: Duration,
+    config: BusConfig,
+    extra: Vec<Arc<dyn Consumer>>,
+) -> TestSaga {
+    let dir = tempfile::tempdir().unwrap();
+    let mut options = DbOptions::new(format!("sqlite://{}", dir.path().join("saga.db").display()));
+    options.synchronous = Synchronous::Normal;
+    let db = Db::connect(&options).await.unwrap();
+    Bus::migrate(&db).await.unwrap();
+    saga::migrate(&db).await.unwrap();
+    sqlx::query("CREATE TABLE sent (message_type TEXT, correlation_id TEXT, causation_id TEXT)")
+        .execute(db.writer())
+        .await
+        .unwrap();
+    let builder = Bus::builder(db.clone())
+        .config(config)
+        .consumer(Engine::consumer(OrderSaga { timeout }))
+        .consumer(Arc::new(Recorder));
+    let bus = extra
+        .into_iter()
+        .fold(builder, |b, c| b.consumer(c))
+        .build();
+    TestSaga { db, bus, dir }
+}
+
+impl TestSaga {
+    pub async fn publish(&self, message: &impl Message) -> bus::MessageId {
+        let mut tx = self.bus.begin().await.unwrap();
+        let id = tx.publish(message).await.unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// Publishes and runs the bus until nothing is due.
+    pub async fn deliver(&self, message: &impl Message) -> bus::MessageId {
+        let id = self.publish(message).await;
+        self.bus.run_pending().await.unwrap();
+        id
+    }
+
+    pub async fn instance(&self, id: Uuid) -> Option<saga::Instance> {
+        saga::get(self.db.reader(), OrderSaga::NAME, id)
+            .await
+            .unwrap()
+    }
+
+    pub async fn sent(&self, id: Uuid) -> Vec<String> {
+        sqlx::query_scalar("SELECT message_type FROM sent WHERE correlation_id = $1")
+            .bind(id.to_string())
+            .fetch_all(self.db.reader())
+            .await
+            .unwrap()
+    }
+}
+
+/// Polls `check` until it returns `Some`, failing after `limit`.
+pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
