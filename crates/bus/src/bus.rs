@@ -270,6 +270,12 @@ impl Tx<'_> {
         })
     }
 
+    /// Marks everything published from now on as caused by `cause` (the message a worker is
+    /// handling in this transaction), or by nothing.
+    pub(crate) fn set_causation(&mut self, cause: Option<MessageId>) {
+        self.causation = cause;
+    }
+
     pub(crate) async fn consuming(&mut self, cause: MessageId) -> Result<Tx<'_>, sqlx::Error> {
         let mut savepoint = self.savepoint().await?;
         savepoint.causation = Some(cause);

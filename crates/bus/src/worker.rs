@@ -42,6 +42,34 @@ struct Claimed {
     row_id: i64,
     consumer: String,
     envelope: Envelope,
+    /// The consumer already completed this message id (a duplicate delivery).
+    already_done: bool,
+}
+
+/// A consumer failure in the fast pass.
+struct Failure {
+    row_id: i64,
+    /// The consumer's error; `None` when no consumer is registered under the row's name (the
+    /// careful pass dead-letters it).
+    error: Option<ConsumeError>,
+}
+
+impl Failure {
+    fn unregistered(message: &Claimed) -> Self {
+        Self {
+            row_id: message.row_id,
+            error: None,
+        }
+    }
+}
+
+/// The span every log line about one message runs in.
+fn message_span(message: &Claimed) -> tracing::Span {
+    tracing::info_span!("message",
+        order_id = %message.envelope.correlation_id,
+        message_id = %message.envelope.message_id,
+        message_type = %message.envelope.message_type,
+        consumer = %message.consumer)
 }
 
 /// What happened to one claimed message inside a batch.
@@ -148,6 +176,10 @@ impl Bus {
     }
 
     /// Claims up to a batch of due messages and handles them in one transaction.
+    ///
+    /// The fast path runs every consumer straight in the batch transaction and completes the
+    /// batch with two statements. If any consumer fails, the batch is rolled back and handled
+    /// again with a savepoint per message, so that only the failing one is retried.
     async fn process_batch(&self) -> Result<usize, sqlx::Error> {
         let mut tx = self.begin().await?;
         let now = self.inner.db.now();
@@ -156,20 +188,16 @@ impl Bus {
             tx.rollback().await?;
             return Ok(0);
         }
-        let mut tally = Tally::default();
-        for message in &claimed {
-            let span = tracing::info_span!("message",
-                order_id = %message.envelope.correlation_id,
-                message_id = %message.envelope.message_id,
-                message_type = %message.envelope.message_type,
-                consumer = %message.consumer);
-            let outcome = self
-                .process_one(&mut tx, message, now)
-                .instrument(span)
-                .await?;
-            tally.add(outcome);
-        }
-        tx.commit().await?;
+        let tally = match self.run_batch(&mut tx, &claimed, now).await? {
+            Ok(tally) => {
+                tx.commit().await?;
+                tally
+            }
+            Err(failure) => {
+                tx.rollback().await?;
+                self.run_batch_carefully(failure, now).await?
+            }
+        };
         let counters = &self.inner.counters;
         counters
             .completed
@@ -183,6 +211,76 @@ impl Bus {
             .fetch_add(tally.dead_lettered, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         Ok(claimed.len())
+    }
+
+    /// Every consumer of the batch in the one transaction; stops at the first failure and
+    /// returns it, so that the careful pass records it without running that consumer again.
+    async fn run_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        claimed: &[Claimed],
+        now: Timestamp,
+    ) -> Result<Result<Tally, Failure>, sqlx::Error> {
+        let mut tally = Tally::default();
+        for message in claimed {
+            if message.already_done {
+                tracing::info!(message_id = %message.envelope.message_id, "skipped a duplicate delivery");
+                tally.add(Outcome::Duplicate);
+                continue;
+            }
+            let Some(consumer) = self.inner.consumers.get(&message.consumer) else {
+                return Ok(Err(Failure::unregistered(message)));
+            };
+            tx.set_causation(Some(message.envelope.message_id));
+            let result = AssertUnwindSafe(consumer.consume(&message.envelope, tx))
+                .catch_unwind()
+                .instrument(message_span(message))
+                .await
+                .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))));
+            tx.set_causation(None);
+            if let Err(error) = result {
+                return Ok(Err(Failure {
+                    row_id: message.row_id,
+                    error: Some(error),
+                }));
+            }
+            tally.add(Outcome::Completed);
+        }
+        complete_all(tx, claimed, now).await?;
+        Ok(Ok(tally))
+    }
+
+    /// The batch again, each message in its own savepoint, so that failures are recorded one
+    /// by one; the message that failed the fast pass has its failure recorded as it was.
+    async fn run_batch_carefully(
+        &self,
+        failure: Failure,
+        now: Timestamp,
+    ) -> Result<Tally, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        let claimed = claim(&mut tx, now, self.inner.config.batch_size).await?;
+        let mut tally = Tally::default();
+        let mut failure = Some(failure);
+        for message in &claimed {
+            let span = message_span(message);
+            let outcome = match failure.take_if(|f| f.row_id == message.row_id) {
+                Some(Failure {
+                    error: Some(error), ..
+                }) => {
+                    self.record_failure(&mut tx, message, &error, now)
+                        .instrument(span)
+                        .await?
+                }
+                _ => {
+                    self.process_one(&mut tx, message, now)
+                        .instrument(span)
+                        .await?
+                }
+            };
+            tally.add(outcome);
+        }
+        tx.commit().await?;
+        Ok(tally)
     }
 
     /// Runs one consumer inside a savepoint: its effects and the completion of the message
@@ -286,9 +384,11 @@ async fn claim(
     limit: usize,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT id, consumer, message_id, message_type, correlation_id, causation_id, headers, \
-         payload, created_at, available_at, attempts FROM bus_queue \
-         WHERE available_at <= $1 ORDER BY available_at, id LIMIT $2",
+        "SELECT q.id, q.consumer, q.message_id, q.message_type, q.correlation_id, q.causation_id, \
+         q.headers, q.payload, q.created_at, q.available_at, q.attempts, \
+         EXISTS (SELECT 1 FROM bus_inbox i WHERE i.consumer = q.consumer \
+                 AND i.message_id = q.message_id) AS already_done \
+         FROM bus_queue q WHERE q.available_at <= $1 ORDER BY q.available_at, q.id LIMIT $2",
     )
     .bind(now.0)
     .bind(i64::try_from(limit).unwrap_or(i64::MAX))
@@ -301,7 +401,9 @@ fn decode_claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
     let causation: Option<String> = row.try_get("causation_id")?;
     let headers: String = row.try_get("headers")?;
     let attempts: i64 = row.try_get("attempts")?;
+    let already_done: i64 = row.try_get("already_done")?;
     Ok(Claimed {
+        already_done: already_done != 0,
         row_id: row.try_get("id")?,
         consumer: row.try_get("consumer")?,
         envelope: Envelope {
@@ -324,6 +426,45 @@ fn decode_claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
 
 pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
     Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
+}
+
+/// Completes a whole batch: one statement deletes its rows, one records its ids in the inbox.
+async fn complete_all(
+    conn: &mut AnyConnection,
+    claimed: &[Claimed],
+    now: Timestamp,
+) -> Result<(), sqlx::Error> {
+    let placeholders: Vec<String> = (1..=claimed.len()).map(|n| format!("${n}")).collect();
+    let delete = format!(
+        "DELETE FROM bus_queue WHERE id IN ({})",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(delete));
+    for message in claimed {
+        query = query.bind(message.row_id);
+    }
+    query.execute(&mut *conn).await?;
+    let fresh: Vec<&Claimed> = claimed.iter().filter(|m| !m.already_done).collect();
+    if fresh.is_empty() {
+        return Ok(());
+    }
+    let rows: Vec<String> = (0..fresh.len())
+        .map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3))
+        .collect();
+    let insert = format!(
+        "INSERT INTO bus_inbox (consumer, message_id, processed_at) VALUES {} \
+         ON CONFLICT (consumer, message_id) DO NOTHING",
+        rows.join(", ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
+    for message in fresh {
+        query = query
+            .bind(message.consumer.as_str())
+            .bind(message.envelope.message_id.to_string())
+            .bind(now.0);
+    }
+    query.execute(conn).await?;
+    Ok(())
 }
 
 /// Records that `consumer` completed `message_id`; false if it already had.

@@ -232,3 +232,37 @@ async fn a_queued_message_for_an_unregistered_consumer_is_dead_lettered() {
     let letters = after.dead_letters(10, 0).await.unwrap();
     assert!(letters[0].error.contains("no consumer named \"renamed\""));
 }
+
+#[tokio::test]
+async fn a_failure_inside_a_batch_touches_only_the_failing_message() {
+    let t = test_db().await;
+    let script: Script = Arc::new(|e| {
+        if e.decode::<Ping>().unwrap().n == 3 {
+            Step::Permanent
+        } else {
+            Step::Apply
+        }
+    });
+    let bus = bus_with(
+        &t.db,
+        &[Scripted::new("mixed", &[Ping::TYPE], script)],
+        quick_retries(),
+    );
+    for n in 0..6 {
+        publish(&bus, &ping(n)).await;
+    }
+    assert_eq!(bus.run_pending().await.unwrap(), 6);
+    let mut applied: Vec<u32> = effects(&t.db, "mixed")
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    applied.sort();
+    assert_eq!(applied, [0, 1, 2, 4, 5]);
+    assert_eq!(bus.dead_letter_count().await.unwrap(), 1);
+    let stats = bus.stats();
+    assert_eq!(
+        (stats.completed, stats.dead_lettered, stats.batches),
+        (5, 1, 1)
+    );
+}
