@@ -186,6 +186,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/ordering", ordering::router().merge(payment::router()))
         .merge(http::router())
         .fallback(http::fallback)
+        .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

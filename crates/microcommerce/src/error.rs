@@ -24,6 +24,9 @@ pub enum Error {
     /// The body is larger than the service accepts.
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// The route exists but not with this method.
+    #[error("this method is not allowed on this route")]
+    MethodNotAllowed,
     /// No valid admin token was presented.
     #[error("a valid admin bearer token is required")]
     Unauthorized,
@@ -73,6 +76,11 @@ impl Error {
                 "Payload Too Large",
             ),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method Not Allowed",
+            ),
             Self::Conflict { kind, .. } => (StatusCode::CONFLICT, kind, "Conflict"),
             Self::Unprocessable { kind, .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, kind, "Unprocessable")

@@ -7,7 +7,7 @@ mod system;
 
 pub use auth::{Admin, Caller, buyer_identity};
 pub use extract::{Json, Path, Query};
-pub use system::{fallback, router};
+pub use system::{fallback, method_not_allowed, router};
 
 use bus::Timestamp;
 

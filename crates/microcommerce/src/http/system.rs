@@ -31,6 +31,11 @@ pub async fn fallback() -> Error {
     Error::NotFound("route")
 }
 
+/// A known route called with the wrong method answers with a 405 problem.
+pub async fn method_not_allowed() -> Error {
+    Error::MethodNotAllowed
+}
+
 async fn live() -> &'static str {
     "ok"
 }

@@ -46,6 +46,9 @@ async fn malformed_ids_are_400_and_unknown_routes_404() {
     let nowhere = buyer.get("/api/nowhere").await;
     assert_eq!(nowhere.status, 404);
     assert_eq!(nowhere.content_type(), "application/problem+json");
+    let wrong_method = buyer.send("DELETE", "/api/catalog/categories", None).await;
+    assert_eq!(wrong_method.status, 405);
+    assert_eq!(wrong_method.content_type(), "application/problem+json");
     let bad_page = buyer.get("/api/ordering/orders/my?pageSize=1000").await;
     assert_eq!(bad_page.status, 400);
     let bad_status = buyer.get("/api/ordering/orders/my?status=Lost").await;

@@ -6,3 +6,4 @@ mod checkout;
 mod edge;
 mod helpers;
 mod inventory;
+mod messaging;
