@@ -161,7 +161,10 @@ impl Bus {
 
     /// Creates the bus tables if they are missing.
     pub async fn migrate(db: &Db) -> Result<(), crate::DbError> {
-        db.migrate(sqlx::migrate!("./migrations/sqlite")).await
+        match db.backend() {
+            crate::Backend::Sqlite => db.migrate(sqlx::migrate!("./migrations/sqlite")).await,
+            crate::Backend::Postgres => db.migrate(sqlx::migrate!("./migrations/postgres")).await,
+        }
     }
 
     /// The database the bus lives in.
@@ -183,6 +186,7 @@ impl Bus {
             wrote_messages: Arc::new(AtomicBool::new(false)),
             causation: None,
             outermost: true,
+            now: None,
         })
     }
 
@@ -226,6 +230,8 @@ pub struct Tx<'c> {
     causation: Option<MessageId>,
     /// Only the outermost commit makes messages visible, so only it wakes the workers.
     outermost: bool,
+    /// The database time of this transaction, read once.
+    now: Option<Timestamp>,
 }
 
 impl Deref for Tx<'_> {
@@ -243,10 +249,16 @@ impl DerefMut for Tx<'_> {
 }
 
 impl Tx<'_> {
-    /// Commits; on success wakes the workers if messages were written.
-    pub async fn commit(self) -> Result<(), sqlx::Error> {
+    /// Commits; on success wakes the workers if messages were written (on PostgreSQL, those
+    /// of every instance, through `NOTIFY`, which is delivered only if the commit succeeds).
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let wrote = self.wrote_messages.load(Ordering::Relaxed);
         let outermost = self.outermost;
+        if wrote && outermost && self.bus.inner.db.backend() == crate::Backend::Postgres {
+            sqlx::query(crate::worker::NOTIFY_SQL)
+                .execute(&mut *self.inner)
+                .await?;
+        }
         self.inner.commit().await?;
         if wrote && outermost {
             self.bus.wake_workers();
@@ -267,6 +279,7 @@ impl Tx<'_> {
             wrote_messages: Arc::clone(&self.wrote_messages),
             causation: self.causation,
             outermost: false,
+            now: self.now,
         })
     }
 
@@ -285,6 +298,17 @@ impl Tx<'_> {
     /// The bus this transaction publishes to.
     pub fn bus(&self) -> &Bus {
         &self.bus
+    }
+
+    /// The time of this transaction by the database's clock (read once, then reused), by which
+    /// scheduled messages and deadlines are judged on every backend and instance alike.
+    pub async fn now(&mut self) -> Result<Timestamp, sqlx::Error> {
+        if let Some(now) = self.now {
+            return Ok(now);
+        }
+        let now = self.bus.inner.db.now_in(&mut self.inner).await?;
+        self.now = Some(now);
+        Ok(now)
     }
 
     /// Publishes `message` to every consumer subscribed to its type; returns its id.
@@ -317,7 +341,7 @@ impl Tx<'_> {
         consumer: &str,
         correlation_id: uuid::Uuid,
     ) -> Result<u64, BusError> {
-        let now = self.bus.inner.db.now();
+        let now = self.now().await?;
         let deleted = sqlx::query(
             "DELETE FROM bus_queue WHERE consumer = $1 AND correlation_id = $2 \
              AND attempts = 0 AND available_at > $3",
@@ -346,7 +370,7 @@ impl Tx<'_> {
         id: MessageId,
         outgoing: &Outgoing,
     ) -> Result<(), BusError> {
-        let now = self.bus.inner.db.now();
+        let now = self.now().await?;
         let available_at = match outgoing.delivery {
             Delivery::Now => now,
             Delivery::After(delay) => now.plus(delay),

@@ -14,7 +14,14 @@ use crate::Timestamp;
 pub enum Backend {
     /// The embedded default: one file, one writer at a time.
     Sqlite,
+    /// A server shared by several service instances.
+    Postgres,
 }
+
+/// The database clock in microseconds since the epoch, on PostgreSQL: every instance judges
+/// deadlines by the same clock.
+pub(crate) const POSTGRES_NOW: &str =
+    "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)";
 
 /// How hard SQLite works to keep an acknowledged commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -44,7 +51,7 @@ impl FromStr for Synchronous {
 /// Connection settings; `DbOptions::new(url)` gives the documented defaults.
 #[derive(Debug, Clone)]
 pub struct DbOptions {
-    /// `sqlite://path.db` (created if missing).
+    /// `sqlite://path.db` (created if missing) or `postgres://user@host/db`.
     pub url: String,
     /// SQLite durability of a commit.
     pub synchronous: Synchronous,
@@ -54,10 +61,18 @@ pub struct DbOptions {
     pub busy_timeout: Duration,
     /// How long a caller waits for a free connection before it gets an error.
     pub acquire_timeout: Duration,
+    /// PostgreSQL: connections in the pool (shared by reads and writes).
+    pub max_connections: u32,
+    /// PostgreSQL: longest a statement may run before the server cancels it.
+    pub statement_timeout: Duration,
+    /// PostgreSQL: schemas searched for unqualified table names. `public` comes first so that
+    /// bookkeeping tables (sqlx's migration table) always live there.
+    pub search_path: Vec<String>,
 }
 
 impl DbOptions {
-    /// Defaults for `url`: `synchronous=FULL`, 4 readers, 5 s busy timeout, 30 s acquire timeout.
+    /// Defaults for `url`: `synchronous=FULL`, 4 readers, 5 s busy timeout, 30 s acquire timeout;
+    /// on PostgreSQL 10 connections, 30 s statement timeout, search path `public, messaging`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -65,6 +80,9 @@ impl DbOptions {
             read_connections: 4,
             busy_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(30),
+            max_connections: 10,
+            statement_timeout: Duration::from_secs(30),
+            search_path: vec!["public".into(), "messaging".into()],
         }
     }
 }
@@ -73,7 +91,7 @@ impl DbOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     /// The URL names no backend this build supports.
-    #[error("unsupported database URL {0:?}: expected sqlite://PATH")]
+    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     /// The database refused the connection or a statement.
     #[error(transparent)]
@@ -87,10 +105,12 @@ pub enum DbError {
 ///
 /// On SQLite writes go through a single connection so that writers queue in the pool instead
 /// of spinning on the file lock, and every write transaction starts with `BEGIN IMMEDIATE`
-/// so a read-then-write transaction can never fail to upgrade its lock.
+/// so a read-then-write transaction can never fail to upgrade its lock. On PostgreSQL one pool
+/// serves both, at READ COMMITTED.
 #[derive(Debug, Clone)]
 pub struct Db {
     backend: Backend,
+    url: String,
     write: AnyPool,
     read: AnyPool,
 }
@@ -100,6 +120,22 @@ impl Db {
     pub async fn connect(options: &DbOptions) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let backend = backend_of(&options.url)?;
+        if backend == Backend::Postgres {
+            let connect = AnyConnectOptions::from_str(&options.url)?;
+            let pool = pool_options(
+                options.max_connections.max(1),
+                options,
+                postgres_setup(options),
+            )
+            .connect_with(connect)
+            .await?;
+            return Ok(Self {
+                backend,
+                url: options.url.clone(),
+                write: pool.clone(),
+                read: pool,
+            });
+        }
         let url = sqlite_url_with_create(&options.url);
         let connect = AnyConnectOptions::from_str(&url)?;
         let pragmas = sqlite_pragmas(options);
@@ -111,6 +147,7 @@ impl Db {
             .await?;
         Ok(Self {
             backend,
+            url: options.url.clone(),
             write,
             read,
         })
@@ -125,6 +162,7 @@ impl Db {
     pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.write.begin().await,
         }
     }
 
@@ -138,17 +176,38 @@ impl Db {
         &self.write
     }
 
-    /// Runs a migration set (one per crate), leaving the other crates' migrations alone.
+    /// Runs a migration set (one per crate and backend), leaving the other crates' migrations
+    /// alone.
     pub async fn migrate(&self, mut migrator: sqlx::migrate::Migrator) -> Result<(), DbError> {
         migrator.set_ignore_missing(true);
         migrator.run(&self.write).await?;
         Ok(())
     }
 
-    /// The time by which due messages and deadlines are judged. On SQLite the process clock
-    /// is the database host's clock.
+    /// The process clock, for decisions that need no agreement between instances (display,
+    /// pruning cut-offs). Deadlines use [`Db::now_in`].
     pub fn now(&self) -> Timestamp {
         Timestamp::now()
+    }
+
+    /// The time by which due messages and deadlines are judged: on SQLite the process clock
+    /// (the one machine's), on PostgreSQL the server's, so that all instances agree.
+    pub async fn now_in(&self, conn: &mut sqlx::AnyConnection) -> Result<Timestamp, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => Ok(Timestamp::now()),
+            Backend::Postgres => {
+                let now: i64 =
+                    sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {POSTGRES_NOW}")))
+                        .fetch_one(conn)
+                        .await?;
+                Ok(Timestamp(now))
+            }
+        }
+    }
+
+    /// The URL the database was opened with (PostgreSQL listeners open their own connection).
+    pub(crate) fn url(&self) -> &str {
+        &self.url
     }
 
     /// Closes every connection; pending statements finish first.
@@ -161,9 +220,25 @@ impl Db {
 fn backend_of(url: &str) -> Result<Backend, DbError> {
     if url.starts_with("sqlite:") {
         Ok(Backend::Sqlite)
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Backend::Postgres)
     } else {
         Err(DbError::UnsupportedUrl(url.to_owned()))
     }
+}
+
+fn postgres_setup(options: &DbOptions) -> String {
+    let schemas: Vec<String> = options
+        .search_path
+        .iter()
+        .filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+        .cloned()
+        .collect();
+    format!(
+        "SET search_path TO {}; SET statement_timeout = {};",
+        schemas.join(", "),
+        options.statement_timeout.as_millis()
+    )
 }
 
 /// sqlx opens SQLite files read-write but does not create them unless asked to.

@@ -12,8 +12,11 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::Backend;
 use crate::bus::QueueRow;
+use crate::db::POSTGRES_NOW;
 use crate::{Bus, ConsumeError, Envelope, MessageId, Timestamp, Tx};
+use sqlx::postgres::PgListener;
 
 /// The running worker tasks; dropping it leaves them running, [`Workers::shutdown`] stops them.
 pub struct Workers {
@@ -107,10 +110,38 @@ impl Bus {
     /// Starts the configured number of worker tasks on the current tokio runtime.
     pub fn start(&self) -> Workers {
         let (stop, stopped) = watch::channel(false);
-        let tasks = (0..self.inner.config.workers.max(1))
+        let mut tasks: Vec<JoinHandle<()>> = (0..self.inner.config.workers.max(1))
             .map(|index| tokio::spawn(self.clone().work(index, stopped.clone())))
             .collect();
+        if self.inner.db.backend() == Backend::Postgres {
+            tasks.push(tokio::spawn(self.clone().listen(stopped)));
+        }
         Workers { stop, tasks }
+    }
+
+    /// PostgreSQL: wakes this instance's workers when any instance commits messages.
+    async fn listen(self, mut stop: watch::Receiver<bool>) {
+        while !*stop.borrow() {
+            let listener = async {
+                let mut listener = PgListener::connect(self.inner.db.url()).await?;
+                listener.listen(NOTIFY_CHANNEL).await?;
+                loop {
+                    listener.recv().await?;
+                    self.inner.wake.notify_one();
+                }
+            };
+            let result: Result<(), sqlx::Error> = tokio::select! {
+                result = listener => result,
+                _ = stop.changed() => return,
+            };
+            if let Err(error) = result {
+                tracing::warn!(%error, "bus listener lost its connection; polling until it is back");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        }
     }
 
     /// Processes batches until no message is due; returns how many messages were handled.
@@ -165,12 +196,17 @@ impl Bus {
     /// interval (which catches messages committed by other processes).
     async fn idle_wait(&self) -> Duration {
         let poll = self.inner.config.poll_interval;
-        let next: Result<Option<i64>, _> =
-            sqlx::query_scalar("SELECT MIN(available_at) FROM bus_queue")
-                .fetch_one(self.inner.db.reader())
-                .await;
+        let now = match self.inner.db.backend() {
+            Backend::Sqlite => self.inner.db.now().0.to_string(),
+            Backend::Postgres => POSTGRES_NOW.to_owned(),
+        };
+        let next: Result<Option<i64>, _> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT MIN(available_at) - {now} FROM bus_queue"
+        )))
+        .fetch_one(self.inner.db.reader())
+        .await;
         match next {
-            Ok(Some(at)) => self.inner.db.now().until(Timestamp(at)).min(poll),
+            Ok(Some(micros)) => Duration::from_micros(u64::try_from(micros).unwrap_or(0)).min(poll),
             _ => poll,
         }
     }
@@ -182,7 +218,7 @@ impl Bus {
     /// again with a savepoint per message, so that only the failing one is retried.
     async fn process_batch(&self) -> Result<usize, sqlx::Error> {
         let mut tx = self.begin().await?;
-        let now = self.inner.db.now();
+        let now = tx.now().await?;
         let claimed = claim(&mut tx, now, self.inner.config.batch_size).await?;
         if claimed.is_empty() {
             tx.rollback().await?;
@@ -378,23 +414,58 @@ impl Bus {
     }
 }
 
-async fn claim(
-    conn: &mut AnyConnection,
-    now: Timestamp,
-    limit: usize,
-) -> Result<Vec<Claimed>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT q.id, q.consumer, q.message_id, q.message_type, q.correlation_id, q.causation_id, \
-         q.headers, q.payload, q.created_at, q.available_at, q.attempts, \
-         EXISTS (SELECT 1 FROM bus_inbox i WHERE i.consumer = q.consumer \
-                 AND i.message_id = q.message_id) AS already_done \
-         FROM bus_queue q WHERE q.available_at <= $1 ORDER BY q.available_at, q.id LIMIT $2",
-    )
-    .bind(now.0)
-    .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-    .fetch_all(conn)
-    .await?;
-    rows.iter().map(decode_claimed).collect()
+const CLAIM: &str = "SELECT q.id, q.consumer, q.message_id, q.message_type, q.correlation_id, \
+    q.causation_id, q.headers, q.payload, q.created_at, q.available_at, q.attempts, \
+    CASE WHEN EXISTS (SELECT 1 FROM bus_inbox i WHERE i.consumer = q.consumer \
+                      AND i.message_id = q.message_id) THEN 1 ELSE 0 END AS already_done \
+    FROM bus_queue q WHERE q.available_at <= $1 ORDER BY q.available_at, q.id LIMIT $2";
+
+/// Channel on which PostgreSQL commits that wrote messages wake every instance's workers.
+pub(crate) const NOTIFY_CHANNEL: &str = "bus_wake";
+/// Sent inside a committing transaction; PostgreSQL delivers it only if the commit succeeds.
+pub(crate) const NOTIFY_SQL: &str = "SELECT pg_notify('bus_wake', '')";
+
+/// Due messages for this transaction to handle.
+///
+/// On SQLite the transaction holds the database's only write lock, so nothing else can claim.
+/// On PostgreSQL rows are locked with `FOR UPDATE SKIP LOCKED`, so no two instances take one
+/// message, and a transaction-scoped advisory lock per (consumer, correlation id) keeps two
+/// messages of one correlation from being handled at once anywhere, even when they were
+/// committed out of order. Rows whose correlation is busy elsewhere are left for later.
+async fn claim(tx: &mut Tx<'_>, now: Timestamp, limit: usize) -> Result<Vec<Claimed>, sqlx::Error> {
+    let backend = tx.bus().db().backend();
+    let sql = match backend {
+        Backend::Sqlite => CLAIM.to_owned(),
+        Backend::Postgres => format!("{CLAIM} FOR UPDATE OF q SKIP LOCKED"),
+    };
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(now.0)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut **tx)
+        .await?;
+    let claimed: Vec<Claimed> = rows.iter().map(decode_claimed).collect::<Result<_, _>>()?;
+    if backend == Backend::Sqlite {
+        return Ok(claimed);
+    }
+    let mut exclusive = Vec::with_capacity(claimed.len());
+    let mut busy = std::collections::HashSet::new();
+    for message in claimed {
+        let key = format!("{}:{}", message.consumer, message.envelope.correlation_id);
+        if busy.contains(&key) {
+            continue;
+        }
+        let locked: bool =
+            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(&key)
+                .fetch_one(&mut **tx)
+                .await?;
+        if locked {
+            exclusive.push(message);
+        } else {
+            busy.insert(key);
+        }
+    }
+    Ok(exclusive)
 }
 
 fn decode_claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use bus::{Bus, BusConfig, Db, DbOptions, Workers};
+use bus::{Backend, Bus, BusConfig, Db, DbOptions, Workers};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -67,12 +67,29 @@ pub struct App {
 pub async fn prepare_database(config: &Config) -> Result<Db, StartError> {
     let mut options = DbOptions::new(&config.database_url);
     options.synchronous = config.synchronous;
+    options.max_connections = config.db_pool_size;
+    options.statement_timeout = config.statement_timeout;
+    options.search_path = SCHEMAS.iter().map(|s| (*s).to_owned()).collect();
     let db = Db::connect(&options).await?;
     Bus::migrate(&db).await?;
     saga::migrate(&db).await?;
-    db.migrate(sqlx::migrate!("./migrations/sqlite")).await?;
+    match db.backend() {
+        Backend::Sqlite => db.migrate(sqlx::migrate!("./migrations/sqlite")).await?,
+        Backend::Postgres => db.migrate(sqlx::migrate!("./migrations/postgres")).await?,
+    }
     Ok(db)
 }
+
+/// PostgreSQL schemas, one per module (`messaging` holds the bus and the sagas); SQL names
+/// tables unqualified and the search path finds them.
+const SCHEMAS: [&str; 6] = [
+    "public",
+    "messaging",
+    "catalog",
+    "inventory",
+    "cart",
+    "ordering",
+];
 
 /// The bus with every module's consumers registered.
 pub fn build_bus(db: Db, config: &Config) -> Bus {

@@ -31,7 +31,8 @@ pub enum Command {
 /// Where the data lives.
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// Database URL: `sqlite://PATH` (the file is created if missing).
+    /// Database URL: `sqlite://PATH` (the file is created if missing) or
+    /// `postgres://USER:PASSWORD@HOST:PORT/DB` (several instances may share it).
     #[arg(
         long,
         env = "MICROCOMMERCE_DATABASE_URL",
@@ -41,6 +42,12 @@ pub struct DatabaseArgs {
     /// SQLite durability: `full` survives power loss, `normal` only process crashes.
     #[arg(long, env = "MICROCOMMERCE_SQLITE_SYNCHRONOUS", default_value = "full")]
     pub synchronous: bus::Synchronous,
+    /// PostgreSQL connections per instance.
+    #[arg(long, env = "MICROCOMMERCE_DB_POOL_SIZE", default_value_t = 10)]
+    pub db_pool_size: u32,
+    /// PostgreSQL: longest a statement may run before the server cancels it.
+    #[arg(long, env = "MICROCOMMERCE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub statement_timeout: std::time::Duration,
 }
 
 /// Options of `serve`.
@@ -58,9 +65,9 @@ pub struct ServeArgs {
     /// Time a buyer has to pay once stock is reserved (`90s`, `15m`, `1h`).
     #[arg(long, env = "MICROCOMMERCE_PAYMENT_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
     pub payment_timeout: std::time::Duration,
-    /// Message worker tasks (one is best on SQLite: it has a single writer).
-    #[arg(long, env = "MICROCOMMERCE_WORKERS", default_value_t = 1)]
-    pub workers: usize,
+    /// Message worker tasks [default: 1 on SQLite, which has a single writer; 4 on PostgreSQL].
+    #[arg(long, env = "MICROCOMMERCE_WORKERS")]
+    pub workers: Option<usize>,
     /// Messages handled per worker transaction (one fsync per batch).
     #[arg(long, env = "MICROCOMMERCE_BATCH_SIZE", default_value_t = 64)]
     pub batch_size: usize,
@@ -85,14 +92,25 @@ impl ServeArgs {
             .then(|| uuid::Uuid::new_v4().simple().to_string());
         let config = Config {
             addr: self.addr,
+            workers: self
+                .workers
+                .unwrap_or_else(|| {
+                    if self.database.database_url.starts_with("postgres") {
+                        4
+                    } else {
+                        1
+                    }
+                })
+                .max(1),
             database_url: self.database.database_url,
+            db_pool_size: self.database.db_pool_size.max(1),
+            statement_timeout: self.database.statement_timeout,
             synchronous: self.database.synchronous,
             admin_token: self
                 .admin_token
                 .or_else(|| generated.clone())
                 .unwrap_or_default(),
             payment_timeout: self.payment_timeout,
-            workers: self.workers.max(1),
             batch_size: self.batch_size.max(1),
             secure_cookies: self.secure_cookies,
             seed: !self.no_seed,

@@ -10,8 +10,12 @@ use bus::Synchronous;
 pub struct Config {
     /// Address to listen on (`127.0.0.1:8080`; port 0 picks a free one).
     pub addr: String,
-    /// `sqlite://PATH` (default `sqlite://microcommerce.db`).
+    /// `sqlite://PATH` (default `sqlite://microcommerce.db`) or `postgres://…`.
     pub database_url: String,
+    /// PostgreSQL connections per instance.
+    pub db_pool_size: u32,
+    /// PostgreSQL: longest a statement may run.
+    pub statement_timeout: Duration,
     /// SQLite durability; `Full` keeps acknowledged writes through power loss.
     pub synchronous: Synchronous,
     /// Bearer token for admin routes.
@@ -37,6 +41,8 @@ impl Default for Config {
         Self {
             addr: "127.0.0.1:8080".into(),
             database_url: "sqlite://microcommerce.db".into(),
+            db_pool_size: 10,
+            statement_timeout: Duration::from_secs(30),
             synchronous: Synchronous::Full,
             admin_token: String::new(),
             payment_timeout: Duration::from_secs(15 * 60),
@@ -54,7 +60,9 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("addr", &self.addr)
-            .field("database_url", &self.database_url)
+            .field("database_url", &redact_password(&self.database_url))
+            .field("db_pool_size", &self.db_pool_size)
+            .field("statement_timeout", &self.statement_timeout)
             .field("synchronous", &self.synchronous)
             .field("admin_token", &"<redacted>")
             .field("payment_timeout", &self.payment_timeout)
@@ -64,6 +72,20 @@ impl std::fmt::Debug for Config {
             .field("seed", &self.seed)
             .field("saga_retention", &self.saga_retention)
             .finish()
+    }
+}
+
+/// The URL with any password replaced, for logs.
+pub fn redact_password(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
     }
 }
 
@@ -95,6 +117,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_never_reach_the_logs() {
+        assert_eq!(
+            redact_password("postgres://shop:s3cret@db:5432/shop"),
+            "postgres://shop:***@db:5432/shop"
+        );
+        assert_eq!(redact_password("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact_password("postgres://shop@db/shop"),
+            "postgres://shop@db/shop"
+        );
+    }
 
     #[test]
     fn durations_accept_the_documented_units() {

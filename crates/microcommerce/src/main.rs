@@ -34,6 +34,8 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let config = Config {
                 database_url: args.database_url,
                 synchronous: args.synchronous,
+                db_pool_size: args.db_pool_size,
+                statement_timeout: args.statement_timeout,
                 ..Config::default()
             };
             prepare_database(&config).await?.close().await;

@@ -131,7 +131,7 @@ impl<S: Saga> Engine<S> {
         sent: Vec<Outgoing>,
     ) -> Result<(), ConsumeError> {
         let id = message.correlation_id;
-        let now = tx.bus().db().now();
+        let now = tx.now().await?;
         let inserted = sqlx::query(
             "INSERT INTO saga_instances (saga, correlation_id, state, data, version, created_at, \
              updated_at, completed_at) VALUES ($1, $2, $3, $4, 1, $5, $5, $6) \
@@ -179,7 +179,7 @@ impl<S: Saga> Engine<S> {
         next: S::State,
         sent: Vec<Outgoing>,
     ) -> Result<(), ConsumeError> {
-        let now = tx.bus().db().now();
+        let now = tx.now().await?;
         let finished = S::is_final(&next);
         let updated = sqlx::query(
             "UPDATE saga_instances SET state = $1, data = $2, version = version + 1, \
@@ -377,7 +377,7 @@ async fn park(tx: &mut Tx<'_>, saga: &str, message: &Envelope) -> Result<(), Con
     .bind(serde_json::to_string(&message.headers)?)
     .bind(&message.payload)
     .bind(message.created_at.0)
-    .bind(tx.bus().db().now().0)
+    .bind(tx.now().await?.0)
     .execute(&mut **tx)
     .await?;
     Ok(())

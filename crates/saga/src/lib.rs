@@ -104,5 +104,8 @@ pub use store::{
 
 /// Creates the saga tables if they are missing.
 pub async fn migrate(db: &bus::Db) -> Result<(), bus::DbError> {
-    db.migrate(sqlx::migrate!("./migrations/sqlite")).await
+    match db.backend() {
+        bus::Backend::Sqlite => db.migrate(sqlx::migrate!("./migrations/sqlite")).await,
+        bus::Backend::Postgres => db.migrate(sqlx::migrate!("./migrations/postgres")).await,
+    }
 }

@@ -116,7 +116,7 @@ pub async fn add_item(
     if !on_sale {
         return Err(Error::NotFound("product"));
     }
-    let now = tx.bus().db().now();
+    let now = tx.now().await?;
     let cart_id = uuid::Uuid::now_v7().to_string();
     sqlx::query(
         "INSERT INTO carts (id, buyer_id, created_at, updated_at) VALUES ($1, $2, $3, $3) \
@@ -224,7 +224,7 @@ async fn finish_line_change(tx: bus::Tx<'_>, rows: u64) -> Result<StatusCode> {
 #[utoipa::path(get, path = "/api/cart/count", tag = "cart", responses((status = 200, body = i64)))]
 pub async fn count(State(state): State<AppState>, caller: Caller) -> Result<Json<i64>> {
     let units: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(i.quantity), 0) FROM cart_items i JOIN carts c ON c.id = i.cart_id \
+        "SELECT CAST(COALESCE(SUM(i.quantity), 0) AS BIGINT) FROM cart_items i JOIN carts c ON c.id = i.cart_id \
          WHERE c.buyer_id = $1",
     )
     .bind(caller.buyer.to_string())

@@ -270,7 +270,7 @@ pub async fn create_product(
     let mut tx = state.bus.begin().await?;
     ensure_category(&mut tx, input.category_id).await?;
     let id = ProductId::new();
-    let now = tx.bus().db().now();
+    let now = tx.now().await?;
     let sku = input.sku.clone().unwrap_or_else(|| {
         format!(
             "SKU-{}",
@@ -332,7 +332,7 @@ pub async fn update_product(
     .bind(input.image_url.as_deref())
     .bind(input.category_id.to_string())
     .bind(input.sku.as_deref())
-    .bind(tx.bus().db().now().0)
+    .bind(tx.now().await?.0)
     .bind(id.to_string())
     .execute(&mut *tx)
     .await
@@ -373,7 +373,7 @@ pub async fn change_status(
     let mut tx = state.bus.begin().await?;
     let updated = sqlx::query("UPDATE products SET status = $1, updated_at = $2 WHERE id = $3")
         .bind(status.as_str())
-        .bind(tx.bus().db().now().0)
+        .bind(tx.now().await?.0)
         .bind(id.to_string())
         .execute(&mut *tx)
         .await?

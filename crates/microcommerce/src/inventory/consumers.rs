@@ -46,7 +46,7 @@ impl Consumer for ReserveStock {
             tx.publish(&StockReservationCompleted { order_id }).await?;
             return Ok(());
         }
-        let now = tx.bus().db().now();
+        let now = tx.now().await?;
         match reserve_all(tx, order_id, &command.items, now).await? {
             Ok(()) => {
                 tx.publish(&StockReservationCompleted { order_id }).await?;
@@ -175,7 +175,7 @@ async fn end_reservations(
     order: OrderId,
     ending: Ending,
 ) -> Result<usize, sqlx::Error> {
-    let now = tx.bus().db().now();
+    let now = tx.now().await?;
     let held = sqlx::query(
         "SELECT product_id, quantity FROM stock_reservations \
          WHERE order_id = $1 AND status = 'Held' ORDER BY product_id",

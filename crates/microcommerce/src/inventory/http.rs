@@ -148,7 +148,7 @@ pub async fn adjust(
         return Err(Error::invalid("reason", "must be at most 500 characters"));
     }
     let mut tx = state.bus.begin().await?;
-    let now = tx.bus().db().now();
+    let now = tx.now().await?;
     let after: Option<i64> = sqlx::query_scalar(
         "UPDATE stock_items SET on_hand = on_hand + $1, updated_at = $2 \
          WHERE product_id = $3 AND on_hand + $1 >= reserved AND on_hand + $1 >= 0 \

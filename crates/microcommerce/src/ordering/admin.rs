@@ -62,7 +62,7 @@ pub async fn dashboard(_: Admin, State(state): State<AppState>) -> Result<Json<D
         }
     }
     let revenue: i64 = sqlx::query_scalar(
-        "SELECT COALESCE(SUM(total_cents), 0) FROM orders \
+        "SELECT CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) FROM orders \
          WHERE status IN ('Confirmed', 'Shipped', 'Delivered')",
     )
     .fetch_one(state.db.reader())
@@ -118,7 +118,7 @@ pub async fn change_status(
             ),
         });
     }
-    let now = tx.bus().db().now();
+    let now = tx.now().await?;
     db::set_status_from(&mut tx, id, order.status, next, now).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)

@@ -26,7 +26,7 @@ impl Consumer for OrderStatusUpdater {
     }
 
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
-        let now = tx.bus().db().now();
+        let now = tx.now().await?;
         let (order, status, reason) = match message.message_type.as_str() {
             StockReservationCompleted::TYPE => {
                 let event: StockReservationCompleted = message.decode()?;

@@ -55,7 +55,7 @@ pub async fn checkout(
         None => cart_lines(&mut tx, caller.buyer).await?,
     };
     let items = snapshot_lines(&mut tx, &lines).await?;
-    let order = new_order(&valid, caller.buyer, &items, tx.bus().db().now());
+    let order = new_order(&valid, caller.buyer, &items, tx.now().await?);
     insert_with_unique_number(&mut tx, order.clone(), &items, key.as_deref()).await?;
     let started = CheckoutStarted {
         order_id: order.id,
@@ -411,7 +411,7 @@ pub async fn list_orders(
     .await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT o.id, o.order_number, o.status, o.total_cents, o.created_at, \
-         (SELECT COALESCE(SUM(i.quantity), 0) FROM order_items i WHERE i.order_id = o.id) AS item_count \
+         (SELECT CAST(COALESCE(SUM(i.quantity), 0) AS BIGINT) FROM order_items i WHERE i.order_id = o.id) AS item_count \
          FROM orders o WHERE {filter_sql} ORDER BY o.created_at DESC, o.id DESC LIMIT $3 OFFSET $4"
     )))
     .bind(buyer)

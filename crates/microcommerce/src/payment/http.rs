@@ -48,7 +48,7 @@ pub async fn pay(
         Some(order) if caller.may_access(order.buyer_id) => order,
         _ => return Err(Error::NotFound("order")),
     };
-    let now = tx.bus().db().now();
+    let now = tx.now().await?;
     ensure_awaiting_payment(&mut tx, &order, state.config.payment_timeout, now).await?;
     let failure_reason = (!request.should_succeed).then(|| PAYMENT_DECLINED.to_owned());
     let recorded = sqlx::query(
