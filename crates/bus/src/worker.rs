@@ -429,14 +429,22 @@ pub(crate) const NOTIFY_SQL: &str = "SELECT pg_notify('bus_wake', '')";
 ///
 /// On SQLite the transaction holds the database's only write lock, so nothing else can claim.
 /// On PostgreSQL rows are locked with `FOR UPDATE SKIP LOCKED`, so no two instances take one
-/// message, and a transaction-scoped advisory lock per (consumer, correlation id) keeps two
-/// messages of one correlation from being handled at once anywhere, even when they were
-/// committed out of order. Rows whose correlation is busy elsewhere are left for later.
+/// message; only the oldest due message of each (consumer, correlation id) is eligible, so
+/// they are handled in order; and a transaction-scoped advisory lock per (consumer,
+/// correlation id) keeps two messages of one correlation from being handled at once anywhere,
+/// even when a lower id committed late. Rows whose correlation is busy elsewhere are left.
 async fn claim(tx: &mut Tx<'_>, now: Timestamp, limit: usize) -> Result<Vec<Claimed>, sqlx::Error> {
     let backend = tx.bus().db().backend();
     let sql = match backend {
         Backend::Sqlite => CLAIM.to_owned(),
-        Backend::Postgres => format!("{CLAIM} FOR UPDATE OF q SKIP LOCKED"),
+        Backend::Postgres => {
+            CLAIM.replace(
+                "ORDER BY",
+                "AND NOT EXISTS (SELECT 1 FROM bus_queue p WHERE p.consumer = q.consumer \
+             AND p.correlation_id = q.correlation_id AND p.id < q.id AND p.available_at <= $1) \
+             ORDER BY",
+            ) + " FOR UPDATE OF q SKIP LOCKED"
+        }
     };
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now.0)

@@ -12,9 +12,9 @@ use bus::Message;
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn a_worker_aborted_mid_transaction_loses_nothing_and_applies_once_after_restart() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_worker_aborted_mid_transaction_loses_nothing_and_applies_once_after_restart(backend) {
+    let t = test_db(backend).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let blocked_once = Arc::new(AtomicBool::new(false));
     let script: Script = {
@@ -45,6 +45,7 @@ async fn a_worker_aborted_mid_transaction_loses_nothing_and_applies_once_after_r
     bus.run_pending().await.unwrap();
     assert_eq!(effects(&t.db, "stuck").await, [(id.to_string(), 1)]);
 }
+}
 
 const CHILD_DB: &str = "BUS_CRASH_CHILD_DB";
 const CHILD_MARKER: &str = "BUS_CRASH_CHILD_MARKER";
@@ -61,9 +62,9 @@ impl Drop for KillOnDrop {
     }
 }
 
-#[tokio::test]
-async fn a_process_killed_mid_batch_loses_nothing_and_applies_every_effect_once() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_process_killed_mid_batch_loses_nothing_and_applies_every_effect_once(backend) {
+    let t = test_db(backend).await;
     let bus = bus_with(&t.db, &[Scripted::applying("crashy")], BusConfig::default());
     for n in 0..MESSAGES {
         publish(&bus, &ping(n)).await;
@@ -108,6 +109,7 @@ async fn a_process_killed_mid_batch_loses_nothing_and_applies_every_effect_once(
         (0..MESSAGES).collect::<Vec<_>>(),
         "each message exactly once"
     );
+}
 }
 
 /// The process the SIGKILL test starts and kills: it consumes in batches of two and blocks

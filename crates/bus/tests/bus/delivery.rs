@@ -21,9 +21,9 @@ fn failing_first(failures: u32) -> Script {
     })
 }
 
-#[tokio::test]
-async fn a_failed_attempt_leaves_no_effect_and_the_retry_applies_it_once() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_failed_attempt_leaves_no_effect_and_the_retry_applies_it_once(backend) {
+    let t = test_db(backend).await;
     let flaky = Scripted::new("flaky", &[Ping::TYPE], failing_first(2));
     let mut config = quick_retries();
     config.retry.initial_delay = std::time::Duration::from_millis(100);
@@ -64,10 +64,11 @@ async fn a_failed_attempt_leaves_no_effect_and_the_retry_applies_it_once() {
         (2, 1, 0)
     );
 }
+}
 
-#[tokio::test]
-async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt(backend) {
+    let t = test_db(backend).await;
     let broken = Scripted::new("broken", &[Ping::TYPE], Arc::new(|_| Step::Transient));
     let bus = bus_with(&t.db, &[broken], quick_retries());
     let id = publish(&bus, &ping(1)).await;
@@ -84,10 +85,11 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt() 
     assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
     assert!(effects(&t.db, "broken").await.is_empty());
 }
+}
 
-#[tokio::test]
-async fn a_permanent_failure_goes_straight_to_the_dead_letters() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_permanent_failure_goes_straight_to_the_dead_letters(backend) {
+    let t = test_db(backend).await;
     let refuses = Scripted::new("refuses", &[Ping::TYPE], Arc::new(|_| Step::Permanent));
     let bus = bus_with(&t.db, &[refuses], quick_retries());
     publish(&bus, &ping(1)).await;
@@ -98,10 +100,11 @@ async fn a_permanent_failure_goes_straight_to_the_dead_letters() {
     assert!(letters[0].error.contains("permanent"));
     assert_eq!(bus.stats().retried, 0);
 }
+}
 
-#[tokio::test]
-async fn a_panicking_consumer_is_a_failed_attempt_not_a_dead_worker() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_panicking_consumer_is_a_failed_attempt_not_a_dead_worker(backend) {
+    let t = test_db(backend).await;
     let seen = Arc::new(AtomicU32::new(0));
     let script: Script = {
         let seen = seen.clone();
@@ -130,10 +133,11 @@ async fn a_panicking_consumer_is_a_failed_attempt_not_a_dead_worker() {
     assert_eq!(bus.stats().retried, 1);
     workers.shutdown().await;
 }
+}
 
-#[tokio::test]
-async fn the_same_message_delivered_many_times_has_one_effect() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn the_same_message_delivered_many_times_has_one_effect(backend) {
+    let t = test_db(backend).await;
     let bus = bus_with(&t.db, &[Scripted::applying("once")], BusConfig::default());
     let id = MessageId::new();
     let outgoing = Outgoing::publish(&ping(1));
@@ -150,10 +154,11 @@ async fn the_same_message_delivered_many_times_has_one_effect() {
     assert_eq!(bus.stats().completed, 1);
     assert_eq!(bus.stats().duplicates, 3);
 }
+}
 
-#[tokio::test]
-async fn dead_letters_are_listed_newest_first_and_fetched_by_id() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn dead_letters_are_listed_newest_first_and_fetched_by_id(backend) {
+    let t = test_db(backend).await;
     let refuses = Scripted::new("refuses", &[Ping::TYPE], Arc::new(|_| Step::Permanent));
     let bus = bus_with(&t.db, &[refuses], quick_retries());
     let first = publish(&bus, &ping(1)).await;
@@ -168,10 +173,11 @@ async fn dead_letters_are_listed_newest_first_and_fetched_by_id() {
     assert_eq!(one, letters[1]);
     assert!(bus.dead_letter(999_999).await.unwrap().is_none());
 }
+}
 
-#[tokio::test]
-async fn a_retried_dead_letter_keeps_its_id_and_is_consumed_once() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_retried_dead_letter_keeps_its_id_and_is_consumed_once(backend) {
+    let t = test_db(backend).await;
     let seen = Arc::new(AtomicU32::new(0));
     let script: Script = {
         let seen = seen.clone();
@@ -200,10 +206,11 @@ async fn a_retried_dead_letter_keeps_its_id_and_is_consumed_once() {
     bus.run_pending().await.unwrap();
     assert_eq!(effects(&t.db, "fixed").await, [(id.to_string(), 1)]);
 }
+}
 
-#[tokio::test]
-async fn purging_deletes_every_dead_letter_and_says_how_many() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn purging_deletes_every_dead_letter_and_says_how_many(backend) {
+    let t = test_db(backend).await;
     let refuses = Scripted::new("refuses", &[Ping::TYPE], Arc::new(|_| Step::Permanent));
     let bus = bus_with(&t.db, &[refuses], quick_retries());
     for n in 0..3 {
@@ -213,10 +220,11 @@ async fn purging_deletes_every_dead_letter_and_says_how_many() {
     assert_eq!(bus.purge_dead_letters().await.unwrap(), 3);
     assert_eq!(bus.dead_letter_count().await.unwrap(), 0);
 }
+}
 
-#[tokio::test]
-async fn a_queued_message_for_an_unregistered_consumer_is_dead_lettered() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_queued_message_for_an_unregistered_consumer_is_dead_lettered(backend) {
+    let t = test_db(backend).await;
     let before = bus_with(
         &t.db,
         &[Scripted::applying("renamed")],
@@ -232,10 +240,11 @@ async fn a_queued_message_for_an_unregistered_consumer_is_dead_lettered() {
     let letters = after.dead_letters(10, 0).await.unwrap();
     assert!(letters[0].error.contains("no consumer named \"renamed\""));
 }
+}
 
-#[tokio::test]
-async fn a_failure_inside_a_batch_touches_only_the_failing_message() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_failure_inside_a_batch_touches_only_the_failing_message(backend) {
+    let t = test_db(backend).await;
     let script: Script = Arc::new(|e| {
         if e.decode::<Ping>().unwrap().n == 3 {
             Step::Permanent
@@ -265,4 +274,5 @@ async fn a_failure_inside_a_batch_touches_only_the_failing_message() {
         (stats.completed, stats.dead_lettered, stats.batches),
         (5, 1, 1)
     );
+}
 }

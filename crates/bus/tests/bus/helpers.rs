@@ -3,16 +3,16 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bus::{
     Bus, BusConfig, ConsumeError, Consumer, Db, DbOptions, Envelope, Message, RetryPolicy,
     Synchronous, Tx, async_trait,
 };
 use serde::{Deserialize, Serialize};
+pub use testkit::{Backend, eventually};
 use uuid::Uuid;
 
 /// A database in a temporary directory, with the bus tables and an `effects` table.
@@ -24,14 +24,18 @@ pub struct TestDb {
     dir: tempfile::TempDir,
 }
 
-pub async fn test_db() -> TestDb {
+pub async fn test_db(backend: Backend) -> TestDb {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("bus.db").display());
+    let url = backend.fresh_url(dir.path()).await;
     let db = open(&url).await;
-    sqlx::query(
+    let seq = match backend {
+        Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        Backend::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    };
+    sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE effects (consumer TEXT NOT NULL, message_id TEXT NOT NULL, \
-         correlation_id TEXT NOT NULL, n INTEGER NOT NULL, seq INTEGER PRIMARY KEY AUTOINCREMENT)",
-    )
+         correlation_id TEXT NOT NULL, n BIGINT NOT NULL, seq {seq})"
+    )))
     .execute(db.writer())
     .await
     .unwrap();
@@ -219,20 +223,4 @@ pub async fn count(db: &Db, sql: &'static str) -> i64 {
         .fetch_one(db.reader())
         .await
         .unwrap()
-}
-
-/// Polls `check` until it returns `Some`, failing after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }

@@ -6,9 +6,9 @@ use bus::{BusConfig, BusError, DbError, DbOptions, Message, Outgoing};
 
 use crate::helpers::*;
 
-#[tokio::test]
-async fn publishing_fans_out_one_row_per_subscribed_consumer() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn publishing_fans_out_one_row_per_subscribed_consumer(backend) {
+    let t = test_db(backend).await;
     let a = Scripted::applying("a");
     let b = Scripted::applying("b");
     let pongs = Scripted::new("pongs", &[Pong::TYPE], Arc::new(|_| Step::Apply));
@@ -20,10 +20,11 @@ async fn publishing_fans_out_one_row_per_subscribed_consumer() {
     assert_eq!(effects(&t.db, "b").await.len(), 1);
     assert!(effects(&t.db, "pongs").await.is_empty());
 }
+}
 
-#[tokio::test]
-async fn send_reaches_exactly_one_consumer_even_without_a_subscription() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn send_reaches_exactly_one_consumer_even_without_a_subscription(backend) {
+    let t = test_db(backend).await;
     let a = Scripted::applying("a");
     let pongs = Scripted::new("pongs", &[Pong::TYPE], Arc::new(|_| Step::Apply));
     let bus = bus_with(&t.db, &[a, pongs], BusConfig::default());
@@ -34,19 +35,21 @@ async fn send_reaches_exactly_one_consumer_even_without_a_subscription() {
     assert!(effects(&t.db, "a").await.is_empty());
     assert_eq!(effects(&t.db, "pongs").await[0].1, 7);
 }
+}
 
-#[tokio::test]
-async fn sending_to_an_unknown_consumer_is_an_error() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn sending_to_an_unknown_consumer_is_an_error(backend) {
+    let t = test_db(backend).await;
     let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
     let mut tx = bus.begin().await.unwrap();
     let error = tx.send("nobody", &ping(1)).await.unwrap_err();
     assert!(matches!(error, BusError::UnknownConsumer(name) if name == "nobody"));
 }
+}
 
-#[tokio::test]
-async fn a_message_nobody_subscribes_to_writes_nothing() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_message_nobody_subscribes_to_writes_nothing(backend) {
+    let t = test_db(backend).await;
     let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
     publish(
         &bus,
@@ -57,10 +60,11 @@ async fn a_message_nobody_subscribes_to_writes_nothing() {
     .await;
     assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
 }
+}
 
-#[tokio::test]
-async fn a_message_published_in_a_rolled_back_transaction_is_never_delivered() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_message_published_in_a_rolled_back_transaction_is_never_delivered(backend) {
+    let t = test_db(backend).await;
     let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
     let mut tx = bus.begin().await.unwrap();
     tx.publish(&ping(1)).await.unwrap();
@@ -71,10 +75,11 @@ async fn a_message_published_in_a_rolled_back_transaction_is_never_delivered() {
     assert_eq!(bus.run_pending().await.unwrap(), 0);
     assert!(effects(&t.db, "a").await.is_empty());
 }
+}
 
-#[tokio::test]
-async fn envelopes_carry_type_correlation_causation_and_headers() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn envelopes_carry_type_correlation_causation_and_headers(backend) {
+    let t = test_db(backend).await;
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
     let relay = {
         let seen = seen.clone();
@@ -107,9 +112,10 @@ async fn envelopes_carry_type_correlation_causation_and_headers() {
     assert!(envelope.is::<Ping>() && !envelope.is::<Pong>());
     assert_eq!(id.0.get_version_num(), 7, "ids are UUID v7");
 }
+}
 
-#[tokio::test]
-async fn messages_published_by_a_consumer_name_their_cause() {
+testkit::backend_tests! {
+async fn messages_published_by_a_consumer_name_their_cause(backend) {
     struct Forward;
     #[bus::async_trait]
     impl bus::Consumer for Forward {
@@ -131,7 +137,7 @@ async fn messages_published_by_a_consumer_name_their_cause() {
             Ok(())
         }
     }
-    let t = test_db().await;
+    let t = test_db(backend).await;
     let causes = Arc::new(std::sync::Mutex::new(Vec::new()));
     let sink = {
         let causes = causes.clone();
@@ -155,6 +161,7 @@ async fn messages_published_by_a_consumer_name_their_cause() {
     let id = publish(&bus, &message).await;
     bus.run_pending().await.unwrap();
     assert_eq!(*causes.lock().unwrap(), [(Some(id), message.id)]);
+}
 }
 
 #[tokio::test]

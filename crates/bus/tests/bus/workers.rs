@@ -20,9 +20,9 @@ fn sleepy() -> BusConfig {
     }
 }
 
-#[tokio::test]
-async fn a_committed_publish_wakes_an_idle_worker() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_committed_publish_wakes_an_idle_worker(backend) {
+    let t = test_db(backend).await;
     let bus = bus_with(&t.db, &[Scripted::applying("a")], sleepy());
     let workers = bus.start();
     tokio::time::sleep(Duration::from_millis(50)).await; // let the worker go idle first
@@ -33,10 +33,11 @@ async fn a_committed_publish_wakes_an_idle_worker() {
     .await;
     workers.shutdown().await;
 }
+}
 
-#[tokio::test]
-async fn a_scheduled_message_waits_for_its_time_and_then_arrives() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn a_scheduled_message_waits_for_its_time_and_then_arrives(backend) {
+    let t = test_db(backend).await;
     let bus = bus_with(&t.db, &[Scripted::applying("a")], sleepy());
     let workers = bus.start();
     let delay = Duration::from_millis(400);
@@ -61,10 +62,11 @@ async fn a_scheduled_message_waits_for_its_time_and_then_arrives() {
     );
     workers.shutdown().await;
 }
+}
 
-#[tokio::test]
-async fn messages_of_one_correlation_are_consumed_in_order_and_never_concurrently() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn messages_of_one_correlation_are_consumed_in_order_and_never_concurrently(backend) {
+    let t = test_db(backend).await;
     let ordered = Scripted::applying("ordered");
     let bus = bus_with(
         &t.db,
@@ -97,10 +99,11 @@ async fn messages_of_one_correlation_are_consumed_in_order_and_never_concurrentl
     );
     workers.shutdown().await;
 }
+}
 
-#[tokio::test]
-async fn concurrent_publishers_get_every_message_consumed_exactly_once() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn concurrent_publishers_get_every_message_consumed_exactly_once(backend) {
+    let t = test_db(backend).await;
     let bus = bus_with(
         &t.db,
         &[Scripted::applying("a"), Scripted::applying("b")],
@@ -132,10 +135,11 @@ async fn concurrent_publishers_get_every_message_consumed_exactly_once() {
         bus.stats()
     );
 }
+}
 
-#[tokio::test]
-async fn shutdown_lets_the_batch_in_flight_finish_and_leaves_the_rest_queued() {
-    let t = test_db().await;
+testkit::backend_tests! {
+async fn shutdown_lets_the_batch_in_flight_finish_and_leaves_the_rest_queued(backend) {
+    let t = test_db(backend).await;
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let script: Script = {
         let gate = gate.clone();
@@ -180,4 +184,5 @@ async fn shutdown_lets_the_batch_in_flight_finish_and_leaves_the_rest_queued() {
     })
     .await;
     restarted.shutdown().await;
+}
 }
