@@ -17,9 +17,9 @@ async fn count(t: &TestSaga, sql: &'static str) -> i64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn two_events_raced_for_one_instance_are_both_applied() {
-    let t = setup_with(
+testkit::backend_tests! {
+async fn two_events_raced_for_one_instance_are_both_applied(backend) {
+    let t = setup_with(backend,
         Duration::from_secs(3600),
         BusConfig {
             workers: 4,
@@ -62,10 +62,11 @@ async fn two_events_raced_for_one_instance_are_both_applied() {
         assert_eq!(notes, [1, 2]);
     }
 }
+}
 
-#[tokio::test]
-async fn a_thousand_instances_driven_concurrently_all_finish() {
-    let t = setup(Duration::from_secs(3600)).await;
+testkit::backend_tests! {
+async fn a_thousand_instances_driven_concurrently_all_finish(backend) {
+    let t = setup(backend, Duration::from_secs(3600)).await;
     let workers = t.bus.start();
     let drivers = (0..1000u32).map(|n| {
         let bus = t.bus.clone();
@@ -124,6 +125,7 @@ async fn a_thousand_instances_driven_concurrently_all_finish() {
     );
     assert_eq!(t.bus.dead_letter_count().await.unwrap(), 0);
 }
+}
 
 /// Blocks its first message until released, to hold the batch transaction open.
 struct Gate(Arc<tokio::sync::Semaphore>, Arc<tokio::sync::Notify>);
@@ -143,11 +145,11 @@ impl Consumer for Gate {
     }
 }
 
-#[tokio::test]
-async fn a_transition_aborted_mid_transaction_is_applied_once_after_restart() {
+testkit::backend_tests! {
+async fn a_transition_aborted_mid_transaction_is_applied_once_after_restart(backend) {
     let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let entered = Arc::new(tokio::sync::Notify::new());
-    let t = setup_with(
+    let t = setup_with(backend,
         Duration::from_secs(3600),
         BusConfig::default(),
         vec![Arc::new(Gate(gate.clone(), entered.clone()))],
@@ -174,4 +176,5 @@ async fn a_transition_aborted_mid_transaction_is_applied_once_after_restart() {
     let instance = t.instance(id).await.unwrap();
     assert_eq!((instance.state.as_str(), instance.version), ("Reserved", 2));
     assert_eq!(instance.timeline.len(), 2);
+}
 }

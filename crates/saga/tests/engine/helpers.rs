@@ -2,9 +2,8 @@
 
 #![allow(dead_code)]
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bus::{
     Bus, BusConfig, ConsumeError, Consumer, Db, DbOptions, Envelope, Message, Outgoing,
@@ -12,6 +11,7 @@ use bus::{
 };
 use saga::{Engine, Rejected, Saga, Transition};
 use serde::{Deserialize, Serialize};
+pub use testkit::{Backend, eventually};
 use uuid::Uuid;
 
 macro_rules! message {
@@ -209,17 +209,18 @@ pub struct TestSaga {
     dir: tempfile::TempDir,
 }
 
-pub async fn setup(timeout: Duration) -> TestSaga {
-    setup_with(timeout, BusConfig::default(), vec![]).await
+pub async fn setup(backend: Backend, timeout: Duration) -> TestSaga {
+    setup_with(backend, timeout, BusConfig::default(), vec![]).await
 }
 
 pub async fn setup_with(
+    backend: Backend,
     timeout: Duration,
     config: BusConfig,
     extra: Vec<Arc<dyn Consumer>>,
 ) -> TestSaga {
     let dir = tempfile::tempdir().unwrap();
-    let mut options = DbOptions::new(format!("sqlite://{}", dir.path().join("saga.db").display()));
+    let mut options = DbOptions::new(backend.fresh_url(dir.path()).await);
     options.synchronous = Synchronous::Normal;
     let db = Db::connect(&options).await.unwrap();
     Bus::migrate(&db).await.unwrap();
@@ -266,21 +267,5 @@ impl TestSaga {
             .fetch_all(self.db.reader())
             .await
             .unwrap()
-    }
-}
-
-/// Polls `check` until it returns `Some`, failing after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }

@@ -11,9 +11,9 @@ use crate::helpers::*;
 const LIMIT: Duration = Duration::from_secs(10);
 const LONG: Duration = Duration::from_secs(3600);
 
-#[tokio::test]
-async fn a_start_event_creates_the_instance_once_and_a_duplicate_start_is_counted() {
-    let t = setup(LONG).await;
+testkit::backend_tests! {
+async fn a_start_event_creates_the_instance_once_and_a_duplicate_start_is_counted(backend) {
+    let t = setup(backend, LONG).await;
     let id = Uuid::now_v7();
     t.deliver(&Started { id }).await;
     t.deliver(&Started { id }).await;
@@ -27,10 +27,11 @@ async fn a_start_event_creates_the_instance_once_and_a_duplicate_start_is_counte
         .unwrap();
     assert_eq!(count, 1);
 }
+}
 
-#[tokio::test]
-async fn a_transition_saves_state_version_timeline_and_messages_together() {
-    let t = setup(LONG).await;
+testkit::backend_tests! {
+async fn a_transition_saves_state_version_timeline_and_messages_together(backend) {
+    let t = setup(backend, LONG).await;
     let id = Uuid::now_v7();
     let started = t.deliver(&Started { id }).await;
     t.deliver(&Reserved { id }).await;
@@ -81,10 +82,11 @@ async fn a_transition_saves_state_version_timeline_and_messages_together() {
         "sent messages name the event that caused them"
     );
 }
+}
 
-#[tokio::test]
-async fn the_same_event_message_delivered_many_times_is_applied_once() {
-    let t = setup(LONG).await;
+testkit::backend_tests! {
+async fn the_same_event_message_delivered_many_times_is_applied_once(backend) {
+    let t = setup(backend, LONG).await;
     let id = Uuid::now_v7();
     t.deliver(&Started { id }).await;
     let message_id = bus::MessageId::new();
@@ -103,10 +105,11 @@ async fn the_same_event_message_delivered_many_times_is_applied_once() {
     );
     assert_eq!(instance.timeline.len(), 2);
 }
+}
 
-#[tokio::test]
-async fn an_early_event_is_parked_and_applied_right_after_the_state_it_needs() {
-    let t = setup(LONG).await;
+testkit::backend_tests! {
+async fn an_early_event_is_parked_and_applied_right_after_the_state_it_needs(backend) {
+    let t = setup(backend, LONG).await;
     let id = Uuid::now_v7();
     t.deliver(&Started { id }).await;
     let paid = t.deliver(&Paid { id }).await;
@@ -124,10 +127,11 @@ async fn an_early_event_is_parked_and_applied_right_after_the_state_it_needs() {
     assert_eq!(events, ["Started", "Reserved", "Paid"]);
     assert_eq!(t.sent(id).await, ["Confirm"]);
 }
+}
 
-#[tokio::test]
-async fn an_event_before_its_instance_exists_is_parked_until_the_start() {
-    let t = setup(LONG).await;
+testkit::backend_tests! {
+async fn an_event_before_its_instance_exists_is_parked_until_the_start(backend) {
+    let t = setup(backend, LONG).await;
     let id = Uuid::now_v7();
     t.deliver(&Noted { id, note: 1 }).await;
     assert!(
@@ -149,10 +153,11 @@ async fn an_event_before_its_instance_exists_is_parked_until_the_start() {
     );
     assert!(instance.parked.is_empty());
 }
+}
 
-#[tokio::test]
-async fn an_event_for_a_finished_instance_is_ignored_counted_and_never_recreates_it() {
-    let t = setup(LONG).await;
+testkit::backend_tests! {
+async fn an_event_for_a_finished_instance_is_ignored_counted_and_never_recreates_it(backend) {
+    let t = setup(backend, LONG).await;
     let id = Uuid::now_v7();
     t.deliver(&Started { id }).await;
     t.deliver(&Reserved { id }).await;
@@ -170,10 +175,11 @@ async fn an_event_for_a_finished_instance_is_ignored_counted_and_never_recreates
     assert_eq!(after.timeline, failed.timeline);
     assert_eq!(t.sent(id).await, ["Release"]);
 }
+}
 
-#[tokio::test]
-async fn a_never_valid_event_is_dead_lettered_with_its_reason_and_changes_nothing() {
-    let t = setup(LONG).await;
+testkit::backend_tests! {
+async fn a_never_valid_event_is_dead_lettered_with_its_reason_and_changes_nothing(backend) {
+    let t = setup(backend, LONG).await;
     let id = Uuid::now_v7();
     t.deliver(&Started { id }).await;
     t.deliver(&Bogus { id }).await;
@@ -191,10 +197,11 @@ async fn a_never_valid_event_is_dead_lettered_with_its_reason_and_changes_nothin
     );
     assert_eq!(t.instance(id).await.unwrap().version, 1);
 }
+}
 
-#[tokio::test]
-async fn a_timeout_is_written_with_the_state_and_fires_when_due() {
-    let t = setup(Duration::from_millis(300)).await;
+testkit::backend_tests! {
+async fn a_timeout_is_written_with_the_state_and_fires_when_due(backend) {
+    let t = setup(backend, Duration::from_millis(300)).await;
     let id = Uuid::now_v7();
     t.deliver(&Started { id }).await;
     t.deliver(&Reserved { id }).await;
@@ -218,10 +225,11 @@ async fn a_timeout_is_written_with_the_state_and_fires_when_due() {
     );
     workers.shutdown().await;
 }
+}
 
-#[tokio::test]
-async fn a_timeout_after_the_state_moved_on_is_a_no_op() {
-    let t = setup(LONG).await;
+testkit::backend_tests! {
+async fn a_timeout_after_the_state_moved_on_is_a_no_op(backend) {
+    let t = setup(backend, LONG).await;
     let id = Uuid::now_v7();
     t.deliver(&Started { id }).await;
     // A timeout that arrives while the instance is still Open is stale.
@@ -236,10 +244,11 @@ async fn a_timeout_after_the_state_moved_on_is_a_no_op() {
         ("Open", 1, 1)
     );
 }
+}
 
-#[tokio::test]
-async fn finishing_withdraws_the_pending_timeout_and_marks_completion() {
-    let t = setup(LONG).await;
+testkit::backend_tests! {
+async fn finishing_withdraws_the_pending_timeout_and_marks_completion(backend) {
+    let t = setup(backend, LONG).await;
     let id = Uuid::now_v7();
     t.deliver(&Started { id }).await;
     t.deliver(&Reserved { id }).await;
@@ -257,10 +266,11 @@ async fn finishing_withdraws_the_pending_timeout_and_marks_completion() {
     assert!(done.completed_at.is_some());
     assert_eq!(done.timeline.len(), 3, "the timeline stays readable");
 }
+}
 
-#[tokio::test]
-async fn queries_list_by_state_and_age_and_pruning_removes_only_old_tombstones() {
-    let t = setup(LONG).await;
+testkit::backend_tests! {
+async fn queries_list_by_state_and_age_and_pruning_removes_only_old_tombstones(backend) {
+    let t = setup(backend, LONG).await;
     let (open, reserved, done) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
     for id in [open, reserved, done] {
         t.deliver(&Started { id }).await;
@@ -334,4 +344,5 @@ async fn queries_list_by_state_and_age_and_pruning_removes_only_old_tombstones()
     assert_eq!(pruned, 1);
     assert!(t.instance(done).await.is_none());
     assert!(t.instance(open).await.is_some());
+}
 }
