@@ -31,17 +31,18 @@ async fn buyer_id(app: &TestApp) -> BuyerId {
     id.parse().unwrap()
 }
 
-#[tokio::test]
-async fn an_empty_cart_is_204_and_counts_zero() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn an_empty_cart_is_204_and_counts_zero(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     assert_eq!(buyer.get("/api/cart").await.status, 204);
     assert_eq!(buyer.get("/api/cart/count").await.body, json!(0));
 }
+}
 
-#[tokio::test]
-async fn adding_merges_by_product_caps_at_99_and_prices_from_the_catalog() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn adding_merges_by_product_caps_at_99_and_prices_from_the_catalog(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     let first = add(&buyer, seeded(1), 2).await;
     assert_eq!(first.status, 200);
@@ -68,10 +69,11 @@ async fn adding_merges_by_product_caps_at_99_and_prices_from_the_catalog() {
     );
     assert_eq!(buyer.get("/api/cart/count").await.body, json!(100));
 }
+}
 
-#[tokio::test]
-async fn bad_quantities_and_unknown_products_are_refused() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn bad_quantities_and_unknown_products_are_refused(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     for quantity in [0, 100, -3] {
         let reply = add(&buyer, seeded(1), quantity).await;
@@ -86,10 +88,11 @@ async fn bad_quantities_and_unknown_products_are_refused() {
         .await;
     assert_eq!(missing_field.status, 400);
 }
+}
 
-#[tokio::test]
-async fn lines_change_and_go_but_only_in_my_own_cart() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn lines_change_and_go_but_only_in_my_own_cart(backend) {
+    let app = spawn_app(backend).await;
     let me = app.buyer();
     let stranger = app.buyer();
     let item = add(&me, seeded(3), 1).await.body["itemId"]
@@ -115,10 +118,11 @@ async fn lines_change_and_go_but_only_in_my_own_cart() {
         400
     );
 }
+}
 
-#[tokio::test]
-async fn clearing_removes_exactly_the_checked_out_quantities() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn clearing_removes_exactly_the_checked_out_quantities(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     add(&buyer, seeded(1), 3).await;
     add(&buyer, seeded(2), 2).await;
@@ -162,4 +166,5 @@ async fn clearing_removes_exactly_the_checked_out_quantities() {
             ("4K Webcam".to_owned(), 1)
         ]
     );
+}
 }

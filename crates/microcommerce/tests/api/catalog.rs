@@ -16,9 +16,9 @@ fn new_product(category: &str) -> Value {
             "categoryId": category })
 }
 
-#[tokio::test]
-async fn the_seed_has_eight_categories_and_fifty_published_products() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn the_seed_has_eight_categories_and_fifty_published_products(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     let categories = buyer.get("/api/catalog/categories").await.body;
     assert_eq!(categories.as_array().unwrap().len(), 8);
@@ -47,10 +47,11 @@ async fn the_seed_has_eight_categories_and_fifty_published_products() {
         .collect();
     assert_eq!(levels, [(true, true), (false, true)]);
 }
+}
 
-#[tokio::test]
-async fn products_page_filter_and_search() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn products_page_filter_and_search(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     let page = buyer
         .get("/api/catalog/products?page=2&pageSize=20")
@@ -96,10 +97,11 @@ async fn products_page_filter_and_search() {
         400
     );
 }
+}
 
-#[tokio::test]
-async fn a_product_by_id_or_a_404_or_a_400() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn a_product_by_id_or_a_404_or_a_400(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     let listed = buyer.get("/api/catalog/products?pageSize=1").await.body["items"][0].clone();
     let id = listed["id"].as_str().unwrap();
@@ -113,10 +115,11 @@ async fn a_product_by_id_or_a_404_or_a_400() {
     assert_eq!(unknown.content_type(), "application/problem+json");
     assert_eq!(buyer.get("/api/catalog/products/123").await.status, 400);
 }
+}
 
-#[tokio::test]
-async fn admins_create_drafts_with_empty_stock_that_buyers_cannot_see() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn admins_create_drafts_with_empty_stock_that_buyers_cannot_see(backend) {
+    let app = spawn_app(backend).await;
     let category = first_category(&app).await;
     let created = app
         .admin()
@@ -174,10 +177,11 @@ async fn admins_create_drafts_with_empty_stock_that_buyers_cannot_see() {
         .await;
     assert_eq!(bad.status, 400);
 }
+}
 
-#[tokio::test]
-async fn editing_the_catalog_needs_the_admin_token() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn editing_the_catalog_needs_the_admin_token(backend) {
+    let app = spawn_app(backend).await;
     let category = first_category(&app).await;
     let buyer = app.buyer();
     let id = uuid::Uuid::now_v7();
@@ -207,10 +211,11 @@ async fn editing_the_catalog_needs_the_admin_token() {
         401
     );
 }
+}
 
-#[tokio::test]
-async fn invalid_products_are_rejected_field_by_field() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn invalid_products_are_rejected_field_by_field(backend) {
+    let app = spawn_app(backend).await;
     let bad = json!({ "name": " ", "description": "x", "price": 0, "categoryId": uuid::Uuid::now_v7(),
                       "sku": "no spaces allowed" });
     let reply = app.admin().post("/api/catalog/products", bad).await;
@@ -238,10 +243,11 @@ async fn invalid_products_are_rejected_field_by_field() {
         400
     );
 }
+}
 
-#[tokio::test]
-async fn a_duplicate_sku_is_a_conflict_and_updates_keep_the_sku() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn a_duplicate_sku_is_a_conflict_and_updates_keep_the_sku(backend) {
+    let app = spawn_app(backend).await;
     let category = first_category(&app).await;
     let mut product = new_product(&category);
     product["sku"] = json!("GNOME-1");
@@ -277,4 +283,5 @@ async fn a_duplicate_sku_is_a_conflict_and_updates_keep_the_sku() {
         )
         .await;
     assert_eq!(missing.status, 404);
+}
 }

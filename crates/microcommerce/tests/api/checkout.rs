@@ -119,9 +119,9 @@ async fn pay(buyer: &Client, order: &str, succeed: bool) -> crate::helpers::Repl
         .await
 }
 
-#[tokio::test]
-async fn a_paid_checkout_is_confirmed_with_stock_deducted_and_the_cart_cleared() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn a_paid_checkout_is_confirmed_with_stock_deducted_and_the_cart_cleared(backend) {
+    let app = spawn_app(backend).await;
     let mug = product(&app, "Mug", 1250, 20).await;
     let buyer = app.buyer();
     let added = buyer
@@ -166,10 +166,11 @@ async fn a_paid_checkout_is_confirmed_with_stock_deducted_and_the_cart_cleared()
     assert!(view["paidAt"].is_string());
     assert_eq!(view["items"][0]["lineTotal"], json!(37.50));
 }
+}
 
-#[tokio::test]
-async fn a_stock_shortage_fails_the_order_and_holds_nothing() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn a_stock_shortage_fails_the_order_and_holds_nothing(backend) {
+    let app = spawn_app(backend).await;
     let lamp = product(&app, "Desk Lamp", 4999, 1).await;
     let buyer = app.buyer();
     let order = check_out(&buyer, Some(json!([{ "productId": lamp, "quantity": 2 }]))).await;
@@ -183,10 +184,11 @@ async fn a_stock_shortage_fails_the_order_and_holds_nothing() {
     assert_eq!(stock(&app, &lamp).await, (1, 0));
     assert_eq!(held_reservations(&app, &order).await, 0);
 }
+}
 
-#[tokio::test]
-async fn a_declined_payment_releases_every_reservation_and_keeps_the_cart() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn a_declined_payment_releases_every_reservation_and_keeps_the_cart(backend) {
+    let app = spawn_app(backend).await;
     let pen = product(&app, "Pen", 199, 10).await;
     let ink = product(&app, "Ink", 599, 10).await;
     let buyer = app.buyer();
@@ -219,10 +221,11 @@ async fn a_declined_payment_releases_every_reservation_and_keeps_the_cart() {
     assert_eq!(held_reservations(&app, &order).await, 0);
     assert_eq!(buyer.get("/api/cart/count").await.body, json!(6));
 }
+}
 
-#[tokio::test]
-async fn an_unpaid_order_times_out_and_releases_its_stock() {
-    let app = spawn_app_with(|mut config| {
+testkit::backend_tests! {
+async fn an_unpaid_order_times_out_and_releases_its_stock(backend) {
+    let app = spawn_app_with(backend, |mut config| {
         config.payment_timeout = Duration::from_millis(300);
         config
     })
@@ -235,11 +238,12 @@ async fn an_unpaid_order_times_out_and_releases_its_stock() {
     assert_eq!(stock(&app, &cup).await, (5, 0));
     assert_eq!(pay(&buyer, &order, true).await.status, 409);
 }
+}
 
-#[tokio::test]
-async fn every_failing_step_leaves_a_clean_slate() {
+testkit::backend_tests! {
+async fn every_failing_step_leaves_a_clean_slate(backend) {
     // Each way a checkout can fail, in saga order: stock, payment, timeout.
-    let app = spawn_app_with(|mut config| {
+    let app = spawn_app_with(backend, |mut config| {
         config.payment_timeout = Duration::from_millis(500);
         config
     })
@@ -268,10 +272,11 @@ async fn every_failing_step_leaves_a_clean_slate() {
     }
     assert_eq!(app.state.bus.dead_letter_count().await.unwrap(), 0);
 }
+}
 
-#[tokio::test]
-async fn paying_before_the_reservation_or_twice_is_a_conflict() {
-    let app = spawn_app_with(|mut config| {
+testkit::backend_tests! {
+async fn paying_before_the_reservation_or_twice_is_a_conflict(backend) {
+    let app = spawn_app_with(backend, |mut config| {
         config.workers = 0;
         config
     })
@@ -295,10 +300,11 @@ async fn paying_before_the_reservation_or_twice_is_a_conflict() {
     app.state.bus.run_pending().await.unwrap();
     order_in(&buyer, &order, &["Confirmed"]).await;
 }
+}
 
-#[tokio::test]
-async fn another_buyer_can_neither_see_nor_pay_my_order() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn another_buyer_can_neither_see_nor_pay_my_order(backend) {
+    let app = spawn_app(backend).await;
     let hat = product(&app, "Hat", 1500, 5).await;
     let me = app.buyer();
     let stranger = app.buyer();
@@ -329,10 +335,11 @@ async fn another_buyer_can_neither_see_nor_pay_my_order() {
         1
     );
 }
+}
 
-#[tokio::test]
-async fn the_price_a_client_sends_is_ignored() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn the_price_a_client_sends_is_ignored(backend) {
+    let app = spawn_app(backend).await;
     let watch = product(&app, "Watch", 19999, 5).await;
     let buyer = app.buyer();
     let body = json!({
@@ -351,10 +358,11 @@ async fn the_price_a_client_sends_is_ignored() {
     assert_eq!(view["items"][0]["productName"], "Watch");
     assert_eq!(view["subtotal"], json!(199.99));
 }
+}
 
-#[tokio::test]
-async fn the_same_idempotency_key_returns_the_same_order() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn the_same_idempotency_key_returns_the_same_order(backend) {
+    let app = spawn_app(backend).await;
     let sock = product(&app, "Sock", 300, 50).await;
     let buyer = app.buyer();
     let items = json!([{ "productId": sock, "quantity": 2 }]);
@@ -391,10 +399,11 @@ async fn the_same_idempotency_key_returns_the_same_order() {
     let body: Value = reply.json().await.unwrap();
     assert_ne!(body["orderId"].as_str().unwrap(), orders[0]);
 }
+}
 
-#[tokio::test]
-async fn checkout_validation_errors_are_problem_documents_with_field_errors() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn checkout_validation_errors_are_problem_documents_with_field_errors(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     let bad = json!({
         "email": "nope", "shippingAddress": { "name": "", "email": "x@y.z", "street": "s",
@@ -433,10 +442,11 @@ async fn checkout_validation_errors_are_problem_documents_with_field_errors() {
         .await;
     assert!(unknown.body["errors"]["items[0].productId"].is_array());
 }
+}
 
-#[tokio::test]
-async fn admin_routes_require_the_token() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn admin_routes_require_the_token(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     let order = uuid::Uuid::now_v7();
     let calls = [
@@ -464,10 +474,11 @@ async fn admin_routes_require_the_token() {
     assert_eq!(admin.get("/api/ordering/dashboard").await.status, 200);
     assert_eq!(admin.get("/api/messaging/dead-letters").await.status, 200);
 }
+}
 
-#[tokio::test]
-async fn admins_ship_and_deliver_confirmed_orders_only() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn admins_ship_and_deliver_confirmed_orders_only(backend) {
+    let app = spawn_app(backend).await;
     let kite = product(&app, "Kite", 2000, 5).await;
     let buyer = app.buyer();
     let admin = app.admin();
@@ -511,10 +522,11 @@ async fn admins_ship_and_deliver_confirmed_orders_only() {
     assert_eq!(dashboard["revenue"], json!(27.59));
     assert_eq!(dashboard["todaysOrders"], 1);
 }
+}
 
-#[tokio::test]
-async fn fifty_buyers_racing_for_ten_units_confirm_exactly_ten() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn fifty_buyers_racing_for_ten_units_confirm_exactly_ten(backend) {
+    let app = spawn_app(backend).await;
     let phone = product(&app, "Phone", 59900, 10).await;
     let sampling = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
     let sampler = {
@@ -572,4 +584,5 @@ async fn fifty_buyers_racing_for_ten_units_confirm_exactly_ten() {
     })
     .await;
     assert!(samples > 0);
+}
 }

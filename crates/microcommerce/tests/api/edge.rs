@@ -4,9 +4,9 @@ use serde_json::json;
 
 use crate::helpers::spawn_app;
 
-#[tokio::test]
-async fn malformed_json_is_a_400_problem() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn malformed_json_is_a_400_problem(backend) {
+    let app = spawn_app(backend).await;
     let reply = app
         .buyer()
         .http
@@ -22,19 +22,21 @@ async fn malformed_json_is_a_400_problem() {
     assert_eq!(body["status"], 400);
     assert_eq!(body["type"], "urn:microcommerce:problem:bad-request");
 }
+}
 
-#[tokio::test]
-async fn a_body_over_64_kib_is_a_413_problem() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn a_body_over_64_kib_is_a_413_problem(backend) {
+    let app = spawn_app(backend).await;
     let huge = json!({ "email": "a".repeat(70 * 1024) });
     let reply = app.buyer().post("/api/ordering/checkout", huge).await;
     assert_eq!(reply.status, 413);
     assert_eq!(reply.content_type(), "application/problem+json");
 }
+}
 
-#[tokio::test]
-async fn malformed_ids_are_400_and_unknown_routes_404() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn malformed_ids_are_400_and_unknown_routes_404(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     let bad_id = buyer.get("/api/ordering/orders/not-a-uuid").await;
     assert_eq!(bad_id.status, 400);
@@ -59,10 +61,11 @@ async fn malformed_ids_are_400_and_unknown_routes_404() {
         .await;
     assert_eq!(bad_retry.status, 400);
 }
+}
 
-#[tokio::test]
-async fn a_first_visit_gets_an_http_only_buyer_cookie_that_is_kept() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn a_first_visit_gets_an_http_only_buyer_cookie_that_is_kept(backend) {
+    let app = spawn_app(backend).await;
     let client = reqwest::Client::new();
     let first = client
         .get(format!("{}/api/ordering/orders/my", app.base))
@@ -85,20 +88,22 @@ async fn a_first_visit_gets_an_http_only_buyer_cookie_that_is_kept() {
         .unwrap();
     assert!(again.headers().get("set-cookie").is_none());
 }
+}
 
-#[tokio::test]
-async fn health_reports_live_and_ready() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn health_reports_live_and_ready(backend) {
+    let app = spawn_app(backend).await;
     let buyer = app.buyer();
     assert_eq!(buyer.get("/health/live").await.status, 200);
     let ready = buyer.get("/health/ready").await;
     assert_eq!(ready.status, 200);
     assert_eq!(ready.body, json!({ "database": true, "workers": true }));
 }
+}
 
-#[tokio::test]
-async fn the_openapi_document_describes_the_routes() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn the_openapi_document_describes_the_routes(backend) {
+    let app = spawn_app(backend).await;
     let doc = app.buyer().get("/api/openapi.json").await;
     assert_eq!(doc.status, 200);
     let paths = doc.body["paths"].as_object().unwrap();
@@ -110,9 +115,11 @@ async fn the_openapi_document_describes_the_routes() {
         assert!(paths.contains_key(path), "{path} missing");
     }
 }
+}
 
-#[tokio::test]
-async fn the_app_stops_gracefully() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn the_app_stops_gracefully(backend) {
+    let app = spawn_app(backend).await;
     app.stop().await;
+}
 }

@@ -2,12 +2,10 @@
 
 #![allow(dead_code)]
 
-use std::future::Future;
-use std::time::{Duration, Instant};
-
 use microcommerce::app::{App, AppState};
 use microcommerce::config::Config;
 use serde_json::Value;
+pub use testkit::{Backend, eventually};
 
 /// The admin token every test app uses.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
@@ -24,16 +22,17 @@ pub struct TestApp {
 }
 
 /// An app with the demo catalog seeded and default settings.
-pub async fn spawn_app() -> TestApp {
-    spawn_app_with(|config| config).await
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |config| config).await
 }
 
 /// An app whose configuration `adjust` may change first.
-pub async fn spawn_app_with(adjust: impl FnOnce(Config) -> Config) -> TestApp {
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(Config) -> Config) -> TestApp {
     let dir = tempfile::tempdir().expect("temporary directory");
     let config = adjust(Config {
         addr: "127.0.0.1:0".into(),
-        database_url: format!("sqlite://{}", dir.path().join("test.db").display()),
+        database_url: backend.fresh_url(dir.path()).await,
+        workers: if backend == Backend::Postgres { 4 } else { 1 },
         admin_token: ADMIN_TOKEN.into(),
         synchronous: bus::Synchronous::Normal,
         ..Config::default()
@@ -162,21 +161,5 @@ impl Client {
     /// DELETE.
     pub async fn delete(&self, path: &str) -> Reply {
         self.send("DELETE", path, None).await
-    }
-}
-
-/// Polls `check` until it returns `Some`, failing the test after `limit`.
-pub async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

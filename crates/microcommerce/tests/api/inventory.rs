@@ -10,8 +10,8 @@ use sqlx::Row;
 use crate::helpers::{TestApp, spawn_app_with};
 
 /// An app whose workers are off, so each test drives the bus with `run_pending`.
-async fn quiet_app() -> TestApp {
-    spawn_app_with(|mut config| {
+async fn quiet_app(backend: crate::helpers::Backend) -> TestApp {
+    spawn_app_with(backend, |mut config| {
         config.workers = 0;
         config
     })
@@ -47,9 +47,9 @@ async fn publish<M: bus::Message>(app: &TestApp, message: &M) {
     app.state.bus.run_pending().await.unwrap();
 }
 
-#[tokio::test]
-async fn stock_levels_show_availability_and_low_stock() {
-    let app = quiet_app().await;
+testkit::backend_tests! {
+async fn stock_levels_show_availability_and_low_stock(backend) {
+    let app = quiet_app(backend).await;
     let buyer = app.buyer();
     let watch = buyer
         .get(&format!("/api/inventory/stock/{}", electronics(6)))
@@ -74,10 +74,11 @@ async fn stock_levels_show_availability_and_low_stock() {
         400
     );
 }
+}
 
-#[tokio::test]
-async fn admins_adjust_stock_with_a_history_but_never_below_what_is_reserved() {
-    let app = quiet_app().await;
+testkit::backend_tests! {
+async fn admins_adjust_stock_with_a_history_but_never_below_what_is_reserved(backend) {
+    let app = quiet_app(backend).await;
     let product = electronics(6);
     let admin = app.admin();
     let path = format!("/api/inventory/stock/{product}/adjust");
@@ -149,10 +150,11 @@ async fn admins_adjust_stock_with_a_history_but_never_below_what_is_reserved() {
     assert_eq!(entries[0]["reason"], "breakage");
     assert_eq!(entries[0]["adjustedBy"], "admin");
 }
+}
 
-#[tokio::test]
-async fn a_reservation_is_all_or_nothing() {
-    let app = quiet_app().await;
+testkit::backend_tests! {
+async fn a_reservation_is_all_or_nothing(backend) {
+    let app = quiet_app(backend).await;
     let (earbuds, watch) = (electronics(1), electronics(6));
     let before = stock(&app, earbuds).await;
     let order = OrderId::new();
@@ -202,10 +204,11 @@ async fn a_reservation_is_all_or_nothing() {
         all[0]
     );
 }
+}
 
-#[tokio::test]
-async fn redelivered_commands_never_reserve_deduct_or_release_twice() {
-    let app = quiet_app().await;
+testkit::backend_tests! {
+async fn redelivered_commands_never_reserve_deduct_or_release_twice(backend) {
+    let app = quiet_app(backend).await;
     let product = electronics(2);
     let (on_hand, _) = stock(&app, product).await;
     let order = OrderId::new();
@@ -230,10 +233,11 @@ async fn redelivered_commands_never_reserve_deduct_or_release_twice() {
             .unwrap();
     assert_eq!(statuses, ["Deducted"]);
 }
+}
 
-#[tokio::test]
-async fn a_release_gives_every_line_back() {
-    let app = quiet_app().await;
+testkit::backend_tests! {
+async fn a_release_gives_every_line_back(backend) {
+    let app = quiet_app(backend).await;
     let (a, b) = (electronics(3), electronics(4));
     let (before_a, before_b) = (stock(&app, a).await, stock(&app, b).await);
     let order = OrderId::new();
@@ -252,4 +256,5 @@ async fn a_release_gives_every_line_back() {
         (stock(&app, a).await, stock(&app, b).await),
         (before_a, before_b)
     );
+}
 }

@@ -8,9 +8,9 @@ use serde_json::json;
 
 use crate::helpers::{eventually, spawn_app};
 
-#[tokio::test]
-async fn admins_list_retry_and_purge_dead_letters() {
-    let app = spawn_app().await;
+testkit::backend_tests! {
+async fn admins_list_retry_and_purge_dead_letters(backend) {
+    let app = spawn_app(backend).await;
     let admin = app.admin();
     // A message the checkout saga cannot decode fails permanently.
     let mut tx = app.state.bus.begin().await.unwrap();
@@ -70,4 +70,5 @@ async fn admins_list_retry_and_purge_dead_letters() {
         admin.get("/api/messaging/dead-letters").await.body["totalCount"],
         0
     );
+}
 }
