@@ -85,11 +85,15 @@ impl Error {
             Self::Unprocessable { kind, .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, kind, "Unprocessable")
             }
-            Self::Database(error) if is_unavailable(error) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Service Unavailable",
-            ),
+            Self::Database(error) | Self::Bus(bus::BusError::Sql(error))
+                if is_unavailable(error) =>
+            {
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    "Service Unavailable",
+                )
+            }
             Self::Database(_) | Self::Bus(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
@@ -99,16 +103,26 @@ impl Error {
     }
 }
 
-/// The database is busy or unreachable: worth retrying soon, not a bug.
+/// The database is busy, unreachable or restarting, or the transaction lost a serialization
+/// or deadlock race: nothing the client did wrong, and worth retrying soon (503 with
+/// `Retry-After`), never a 500.
 fn is_unavailable(error: &sqlx::Error) -> bool {
     match error {
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => true,
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
-            // SQLite BUSY/LOCKED (and extended codes), PostgreSQL connection failures.
+            // SQLite BUSY/LOCKED (and extended codes); PostgreSQL connection failures (08…),
+            // shutdown and restart (57P01–57P03), serialization failure and deadlock.
             matches!(code.as_ref(), "5" | "6" | "261" | "517" | "262")
                 || code.starts_with("08")
-                || code == "57P01"
+                || matches!(
+                    code.as_ref(),
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01"
+                )
         }
         _ => false,
     }
@@ -134,7 +148,10 @@ pub struct Problem {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, kind, title) = self.status_and_kind();
-        let detail = if status.is_server_error() {
+        let detail = if status == StatusCode::SERVICE_UNAVAILABLE {
+            tracing::warn!(error = ?self, "database unavailable; asked the client to retry");
+            "The database is unavailable for a moment; retry shortly.".to_owned()
+        } else if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
             "The server could not complete the request; it has been logged.".to_owned()
         } else {

@@ -55,10 +55,12 @@ impl Backend {
     pub async fn fresh_url(self, dir: &std::path::Path) -> String {
         match self {
             Backend::Sqlite => format!("sqlite://{}", dir.join("test.db").display()),
-            Backend::Postgres => postgres::shared()
-                .expect("checked by Backend::postgres")
-                .fresh_database()
-                .await,
+            Backend::Postgres => {
+                postgres::shared()
+                    .expect("checked by Backend::postgres")
+                    .fresh_database()
+                    .await
+            }
         }
     }
 }

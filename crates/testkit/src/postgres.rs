@@ -27,13 +27,17 @@ static SHARED: OnceLock<Result<Server, String>> = OnceLock::new();
 
 /// The server this test process shares, started on first use; `Err` says why none can run.
 pub fn shared() -> Result<&'static Server, String> {
-    SHARED.get_or_init(Server::start).as_ref().map_err(Clone::clone)
+    SHARED
+        .get_or_init(Server::start)
+        .as_ref()
+        .map_err(Clone::clone)
 }
 
 impl Server {
     /// Initialises a cluster in a new temporary directory and starts it on a free port.
     pub fn start() -> Result<Server, String> {
-        let bin = find_binaries().ok_or("no initdb/postgres found (install the postgresql package)")?;
+        let bin =
+            find_binaries().ok_or("no initdb/postgres found (install the postgresql package)")?;
         let run_as = running_as_root().then_some("postgres");
         let root = tempfile::Builder::new()
             .prefix("microcommerce-pg-")
@@ -41,11 +45,22 @@ impl Server {
             .map_err(|e| e.to_string())?
             .keep();
         if let Some(user) = run_as {
-            run(Command::new("chown").arg("-R").arg(format!("{user}:{user}")).arg(&root))?;
+            run(Command::new("chown")
+                .arg("-R")
+                .arg(format!("{user}:{user}"))
+                .arg(&root))?;
         }
         let data = root.join("data");
         let mut initdb = command(&bin, "initdb", run_as);
-        initdb.arg("-D").arg(&data).args(["-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync"]);
+        initdb.arg("-D").arg(&data).args([
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--no-sync",
+        ]);
         run(&mut initdb)?;
         let server = Server {
             port: free_port()?,
@@ -80,7 +95,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
-        let child = postgres.spawn().map_err(|e| format!("cannot start postgres: {e}"))?;
+        let child = postgres
+            .spawn()
+            .map_err(|e| format!("cannot start postgres: {e}"))?;
         *self.child.lock().expect("server lock") = Some(child);
         self.wait_until_ready()
     }
@@ -109,7 +126,10 @@ impl Server {
     /// Stops the server at once (fast shutdown: clients are disconnected), keeping its data.
     pub fn stop(&self) {
         if let Some(mut child) = self.child.lock().expect("server lock").take() {
-            let _ = Command::new("kill").arg("-INT").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-INT")
+                .arg(child.id().to_string())
+                .status();
             let _ = child.wait();
         }
     }
@@ -147,7 +167,13 @@ impl Server {
     /// Stops the server and deletes its files when this process exits, even by a panic that
     /// aborts or a kill, by a small shell loop that outlives it.
     fn watch_parent(&self) {
-        let Some(pid) = self.child.lock().expect("server lock").as_ref().map(Child::id) else {
+        let Some(pid) = self
+            .child
+            .lock()
+            .expect("server lock")
+            .as_ref()
+            .map(Child::id)
+        else {
             return;
         };
         let script = format!(
@@ -215,7 +241,12 @@ fn find_binaries() -> Option<PathBuf> {
         .into_iter()
         .chain(debian)
         .find(|dir| dir.join("initdb").is_file() && dir.join("postgres").is_file())
-        .map(|dir| std::fs::canonicalize(dir.join("initdb")).ok().and_then(|p| p.parent().map(Path::to_path_buf)).unwrap_or(dir))
+        .map(|dir| {
+            std::fs::canonicalize(dir.join("initdb"))
+                .ok()
+                .and_then(|p| p.parent().map(Path::to_path_buf))
+                .unwrap_or(dir)
+        })
 }
 
 fn running_as_root() -> bool {
@@ -228,5 +259,8 @@ fn running_as_root() -> bool {
 
 fn free_port() -> Result<u16, String> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
-    listener.local_addr().map(|a| a.port()).map_err(|e| e.to_string())
+    listener
+        .local_addr()
+        .map(|a| a.port())
+        .map_err(|e| e.to_string())
 }

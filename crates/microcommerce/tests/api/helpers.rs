@@ -29,10 +29,33 @@ pub async fn spawn_app(backend: Backend) -> TestApp {
 /// An app whose configuration `adjust` may change first.
 pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(Config) -> Config) -> TestApp {
     let dir = tempfile::tempdir().expect("temporary directory");
+    let url = backend.fresh_url(dir.path()).await;
+    spawn_instance(url, dir, adjust).await
+}
+
+/// Warnings and errors go to the test's captured output, shown when a test fails.
+fn init_logs() {
+    static INIT: std::sync::Once = std::sync::Once::new();
+    INIT.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("warn"))
+            .try_init();
+    });
+}
+
+/// One more instance on the database at `url` (several may share a PostgreSQL database).
+pub async fn spawn_instance(
+    url: String,
+    dir: tempfile::TempDir,
+    adjust: impl FnOnce(Config) -> Config,
+) -> TestApp {
+    init_logs();
+    let postgres = url.starts_with("postgres");
     let config = adjust(Config {
         addr: "127.0.0.1:0".into(),
-        database_url: backend.fresh_url(dir.path()).await,
-        workers: if backend == Backend::Postgres { 4 } else { 1 },
+        database_url: url,
+        workers: if postgres { 4 } else { 1 },
         admin_token: ADMIN_TOKEN.into(),
         synchronous: bus::Synchronous::Normal,
         ..Config::default()
@@ -116,6 +139,11 @@ impl Reply {
 }
 
 impl Client {
+    /// `http://127.0.0.1:PORT` of the app this client talks to.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// Sends a request with an optional JSON body.
     pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
@@ -162,4 +190,34 @@ impl Client {
     pub async fn delete(&self, path: &str) -> Reply {
         self.send("DELETE", path, None).await
     }
+}
+
+/// A published product with `on_hand` units, created through the admin API.
+pub async fn stocked_product(app: &TestApp, name: &str, on_hand: i64) -> String {
+    let admin = app.admin();
+    let category = admin.get("/api/catalog/categories").await.body[0]["id"].clone();
+    let created = admin
+        .post(
+            "/api/catalog/products",
+            serde_json::json!({ "name": name, "description": "", "price": 10, "categoryId": category }),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{:?}", created.body);
+    let id = created.body["id"].as_str().expect("product id").to_owned();
+    let path = format!("/api/catalog/products/{id}");
+    let published = admin
+        .patch(
+            &format!("{path}/status"),
+            serde_json::json!({ "status": "Published" }),
+        )
+        .await;
+    assert_eq!(published.status, 204);
+    let adjusted = admin
+        .post(
+            &format!("/api/inventory/stock/{id}/adjust"),
+            serde_json::json!({ "adjustment": on_hand, "reason": "test stock" }),
+        )
+        .await;
+    assert_eq!(adjusted.status, 204);
+    id
 }

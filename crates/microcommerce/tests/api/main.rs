@@ -7,3 +7,4 @@ mod edge;
 mod helpers;
 mod inventory;
 mod messaging;
+mod postgres;

@@ -1,0 +1,317 @@
+//! PostgreSQL only: several instances on one database, and a database restart under load.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, Client, TestApp, eventually, spawn_instance, stocked_product};
+
+const SETTLE: Duration = Duration::from_secs(90);
+
+fn order_body(product: &str) -> Value {
+    json!({
+        "email": "ada@example.com",
+        "shippingAddress": { "name": "Ada", "email": "ada@example.com", "street": "1 Loop",
+            "city": "London", "state": "LDN", "zipCode": "N1" },
+        "items": [{ "productId": product, "quantity": 1 }]
+    })
+}
+
+async fn scalar(app: &TestApp, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+}
+
+/// Messages each settled order causes, one inbox row per (consumer, message):
+/// confirmed: CheckoutStarted, ReserveStockForOrder, StockReservationCompleted (saga and
+/// order status), PaymentCompleted, ConfirmOrder, DeductStock = 7; failed for stock:
+/// CheckoutStarted, ReserveStockForOrder, StockReservationFailed, OrderFailed = 4.
+fn expected_inbox(confirmed: i64, failed_for_stock: i64) -> i64 {
+    confirmed * 7 + failed_for_stock * 4
+}
+
+#[tokio::test]
+async fn three_instances_on_one_database_confirm_exactly_the_stock_and_apply_each_effect_once() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = backend.fresh_url(dir.path()).await;
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(spawn_instance(url.clone(), tempfile::tempdir().unwrap(), |c| c).await);
+    }
+    let product = stocked_product(&instances[0], "Limited Edition", 50).await;
+    let buyers = (0..200).map(|n| {
+        let buyer = instances[n % 3].buyer();
+        let product = product.clone();
+        tokio::spawn(async move { check_out_and_pay(&buyer, &product).await })
+    });
+    let outcomes: Vec<String> = futures_util::future::join_all(buyers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let confirmed = outcomes.iter().filter(|o| *o == "Confirmed").count() as i64;
+    let failed = outcomes.iter().filter(|o| *o == "Failed").count() as i64;
+    assert_eq!((confirmed, failed), (50, 150));
+
+    let app = &instances[0];
+    eventually("every message processed", SETTLE, || async {
+        let inbox = scalar(app, "SELECT COUNT(*) FROM bus_inbox").await;
+        (inbox == expected_inbox(50, 150)).then_some(())
+    })
+    .await;
+    let stock = app
+        .buyer()
+        .get(&format!("/api/inventory/stock/{product}"))
+        .await
+        .body;
+    assert_eq!(
+        (
+            stock["quantityOnHand"].as_i64(),
+            stock["reservedQuantity"].as_i64()
+        ),
+        (Some(0), Some(0))
+    );
+    assert_eq!(
+        scalar(
+            app,
+            "SELECT COUNT(*) FROM stock_reservations WHERE status = 'Deducted'"
+        )
+        .await,
+        50
+    );
+    assert_eq!(
+        scalar(
+            app,
+            "SELECT COUNT(*) FROM stock_reservations WHERE status <> 'Deducted'"
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        scalar(app, "SELECT COUNT(*) FROM saga_timeline").await,
+        50 * 3 + 150 * 2
+    );
+    assert_eq!(scalar(app, "SELECT COUNT(*) FROM payments").await, 50);
+    assert_eq!(
+        scalar(app, "SELECT COUNT(*) FROM bus_queue").await,
+        0,
+        "timeouts withdrawn"
+    );
+    assert_eq!(
+        scalar(app, "SELECT COUNT(*) FROM bus_dead_letters").await,
+        0
+    );
+    assert_eq!(scalar(app, "SELECT COUNT(*) FROM saga_parked").await, 0);
+    for instance in instances {
+        instance.stop().await;
+    }
+}
+
+/// Checks out one unit, pays if stock was reserved; returns the final status.
+async fn check_out_and_pay(buyer: &Client, product: &str) -> String {
+    let placed = buyer
+        .post("/api/ordering/checkout", order_body(product))
+        .await;
+    assert_eq!(placed.status, 201, "{:?}", placed.body);
+    let order = placed.body["orderId"].as_str().unwrap().to_owned();
+    let path = format!("/api/ordering/orders/{order}");
+    let status = settle(buyer, &path, &["StockReserved", "Failed"]).await;
+    if status == "StockReserved" {
+        let paid = buyer
+            .post(&format!("{path}/pay"), json!({ "shouldSucceed": true }))
+            .await;
+        assert_eq!(paid.status, 200, "{:?}", paid.body);
+    }
+    settle(buyer, &path, &["Confirmed", "Failed"]).await
+}
+
+async fn settle(buyer: &Client, path: &str, statuses: &[&str]) -> String {
+    eventually("the order to settle", SETTLE, || async {
+        let order = buyer.get(path).await;
+        let status = order.body["status"].as_str().unwrap_or_default().to_owned();
+        statuses.contains(&status.as_str()).then_some(status)
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_database_restart_under_load_gives_no_500s_and_loses_nothing() {
+    let server = match testkit::postgres::Server::start() {
+        Ok(server) => Arc::new(server),
+        Err(reason) if std::env::var_os("CI").is_some() => {
+            panic!("PostgreSQL is required: {reason}")
+        }
+        Err(reason) => return eprintln!("SKIPPED: no PostgreSQL here: {reason}"),
+    };
+    let url = server.fresh_database().await;
+    let app = spawn_instance(url, tempfile::tempdir().unwrap(), |mut config| {
+        config.db_pool_size = 20;
+        config
+    })
+    .await;
+    let product = stocked_product(&app, "Restart Special", 1_000).await;
+    let server_errors = Arc::new(AtomicUsize::new(0));
+    let unavailable = Arc::new(AtomicUsize::new(0));
+    let buyers = (0..12).map(|_| {
+        let (buyer, product) = (app.buyer(), product.clone());
+        let (server_errors, unavailable) = (server_errors.clone(), unavailable.clone());
+        tokio::spawn(async move {
+            let mut orders = Vec::new();
+            for round in 0..12 {
+                if let Some(order) =
+                    resilient_checkout(&buyer, &product, round, &server_errors, &unavailable).await
+                {
+                    orders.push(order);
+                }
+            }
+            orders
+        })
+    });
+    let outage = {
+        let server = server.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            server.stop();
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            server.restart().expect("PostgreSQL starts again");
+        })
+    };
+    let orders: Vec<String> = futures_util::future::join_all(buyers)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    outage.await.unwrap();
+    assert_eq!(
+        server_errors.load(Ordering::SeqCst),
+        0,
+        "no 5xx other than 503"
+    );
+    eprintln!(
+        "{} orders placed; {} answers were 503",
+        orders.len(),
+        unavailable.load(Ordering::SeqCst)
+    );
+
+    eventually("every saga terminal", SETTLE, || async {
+        let active = sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM saga_instances WHERE completed_at IS NULL",
+        )
+        .fetch_one(app.state.db.reader())
+        .await
+        .ok()?;
+        (active == 0).then_some(())
+    })
+    .await;
+    let confirmed = scalar(
+        &app,
+        "SELECT COUNT(*) FROM orders WHERE status = 'Confirmed'",
+    )
+    .await;
+    let total = scalar(&app, "SELECT COUNT(*) FROM orders").await;
+    assert_eq!(
+        total,
+        orders.len() as i64,
+        "one order per checkout, retries included"
+    );
+    eventually("every message processed", SETTLE, || async {
+        let inbox = scalar(&app, "SELECT COUNT(*) FROM bus_inbox").await;
+        (inbox == expected_inbox(confirmed, 0)
+            && scalar(&app, "SELECT COUNT(*) FROM bus_queue").await == 0)
+            .then_some(())
+    })
+    .await;
+    assert_eq!(
+        confirmed, total,
+        "stock was plentiful: every order confirmed"
+    );
+    let (on_hand, reserved): (i64, i64) =
+        sqlx::query_as("SELECT on_hand, reserved FROM stock_items WHERE product_id = $1")
+            .bind(&product)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+    assert_eq!(
+        (on_hand, reserved),
+        (1_000 - confirmed, 0),
+        "stock conserved"
+    );
+    assert_eq!(
+        scalar(&app, "SELECT COUNT(*) FROM bus_dead_letters").await,
+        0
+    );
+    app.stop().await;
+}
+
+/// One checkout that retries 503s (with the same idempotency key, so a retried checkout never
+/// creates a second order) and counts any other 5xx as a failure.
+async fn resilient_checkout(
+    buyer: &Client,
+    product: &str,
+    round: usize,
+    server_errors: &AtomicUsize,
+    unavailable: &AtomicUsize,
+) -> Option<String> {
+    let key = format!("{}-{round}", uuid::Uuid::now_v7());
+    let order = loop {
+        let reply = buyer
+            .http
+            .post(format!("{}/api/ordering/checkout", base(buyer)))
+            .header("Idempotency-Key", &key)
+            .json(&order_body(product))
+            .send()
+            .await
+            .ok()?;
+        match reply.status().as_u16() {
+            201 => {
+                break reply.json::<Value>().await.ok()?["orderId"]
+                    .as_str()?
+                    .to_owned();
+            }
+            503 => unavailable.fetch_add(1, Ordering::SeqCst),
+            status if status >= 500 => return count(server_errors),
+            status => panic!("checkout answered {status}"),
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let path = format!("/api/ordering/orders/{order}");
+    loop {
+        let reply = buyer.get(&path).await;
+        match (reply.status, reply.body["status"].as_str()) {
+            (200, Some("StockReserved")) => break,
+            (200, Some("Failed" | "Confirmed")) => return Some(order),
+            (503, _) => _ = unavailable.fetch_add(1, Ordering::SeqCst),
+            (status, _) if status >= 500 => return count(server_errors),
+            _ => {}
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    loop {
+        let paid = buyer
+            .post(&format!("{path}/pay"), json!({ "shouldSucceed": true }))
+            .await;
+        match paid.status {
+            200 | 409 => return Some(order),
+            503 => _ = unavailable.fetch_add(1, Ordering::SeqCst),
+            status if status >= 500 => return count(server_errors),
+            status => panic!("pay answered {status}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn count(server_errors: &AtomicUsize) -> Option<String> {
+    server_errors.fetch_add(1, Ordering::SeqCst);
+    None
+}
+
+fn base(client: &Client) -> &str {
+    client.base()
+}
