@@ -204,6 +204,7 @@ pub fn router(state: AppState) -> Router {
         .merge(http::router())
         .fallback(http::fallback)
         .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(axum::middleware::from_fn(http::retry_conflicts))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -128,6 +128,16 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
     }
 }
 
+/// Marks a response whose transaction lost a serialization or deadlock race; the edge runs the
+/// request again instead of answering it (see `http::retry_conflicts`).
+#[derive(Debug, Clone, Copy)]
+pub struct RetryableConflict;
+
+fn is_conflict_race(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("40001") | Some("40P01")))
+}
+
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Problem {
@@ -148,8 +158,12 @@ pub struct Problem {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, kind, title) = self.status_and_kind();
+        let race = match &self {
+            Self::Database(error) | Self::Bus(bus::BusError::Sql(error)) => is_conflict_race(error),
+            _ => false,
+        };
         let detail = if status == StatusCode::SERVICE_UNAVAILABLE {
-            tracing::warn!(error = ?self, "database unavailable; asked the client to retry");
+            tracing::warn!(error = ?self, "database unavailable or transaction race");
             "The database is unavailable for a moment; retry shortly.".to_owned()
         } else if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
@@ -168,6 +182,9 @@ impl IntoResponse for Error {
             },
         };
         let mut response = (status, axum::Json(problem)).into_response();
+        if race {
+            response.extensions_mut().insert(RetryableConflict);
+        }
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

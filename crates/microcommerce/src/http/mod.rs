@@ -3,10 +3,12 @@
 
 mod auth;
 mod extract;
+mod retry;
 mod system;
 
 pub use auth::{Admin, Caller, buyer_identity};
 pub use extract::{Json, Path, Query};
+pub use retry::retry_conflicts;
 pub use system::{fallback, method_not_allowed, router};
 
 use bus::Timestamp;
