@@ -26,6 +26,83 @@ pub enum Command {
     Serve(ServeArgs),
     /// Create or update the database schema, then exit.
     Migrate(DatabaseArgs),
+    /// Drive simulated buyers through whole checkouts and report throughput, latency and
+    /// whether the stock invariants held.
+    Bench(BenchArgs),
+}
+
+/// Options of `bench`.
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// A running deployment to drive (e.g. `http://127.0.0.1:8080`); without it an embedded
+    /// server starts on a fresh temporary database.
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Admin token of the deployment given by `--url`, to set up stock.
+    #[arg(long, env = "MICROCOMMERCE_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Database of the embedded server and the baseline [default: a temporary SQLite file].
+    #[arg(long)]
+    pub database_url: Option<String>,
+    /// SQLite durability of the embedded server and the baseline.
+    #[arg(long, default_value = "full")]
+    pub synchronous: bus::Synchronous,
+    /// Concurrent simulated buyers.
+    #[arg(long, default_value_t = 64)]
+    pub buyers: usize,
+    /// How long to run (`10s`, `1m`).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub duration: std::time::Duration,
+    /// Stop after this many checkouts instead of after `--duration`.
+    #[arg(long)]
+    pub checkouts: Option<u64>,
+    /// Products per order.
+    #[arg(long, default_value_t = 1)]
+    pub items: usize,
+    /// Every buyer wants the same product, which has only `--hot-stock` units (contention).
+    #[arg(long)]
+    pub hot_product: bool,
+    /// Units of the hot product.
+    #[arg(long, default_value_t = 100)]
+    pub hot_stock: i64,
+    /// Share of payments declined (0 to 1).
+    #[arg(long, default_value_t = 0.1)]
+    pub decline_ratio: f64,
+    /// Seed of the buyers' random choices.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Drive the saga engine in-process, without HTTP (embedded only).
+    #[arg(long)]
+    pub engine: bool,
+    /// Also measure the ceiling (the same rows by plain SQL transactions) and the ratio to it.
+    #[arg(long)]
+    pub baseline: bool,
+    /// Print the report also as one JSON object on the last line of stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl BenchArgs {
+    /// The benchmark these options describe.
+    pub fn into_options(self) -> crate::bench::BenchOptions {
+        crate::bench::BenchOptions {
+            url: self.url,
+            admin_token: self.admin_token,
+            database_url: self.database_url,
+            synchronous: self.synchronous,
+            buyers: self.buyers.max(1),
+            duration: self.duration,
+            checkouts: self.checkouts,
+            items: self.items.max(1),
+            hot_product: self.hot_product,
+            hot_stock: self.hot_stock.max(0),
+            decline_ratio: self.decline_ratio.clamp(0.0, 1.0),
+            seed: self.seed,
+            engine: self.engine,
+            baseline: self.baseline,
+            progress: !self.json,
+        }
+    }
 }
 
 /// Where the data lives.

@@ -7,11 +7,14 @@
 //! - [`ordering`]: orders and the checkout saga ([`ordering::checkout`]).
 //! - [`payment`]: the simulated payment that feeds the saga.
 //!
+//! Tools: [`bench`] (the `microcommerce bench` load generator).
+//!
 //! The edges: [`http`] (extractors, identity, problem documents via [`error`]), [`app`]
 //! (start-up), [`cli`] and [`config`]. Shared types: [`money`], [`ids`].
 #![warn(missing_docs)]
 
 pub mod app;
+pub mod bench;
 pub mod cart;
 pub mod catalog;
 pub mod cli;

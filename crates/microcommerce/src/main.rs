@@ -41,6 +41,17 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             prepare_database(&config).await?.close().await;
             println!("database is up to date");
         }
+        Command::Bench(args) => {
+            let json = args.json;
+            let report = microcommerce::bench::run(&args.into_options()).await?;
+            print!("{}", report.table());
+            if json {
+                println!("{}", report.json());
+            }
+            if !report.invariants_ok() {
+                return Err("the invariants did not hold".into());
+            }
+        }
     }
     Ok(())
 }

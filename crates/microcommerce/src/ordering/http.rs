@@ -43,23 +43,36 @@ pub async fn checkout(
     let key = idempotency_key(&headers)?;
     let valid = request.validate().map_err(Error::Validation)?;
     let mut tx = state.bus.begin().await?;
-    if let Some(key) = key.as_deref()
-        && let Some(existing) = db::find_by_idempotency_key(&mut tx, caller.buyer, key).await?
+    let placed = place_order(&mut tx, caller.buyer, &valid, key.as_deref()).await?;
+    tx.commit().await?;
+    Ok(created(placed.id, placed.order_number))
+}
+
+/// Places an order in the caller's transaction: the order (Submitted) and the CheckoutStarted
+/// that starts its saga commit together. With an idempotency key already used by this buyer it
+/// returns that order instead. The HTTP handler and the in-process benchmark both use it.
+pub async fn place_order(
+    tx: &mut bus::Tx<'_>,
+    buyer: BuyerId,
+    valid: &ValidCheckout,
+    key: Option<&str>,
+) -> Result<Order> {
+    if let Some(key) = key
+        && let Some(existing) = db::find_by_idempotency_key(tx, buyer, key).await?
     {
-        tx.rollback().await?;
-        return Ok(created(existing.id, existing.order_number));
+        return Ok(existing);
     }
     let from_cart = valid.lines.is_none();
     let lines = match &valid.lines {
         Some(lines) => lines.clone(),
-        None => cart_lines(&mut tx, caller.buyer).await?,
+        None => cart_lines(tx, buyer).await?,
     };
-    let items = snapshot_lines(&mut tx, &lines).await?;
-    let order = new_order(&valid, caller.buyer, &items, tx.now().await?);
-    insert_with_unique_number(&mut tx, order.clone(), &items, key.as_deref()).await?;
+    let items = snapshot_lines(tx, &lines).await?;
+    let order = new_order(valid, buyer, &items, tx.now().await?);
+    let order = insert_with_unique_number(tx, order, &items, key).await?;
     let started = CheckoutStarted {
         order_id: order.id,
-        buyer_id: caller.buyer,
+        buyer_id: buyer,
         items: items
             .iter()
             .map(|item| OrderLine {
@@ -71,9 +84,8 @@ pub async fn checkout(
         from_cart,
     };
     tx.publish(&started).await?;
-    tx.commit().await?;
     tracing::info!(order_id = %order.id, order_number = %order.order_number, "checkout started");
-    Ok(created(order.id, order.order_number))
+    Ok(order)
 }
 
 fn created(order_id: OrderId, order_number: String) -> Response {
@@ -177,11 +189,14 @@ async fn insert_with_unique_number(
     mut order: Order,
     items: &[OrderItem],
     key: Option<&str>,
-) -> Result<()> {
+) -> Result<Order> {
     for _ in 0..5 {
         let mut savepoint = tx.savepoint().await?;
         match db::insert_order(&mut savepoint, &order, items, key).await {
-            Ok(()) => return Ok(savepoint.commit().await?),
+            Ok(()) => {
+                savepoint.commit().await?;
+                return Ok(order);
+            }
             Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
                 savepoint.rollback().await?;
                 order.order_number = super::domain::new_order_number();

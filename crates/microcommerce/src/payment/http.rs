@@ -48,18 +48,39 @@ pub async fn pay(
         Some(order) if caller.may_access(order.buyer_id) => order,
         _ => return Err(Error::NotFound("order")),
     };
+    let result = record_payment(
+        &mut tx,
+        &order,
+        request.should_succeed,
+        state.config.payment_timeout,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(result))
+}
+
+/// Records the simulated provider's answer for an order that awaits payment, and publishes it
+/// to the saga, in the caller's transaction: at most one payment per order. The HTTP handler
+/// and the in-process benchmark both use it.
+pub async fn record_payment(
+    tx: &mut bus::Tx<'_>,
+    order: &crate::ordering::db::Order,
+    succeed: bool,
+    timeout: std::time::Duration,
+) -> Result<PaymentResult> {
+    let id = order.id;
     let now = tx.now().await?;
-    ensure_awaiting_payment(&mut tx, &order, state.config.payment_timeout, now).await?;
-    let failure_reason = (!request.should_succeed).then(|| PAYMENT_DECLINED.to_owned());
+    ensure_awaiting_payment(tx, order, timeout, now).await?;
+    let failure_reason = (!succeed).then(|| PAYMENT_DECLINED.to_owned());
     let recorded = sqlx::query(
         "INSERT INTO payments (order_id, succeeded, failure_reason, at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (order_id) DO NOTHING",
     )
     .bind(id.to_string())
-    .bind(i64::from(request.should_succeed))
+    .bind(i64::from(succeed))
     .bind(failure_reason.as_deref())
     .bind(now.0)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?
     .rows_affected();
     if recorded == 0 {
@@ -67,8 +88,8 @@ pub async fn pay(
             "a payment for this order was already recorded".into(),
         ));
     }
-    if request.should_succeed {
-        move_status(&mut tx, id, OrderStatus::Paid, None, now).await?;
+    if succeed {
+        move_status(tx, id, OrderStatus::Paid, None, now).await?;
         tx.publish(&PaymentCompleted { order_id: id }).await?;
     } else {
         let reason = PAYMENT_DECLINED.to_owned();
@@ -78,12 +99,11 @@ pub async fn pay(
         })
         .await?;
     }
-    tx.commit().await?;
-    tracing::info!(order_id = %id, success = request.should_succeed, "payment recorded");
-    Ok(Json(PaymentResult {
-        success: request.should_succeed,
+    tracing::info!(order_id = %id, success = succeed, "payment recorded");
+    Ok(PaymentResult {
+        success: succeed,
         failure_reason,
-    }))
+    })
 }
 
 /// The saga is the source of truth: it must await payment, and its payment window (which

@@ -10,7 +10,7 @@ use utoipa::OpenApi;
 
 use crate::app::AppState;
 
-pub use http::{PaymentRequest, PaymentResult};
+pub use http::{PaymentRequest, PaymentResult, record_payment};
 
 /// `POST /orders/{id}/pay`, mounted under `/api/ordering`.
 pub fn router() -> Router<AppState> {

@@ -221,13 +221,23 @@ async fn a_database_restart_under_load_gives_no_500s_and_loses_nothing() {
         orders.len() as i64,
         "one order per checkout, retries included"
     );
-    eventually("every message processed", SETTLE, || async {
-        let inbox = scalar(&app, "SELECT COUNT(*) FROM bus_inbox").await;
-        (inbox == expected_inbox(confirmed, 0)
-            && scalar(&app, "SELECT COUNT(*) FROM bus_queue").await == 0)
-            .then_some(())
+    let settled = tokio::time::timeout(SETTLE, async {
+        loop {
+            let inbox = scalar(&app, "SELECT COUNT(*) FROM bus_inbox").await;
+            let queued = scalar(&app, "SELECT COUNT(*) FROM bus_queue").await;
+            if inbox == expected_inbox(confirmed, 0) && queued == 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     })
     .await;
+    if settled.is_err() {
+        panic!(
+            "messages did not settle: {}",
+            diagnose(&app, confirmed, total).await
+        );
+    }
     assert_eq!(
         confirmed, total,
         "stock was plentiful: every order confirmed"
@@ -248,6 +258,32 @@ async fn a_database_restart_under_load_gives_no_500s_and_loses_nothing() {
         0
     );
     app.stop().await;
+}
+
+/// What the bus holds, to explain a run that did not settle.
+async fn diagnose(app: &TestApp, confirmed: i64, total: i64) -> String {
+    let inbox: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT consumer, COUNT(*) FROM bus_inbox GROUP BY consumer ORDER BY consumer",
+    )
+    .fetch_all(app.state.db.reader())
+    .await
+    .unwrap_or_default();
+    let queue: Vec<(String, String, i64, Option<String>)> = sqlx::query_as(
+        "SELECT consumer, message_type, attempts, last_error FROM bus_queue ORDER BY id LIMIT 20",
+    )
+    .fetch_all(app.state.db.reader())
+    .await
+    .unwrap_or_default();
+    let statuses: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status")
+            .fetch_all(app.state.db.reader())
+            .await
+            .unwrap_or_default();
+    format!(
+        "confirmed {confirmed} of {total}, expected inbox {}; inbox by consumer {inbox:?}; \
+         queue {queue:?}; orders {statuses:?}",
+        expected_inbox(confirmed, 0)
+    )
 }
 
 /// One checkout that retries 503s (with the same idempotency key, so a retried checkout never

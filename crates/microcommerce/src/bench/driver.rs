@@ -1,0 +1,554 @@
+//! The two ways to drive real checkouts: the HTTP API, or the saga engine in-process.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use super::{BenchError, BenchOptions, Outcome, Tally};
+use crate::app::{App, AppState};
+use crate::config::Config;
+use crate::ids::{BuyerId, OrderId, ProductId};
+use crate::ordering::domain::{ShippingAddress, ValidCheckout};
+
+/// Longest a buyer waits for one order to settle before calling it stuck.
+const SETTLE_LIMIT: Duration = Duration::from_secs(60);
+/// Pause between two looks at an order.
+const POLL: Duration = Duration::from_millis(2);
+
+/// Drives checkouts against one target; cheap to clone (one per buyer).
+#[derive(Clone)]
+pub struct Driver {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: String,
+    admin_token: String,
+    /// The products buyers pick from.
+    products: Vec<String>,
+    /// Units on hand of each product once set up.
+    initial: BTreeMap<String, i64>,
+    /// The embedded server, when no `--url` was given.
+    embedded: Option<Embedded>,
+    /// Drive the engine in-process (needs the embedded server's state).
+    engine: bool,
+}
+
+struct Embedded {
+    state: AppState,
+    shutdown: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    server: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Driver {
+    /// Starts the embedded server if needed and sets up stock.
+    pub async fn prepare(options: &BenchOptions) -> Result<Self, BenchError> {
+        let (base, admin_token, embedded) = match &options.url {
+            Some(url) => {
+                let token = options.admin_token.clone().ok_or_else(|| {
+                    BenchError::Setup(
+                        "--url needs MICROCOMMERCE_ADMIN_TOKEN to set up stock".into(),
+                    )
+                })?;
+                (url.trim_end_matches('/').to_owned(), token, None)
+            }
+            None => {
+                let embedded = Embedded::start(options).await?;
+                let base = embedded.base.clone();
+                (base, embedded.token.clone(), Some(embedded.value))
+            }
+        };
+        if options.engine && embedded.is_none() {
+            return Err(BenchError::Setup(
+                "--engine drives an embedded server; drop --url".into(),
+            ));
+        }
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(options.buyers.max(1) * 2)
+            .build()
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let mut inner = Inner {
+            http,
+            base,
+            admin_token,
+            products: Vec::new(),
+            initial: BTreeMap::new(),
+            embedded,
+            engine: options.engine,
+        };
+        inner.set_up_stock(options).await?;
+        Ok(Self {
+            inner: Arc::new(inner),
+        })
+    }
+
+    /// One whole checkout by a new buyer.
+    pub async fn checkout(
+        &self,
+        rng: &mut fastrand::Rng,
+        options: &BenchOptions,
+        tally: &Tally,
+    ) -> Outcome {
+        let picks = self.inner.pick(rng, options);
+        let decline = rng.f64() < options.decline_ratio;
+        if self.inner.engine {
+            self.inner.checkout_in_process(&picks, decline, tally).await
+        } else {
+            self.inner.checkout_over_http(&picks, decline, tally).await
+        }
+    }
+
+    /// Stock conserved (initial − confirmed units = on hand), nothing left reserved, no order
+    /// stuck. Returns the problems found (none means the invariants hold).
+    pub async fn check_invariants(&self, outcomes: &[Outcome]) -> Result<Vec<String>, BenchError> {
+        let mut problems = Vec::new();
+        let stuck = outcomes.iter().filter(|o| o.status == "Stuck").count();
+        if stuck > 0 {
+            problems.push(format!("{stuck} orders never settled"));
+        }
+        let mut bought: BTreeMap<&str, i64> = BTreeMap::new();
+        for (product, units) in outcomes.iter().flat_map(|o| &o.bought) {
+            *bought.entry(product).or_default() += units;
+        }
+        for (product, initial) in &self.inner.initial {
+            let stock = self
+                .inner
+                .admin_get(&format!("/api/inventory/stock/{product}"))
+                .await?;
+            let on_hand = stock["quantityOnHand"].as_i64().unwrap_or(-1);
+            let reserved = stock["reservedQuantity"].as_i64().unwrap_or(-1);
+            let expected = initial - bought.get(product.as_str()).copied().unwrap_or(0);
+            if on_hand != expected || reserved != 0 {
+                problems.push(format!(
+                    "product {product}: on hand {on_hand} (expected {expected}), reserved {reserved}"
+                ));
+            }
+        }
+        Ok(problems)
+    }
+
+    /// Stops the embedded server, if any.
+    pub async fn finish(&self) {
+        if let Some(embedded) = &self.inner.embedded {
+            embedded.stop().await;
+        }
+    }
+}
+
+impl Inner {
+    async fn set_up_stock(&mut self, options: &BenchOptions) -> Result<(), BenchError> {
+        let page = self.admin_get("/api/catalog/products?pageSize=100").await?;
+        let mut products: Vec<String> = page["items"]
+            .as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .filter_map(|p| p["id"].as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default();
+        if products.is_empty() {
+            return Err(BenchError::Setup(
+                "the catalog has no published products".into(),
+            ));
+        }
+        if options.hot_product {
+            products.truncate(1);
+        }
+        for product in &products {
+            let stock = self
+                .admin_get(&format!("/api/inventory/stock/{product}"))
+                .await?;
+            let available = stock["availableQuantity"].as_i64().unwrap_or(0);
+            let adjustment = if options.hot_product {
+                options.hot_stock - available
+            } else {
+                1_000_000_000 - available
+            };
+            if adjustment != 0 {
+                let path = format!("/api/inventory/stock/{product}/adjust");
+                let body = json!({ "adjustment": adjustment, "reason": "benchmark set-up" });
+                let reply = self
+                    .admin_send(reqwest::Method::POST, &path, Some(body))
+                    .await?;
+                if reply.0 != 204 {
+                    return Err(BenchError::Setup(format!(
+                        "adjusting stock answered {}",
+                        reply.0
+                    )));
+                }
+            }
+            let stock = self
+                .admin_get(&format!("/api/inventory/stock/{product}"))
+                .await?;
+            self.initial.insert(
+                product.clone(),
+                stock["quantityOnHand"].as_i64().unwrap_or(0),
+            );
+        }
+        self.products = products;
+        Ok(())
+    }
+
+    fn pick(&self, rng: &mut fastrand::Rng, options: &BenchOptions) -> Vec<String> {
+        let wanted = options.items.clamp(1, self.products.len());
+        let mut picked = BTreeSet::new();
+        while picked.len() < wanted {
+            picked.insert(self.products[rng.usize(..self.products.len())].clone());
+        }
+        picked.into_iter().collect()
+    }
+
+    async fn checkout_over_http(&self, picks: &[String], decline: bool, tally: &Tally) -> Outcome {
+        let started = Instant::now();
+        let cookie = format!("buyer_id={}", uuid::Uuid::new_v4());
+        for product in picks {
+            let body = json!({ "productId": product, "quantity": 1 });
+            let added = self
+                .send(
+                    &cookie,
+                    reqwest::Method::POST,
+                    "/api/cart/items",
+                    Some(body),
+                    tally,
+                )
+                .await;
+            if added.0 != 200 {
+                return error_outcome(started, "cart", added.0);
+            }
+        }
+        let body = json!({
+            "email": "bench@example.com",
+            "shippingAddress": { "name": "Bench", "email": "bench@example.com",
+                "street": "1 Load Lane", "city": "Loadville", "state": "LD", "zipCode": "00000" }
+        });
+        let placed_at = Instant::now();
+        let placed = self
+            .send(
+                &cookie,
+                reqwest::Method::POST,
+                "/api/ordering/checkout",
+                Some(body),
+                tally,
+            )
+            .await;
+        let Some(order) = placed.1["orderId"].as_str().map(String::from) else {
+            return error_outcome(started, "checkout", placed.0);
+        };
+        let path = format!("/api/ordering/orders/{order}");
+        let first = self
+            .wait_http(&cookie, &path, &["StockReserved", "Failed"], tally)
+            .await;
+        let to_awaiting = micros(placed_at);
+        if first.0 != "StockReserved" {
+            return settled(first, picks, started, Some(to_awaiting), None);
+        }
+        let paid_at = Instant::now();
+        let pay = json!({ "shouldSucceed": !decline });
+        let paid = self
+            .send(
+                &cookie,
+                reqwest::Method::POST,
+                &format!("{path}/pay"),
+                Some(pay),
+                tally,
+            )
+            .await;
+        if paid.0 != 200 {
+            return error_outcome(started, "pay", paid.0);
+        }
+        let last = self
+            .wait_http(&cookie, &path, &["Confirmed", "Failed"], tally)
+            .await;
+        settled(
+            last,
+            picks,
+            started,
+            Some(to_awaiting),
+            Some(micros(paid_at)),
+        )
+    }
+
+    async fn wait_http(
+        &self,
+        cookie: &str,
+        path: &str,
+        statuses: &[&str],
+        tally: &Tally,
+    ) -> (String, Option<String>) {
+        let deadline = Instant::now() + SETTLE_LIMIT;
+        while Instant::now() < deadline {
+            let (_, order) = self
+                .send(cookie, reqwest::Method::GET, path, None, tally)
+                .await;
+            if let Some(status) = order["status"].as_str()
+                && statuses.contains(&status)
+            {
+                return (
+                    status.to_owned(),
+                    order["failureReason"].as_str().map(String::from),
+                );
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        ("Stuck".into(), None)
+    }
+
+    async fn checkout_in_process(&self, picks: &[String], decline: bool, tally: &Tally) -> Outcome {
+        let started = Instant::now();
+        let state = &self
+            .embedded
+            .as_ref()
+            .expect("engine mode is embedded")
+            .state;
+        let lines = picks
+            .iter()
+            .filter_map(|p| p.parse::<ProductId>().ok())
+            .map(|p| (p, 1))
+            .collect();
+        let valid = ValidCheckout {
+            email: "bench@example.com".into(),
+            address: ShippingAddress {
+                name: "Bench".into(),
+                email: "bench@example.com".into(),
+                street: "1 Load Lane".into(),
+                city: "Loadville".into(),
+                state: "LD".into(),
+                zip_code: "00000".into(),
+            },
+            lines: Some(lines),
+        };
+        let order = match place_in_process(state, &valid, tally).await {
+            Ok(order) => order,
+            Err(error) => return error_outcome(started, &format!("checkout: {error}"), 0),
+        };
+        let first = wait_in_process(state, order.id, &["StockReserved", "Failed"]).await;
+        let to_awaiting = micros(started);
+        if first.0 != "StockReserved" {
+            return settled(first, picks, started, Some(to_awaiting), None);
+        }
+        let paid_at = Instant::now();
+        if let Err(error) = pay_in_process(state, &order, !decline, tally).await {
+            return error_outcome(started, &format!("pay: {error}"), 0);
+        }
+        let last = wait_in_process(state, order.id, &["Confirmed", "Failed"]).await;
+        settled(
+            last,
+            picks,
+            started,
+            Some(to_awaiting),
+            Some(micros(paid_at)),
+        )
+    }
+
+    async fn send(
+        &self,
+        cookie: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        tally: &Tally,
+    ) -> (u16, Value) {
+        tally.request();
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("cookie", cookie);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let body = response.json().await.unwrap_or(Value::Null);
+                if status >= 400 {
+                    tally.error(status.to_string()).await;
+                }
+                (status, body)
+            }
+            Err(error) => {
+                tally.error(format!("transport: {error}")).await;
+                (0, Value::Null)
+            }
+        }
+    }
+
+    async fn admin_send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), BenchError> {
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.admin_token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| BenchError::Setup(e.to_string()))?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    async fn admin_get(&self, path: &str) -> Result<Value, BenchError> {
+        let (status, body) = self.admin_send(reqwest::Method::GET, path, None).await?;
+        if status != 200 {
+            return Err(BenchError::Setup(format!(
+                "GET {path} answered {status}: {body}"
+            )));
+        }
+        Ok(body)
+    }
+}
+
+async fn place_in_process(
+    state: &AppState,
+    valid: &ValidCheckout,
+    tally: &Tally,
+) -> crate::Result<crate::ordering::db::Order> {
+    tally.request();
+    let mut tx = state.bus.begin().await?;
+    let order =
+        crate::ordering::http::place_order(&mut tx, BuyerId(uuid::Uuid::new_v4()), valid, None)
+            .await?;
+    tx.commit().await?;
+    Ok(order)
+}
+
+async fn pay_in_process(
+    state: &AppState,
+    order: &crate::ordering::db::Order,
+    succeed: bool,
+    tally: &Tally,
+) -> crate::Result<()> {
+    tally.request();
+    let mut tx = state.bus.begin().await?;
+    crate::payment::record_payment(&mut tx, order, succeed, state.config.payment_timeout).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+async fn wait_in_process(
+    state: &AppState,
+    order: OrderId,
+    statuses: &[&str],
+) -> (String, Option<String>) {
+    let deadline = Instant::now() + SETTLE_LIMIT;
+    while Instant::now() < deadline {
+        if let Ok(mut conn) = state.db.reader().acquire().await
+            && let Ok(Some(found)) = crate::ordering::db::find_order(&mut conn, order).await
+            && statuses.contains(&found.status.as_str())
+        {
+            return (found.status.as_str().to_owned(), found.failure_reason);
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    ("Stuck".into(), None)
+}
+
+fn settled(
+    (status, reason): (String, Option<String>),
+    picks: &[String],
+    started: Instant,
+    to_awaiting: Option<u64>,
+    to_settled: Option<u64>,
+) -> Outcome {
+    let bought = if status == "Confirmed" {
+        picks.iter().map(|p| (p.clone(), 1)).collect()
+    } else {
+        Vec::new()
+    };
+    Outcome {
+        status,
+        reason,
+        bought,
+        to_awaiting,
+        to_settled,
+        whole: micros(started),
+    }
+}
+
+fn error_outcome(started: Instant, step: &str, status: u16) -> Outcome {
+    Outcome {
+        status: "Error".into(),
+        reason: Some(format!("{step} answered {status}")),
+        bought: Vec::new(),
+        to_awaiting: None,
+        to_settled: None,
+        whole: micros(started),
+    }
+}
+
+fn micros(since: Instant) -> u64 {
+    u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
+}
+
+/// What starting an embedded server yields.
+struct Started {
+    value: Embedded,
+    base: String,
+    token: String,
+}
+
+impl std::ops::Deref for Started {
+    type Target = Embedded;
+    fn deref(&self) -> &Embedded {
+        &self.value
+    }
+}
+
+impl Embedded {
+    async fn start(options: &BenchOptions) -> Result<Started, BenchError> {
+        let dir = tempfile::tempdir().map_err(|e| BenchError::Setup(e.to_string()))?;
+        let token = uuid::Uuid::new_v4().simple().to_string();
+        let database_url = options
+            .database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+        let postgres = database_url.starts_with("postgres");
+        let config = Config {
+            addr: "127.0.0.1:0".into(),
+            database_url,
+            synchronous: options.synchronous,
+            admin_token: token.clone(),
+            workers: if postgres { 4 } else { 1 },
+            db_pool_size: if postgres { 20 } else { 10 },
+            ..Config::default()
+        };
+        let app = App::build(config).await?;
+        let base = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
+        let (shutdown, stopped) = tokio::sync::oneshot::channel();
+        let server = tokio::spawn(app.run(async {
+            let _ = stopped.await;
+        }));
+        Ok(Started {
+            value: Embedded {
+                state,
+                shutdown: std::sync::Mutex::new(Some(shutdown)),
+                server: std::sync::Mutex::new(Some(server)),
+                _dir: dir,
+            },
+            base,
+            token,
+        })
+    }
+
+    async fn stop(&self) {
+        if let Some(shutdown) = self.shutdown.lock().expect("lock").take() {
+            let _ = shutdown.send(());
+        }
+        let server = self.server.lock().expect("lock").take();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+    }
+}

@@ -1,0 +1,273 @@
+//! `microcommerce bench`: drives simulated buyers through whole checkouts and reports
+//! checkouts per second, latency and outcomes, checks the stock invariants, and measures the
+//! ceiling: the same rows written by plain SQL transactions, without bus or saga.
+//!
+//! Three drivers share one loop ([`Driver`]): the real HTTP API (of an embedded server on a
+//! fresh temporary database, or of a deployment given by `--url`), the saga engine in-process
+//! without HTTP (`--engine`), and the baseline (`--baseline`, run after the main one).
+
+mod baseline;
+mod driver;
+mod report;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use tokio::sync::Mutex;
+
+pub use driver::Driver;
+pub use report::Report;
+
+/// What to run and how hard.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    /// A running deployment to drive; `None` starts an embedded server.
+    pub url: Option<String>,
+    /// Admin token of the deployment (for stock set-up).
+    pub admin_token: Option<String>,
+    /// Database of the embedded server (and of the baseline); `None` is a temporary SQLite file.
+    pub database_url: Option<String>,
+    /// SQLite durability of the embedded server and the baseline.
+    pub synchronous: bus::Synchronous,
+    /// Concurrent simulated buyers.
+    pub buyers: usize,
+    /// How long to run (unless `checkouts` is given).
+    pub duration: Duration,
+    /// Stop after this many checkouts instead.
+    pub checkouts: Option<u64>,
+    /// Products per order.
+    pub items: usize,
+    /// All buyers want one product with `hot_stock` units, instead of the whole catalog.
+    pub hot_product: bool,
+    /// Units of the hot product.
+    pub hot_stock: i64,
+    /// Share of payments declined.
+    pub decline_ratio: f64,
+    /// Seed of the buyers' random choices.
+    pub seed: u64,
+    /// Drive the saga engine in-process instead of the HTTP API.
+    pub engine: bool,
+    /// Also measure the plain-SQL ceiling and the ratio to it.
+    pub baseline: bool,
+    /// Show a live progress bar on stderr.
+    pub progress: bool,
+}
+
+/// Why a benchmark could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    /// The embedded server did not start.
+    #[error(transparent)]
+    Start(#[from] crate::app::StartError),
+    /// A set-up request failed.
+    #[error("set-up failed: {0}")]
+    Setup(String),
+    /// A database statement failed.
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+/// One finished checkout as a buyer saw it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// Confirmed or Failed (or Stuck if it never settled).
+    pub status: String,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// Units bought per product (empty unless confirmed).
+    pub bought: Vec<(String, i64)>,
+    /// Checkout until awaiting payment (or failed), microseconds.
+    pub to_awaiting: Option<u64>,
+    /// Payment until confirmed (or failed), microseconds.
+    pub to_settled: Option<u64>,
+    /// The whole checkout, microseconds.
+    pub whole: u64,
+}
+
+/// What the buyers share while running.
+pub struct Tally {
+    pub(crate) outcomes: Mutex<Vec<Outcome>>,
+    pub(crate) requests: AtomicU64,
+    pub(crate) errors: Mutex<BTreeMap<String, u64>>,
+    pub(crate) started: AtomicU64,
+}
+
+impl Tally {
+    fn new() -> Arc<Self> {
+        Arc::new(Self {
+            outcomes: Mutex::new(Vec::new()),
+            requests: AtomicU64::new(0),
+            errors: Mutex::new(BTreeMap::new()),
+            started: AtomicU64::new(0),
+        })
+    }
+
+    /// Counts one request.
+    pub fn request(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts an unexpected answer (an HTTP status, or a transport error).
+    pub async fn error(&self, what: impl Into<String>) {
+        *self.errors.lock().await.entry(what.into()).or_default() += 1;
+    }
+}
+
+/// Runs the benchmark described by `options` and returns its report.
+pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
+    let driver = Driver::prepare(options).await?;
+    let measured = drive(options, &driver, "checkouts").await;
+    let invariants = driver.check_invariants(&measured.outcomes).await?;
+    let baseline = if options.baseline {
+        let plain = baseline::Baseline::prepare(options).await?;
+        Some(drive_baseline(options, &plain).await)
+    } else {
+        None
+    };
+    driver.finish().await;
+    Ok(Report::new(options, measured, invariants, baseline))
+}
+
+/// The raw results of one driven run.
+pub struct Measured {
+    /// Every checkout's outcome.
+    pub outcomes: Vec<Outcome>,
+    /// Requests made (HTTP) or transactions (in-process).
+    pub requests: u64,
+    /// Unexpected answers by kind.
+    pub errors: BTreeMap<String, u64>,
+    /// Wall time of the run.
+    pub elapsed: Duration,
+}
+
+async fn drive(options: &BenchOptions, driver: &Driver, label: &str) -> Measured {
+    let tally = Tally::new();
+    let started = Instant::now();
+    let deadline = started + options.duration;
+    let progress = progress_bar(options, label, tally.clone());
+    let buyers = (0..options.buyers).map(|n| {
+        let (driver, tally) = (driver.clone(), tally.clone());
+        let options = options.clone();
+        tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_add(n as u64));
+            while keep_going(&options, &tally, deadline) {
+                let outcome = driver.checkout(&mut rng, &options, &tally).await;
+                tally.outcomes.lock().await.push(outcome);
+            }
+        })
+    });
+    futures_util::future::join_all(buyers).await;
+    let elapsed = started.elapsed();
+    if let Some((bar, ticker)) = progress {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    collect(tally, elapsed).await
+}
+
+async fn drive_baseline(options: &BenchOptions, plain: &baseline::Baseline) -> Measured {
+    let tally = Tally::new();
+    let started = Instant::now();
+    let deadline = started + options.duration;
+    let progress = progress_bar(options, "baseline", tally.clone());
+    let buyers = (0..options.buyers).map(|n| {
+        let (plain, tally) = (plain.clone(), tally.clone());
+        let options = options.clone();
+        tokio::spawn(async move {
+            let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_add(n as u64));
+            while keep_going(&options, &tally, deadline) {
+                let outcome = plain.checkout(&mut rng, &options, &tally).await;
+                tally.outcomes.lock().await.push(outcome);
+            }
+        })
+    });
+    futures_util::future::join_all(buyers).await;
+    let elapsed = started.elapsed();
+    if let Some((bar, ticker)) = progress {
+        ticker.abort();
+        bar.finish_and_clear();
+    }
+    collect(tally, elapsed).await
+}
+
+/// Claims the next checkout, if the run has not reached its count or its deadline.
+fn keep_going(options: &BenchOptions, tally: &Tally, deadline: Instant) -> bool {
+    match options.checkouts {
+        Some(limit) => tally.started.fetch_add(1, Ordering::Relaxed) < limit,
+        None => Instant::now() < deadline,
+    }
+}
+
+async fn collect(tally: Arc<Tally>, elapsed: Duration) -> Measured {
+    Measured {
+        outcomes: std::mem::take(&mut *tally.outcomes.lock().await),
+        requests: tally.requests.load(Ordering::Relaxed),
+        errors: std::mem::take(&mut *tally.errors.lock().await),
+        elapsed,
+    }
+}
+
+type Progress = (indicatif::ProgressBar, tokio::task::JoinHandle<()>);
+
+fn progress_bar(options: &BenchOptions, label: &str, tally: Arc<Tally>) -> Option<Progress> {
+    if !options.progress {
+        return None;
+    }
+    let bar = match options.checkouts {
+        Some(count) => indicatif::ProgressBar::new(count),
+        None => indicatif::ProgressBar::new(options.duration.as_secs()),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    let style = indicatif::ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_prefix(label.to_owned());
+    let started = Instant::now();
+    let by_count = options.checkouts.is_some();
+    let ticker = {
+        let bar = bar.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let done = tally.outcomes.lock().await.len() as u64;
+                let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
+                bar.set_position(if by_count {
+                    done
+                } else {
+                    started.elapsed().as_secs()
+                });
+                bar.set_message(format!("{done} checkouts, {rate:.0}/s"));
+            }
+        })
+    };
+    Some((bar, ticker))
+}
+
+/// Percentiles of latencies given in microseconds, in milliseconds.
+pub fn percentiles(values: impl Iterator<Item = u64>) -> Option<[f64; 4]> {
+    let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok()?;
+    for value in values {
+        let _ = histogram.record(value.max(1));
+    }
+    if histogram.is_empty() {
+        return None;
+    }
+    let ms = |micros: u64| micros as f64 / 1000.0;
+    Some([
+        ms(histogram.value_at_quantile(0.50)),
+        ms(histogram.value_at_quantile(0.95)),
+        ms(histogram.value_at_quantile(0.99)),
+        ms(histogram.max()),
+    ])
+}
+
+/// Peak resident memory of this process, in MiB (Linux).
+pub fn peak_rss_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
+}

@@ -1,0 +1,195 @@
+//! The summary: a table for people, one JSON line for scripts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use serde_json::{Value, json};
+
+use super::{BenchOptions, Measured, peak_rss_mib, percentiles};
+
+/// Everything one run measured.
+#[derive(Debug, Clone)]
+pub struct Report {
+    mode: &'static str,
+    buyers: usize,
+    seconds: f64,
+    checkouts: usize,
+    checkouts_per_sec: f64,
+    requests_per_sec: f64,
+    whole: Option<[f64; 4]>,
+    to_awaiting: Option<[f64; 4]>,
+    to_settled: Option<[f64; 4]>,
+    outcomes: BTreeMap<String, u64>,
+    errors: BTreeMap<String, u64>,
+    problems: Vec<String>,
+    baseline_per_sec: Option<f64>,
+    peak_rss_mib: Option<f64>,
+}
+
+impl Report {
+    /// Summarises a run (and the baseline run, if any).
+    pub fn new(
+        options: &BenchOptions,
+        run: Measured,
+        problems: Vec<String>,
+        baseline: Option<Measured>,
+    ) -> Self {
+        let seconds = run.elapsed.as_secs_f64().max(0.001);
+        let completed = run
+            .outcomes
+            .iter()
+            .filter(|o| is_completed(&o.status))
+            .count();
+        let mut outcomes = BTreeMap::new();
+        for outcome in &run.outcomes {
+            let key = match &outcome.reason {
+                Some(reason) if outcome.status != "Confirmed" => {
+                    format!("{}: {reason}", outcome.status)
+                }
+                _ => outcome.status.clone(),
+            };
+            *outcomes.entry(key).or_default() += 1;
+        }
+        let baseline_per_sec = baseline.map(|b| {
+            let done = b
+                .outcomes
+                .iter()
+                .filter(|o| is_completed(&o.status))
+                .count();
+            done as f64 / b.elapsed.as_secs_f64().max(0.001)
+        });
+        Self {
+            mode: if options.engine {
+                "engine (in-process)"
+            } else if options.url.is_some() {
+                "HTTP (remote)"
+            } else {
+                "HTTP (embedded)"
+            },
+            buyers: options.buyers,
+            seconds,
+            checkouts: completed,
+            checkouts_per_sec: completed as f64 / seconds,
+            requests_per_sec: run.requests as f64 / seconds,
+            whole: percentiles(
+                run.outcomes
+                    .iter()
+                    .filter(|o| is_completed(&o.status))
+                    .map(|o| o.whole),
+            ),
+            to_awaiting: percentiles(run.outcomes.iter().filter_map(|o| o.to_awaiting)),
+            to_settled: percentiles(run.outcomes.iter().filter_map(|o| o.to_settled)),
+            outcomes,
+            errors: run.errors,
+            problems,
+            baseline_per_sec,
+            peak_rss_mib: peak_rss_mib(),
+        }
+    }
+
+    /// True when stock was conserved, nothing stayed reserved and no order got stuck.
+    pub fn invariants_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// The summary for a terminal.
+    pub fn table(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "mode            {} | {} buyers | {:.1} s",
+            self.mode, self.buyers, self.seconds
+        );
+        let _ = writeln!(
+            out,
+            "checkouts       {} completed, {:.1}/s",
+            self.checkouts, self.checkouts_per_sec
+        );
+        let _ = writeln!(out, "requests        {:.1}/s", self.requests_per_sec);
+        let _ = writeln!(out, "latency (ms)          p50      p95      p99      max");
+        for (name, values) in [
+            ("whole checkout", self.whole),
+            ("to await payment", self.to_awaiting),
+            ("pay to settled", self.to_settled),
+        ] {
+            if let Some([p50, p95, p99, max]) = values {
+                let _ = writeln!(
+                    out,
+                    "  {name:<17} {p50:>8.1} {p95:>8.1} {p99:>8.1} {max:>8.1}"
+                );
+            }
+        }
+        let _ = writeln!(out, "outcomes");
+        for (outcome, count) in &self.outcomes {
+            let _ = writeln!(out, "  {count:>7}  {outcome}");
+        }
+        if !self.errors.is_empty() {
+            let _ = writeln!(out, "errors");
+            for (kind, count) in &self.errors {
+                let _ = writeln!(out, "  {count:>7}  {kind}");
+            }
+        }
+        if let Some(baseline) = self.baseline_per_sec {
+            let _ = writeln!(
+                out,
+                "baseline        {baseline:.1} checkouts/s of plain SQL; ratio {:.2}",
+                self.ratio().unwrap_or(0.0)
+            );
+        }
+        if let Some(rss) = self.peak_rss_mib {
+            let _ = writeln!(out, "peak RSS        {rss:.1} MiB");
+        }
+        if self.problems.is_empty() {
+            let _ = writeln!(
+                out,
+                "invariants      ok: stock conserved, nothing reserved, no order stuck"
+            );
+        } else {
+            let _ = writeln!(out, "invariants      VIOLATED");
+            for problem in &self.problems {
+                let _ = writeln!(out, "  {problem}");
+            }
+        }
+        out
+    }
+
+    fn ratio(&self) -> Option<f64> {
+        self.baseline_per_sec
+            .filter(|b| *b > 0.0)
+            .map(|b| self.checkouts_per_sec / b)
+    }
+
+    /// The same as one JSON object.
+    pub fn json(&self) -> Value {
+        let latency = |values: Option<[f64; 4]>| {
+            values.map(
+                |[p50, p95, p99, max]| json!({ "p50": p50, "p95": p95, "p99": p99, "max": max }),
+            )
+        };
+        let mut report = json!({
+            "mode": self.mode,
+            "buyers": self.buyers,
+            "seconds": self.seconds,
+            "checkouts": self.checkouts,
+            "checkoutsPerSec": self.checkouts_per_sec,
+            "requestsPerSec": self.requests_per_sec,
+            "latencyMs": latency(self.whole),
+            "toAwaitingPaymentMs": latency(self.to_awaiting),
+            "payToSettledMs": latency(self.to_settled),
+            "outcomes": self.outcomes,
+            "errors": self.errors,
+            "invariantsOk": self.invariants_ok(),
+            "problems": self.problems,
+            "peakRssMib": self.peak_rss_mib,
+        });
+        if let Some(baseline) = self.baseline_per_sec {
+            report["baselineCheckoutsPerSec"] = json!(baseline);
+            report["ratio"] = json!(self.ratio());
+        }
+        report
+    }
+}
+
+fn is_completed(status: &str) -> bool {
+    status == "Confirmed" || status == "Failed"
+}
