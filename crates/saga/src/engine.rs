@@ -235,6 +235,7 @@ impl<S: Saga> Engine<S> {
     ) -> Result<(), ConsumeError> {
         if current.finished {
             tx.cancel_scheduled(S::NAME, id).await?;
+            drop_parked(tx, S::NAME, id).await?;
             return Ok(());
         }
         for parked in parked_events(tx, S::NAME, id).await? {
@@ -355,6 +356,35 @@ async fn count_ignored(tx: &mut Tx<'_>, saga: &str, id: Uuid) -> Result<(), Cons
         "UPDATE saga_instances SET ignored_events = ignored_events + 1 \
          WHERE saga = $1 AND correlation_id = $2",
     )
+    .bind(saga)
+    .bind(id.to_string())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Events still parked when their instance finishes can never apply: they are as late as an
+/// event arriving now, so they are dropped and counted like one rather than left waiting.
+async fn drop_parked(tx: &mut Tx<'_>, saga: &str, id: Uuid) -> Result<(), ConsumeError> {
+    let dropped = sqlx::query("DELETE FROM saga_parked WHERE saga = $1 AND correlation_id = $2")
+        .bind(saga)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    if dropped == 0 {
+        return Ok(());
+    }
+    tracing::info!(
+        saga,
+        dropped,
+        "parked events ignored: the instance finished"
+    );
+    sqlx::query(
+        "UPDATE saga_instances SET ignored_events = ignored_events + $1 \
+         WHERE saga = $2 AND correlation_id = $3",
+    )
+    .bind(i64::try_from(dropped).unwrap_or(i64::MAX))
     .bind(saga)
     .bind(id.to_string())
     .execute(&mut **tx)

@@ -12,8 +12,9 @@
 //! - an event for a finished instance is ignored and counted, never re-creating it (finished
 //!   instances stay as tombstones until [`prune_completed`]);
 //! - an event that arrives early ([`Rejected::Early`]) is parked and re-offered after each state
-//!   change; a stale one ([`Rejected::Stale`], a timeout after the fact) is a counted no-op; one
-//!   that is never valid ([`Rejected::Invalid`]) is dead-lettered with its reason;
+//!   change (one still parked when the instance finishes is ignored and counted); a stale one
+//!   ([`Rejected::Stale`], a timeout after the fact) is a counted no-op; one that is never
+//!   valid ([`Rejected::Invalid`]) is dead-lettered with its reason;
 //! - timeouts are scheduled messages written with the state; reaching a final state withdraws
 //!   the instance's pending timeouts.
 //!

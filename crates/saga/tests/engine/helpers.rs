@@ -1,18 +1,20 @@
 //! A toy order saga, a fresh database per test, and a consumer that records what it sends.
 
-#![allow(dead_code)]
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{
-    Bus, BusConfig, ConsumeError, Consumer, Db, DbOptions, Envelope, Message, Outgoing,
+    Bus, BusConfig, ConsumeError, Consumer, Db, DbOptions, Envelope, Message, MessageId, Outgoing,
     Synchronous, Tx, async_trait,
 };
-use saga::{Engine, Rejected, Saga, Transition};
+pub use saga::Saga;
+use saga::{Engine, Rejected, Transition};
 use serde::{Deserialize, Serialize};
 pub use testkit::{Backend, eventually};
 use uuid::Uuid;
+
+/// Far enough away never to fire during a test.
+pub const LONG: Duration = Duration::from_secs(3600);
 
 macro_rules! message {
     ($name:ident $({ $($field:ident : $ty:ty),* })?) => {
@@ -25,6 +27,7 @@ macro_rules! message {
     };
 }
 
+// Events the saga consumes.
 message!(Started);
 message!(Reserved);
 message!(Paid);
@@ -32,7 +35,7 @@ message!(Declined);
 message!(TimedOut);
 message!(Noted { note: u32 });
 message!(Bogus);
-message!(Reserve);
+// Commands it sends, which the recorder consumes.
 message!(Confirm);
 message!(Release);
 
@@ -57,10 +60,11 @@ pub enum OrderEvent {
     Bogus,
 }
 
-/// Started → Open (sends Reserve) → Reserved (schedules TimedOut) → Confirmed (sends Confirm)
-/// or Failed (sends Release). `Noted` appends to the notes in any open state, so two of them
-/// raced must both survive.
+/// Started → Open → Reserved (schedules TimedOut) → Confirmed (sends Confirm) or Failed
+/// (declined or timed out; sends Release). `Noted` appends to the notes in any open state, so
+/// that two of them raced must both survive; `Bogus` is never valid.
 pub struct OrderSaga {
+    /// How long a reserved order waits for its payment.
     pub timeout: Duration,
 }
 
@@ -82,18 +86,16 @@ impl Saga for OrderSaga {
     }
 
     fn decode(&self, m: &Envelope) -> Result<(Uuid, OrderEvent), serde_json::Error> {
-        Ok((
-            m.correlation_id,
-            match m.message_type.as_str() {
-                "Started" => OrderEvent::Started,
-                "Reserved" => OrderEvent::Reserved,
-                "Paid" => OrderEvent::Paid,
-                "Declined" => OrderEvent::Declined,
-                "TimedOut" => OrderEvent::TimedOut,
-                "Noted" => OrderEvent::Noted(m.decode::<Noted>()?.note),
-                _ => OrderEvent::Bogus,
-            },
-        ))
+        let event = match m.message_type.as_str() {
+            "Started" => OrderEvent::Started,
+            "Reserved" => OrderEvent::Reserved,
+            "Paid" => OrderEvent::Paid,
+            "Declined" => OrderEvent::Declined,
+            "TimedOut" => OrderEvent::TimedOut,
+            "Noted" => OrderEvent::Noted(m.decode::<Noted>()?.note),
+            _ => OrderEvent::Bogus,
+        };
+        Ok((m.correlation_id, event))
     }
 
     fn is_start(&self, event: &(Uuid, OrderEvent)) -> bool {
@@ -178,7 +180,8 @@ fn failed(id: Uuid, reason: &str) -> (OrderState, Vec<Outgoing>) {
     )
 }
 
-/// Records every Confirm and Release the saga sends, with its correlation id.
+/// Records every Confirm and Release the saga sends in the `sent` table, so that tests see
+/// what actually reached a consumer rather than what sits in the queue.
 pub struct Recorder;
 
 #[async_trait]
@@ -202,17 +205,21 @@ impl Consumer for Recorder {
     }
 }
 
-/// A database in a temporary directory with the bus, saga and `sent` tables.
+/// A fresh database with the bus, saga and `sent` tables, and a bus running the order saga and
+/// the recorder.
 pub struct TestSaga {
     pub db: Db,
     pub bus: Bus,
-    dir: tempfile::TempDir,
+    /// Keeps the SQLite file alive for the test's duration.
+    _dir: tempfile::TempDir,
 }
 
 pub async fn setup(backend: Backend, timeout: Duration) -> TestSaga {
     setup_with(backend, timeout, BusConfig::default(), vec![]).await
 }
 
+/// [`setup`] with a bus configuration and consumers registered after the engine and recorder
+/// (so that in a batch their copy of a message comes after the engine's).
 pub async fn setup_with(
     backend: Backend,
     timeout: Duration,
@@ -237,11 +244,21 @@ pub async fn setup_with(
         .into_iter()
         .fold(builder, |b, c| b.consumer(c))
         .build();
-    TestSaga { db, bus, dir }
+    TestSaga { db, bus, _dir: dir }
+}
+
+/// A message row waiting in the queue.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct Queued {
+    pub consumer: String,
+    pub message_type: String,
+    pub causation_id: Option<String>,
+    pub available_at: i64,
 }
 
 impl TestSaga {
-    pub async fn publish(&self, message: &impl Message) -> bus::MessageId {
+    /// Publishes `message` in a transaction of its own.
+    pub async fn publish(&self, message: &impl Message) -> MessageId {
         let mut tx = self.bus.begin().await.unwrap();
         let id = tx.publish(message).await.unwrap();
         tx.commit().await.unwrap();
@@ -249,7 +266,7 @@ impl TestSaga {
     }
 
     /// Publishes and runs the bus until nothing is due.
-    pub async fn deliver(&self, message: &impl Message) -> bus::MessageId {
+    pub async fn deliver(&self, message: &impl Message) -> MessageId {
         let id = self.publish(message).await;
         self.bus.run_pending().await.unwrap();
         id
@@ -261,11 +278,45 @@ impl TestSaga {
             .unwrap()
     }
 
+    /// Types of the messages the saga sent for `id` that reached the recorder.
     pub async fn sent(&self, id: Uuid) -> Vec<String> {
         sqlx::query_scalar("SELECT message_type FROM sent WHERE correlation_id = $1")
             .bind(id.to_string())
             .fetch_all(self.db.reader())
             .await
             .unwrap()
+    }
+
+    /// Messages of `id` still in the queue, oldest first.
+    pub async fn queued(&self, id: Uuid) -> Vec<Queued> {
+        sqlx::query_as(
+            "SELECT consumer, message_type, causation_id, available_at FROM bus_queue \
+             WHERE correlation_id = $1 ORDER BY id",
+        )
+        .bind(id.to_string())
+        .fetch_all(self.db.reader())
+        .await
+        .unwrap()
+    }
+
+    /// A `SELECT COUNT(*) …`.
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(self.db.reader())
+            .await
+            .unwrap()
+    }
+
+    /// Runs the bus until `check` holds, for retries that fall due a little later.
+    pub async fn run_until<T, F, Fut>(&self, what: &str, check: F) -> T
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Option<T>>,
+    {
+        eventually(what, Duration::from_secs(30), || async {
+            self.bus.run_pending().await.unwrap();
+            check().await
+        })
+        .await
     }
 }
