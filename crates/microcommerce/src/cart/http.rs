@@ -1,5 +1,7 @@
 //! Cart routes; every one acts on the calling buyer's own cart only.
 
+use std::collections::HashMap;
+
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -7,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::app::AppState;
-use crate::catalog::db::{ProductStatus, find_products};
+use crate::catalog::db::{ProductSnapshot, ProductStatus, find_products};
 use crate::http::{Caller, Json, Path};
 use crate::ids::{CartItemId, ProductId};
 use crate::money::Money;
@@ -39,38 +41,57 @@ pub struct CartItemView {
     line_total: Money,
 }
 
-/// The caller's cart; 204 when there is none or it is empty.
+/// The caller's cart; 204 when there is none or it is empty. Names, prices and pictures are the
+/// catalog's as of now.
 #[utoipa::path(get, path = "/api/cart", tag = "cart",
     responses((status = 200, body = CartView), (status = 204)))]
 pub async fn get_cart(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    let mut conn = state.db.reader().acquire().await?;
     let rows = sqlx::query(
-        "SELECT c.id AS cart_id, i.id, i.product_id, i.quantity, p.name, p.price_cents, p.image_url \
-         FROM carts c JOIN cart_items i ON i.cart_id = c.id JOIN products p ON p.id = i.product_id \
+        "SELECT c.id AS cart_id, i.id, i.product_id, i.quantity \
+         FROM carts c JOIN cart_items i ON i.cart_id = c.id \
          WHERE c.buyer_id = $1 ORDER BY i.added_at, i.id",
     )
     .bind(caller.buyer.to_string())
-    .fetch_all(state.db.reader())
+    .fetch_all(&mut *conn)
     .await?;
     let Some(first) = rows.first() else {
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     let cart_id: String = first.try_get("cart_id")?;
-    let items = rows
+    let lines = rows
         .iter()
         .map(|row| {
-            let price = Money(row.try_get("price_cents")?);
             let quantity: i64 = row.try_get("quantity")?;
-            Ok(CartItemView {
-                id: crate::ordering::db::parse(row.try_get("id")?)?,
-                product_id: crate::ordering::db::parse(row.try_get("product_id")?)?,
-                product_name: row.try_get("name")?,
-                unit_price: price,
-                image_url: row.try_get("image_url")?,
-                quantity,
-                line_total: price * u32::try_from(quantity).unwrap_or_default(),
-            })
+            Ok((
+                parse_id::<CartItemId>(row.try_get("id")?)?,
+                parse_id::<ProductId>(row.try_get("product_id")?)?,
+                u32::try_from(quantity).unwrap_or_default(),
+            ))
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    let ids: Vec<ProductId> = lines.iter().map(|(_, product, _)| *product).collect();
+    let products: HashMap<ProductId, ProductSnapshot> = find_products(&mut conn, &ids)
+        .await?
+        .into_iter()
+        .map(|product| (product.id, product))
+        .collect();
+    // A cart line always names a product (a foreign key), so none is left out in practice.
+    let items: Vec<CartItemView> = lines
+        .into_iter()
+        .filter_map(|(id, product_id, quantity)| {
+            let product = products.get(&product_id)?;
+            Some(CartItemView {
+                id,
+                product_id,
+                product_name: product.name.clone(),
+                unit_price: product.price,
+                image_url: product.image_url.clone(),
+                quantity: i64::from(quantity),
+                line_total: product.price * quantity,
+            })
+        })
+        .collect();
     Ok(Json(CartView {
         id: cart_id,
         subtotal: items.iter().map(|item| item.line_total).sum(),
@@ -78,6 +99,11 @@ pub async fn get_cart(State(state): State<AppState>, caller: Caller) -> Result<R
         items,
     })
     .into_response())
+}
+
+fn parse_id<T: std::str::FromStr<Err = uuid::Error>>(text: String) -> Result<T, sqlx::Error> {
+    text.parse()
+        .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))
 }
 
 /// What to add.
@@ -131,7 +157,7 @@ pub async fn add_item(
         "INSERT INTO cart_items (id, cart_id, product_id, quantity, added_at) \
          SELECT $1, c.id, $2, $3, $4 FROM carts c WHERE c.buyer_id = $5 \
          ON CONFLICT (cart_id, product_id) DO UPDATE SET quantity = CASE \
-           WHEN cart_items.quantity + excluded.quantity > 99 THEN 99 \
+           WHEN cart_items.quantity + excluded.quantity > $6 THEN $6 \
            ELSE cart_items.quantity + excluded.quantity END \
          RETURNING id",
     )
@@ -140,11 +166,12 @@ pub async fn add_item(
     .bind(body.quantity)
     .bind(now.0)
     .bind(caller.buyer.to_string())
+    .bind(MAX_QUANTITY)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(Json(ItemAdded {
-        item_id: crate::ordering::db::parse(item_id)?,
+        item_id: parse_id(item_id)?,
     }))
 }
 

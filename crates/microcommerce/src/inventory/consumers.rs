@@ -41,7 +41,9 @@ impl Consumer for ReserveStock {
         let command: ReserveStockForOrder = message.decode()?;
         let order_id = command.order_id;
         if has_reservations(tx, order_id).await? {
-            // Already decided for this order: repeat the decision, never reserve again.
+            // A redelivery (or a resend under a new message id) for an order whose reservation
+            // is stored: reservation rows exist only if every line was reserved, so the stored
+            // outcome is "completed". Repeat it; never reserve again.
             tracing::info!("reservation already recorded; repeating its outcome");
             tx.publish(&StockReservationCompleted { order_id }).await?;
             return Ok(());
@@ -80,10 +82,11 @@ async fn reserve_all(
     now: Timestamp,
 ) -> Result<Result<(), OrderLine>, sqlx::Error> {
     let mut merged: BTreeMap<ProductId, OrderLine> = BTreeMap::new();
-    for line in lines {
+    // A line of zero units holds nothing (ordering never sends one; the table would refuse it).
+    for line in lines.iter().filter(|line| line.quantity > 0) {
         merged
             .entry(line.product_id)
-            .and_modify(|kept| kept.quantity += line.quantity)
+            .and_modify(|kept| kept.quantity = kept.quantity.saturating_add(line.quantity))
             .or_insert_with(|| line.clone());
     }
     let mut savepoint = tx.savepoint().await?;
@@ -170,19 +173,16 @@ enum Ending {
 
 /// Ends every Held reservation of `order`; rows already ended are left alone, so running it
 /// twice changes nothing. Returns how many lines ended now.
+///
+/// The status flip comes first and claims the rows in one statement (`… WHERE status = 'Held'
+/// RETURNING`): only the lines this call actually ended move stock, so even two deliveries racing
+/// each other (or a deduct racing a release) can never apply a line twice.
 async fn end_reservations(
     tx: &mut Tx<'_>,
     order: OrderId,
     ending: Ending,
 ) -> Result<usize, sqlx::Error> {
     let now = tx.now().await?;
-    let held = sqlx::query(
-        "SELECT product_id, quantity FROM stock_reservations \
-         WHERE order_id = $1 AND status = 'Held' ORDER BY product_id",
-    )
-    .bind(order.to_string())
-    .fetch_all(&mut **tx)
-    .await?;
     let (stock_update, status) = match ending {
         Ending::Deducted => (
             "UPDATE stock_items SET on_hand = on_hand - $1, reserved = reserved - $1, \
@@ -194,25 +194,28 @@ async fn end_reservations(
             "Released",
         ),
     };
-    for row in &held {
-        let product: String = row.try_get("product_id")?;
-        let quantity: i64 = row.try_get("quantity")?;
+    let ended = sqlx::query(
+        "UPDATE stock_reservations SET status = $1, ended_at = $2 \
+         WHERE order_id = $3 AND status = 'Held' RETURNING product_id, quantity",
+    )
+    .bind(status)
+    .bind(now.0)
+    .bind(order.to_string())
+    .fetch_all(&mut **tx)
+    .await?;
+    let mut lines = ended
+        .iter()
+        .map(|row| Ok((row.try_get("product_id")?, row.try_get("quantity")?)))
+        .collect::<Result<Vec<(String, i64)>, sqlx::Error>>()?;
+    // Stock rows in product-id order, the same lock order as reserving.
+    lines.sort();
+    for (product, quantity) in &lines {
         sqlx::query(stock_update)
             .bind(quantity)
             .bind(now.0)
-            .bind(&product)
+            .bind(product)
             .execute(&mut **tx)
             .await?;
-        sqlx::query(
-            "UPDATE stock_reservations SET status = $1, ended_at = $2 \
-             WHERE order_id = $3 AND product_id = $4 AND status = 'Held'",
-        )
-        .bind(status)
-        .bind(now.0)
-        .bind(order.to_string())
-        .bind(&product)
-        .execute(&mut **tx)
-        .await?;
     }
-    Ok(held.len())
+    Ok(lines.len())
 }

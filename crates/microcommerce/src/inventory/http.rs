@@ -33,7 +33,10 @@ fn stock_view(row: &AnyRow) -> Result<StockView, sqlx::Error> {
     let reserved: i64 = row.try_get("reserved")?;
     let available = on_hand - reserved;
     Ok(StockView {
-        product_id: crate::ordering::db::parse(row.try_get("product_id")?)?,
+        product_id: row
+            .try_get::<String, _>("product_id")?
+            .parse()
+            .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
         quantity_on_hand: on_hand,
         reserved_quantity: reserved,
         available_quantity: available,
@@ -75,18 +78,23 @@ pub async fn list_stock(
     Query(query): Query<StockQuery>,
 ) -> Result<Json<Vec<StockView>>> {
     let ids = parse_ids(query.product_ids.as_deref().unwrap_or_default())?;
-    let mut levels = Vec::with_capacity(ids.len());
-    for id in ids {
-        let row = sqlx::query(
-            "SELECT product_id, on_hand, reserved FROM stock_items WHERE product_id = $1",
-        )
-        .bind(id.to_string())
-        .fetch_optional(state.db.reader())
+    let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
+    // Only numbered placeholders are spliced in; the ids themselves are bound.
+    let sql = sqlx::AssertSqlSafe(format!(
+        "SELECT product_id, on_hand, reserved FROM stock_items WHERE product_id IN ({})",
+        placeholders.join(", ")
+    ));
+    let rows = ids
+        .iter()
+        .fold(sqlx::query(sql), |query, id| query.bind(id.to_string()))
+        .fetch_all(state.db.reader())
         .await?;
-        if let Some(row) = row {
-            levels.push(stock_view(&row)?);
-        }
-    }
+    let mut levels = rows
+        .iter()
+        .map(stock_view)
+        .collect::<Result<Vec<_>, sqlx::Error>>()?;
+    // In the order asked for.
+    levels.sort_by_key(|level| ids.iter().position(|id| *id == level.product_id));
     Ok(Json(levels))
 }
 
@@ -102,13 +110,16 @@ fn parse_ids(text: &str) -> Result<Vec<ProductId>> {
             "give 1 to 100 comma-separated product ids",
         ));
     }
-    parts
-        .into_iter()
-        .map(|part| {
-            part.parse()
-                .map_err(|_| Error::invalid("productIds", format!("{part:?} is not a product id")))
-        })
-        .collect()
+    let mut ids: Vec<ProductId> = Vec::with_capacity(parts.len());
+    for part in parts {
+        let id = part
+            .parse()
+            .map_err(|_| Error::invalid("productIds", format!("{part:?} is not a product id")))?;
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 /// A change to the units on hand.
@@ -169,7 +180,7 @@ pub async fn adjust(
     .bind(product.to_string())
     .bind(body.adjustment)
     .bind(after)
-    .bind(body.reason.as_deref().map(str::trim))
+    .bind(body.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()))
     .bind(now.0)
     .execute(&mut *tx)
     .await?;

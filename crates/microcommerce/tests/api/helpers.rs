@@ -221,3 +221,66 @@ pub async fn stocked_product(app: &TestApp, name: &str, on_hand: i64) -> String 
     assert_eq!(adjusted.status, 204);
     id
 }
+
+/// A Published product priced `price_cents` with `on_hand` units, written straight into the
+/// database (with its own category), so that a test needs neither the demo seed nor the catalog
+/// API. Its name is `Product <last 8 hex digits of its id>` (the random end of a v7 uuid, so
+/// names differ within a test); [`product_name`] reads it back.
+pub async fn insert_product(
+    app: &TestApp,
+    price_cents: i64,
+    on_hand: i64,
+) -> microcommerce::ids::ProductId {
+    let product = microcommerce::ids::ProductId::new();
+    let category = microcommerce::ids::CategoryId::new();
+    let id = product.to_string();
+    let tag = &id[id.len() - 8..];
+    let mut tx = app.state.bus.begin().await.expect("begin");
+    let now = tx.now().await.expect("database time");
+    sqlx::query("INSERT INTO categories (id, name, description) VALUES ($1, $2, '')")
+        .bind(category.to_string())
+        .bind(format!("Category {product}"))
+        .execute(&mut *tx)
+        .await
+        .expect("category inserted");
+    sqlx::query(
+        "INSERT INTO products (id, sku, name, description, price_cents, currency, image_url, \
+         category_id, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, '', $4, 'USD', $5, $6, 'Published', $7, $7)",
+    )
+    .bind(product.to_string())
+    .bind(format!("TEST-{product}"))
+    .bind(format!("Product {tag}"))
+    .bind(price_cents)
+    .bind(format!("https://img.test/{tag}.png"))
+    .bind(category.to_string())
+    .bind(now.0)
+    .execute(&mut *tx)
+    .await
+    .expect("product inserted");
+    microcommerce::inventory::db::create_stock_item(&mut tx, product, on_hand, now)
+        .await
+        .expect("stock item created");
+    tx.commit().await.expect("commit");
+    product
+}
+
+/// The catalog name of `product`.
+pub async fn product_name(app: &TestApp, product: microcommerce::ids::ProductId) -> String {
+    sqlx::query_scalar("SELECT name FROM products WHERE id = $1")
+        .bind(product.to_string())
+        .fetch_one(app.state.db.reader())
+        .await
+        .expect("product exists")
+}
+
+/// Units (on hand, reserved) of `product`'s stock item.
+pub async fn stock_of(app: &TestApp, product: microcommerce::ids::ProductId) -> (i64, i64) {
+    use sqlx::Row;
+    let row = sqlx::query("SELECT on_hand, reserved FROM stock_items WHERE product_id = $1")
+        .bind(product.to_string())
+        .fetch_one(app.state.db.reader())
+        .await
+        .expect("stock item exists");
+    (row.get("on_hand"), row.get("reserved"))
+}
