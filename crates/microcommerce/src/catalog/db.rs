@@ -1,5 +1,7 @@
 //! Catalog queries shared with other modules.
 
+use std::str::FromStr;
+
 use sqlx::{AnyConnection, Row};
 
 use crate::ids::{CategoryId, ProductId};
@@ -78,21 +80,24 @@ pub async fn find_products(
 }
 
 fn snapshot(row: &sqlx::any::AnyRow) -> Result<ProductSnapshot, sqlx::Error> {
-    let id: String = row.try_get("id")?;
-    let category: String = row.try_get("category_id")?;
-    let status: String = row.try_get("status")?;
     Ok(ProductSnapshot {
-        id: id
-            .parse()
-            .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
-        category_id: category
-            .parse()
-            .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
+        id: parse_id(row.try_get("id")?)?,
+        category_id: parse_id(row.try_get("category_id")?)?,
         name: row.try_get("name")?,
         price: Money(row.try_get("price_cents")?),
         image_url: row.try_get("image_url")?,
-        status: ProductStatus::parse(&status).ok_or_else(|| {
-            sqlx::Error::Decode(format!("unknown product status {status}").into())
-        })?,
+        status: decode_status(&row.try_get::<String, _>("status")?)?,
     })
+}
+
+/// A stored id column as its typed id; a malformed one is a decoding error.
+pub(crate) fn parse_id<T: FromStr<Err = uuid::Error>>(text: String) -> Result<T, sqlx::Error> {
+    text.parse()
+        .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))
+}
+
+/// A stored status; the CHECK constraint makes anything else a broken database.
+pub(crate) fn decode_status(text: &str) -> Result<ProductStatus, sqlx::Error> {
+    ProductStatus::parse(text)
+        .ok_or_else(|| sqlx::Error::Decode(format!("unknown product status {text}").into()))
 }

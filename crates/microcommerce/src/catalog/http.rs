@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::db::ProductStatus;
+use super::db::{ProductStatus, decode_status, parse_id};
 use crate::app::AppState;
 use crate::http::{Admin, Caller, Json, Page, Paging, Path, Query};
 use crate::ids::{CategoryId, ProductId};
@@ -34,7 +34,7 @@ pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<Catego
         .iter()
         .map(|row| {
             Ok(CategoryView {
-                id: crate::ordering::db::parse(row.try_get("id")?)?,
+                id: parse_id(row.try_get("id")?)?,
                 name: row.try_get("name")?,
                 description: row.try_get("description")?,
             })
@@ -64,18 +64,17 @@ const PRODUCT_SELECT: &str = "SELECT p.id, p.sku, p.name, p.description, p.price
     FROM products p JOIN categories c ON c.id = p.category_id";
 
 fn product_view(row: &AnyRow) -> Result<ProductView, sqlx::Error> {
-    let status: String = row.try_get("status")?;
     Ok(ProductView {
-        id: crate::ordering::db::parse(row.try_get("id")?)?,
+        id: parse_id(row.try_get("id")?)?,
         sku: row.try_get("sku")?,
         name: row.try_get("name")?,
         description: row.try_get("description")?,
         price: Money(row.try_get("price_cents")?),
         currency: row.try_get("currency")?,
         image_url: row.try_get("image_url")?,
-        category_id: crate::ordering::db::parse(row.try_get("category_id")?)?,
+        category_id: parse_id(row.try_get("category_id")?)?,
         category_name: row.try_get("category_name")?,
-        status: ProductStatus::parse(&status).unwrap_or(ProductStatus::Draft),
+        status: decode_status(&row.try_get::<String, _>("status")?)?,
     })
 }
 
@@ -132,7 +131,7 @@ pub async fn products(
     .bind(pattern)
     .bind(published_only)
     .bind(i64::from(page_size))
-    .bind(i64::from((page - 1) * page_size))
+    .bind(i64::from(page - 1) * i64::from(page_size))
     .fetch_all(state.db.reader())
     .await?;
     let items = rows.iter().map(product_view).collect::<Result<_, _>>()?;
@@ -183,56 +182,101 @@ pub async fn product(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductInput {
-    /// 1..=200 characters.
+    /// 1..=200 characters (surrounding spaces are dropped).
     #[serde(default)]
     name: String,
     /// Up to 4000 characters.
     #[serde(default)]
     description: String,
+    // Price and category are required, but read as `Option`s so that a missing one is
+    // reported with the other field errors rather than as an unreadable body.
     /// More than 0, at most 1,000,000.00.
-    price: Money,
+    #[schema(value_type = Money, required = true)]
+    price: Option<Money>,
     /// An existing category.
-    category_id: CategoryId,
-    /// Picture URL, up to 2048 characters.
+    #[schema(value_type = CategoryId, required = true)]
+    category_id: Option<CategoryId>,
+    /// Picture URL, up to 2048 characters; blank means none.
     image_url: Option<String>,
-    /// Stock-keeping unit, 1..=64 of `A-Z a-z 0-9 - _`; generated when absent on create.
+    /// Stock-keeping unit, 1..=64 of `A-Z a-z 0-9 - _`; generated when absent on create,
+    /// kept when absent on update.
     sku: Option<String>,
 }
 
-impl ProductInput {
-    fn validate(&self) -> Result<()> {
+/// A [`ProductInput`] whose every field passed validation.
+struct ValidProduct {
+    name: String,
+    description: String,
+    price: Money,
+    category_id: CategoryId,
+    image_url: Option<String>,
+    sku: Option<String>,
+}
+
+/// Largest price accepted: 1,000,000.00 in cents.
+const MAX_PRICE: Money = Money(100_000_000);
+
+impl TryFrom<ProductInput> for ValidProduct {
+    type Error = Error;
+
+    /// Checks every field and reports all the broken ones at once.
+    fn try_from(input: ProductInput) -> Result<Self> {
         let mut errors = crate::error::FieldErrors::new();
         let mut fail = |field: &str, message: &str| {
             errors.entry(field.into()).or_default().push(message.into());
         };
-        let name = self.name.trim().chars().count();
-        if !(1..=200).contains(&name) {
+        let name = input.name.trim().to_owned();
+        if !(1..=200).contains(&name.chars().count()) {
             fail("name", "must be 1 to 200 characters");
         }
-        if self.description.chars().count() > 4000 {
+        if input.description.chars().count() > 4000 {
             fail("description", "must be at most 4000 characters");
         }
-        if self.price.0 <= 0 || self.price.0 > 100_000_000 {
-            fail("price", "must be more than 0 and at most 1000000.00");
+        match input.price {
+            None => fail("price", "is required"),
+            Some(price) if price.0 <= 0 || price > MAX_PRICE => {
+                fail("price", "must be more than 0 and at most 1000000.00");
+            }
+            Some(_) => {}
         }
-        if self.image_url.as_ref().is_some_and(|url| url.len() > 2048) {
+        if input.category_id.is_none() {
+            fail("categoryId", "is required");
+        }
+        let image_url = input
+            .image_url
+            .map(|url| url.trim().to_owned())
+            .filter(|url| !url.is_empty());
+        if image_url.as_deref().map_or(0, |url| url.chars().count()) > 2048 {
             fail("imageUrl", "must be at most 2048 characters");
         }
-        if let Some(sku) = &self.sku {
-            let valid = (1..=64).contains(&sku.len())
-                && sku
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-            if !valid {
-                fail("sku", "must be 1 to 64 letters, digits, '-' or '_'");
-            }
+        if input.sku.as_deref().is_some_and(|sku| !valid_sku(sku)) {
+            fail("sku", "must be 1 to 64 letters, digits, '-' or '_'");
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(Error::Validation(errors))
+        match (input.price, input.category_id) {
+            (Some(price), Some(category_id)) if errors.is_empty() => Ok(Self {
+                name,
+                description: input.description,
+                price,
+                category_id,
+                image_url,
+                sku: input.sku,
+            }),
+            _ => Err(Error::Validation(errors)),
         }
     }
+}
+
+fn valid_sku(sku: &str) -> bool {
+    (1..=64).contains(&sku.len())
+        && sku
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// `SKU-` and 8 uppercase hex digits, for products created without one.
+fn generated_sku() -> String {
+    let hex = uuid::Uuid::new_v4().simple().to_string();
+    format!("SKU-{}", hex[..8].to_uppercase())
 }
 
 async fn ensure_category(tx: &mut bus::Tx<'_>, id: CategoryId) -> Result<()> {
@@ -266,28 +310,22 @@ pub async fn create_product(
     State(state): State<AppState>,
     Json(input): Json<ProductInput>,
 ) -> Result<Response> {
-    input.validate()?;
+    let input = ValidProduct::try_from(input)?;
     let mut tx = state.bus.begin().await?;
     ensure_category(&mut tx, input.category_id).await?;
     let id = ProductId::new();
     let now = tx.now().await?;
-    let sku = input.sku.clone().unwrap_or_else(|| {
-        format!(
-            "SKU-{}",
-            &uuid::Uuid::new_v4().simple().to_string()[..8].to_uppercase()
-        )
-    });
     sqlx::query(
         "INSERT INTO products (id, sku, name, description, price_cents, currency, image_url, \
          category_id, status, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, 'USD', $6, $7, 'Draft', $8, $8)",
     )
     .bind(id.to_string())
-    .bind(&sku)
-    .bind(input.name.trim())
-    .bind(&input.description)
+    .bind(input.sku.unwrap_or_else(generated_sku))
+    .bind(input.name)
+    .bind(input.description)
     .bind(input.price.0)
-    .bind(input.image_url.as_deref())
+    .bind(input.image_url)
     .bind(input.category_id.to_string())
     .bind(now.0)
     .execute(&mut *tx)
@@ -319,19 +357,19 @@ pub async fn update_product(
     Path(id): Path<ProductId>,
     Json(input): Json<ProductInput>,
 ) -> Result<Json<ProductView>> {
-    input.validate()?;
+    let input = ValidProduct::try_from(input)?;
     let mut tx = state.bus.begin().await?;
     ensure_category(&mut tx, input.category_id).await?;
     let updated = sqlx::query(
         "UPDATE products SET name = $1, description = $2, price_cents = $3, image_url = $4, \
          category_id = $5, sku = COALESCE($6, sku), updated_at = $7 WHERE id = $8",
     )
-    .bind(input.name.trim())
-    .bind(&input.description)
+    .bind(input.name)
+    .bind(input.description)
     .bind(input.price.0)
-    .bind(input.image_url.as_deref())
+    .bind(input.image_url)
     .bind(input.category_id.to_string())
-    .bind(input.sku.as_deref())
+    .bind(input.sku)
     .bind(tx.now().await?.0)
     .bind(id.to_string())
     .execute(&mut *tx)

@@ -252,13 +252,33 @@ fn stock_level(category: usize, index: usize) -> i64 {
 }
 
 /// Loads the demo catalog if there are no products yet; one transaction, so a crash leaves
-/// either the whole catalog or none.
+/// either the whole catalog or none. Several instances starting together on one PostgreSQL
+/// database may all find it empty: the losers' inserts collide with the winner's ids, and
+/// finding the catalog there afterwards counts as success.
 pub async fn seed_if_empty(db: &Db) -> Result<(), sqlx::Error> {
+    match insert_if_empty(db).await {
+        Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
+            if count_products(db.reader()).await? > 0 {
+                Ok(())
+            } else {
+                Err(sqlx::Error::Database(error))
+            }
+        }
+        other => other,
+    }
+}
+
+async fn count_products<'c>(
+    executor: impl sqlx::Executor<'c, Database = sqlx::Any>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM products")
+        .fetch_one(executor)
+        .await
+}
+
+async fn insert_if_empty(db: &Db) -> Result<(), sqlx::Error> {
     let mut tx = db.begin().await?;
-    let products: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
-        .fetch_one(&mut *tx)
-        .await?;
-    if products > 0 {
+    if count_products(&mut *tx).await? > 0 {
         return tx.rollback().await;
     }
     let now = db.now();

@@ -11,6 +11,18 @@ async fn first_category(app: &crate::helpers::TestApp) -> String {
         .to_owned()
 }
 
+/// (on hand, reserved) of a product's stock item, read from the database so that these tests
+/// do not depend on the inventory API.
+async fn stock_row(app: &crate::helpers::TestApp, product: &str) -> Option<(i64, i64)> {
+    use sqlx::Row;
+    sqlx::query("SELECT on_hand, reserved FROM stock_items WHERE product_id = $1")
+        .bind(product)
+        .fetch_optional(app.state.db.reader())
+        .await
+        .expect("stock query")
+        .map(|row| (row.get("on_hand"), row.get("reserved")))
+}
+
 fn new_product(category: &str) -> Value {
     json!({ "name": "Garden Gnome", "description": "Guards the tulips.", "price": 24.5,
             "categoryId": category })
@@ -30,22 +42,52 @@ async fn the_seed_has_eight_categories_and_fifty_published_products(backend) {
             .iter()
             .all(|p| p["status"] == "Published" && p["currency"] == "USD")
     );
-    let out_of_stock = buyer
-        .get("/api/inventory/stock?productIds=00000000-0000-0000-0000-5eed00000006,00000000-0000-0000-0000-5eed000000ce")
-        .await
-        .body;
-    let levels: Vec<(bool, bool)> = out_of_stock
+    let names: Vec<&str> = items.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert!(names.is_sorted(), "sorted by name: {names:?}");
+    let category_names: Vec<&str> = categories
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| {
-            (
-                s["isInStock"].as_bool().unwrap(),
-                s["isLowStock"].as_bool().unwrap(),
-            )
-        })
+        .map(|c| c["name"].as_str().unwrap())
         .collect();
-    assert_eq!(levels, [(true, true), (false, true)]);
+    assert!(category_names.is_sorted(), "{category_names:?}");
+
+    // The stock levels the seed's notes promise: every product has a stock item, a few are low
+    // and two are out of stock.
+    let mut levels = std::collections::BTreeMap::new();
+    for product in items {
+        let (on_hand, reserved) = stock_row(&app, product["id"].as_str().unwrap())
+            .await
+            .expect("every seeded product has a stock item");
+        assert_eq!(reserved, 0);
+        levels.insert(product["sku"].as_str().unwrap().to_owned(), on_hand);
+    }
+    let low: Vec<(&str, i64)> = levels
+        .iter()
+        .filter(|(_, on_hand)| **on_hand <= 10)
+        .map(|(sku, on_hand)| (sku.as_str(), *on_hand))
+        .collect();
+    assert_eq!(
+        low,
+        [
+            ("MC-BEAU-006", 0),
+            ("MC-BOOK-006", 0),
+            ("MC-ELEC-006", 3),
+            ("MC-HOME-006", 7),
+            ("MC-SPRT-006", 10),
+            ("MC-TOYS-006", 5),
+        ]
+    );
+    assert!(levels.values().all(|on_hand| *on_hand <= 200));
+    let seeded = page["items"][0]["id"].clone();
+    microcommerce::catalog::seed_if_empty(&app.state.db)
+        .await
+        .expect("seeding again is a no-op");
+    let again = buyer.get("/api/catalog/products?pageSize=100").await.body;
+    assert_eq!(
+        (again["totalCount"].clone(), again["items"][0]["id"].clone()),
+        (json!(50), seeded)
+    );
 }
 }
 
@@ -89,6 +131,17 @@ async fn products_page_filter_and_search(backend) {
         400
     );
     assert_eq!(buyer.get("/api/catalog/products?page=0").await.status, 400);
+    let too_large = buyer.get("/api/catalog/products?pageSize=101").await;
+    assert_eq!(too_large.content_type(), "application/problem+json");
+    assert!(too_large.body["errors"]["pageSize"].is_array());
+    let far = buyer
+        .get("/api/catalog/products?page=4294967295&pageSize=100")
+        .await;
+    assert_eq!((far.status, far.body["items"].clone()), (200, json!([])));
+    let underscore = buyer.get("/api/catalog/products?search=_").await.body;
+    assert_eq!(underscore["totalCount"], 0, "_ is matched literally");
+    let in_description = buyer.get("/api/catalog/products?search=colour").await.body;
+    assert_eq!(in_description["totalCount"], 2, "{in_description}");
     assert_eq!(
         buyer
             .get("/api/catalog/products?categoryId=nope")
@@ -134,18 +187,7 @@ async fn admins_create_drafts_with_empty_stock_that_buyers_cannot_see(backend) {
     assert_eq!(created.body["status"], "Draft");
     assert_eq!(created.body["price"], json!(24.50));
     assert!(created.body["sku"].as_str().unwrap().starts_with("SKU-"));
-    let stock = app
-        .buyer()
-        .get(&format!("/api/inventory/stock/{id}"))
-        .await
-        .body;
-    assert_eq!(
-        (
-            stock["quantityOnHand"].as_i64(),
-            stock["isInStock"].as_bool()
-        ),
-        (Some(0), Some(false))
-    );
+    assert_eq!(stock_row(&app, &id).await, Some((0, 0)));
 
     let path = format!("/api/catalog/products/{id}");
     assert_eq!(app.buyer().get(&path).await.status, 404);
@@ -171,6 +213,13 @@ async fn admins_create_drafts_with_empty_stock_that_buyers_cannot_see(backend) {
         .await;
     assert_eq!(published.status, 204);
     assert_eq!(app.buyer().get(&path).await.body["status"], "Published");
+    let archived = app
+        .admin()
+        .patch(&format!("{path}/status"), json!({ "status": "Archived" }))
+        .await;
+    assert_eq!(archived.status, 204);
+    assert_eq!(app.buyer().get(&path).await.status, 404);
+    assert_eq!(app.admin().get(&path).await.body["status"], "Archived");
     let bad = app
         .admin()
         .patch(&format!("{path}/status"), json!({ "status": "Sold" }))
@@ -233,6 +282,34 @@ async fn invalid_products_are_rejected_field_by_field(backend) {
         .post("/api/catalog/products", unknown_category)
         .await;
     assert!(reply.body["errors"]["categoryId"].is_array());
+    let missing = app
+        .admin()
+        .post("/api/catalog/products", json!({ "name": "Nameless price" }))
+        .await;
+    assert_eq!(missing.status, 400);
+    for field in ["price", "categoryId"] {
+        assert!(missing.body["errors"][field].is_array(), "{field}: {}", missing.body);
+    }
+    let mut too_long = new_product(&category);
+    too_long["description"] = json!("d".repeat(4001));
+    too_long["imageUrl"] = json!(format!("https://img.test/{}", "i".repeat(2048)));
+    too_long["price"] = json!(1_000_000.01);
+    too_long["name"] = json!("n".repeat(201));
+    let reply = app.admin().post("/api/catalog/products", too_long).await;
+    let errors = reply.body["errors"].as_object().unwrap();
+    for field in ["name", "description", "imageUrl", "price"] {
+        assert!(errors.contains_key(field), "{field}: {errors:?}");
+    }
+    let mut largest = new_product(&category);
+    largest["price"] = json!(1_000_000);
+    largest["name"] = json!("  Gold Gnome  ");
+    largest["sku"] = json!("GOLD_gnome-1");
+    let created = app.admin().post("/api/catalog/products", largest).await;
+    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(
+        (&created.body["name"], &created.body["price"]),
+        (&json!("Gold Gnome"), &json!(1_000_000.00))
+    );
     let mut fraction = new_product(&category);
     fraction["price"] = json!(1.999);
     assert_eq!(
@@ -283,5 +360,29 @@ async fn a_duplicate_sku_is_a_conflict_and_updates_keep_the_sku(backend) {
         )
         .await;
     assert_eq!(missing.status, 404);
+}
+}
+
+testkit::backend_tests! {
+async fn instances_starting_together_seed_the_catalog_once(backend) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let config = microcommerce::config::Config {
+        database_url: backend.fresh_url(dir.path()).await,
+        synchronous: bus::Synchronous::Normal,
+        ..Default::default()
+    };
+    let db = microcommerce::app::prepare_database(&config)
+        .await
+        .expect("database prepared");
+    let seeds = (0..4).map(|_| microcommerce::catalog::seed_if_empty(&db));
+    for seeded in futures_util::future::join_all(seeds).await {
+        seeded.expect("every instance starts");
+    }
+    let products: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM products")
+        .fetch_one(db.reader())
+        .await
+        .expect("count");
+    assert_eq!(products, 50);
+    db.close().await;
 }
 }
