@@ -15,7 +15,7 @@ use crate::ordering::domain::{ShippingAddress, ValidCheckout};
 /// Longest a buyer waits for one order to settle before calling it stuck.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// Pause between two looks at an order.
-const POLL: Duration = Duration::from_millis(2);
+const POLL: Duration = Duration::from_millis(5);
 
 /// Drives checkouts against one target; cheap to clone (one per buyer).
 #[derive(Clone)]

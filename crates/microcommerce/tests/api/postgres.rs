@@ -210,28 +210,33 @@ async fn a_database_restart_under_load_gives_no_500s_and_loses_nothing() {
         (active == 0).then_some(())
     })
     .await;
-    let confirmed = scalar(
-        &app,
-        "SELECT COUNT(*) FROM orders WHERE status = 'Confirmed'",
-    )
-    .await;
     let total = scalar(&app, "SELECT COUNT(*) FROM orders").await;
     assert_eq!(
         total,
         orders.len() as i64,
         "one order per checkout, retries included"
     );
+    // Sagas finish before their last messages (ConfirmOrder, DeductStock) are handled: wait
+    // until every order is confirmed and the bus holds nothing more.
+    let confirmed_now = || {
+        scalar(
+            &app,
+            "SELECT COUNT(*) FROM orders WHERE status = 'Confirmed'",
+        )
+    };
     let settled = tokio::time::timeout(SETTLE, async {
         loop {
+            let confirmed = confirmed_now().await;
             let inbox = scalar(&app, "SELECT COUNT(*) FROM bus_inbox").await;
             let queued = scalar(&app, "SELECT COUNT(*) FROM bus_queue").await;
-            if inbox == expected_inbox(confirmed, 0) && queued == 0 {
+            if confirmed == total && inbox == expected_inbox(confirmed, 0) && queued == 0 {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await;
+    let confirmed = confirmed_now().await;
     if settled.is_err() {
         panic!(
             "messages did not settle: {}",

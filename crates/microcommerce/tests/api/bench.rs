@@ -1,0 +1,105 @@
+//! The benchmark as a smoke test: a few buyers for a few checkouts, invariants checked and the
+//! report produced. Speed is never asserted here; `docs/benchmarks.md` has the numbers.
+
+use std::time::Duration;
+
+use microcommerce::bench::{BenchOptions, run};
+
+fn small(engine: bool, hot_product: bool) -> BenchOptions {
+    BenchOptions {
+        url: None,
+        admin_token: None,
+        database_url: None,
+        synchronous: bus::Synchronous::Normal,
+        buyers: 4,
+        duration: Duration::from_secs(30),
+        checkouts: Some(20),
+        items: 2,
+        hot_product,
+        hot_stock: 5,
+        decline_ratio: 0.25,
+        seed: 7,
+        engine,
+        baseline: !engine,
+        progress: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_run_over_http_keeps_the_invariants_and_reports_every_key() {
+    let report = run(&small(false, false)).await.expect("the bench runs");
+    assert!(report.invariants_ok(), "{}", report.table());
+    let json = report.json();
+    for key in [
+        "checkoutsPerSec",
+        "requestsPerSec",
+        "latencyMs",
+        "outcomes",
+        "errors",
+        "invariantsOk",
+        "baselineCheckoutsPerSec",
+        "ratio",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing from {json}");
+    }
+    for key in ["p50", "p95", "p99", "max"] {
+        assert!(json["latencyMs"][key].is_number(), "{key}");
+    }
+    assert_eq!(json["checkouts"], 20, "{}", report.table());
+    let outcomes = json["outcomes"].as_object().unwrap();
+    let total: u64 = outcomes.values().map(|n| n.as_u64().unwrap()).sum();
+    assert_eq!(total, 20);
+    assert!(
+        json["errors"].as_object().unwrap().is_empty(),
+        "{}",
+        report.table()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hot_product_in_process_never_sells_more_than_its_stock() {
+    let report = run(&small(true, true)).await.expect("the bench runs");
+    assert!(report.invariants_ok(), "{}", report.table());
+    let json = report.json();
+    let confirmed = json["outcomes"]["Confirmed"].as_u64().unwrap_or(0);
+    assert!(confirmed <= 5, "{}", report.table());
+    let shortages: u64 = json["outcomes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(outcome, _)| outcome.contains("Insufficient stock"))
+        .map(|(_, n)| n.as_u64().unwrap())
+        .sum();
+    assert!(
+        shortages >= 10,
+        "20 checkouts for 5 units: {}",
+        report.table()
+    );
+}
+
+#[test]
+fn the_cli_prints_the_report_as_json_on_its_last_line() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"))
+        .args([
+            "bench",
+            "--checkouts",
+            "6",
+            "--buyers",
+            "2",
+            "--synchronous",
+            "normal",
+            "--json",
+        ])
+        .output()
+        .expect("the binary runs");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let last = stdout.lines().last().expect("some output");
+    let json: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
+    assert_eq!(json["invariantsOk"], true, "{stdout}");
+    assert!(stdout.contains("checkouts"), "{stdout}");
+}

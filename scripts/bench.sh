@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Regenerates the numbers in docs/benchmarks.md: the checkout benchmark on the embedded default
+# (SQLite, synchronous=FULL) and on PostgreSQL, at 1, 16, 64 and 256 buyers, the hot-product
+# case, the in-process engine, and the plain-SQL baseline with its ratio. Prints markdown rows.
+#
+#   scripts/bench.sh                 # SQLite only
+#   PG_URL=postgres://… scripts/bench.sh   # also PostgreSQL (an empty database per row is made
+#                                          # from PG_URL's server with createdb)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --release -p microcommerce >&2
+bin=target/release/microcommerce
+duration=${DURATION:-10s}
+
+row() { # label, then bench arguments
+  local label=$1; shift
+  local json
+  json=$("$bin" bench --json --duration "$duration" "$@" | tail -n 1)
+  python3 - "$label" "$json" <<'PY'
+import json, sys
+label, report = sys.argv[1], json.loads(sys.argv[2])
+lat = report.get("latencyMs") or {}
+base = report.get("baselineCheckoutsPerSec")
+ratio = report.get("ratio")
+print(f"| {label} | {report['buyers']} | {report['checkoutsPerSec']:.0f} | {lat.get('p50', 0):.1f} | "
+      f"{lat.get('p99', 0):.1f} | {report['requestsPerSec']:.0f} | "
+      f"{'' if base is None else f'{base:.0f}'} | {'' if ratio is None else f'{ratio:.2f}'} | "
+      f"{report.get('peakRssMib') or 0:.0f} | {'yes' if report['invariantsOk'] else 'NO'} |")
+PY
+}
+
+echo "| run | buyers | checkouts/s | p50 ms | p99 ms | requests/s | baseline/s | ratio | peak RSS MiB | invariants |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"
+for buyers in 1 16 64 256; do
+  row "SQLite FULL, HTTP" --buyers "$buyers" --baseline
+done
+row "SQLite FULL, HTTP, hot product (stock 100)" --buyers 64 --hot-product --hot-stock 100
+row "SQLite FULL, engine in-process" --buyers 64 --engine --baseline
+row "SQLite NORMAL, HTTP" --buyers 64 --synchronous normal --baseline
+if [ -n "${PG_URL:-}" ]; then
+  for buyers in 1 16 64 256; do
+    db="bench_$(date +%s%N)"
+    createdb -d "$PG_URL" "$db" 2>/dev/null || psql "$PG_URL" -c "CREATE DATABASE $db" >/dev/null
+    row "PostgreSQL, HTTP" --buyers "$buyers" --database-url "${PG_URL%/*}/$db" --baseline
+  done
+fi
