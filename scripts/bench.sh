@@ -8,8 +8,8 @@
 #                                          # from PG_URL's server with createdb)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo build --release -p microcommerce >&2
-bin=target/release/microcommerce
+[ -n "${BIN:-}" ] || cargo build --release -p microcommerce >&2
+bin=${BIN:-target/release/microcommerce}
 duration=${DURATION:-10s}
 
 row() { # label, then bench arguments
