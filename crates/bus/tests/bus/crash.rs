@@ -69,7 +69,8 @@ async fn a_process_killed_mid_batch_loses_nothing_and_applies_every_effect_once(
     for n in 0..MESSAGES {
         publish(&bus, &ping(n)).await;
     }
-    let marker: PathBuf = std::env::temp_dir().join(format!("bus-crash-{}", uuid::Uuid::now_v7()));
+    // Outside the database, so that the child can say where it is without committing.
+    let marker: PathBuf = t.dir().join("child-is-blocked");
     let mut child = KillOnDrop(
         Command::new(std::env::current_exe().unwrap())
             .args([
@@ -86,15 +87,32 @@ async fn a_process_killed_mid_batch_loses_nothing_and_applies_every_effect_once(
     eventually(
         "the child to block mid-batch",
         Duration::from_secs(60),
-        || async { marker.exists().then_some(()) },
+        || {
+            if let Some(status) = child.0.try_wait().unwrap() {
+                panic!("the child exited before it blocked: {status}");
+            }
+            std::future::ready(marker.exists().then_some(()))
+        },
     )
     .await;
     child.0.kill().unwrap(); // SIGKILL: no destructor, no rollback, no flush
-    child.0.wait().unwrap();
-    let _ = std::fs::remove_file(&marker);
+    let status = child.0.wait().unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "killed by SIGKILL"
+    );
 
-    let before_restart = effects(&t.db, "crashy").await.len() as u32;
-    assert!(before_restart < MESSAGES, "the killed batch did not commit");
+    let before_restart: Vec<u32> = effects(&t.db, "crashy")
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert_eq!(
+        before_restart,
+        (0..BLOCK_AT - 1).collect::<Vec<_>>(),
+        "the batches before the blocked one committed, the blocked one did not"
+    );
     let db = open(&t.url).await;
     let restarted = bus_with(&db, &[Scripted::applying("crashy")], BusConfig::default());
     restarted.run_pending().await.unwrap();
@@ -112,8 +130,9 @@ async fn a_process_killed_mid_batch_loses_nothing_and_applies_every_effect_once(
 }
 }
 
-/// The process the SIGKILL test starts and kills: it consumes in batches of two and blocks
-/// forever inside the batch holding message 5, after telling the parent through a file.
+/// The process the SIGKILL test starts and kills: its workers consume in batches of two and
+/// block forever inside the batch holding message 5 (after writing that message's effect row),
+/// once they have told the parent through a file.
 #[tokio::test]
 #[ignore = "child process of the SIGKILL test; run by it, not on its own"]
 async fn child_process_killed_mid_batch() {
@@ -137,6 +156,6 @@ async fn child_process_killed_mid_batch() {
             ..BusConfig::default()
         },
     );
-    bus.run_pending().await.unwrap();
-    unreachable!("the parent kills this process while message {BLOCK_AT} blocks");
+    let _workers = bus.start();
+    std::future::pending::<()>().await; // the parent kills this process while it blocks
 }

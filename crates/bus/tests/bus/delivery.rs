@@ -2,8 +2,9 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
 
-use bus::{BusConfig, MessageId, Outgoing};
+use bus::{BusConfig, MessageId, Outgoing, Timestamp};
 
 use bus::Message;
 
@@ -25,38 +26,14 @@ testkit::backend_tests! {
 async fn a_failed_attempt_leaves_no_effect_and_the_retry_applies_it_once(backend) {
     let t = test_db(backend).await;
     let flaky = Scripted::new("flaky", &[Ping::TYPE], failing_first(2));
-    let mut config = quick_retries();
-    config.retry.initial_delay = std::time::Duration::from_millis(100);
-    config.retry.max_delay = std::time::Duration::from_millis(200);
-    let bus = bus_with(&t.db, &[flaky], config);
+    let bus = bus_with(&t.db, &[flaky], quick_retries());
     publish(&bus, &ping(1)).await;
-    bus.run_pending().await.unwrap();
-    let (attempts, available_at, error): (i64, i64, String) =
-        sqlx::query_as("SELECT attempts, available_at, last_error FROM bus_queue")
-            .fetch_one(t.db.reader())
-            .await
-            .unwrap();
-    assert_eq!(attempts, 1);
-    assert!(
-        available_at
-            > bus::Timestamp::now()
-                .minus(std::time::Duration::from_secs(1))
-                .0
-    );
-    assert!(error.contains("scripted transient failure"), "{error}");
-    assert!(
-        effects(&t.db, "flaky").await.is_empty(),
-        "the failed attempt rolled back"
-    );
-    eventually(
-        "retries to succeed",
-        std::time::Duration::from_secs(5),
-        || async {
-            bus.run_pending().await.unwrap();
-            (count(&t.db, "SELECT COUNT(*) FROM bus_queue").await == 0).then_some(())
-        },
-    )
+    eventually("retries to succeed", LIMIT, || async {
+        bus.run_pending().await.unwrap();
+        queued(&t.db).await.is_empty().then_some(())
+    })
     .await;
+    // Every attempt wrote its row before it failed or succeeded: only the last one's stayed.
     assert_eq!(effects(&t.db, "flaky").await.len(), 1);
     let stats = bus.stats();
     assert_eq!(
@@ -67,12 +44,80 @@ async fn a_failed_attempt_leaves_no_effect_and_the_retry_applies_it_once(backend
 }
 
 testkit::backend_tests! {
+async fn a_failed_attempt_leaves_no_effect_behind(backend) {
+    let t = test_db(backend).await;
+    let mut config = quick_retries();
+    config.retry.initial_delay = Duration::from_secs(3600); // no retry during the test
+    config.retry.max_delay = Duration::from_secs(3600);
+    let flaky = Scripted::new("flaky", &[Ping::TYPE], failing_first(1));
+    let bus = bus_with(&t.db, &[flaky], config);
+    let id = publish(&bus, &ping(1)).await;
+    assert_eq!(bus.run_pending().await.unwrap(), 1);
+    assert!(
+        effects(&t.db, "flaky").await.is_empty(),
+        "the row written before the error was rolled back"
+    );
+    let row = queued(&t.db).await.remove(0);
+    assert_eq!((row.message_id, row.attempts), (id.to_string(), 1));
+    assert!(row.available_at >= row.created_at + 3_600_000_000);
+    let error = row.last_error.unwrap();
+    assert!(error.contains("scripted transient failure"), "{error}");
+}
+}
+
+testkit::backend_tests! {
+async fn a_transient_failure_is_retried_later_with_growing_backoff(backend) {
+    let t = test_db(backend).await;
+    // (attempts so far, when it was due, when it ran) of every delivery.
+    let deliveries = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let script: Script = {
+        let (deliveries, fail) = (deliveries.clone(), failing_first(2));
+        Arc::new(move |envelope| {
+            deliveries.lock().unwrap().push((
+                envelope.attempts,
+                envelope.available_at,
+                Timestamp::now(),
+            ));
+            fail(envelope)
+        })
+    };
+    let mut config = quick_retries();
+    config.retry.max_attempts = 5;
+    config.retry.initial_delay = Duration::from_millis(20);
+    config.retry.max_delay = Duration::from_secs(1);
+    let bus = bus_with(
+        &t.db,
+        &[Scripted::new("flaky", &[Ping::TYPE], script)],
+        config,
+    );
+    publish(&bus, &ping(1)).await;
+    eventually("the third attempt to succeed", LIMIT, || async {
+        bus.run_pending().await.unwrap();
+        queued(&t.db).await.is_empty().then_some(())
+    })
+    .await;
+    let deliveries = deliveries.lock().unwrap().clone();
+    let attempts: Vec<u32> = deliveries.iter().map(|d| d.0).collect();
+    assert_eq!(attempts, [0, 1, 2]);
+    let due: Vec<i64> = deliveries.iter().map(|d| d.1.0).collect();
+    assert!(due[1] >= due[0] + 20_000, "20 ms after the first: {due:?}");
+    assert!(due[2] >= due[1] + 40_000, "then 40 ms: {due:?}");
+    for (attempts, due, ran) in deliveries {
+        assert!(ran >= due, "attempt {attempts} ran before it was due");
+    }
+    assert_eq!(effects(&t.db, "flaky").await.len(), 1);
+    assert_eq!(bus.dead_letter_count().await.unwrap(), 0);
+    assert_eq!((bus.stats().retried, bus.stats().completed), (2, 1));
+}
+}
+
+testkit::backend_tests! {
 async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt(backend) {
     let t = test_db(backend).await;
     let broken = Scripted::new("broken", &[Ping::TYPE], Arc::new(|_| Step::Transient));
     let bus = bus_with(&t.db, &[broken], quick_retries());
     let id = publish(&bus, &ping(1)).await;
-    eventually("dead letter", std::time::Duration::from_secs(5), || async {
+    eventually("dead letter", LIMIT, || async {
         bus.run_pending().await.unwrap();
         (bus.dead_letter_count().await.unwrap() == 1).then_some(())
     })
@@ -84,6 +129,8 @@ async fn a_message_that_keeps_failing_is_dead_lettered_after_the_last_attempt(ba
     assert!(letters[0].error.contains("scripted transient failure"));
     assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
     assert!(effects(&t.db, "broken").await.is_empty());
+    let stats = bus.stats();
+    assert_eq!((stats.retried, stats.dead_lettered), (2, 1));
 }
 }
 
@@ -97,8 +144,10 @@ async fn a_permanent_failure_goes_straight_to_the_dead_letters(backend) {
     let letters = bus.dead_letters(10, 0).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].attempts, 1);
-    assert!(letters[0].error.contains("permanent"));
+    assert!(letters[0].error.contains("scripted permanent failure"));
     assert_eq!(bus.stats().retried, 0);
+    assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
+    assert!(effects(&t.db, "refuses").await.is_empty());
 }
 }
 
@@ -125,7 +174,7 @@ async fn a_panicking_consumer_is_a_failed_attempt_not_a_dead_worker(backend) {
     publish(&bus, &ping(1)).await;
     eventually(
         "applied after the panic",
-        std::time::Duration::from_secs(5),
+        LIMIT,
         || async { (effects(&t.db, "panicky").await.len() == 1).then_some(()) },
     )
     .await;
@@ -142,10 +191,12 @@ async fn the_same_message_delivered_many_times_has_one_effect(backend) {
     let id = MessageId::new();
     let outgoing = Outgoing::publish(&ping(1));
     for round in 0..6 {
-        // Three copies while the first is queued, three after it was consumed.
+        // Three copies while the first is queued (they add no row), then three more, each
+        // after the previous one was consumed (each queued, then skipped).
         let mut tx = bus.begin().await.unwrap();
         tx.write_with_id(id, &outgoing).await.unwrap();
         tx.commit().await.unwrap();
+        assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 1);
         if round >= 2 {
             bus.run_pending().await.unwrap();
         }
@@ -257,22 +308,91 @@ async fn a_failure_inside_a_batch_touches_only_the_failing_message(backend) {
         &[Scripted::new("mixed", &[Ping::TYPE], script)],
         quick_retries(),
     );
+    // A message already consumed once and delivered again shares the batch.
+    let repeated = MessageId::new();
+    let outgoing = Outgoing::publish(&ping(10));
+    for _ in 0..2 {
+        let mut tx = bus.begin().await.unwrap();
+        tx.write_with_id(repeated, &outgoing).await.unwrap();
+        tx.commit().await.unwrap();
+        if bus.stats().completed == 0 {
+            bus.run_pending().await.unwrap();
+        }
+    }
     for n in 0..6 {
         publish(&bus, &ping(n)).await;
     }
-    assert_eq!(bus.run_pending().await.unwrap(), 6);
+    assert_eq!(bus.run_pending().await.unwrap(), 7);
     let mut applied: Vec<u32> = effects(&t.db, "mixed")
         .await
         .into_iter()
         .map(|(_, n)| n)
         .collect();
     applied.sort();
-    assert_eq!(applied, [0, 1, 2, 4, 5]);
+    assert_eq!(applied, [0, 1, 2, 4, 5, 10]);
     assert_eq!(bus.dead_letter_count().await.unwrap(), 1);
+    assert!(queued(&t.db).await.is_empty());
     let stats = bus.stats();
     assert_eq!(
-        (stats.completed, stats.dead_lettered, stats.batches),
-        (5, 1, 1)
+        (
+            stats.completed,
+            stats.duplicates,
+            stats.dead_lettered,
+            stats.batches
+        ),
+        (6, 1, 1, 2)
     );
+}
+}
+
+testkit::backend_tests! {
+async fn a_payload_that_does_not_decode_fails_for_good_and_a_database_error_is_retried(backend) {
+    struct Strict;
+    #[bus::async_trait]
+    impl bus::Consumer for Strict {
+        fn name(&self) -> &str {
+            "strict"
+        }
+        fn subscriptions(&self) -> Vec<&'static str> {
+            vec![Ping::TYPE]
+        }
+        async fn consume(
+            &self,
+            message: &bus::Envelope,
+            tx: &mut bus::Tx<'_>,
+        ) -> Result<(), bus::ConsumeError> {
+            let ping: Ping = message.decode()?;
+            if ping.n == 1 {
+                sqlx::query("INSERT INTO no_such_table VALUES (1)")
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(())
+        }
+    }
+    let t = test_db(backend).await;
+    let bus = bus::Bus::builder(t.db.clone())
+        .config(quick_retries())
+        .consumer(Arc::new(Strict))
+        .build();
+    let garbled = Outgoing {
+        payload: "{\"unexpected\": true}".into(),
+        ..Outgoing::publish(&ping(0))
+    };
+    let mut tx = bus.begin().await.unwrap();
+    let garbled = tx.write(&garbled).await.unwrap();
+    let failing = tx.publish(&ping(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    eventually("both dead-lettered", LIMIT, || async {
+        bus.run_pending().await.unwrap();
+        (bus.dead_letter_count().await.unwrap() == 2).then_some(())
+    })
+    .await;
+    let letters = bus.dead_letters(10, 0).await.unwrap();
+    let letter = |id| letters.iter().find(|l| l.message_id == id).unwrap();
+    assert_eq!(letter(garbled).attempts, 1, "not retried");
+    assert!(letter(garbled).error.starts_with("permanent: "));
+    assert_eq!(letter(failing).attempts, 3, "retried to the last attempt");
+    assert!(letter(failing).error.contains("no_such_table"), "{}", letter(failing).error);
 }
 }

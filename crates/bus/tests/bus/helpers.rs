@@ -24,13 +24,26 @@ pub struct TestDb {
     dir: tempfile::TempDir,
 }
 
+impl TestDb {
+    /// The test's temporary directory, for files that must live outside the database.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}
+
 pub async fn test_db(backend: Backend) -> TestDb {
     let dir = tempfile::tempdir().unwrap();
     let url = backend.fresh_url(dir.path()).await;
     let db = open(&url).await;
-    let seq = match backend {
-        Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
-        Backend::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+    create_effects(&db).await;
+    TestDb { db, url, dir }
+}
+
+/// The table every scripted consumer writes one row to per message it handles.
+pub async fn create_effects(db: &Db) {
+    let seq = match db.backend() {
+        bus::Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        bus::Backend::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     };
     sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE effects (consumer TEXT NOT NULL, message_id TEXT NOT NULL, \
@@ -39,12 +52,16 @@ pub async fn test_db(backend: Backend) -> TestDb {
     .execute(db.writer())
     .await
     .unwrap();
-    TestDb { db, url, dir }
 }
 
+/// Opens (again) the database at `url` with `synchronous=NORMAL`, the bus tables migrated.
 pub async fn open(url: &str) -> Db {
+    open_with(url, Synchronous::Normal).await
+}
+
+pub async fn open_with(url: &str, synchronous: Synchronous) -> Db {
     let mut options = DbOptions::new(url);
-    options.synchronous = Synchronous::Normal;
+    options.synchronous = synchronous;
     let db = Db::connect(&options).await.unwrap();
     Bus::migrate(&db).await.unwrap();
     db
@@ -180,6 +197,18 @@ pub fn bus_with(db: &Db, consumers: &[Arc<Scripted>], config: BusConfig) -> Bus 
         .build()
 }
 
+/// The longest any bounded wait of these tests lasts before it fails.
+pub const LIMIT: Duration = Duration::from_secs(30);
+
+/// A poll interval far longer than any test: only commit notifications and the scheduled
+/// timer can wake the workers.
+pub fn sleepy() -> BusConfig {
+    BusConfig {
+        poll_interval: Duration::from_secs(3600),
+        ..BusConfig::default()
+    }
+}
+
 /// Fast retries, three attempts.
 pub fn quick_retries() -> BusConfig {
     BusConfig {
@@ -216,6 +245,40 @@ pub async fn effects(db: &Db, consumer: &str) -> Vec<(String, u32)> {
             .await
             .unwrap();
     rows.into_iter().map(|(id, n)| (id, n as u32)).collect()
+}
+
+/// A queue row as the tests look at it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub consumer: String,
+    pub message_id: String,
+    pub attempts: i64,
+    pub created_at: i64,
+    pub available_at: i64,
+    pub last_error: Option<String>,
+}
+
+/// Every queue row, oldest first.
+pub async fn queued(db: &Db) -> Vec<Queued> {
+    let rows: Vec<(String, String, i64, i64, i64, Option<String>)> = sqlx::query_as(
+        "SELECT consumer, message_id, attempts, created_at, available_at, last_error \
+         FROM bus_queue ORDER BY id",
+    )
+    .fetch_all(db.reader())
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(
+            |(consumer, message_id, attempts, created_at, available_at, last_error)| Queued {
+                consumer,
+                message_id,
+                attempts,
+                created_at,
+                available_at,
+                last_error,
+            },
+        )
+        .collect()
 }
 
 pub async fn count(db: &Db, sql: &'static str) -> i64 {

@@ -4,4 +4,5 @@ mod crash;
 mod delivery;
 mod helpers;
 mod publishing;
+mod scheduling;
 mod workers;

@@ -13,8 +13,18 @@ async fn publishing_fans_out_one_row_per_subscribed_consumer(backend) {
     let b = Scripted::applying("b");
     let pongs = Scripted::new("pongs", &[Pong::TYPE], Arc::new(|_| Step::Apply));
     let bus = bus_with(&t.db, &[a, b, pongs], BusConfig::default());
-    publish(&bus, &ping(1)).await;
-    assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 2);
+    assert_eq!(bus.subscribers(Ping::TYPE), ["a", "b"]);
+    let id = publish(&bus, &ping(1)).await;
+    let rows: Vec<(String, String)> = queued(&t.db)
+        .await
+        .into_iter()
+        .map(|row| (row.consumer, row.message_id))
+        .collect();
+    assert_eq!(
+        rows,
+        [("a".into(), id.to_string()), ("b".into(), id.to_string())],
+        "one row per subscriber, all under the one message id"
+    );
     assert_eq!(bus.run_pending().await.unwrap(), 2);
     assert_eq!(effects(&t.db, "a").await.len(), 1);
     assert_eq!(effects(&t.db, "b").await.len(), 1);
@@ -31,6 +41,8 @@ async fn send_reaches_exactly_one_consumer_even_without_a_subscription(backend) 
     let mut tx = bus.begin().await.unwrap();
     tx.send("pongs", &ping(7)).await.unwrap();
     tx.commit().await.unwrap();
+    let rows: Vec<String> = queued(&t.db).await.into_iter().map(|r| r.consumer).collect();
+    assert_eq!(rows, ["pongs"]);
     bus.run_pending().await.unwrap();
     assert!(effects(&t.db, "a").await.is_empty());
     assert_eq!(effects(&t.db, "pongs").await[0].1, 7);
@@ -44,6 +56,8 @@ async fn sending_to_an_unknown_consumer_is_an_error(backend) {
     let mut tx = bus.begin().await.unwrap();
     let error = tx.send("nobody", &ping(1)).await.unwrap_err();
     assert!(matches!(error, BusError::UnknownConsumer(name) if name == "nobody"));
+    tx.commit().await.unwrap();
+    assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
 }
 }
 
@@ -75,6 +89,79 @@ async fn a_message_published_in_a_rolled_back_transaction_is_never_delivered(bac
     assert_eq!(bus.run_pending().await.unwrap(), 0);
     assert!(effects(&t.db, "a").await.is_empty());
 }
+}
+
+testkit::backend_tests! {
+async fn a_business_write_and_the_message_published_with_it_commit_or_roll_back_together(backend) {
+    let t = test_db(backend).await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
+    let order = |committed: bool| {
+        let bus = bus.clone();
+        async move {
+            let mut tx = bus.begin().await.unwrap();
+            sqlx::query(
+                "INSERT INTO effects (consumer, message_id, correlation_id, n) \
+                 VALUES ('handler', 'business', 'row', $1)",
+            )
+            .bind(i64::from(committed))
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+            let id = tx.publish(&ping(u32::from(committed))).await.unwrap();
+            if committed {
+                tx.commit().await.unwrap();
+            } else {
+                tx.rollback().await.unwrap();
+            }
+            id
+        }
+    };
+    order(false).await;
+    let delivered = order(true).await;
+    assert_eq!(bus.run_pending().await.unwrap(), 1);
+    assert_eq!(effects(&t.db, "handler").await, [("business".into(), 1)]);
+    assert_eq!(effects(&t.db, "a").await, [(delivered.to_string(), 1)]);
+}
+}
+
+testkit::backend_tests! {
+async fn a_message_written_in_a_rolled_back_savepoint_is_dropped_with_it(backend) {
+    let t = test_db(backend).await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
+    let mut tx = bus.begin().await.unwrap();
+    let kept = tx.publish(&ping(1)).await.unwrap();
+    let mut undone = tx.savepoint().await.unwrap();
+    undone.publish(&ping(2)).await.unwrap();
+    undone.rollback().await.unwrap();
+    let mut released = tx.savepoint().await.unwrap();
+    let also_kept = released.publish(&ping(3)).await.unwrap();
+    released.commit().await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(bus.run_pending().await.unwrap(), 2);
+    assert_eq!(
+        effects(&t.db, "a").await,
+        [(kept.to_string(), 1), (also_kept.to_string(), 3)]
+    );
+}
+}
+
+#[test]
+#[should_panic(expected = "registered twice")]
+fn two_consumers_with_one_name_are_refused() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = runtime.block_on(open(&format!(
+        "sqlite://{}",
+        dir.path().join("test.db").display()
+    )));
+    bus_with(
+        &db,
+        &[Scripted::applying("same"), Scripted::applying("same")],
+        BusConfig::default(),
+    );
 }
 
 testkit::backend_tests! {
@@ -165,29 +252,50 @@ async fn messages_published_by_a_consumer_name_their_cause(backend) {
 }
 
 #[tokio::test]
-async fn an_unsupported_url_is_refused_and_both_durability_modes_open() {
+async fn an_unsupported_url_is_refused() {
     let error = bus::Db::connect(&DbOptions::new("mysql://x"))
         .await
         .unwrap_err();
-    assert!(matches!(error, DbError::UnsupportedUrl(_)));
+    assert!(matches!(error, DbError::UnsupportedUrl(url) if url == "mysql://x"));
+}
+
+#[test]
+fn durability_modes_are_named_full_and_normal() {
+    assert_eq!("full".parse(), Ok(bus::Synchronous::Full));
+    assert_eq!("NORMAL".parse(), Ok(bus::Synchronous::Normal));
+    assert!("off".parse::<bus::Synchronous>().is_err());
+    assert_eq!(bus::Synchronous::default(), bus::Synchronous::Full);
+}
+
+#[tokio::test]
+async fn sqlite_opens_and_delivers_with_synchronous_full_and_normal() {
     let dir = tempfile::tempdir().unwrap();
-    for (file, mode) in [
-        ("full.db", bus::Synchronous::Full),
-        ("normal.db", bus::Synchronous::Normal),
+    for (file, mode, level) in [
+        ("full.db", bus::Synchronous::Full, 2),
+        ("normal.db", bus::Synchronous::Normal, 1),
     ] {
-        let mut options = DbOptions::new(format!("sqlite://{}", dir.path().join(file).display()));
-        options.synchronous = mode;
-        let db = bus::Db::connect(&options).await.unwrap();
-        bus::Bus::migrate(&db).await.unwrap();
-        let level: i64 = sqlx::query_scalar("PRAGMA synchronous")
-            .fetch_one(db.writer())
-            .await
-            .unwrap();
-        assert_eq!(level, if mode == bus::Synchronous::Full { 2 } else { 1 });
-        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-            .fetch_one(db.writer())
-            .await
-            .unwrap();
-        assert_eq!(journal, "wal");
+        let db = open_with(
+            &format!("sqlite://{}", dir.path().join(file).display()),
+            mode,
+        )
+        .await;
+        for pool in [db.writer(), db.reader()] {
+            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(synchronous, level, "{mode:?}");
+            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(journal, "wal");
+        }
+        create_effects(&db).await;
+        let bus = bus_with(&db, &[Scripted::applying("a")], BusConfig::default());
+        let id = publish(&bus, &ping(1)).await;
+        assert_eq!(bus.run_pending().await.unwrap(), 1);
+        assert_eq!(effects(&db, "a").await, [(id.to_string(), 1)], "{mode:?}");
+        db.close().await;
     }
 }
