@@ -103,6 +103,8 @@ impl Tally {
     }
 }
 
+/// Shortest sleep of an idle worker that found nothing it could claim.
+const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
 const INBOX_PRUNE_EVERY: Duration = Duration::from_secs(60);
 const INBOX_PRUNE_CHUNK: i64 = 10_000;
 
@@ -206,7 +208,10 @@ impl Bus {
         .fetch_one(self.inner.db.reader())
         .await;
         match next {
-            Ok(Some(micros)) => Duration::from_micros(u64::try_from(micros).unwrap_or(0)).min(poll),
+            // A message that is due but was not claimable (another instance holds it) must not
+            // make an idle worker spin: look again after a short pause at the earliest.
+            Ok(Some(micros)) => Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+                .clamp(MIN_IDLE_WAIT, poll.max(MIN_IDLE_WAIT)),
             _ => poll,
         }
     }
