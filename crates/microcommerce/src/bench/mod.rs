@@ -119,11 +119,11 @@ impl Tally {
 /// Runs the benchmark described by `options` and returns its report.
 pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
     let driver = Driver::prepare(options).await?;
-    let measured = drive(options, &driver, "checkouts").await;
+    let measured = drive(options, Target::Checkouts(driver.clone()), "checkouts").await;
     let invariants = driver.check_invariants(&measured.outcomes).await?;
     let baseline = if options.baseline {
         let plain = baseline::Baseline::prepare(options).await?;
-        Some(drive_baseline(options, &plain).await)
+        Some(drive(options, Target::Baseline(plain), "baseline").await)
     } else {
         None
     };
@@ -143,43 +143,40 @@ pub struct Measured {
     pub elapsed: Duration,
 }
 
-async fn drive(options: &BenchOptions, driver: &Driver, label: &str) -> Measured {
+/// What a run drives: real checkouts, or the plain-SQL ceiling.
+#[derive(Clone)]
+enum Target {
+    Checkouts(Driver),
+    Baseline(baseline::Baseline),
+}
+
+impl Target {
+    async fn checkout(
+        &self,
+        rng: &mut fastrand::Rng,
+        options: &BenchOptions,
+        tally: &Tally,
+    ) -> Outcome {
+        match self {
+            Target::Checkouts(driver) => driver.checkout(rng, options, tally).await,
+            Target::Baseline(plain) => plain.checkout(rng, options, tally).await,
+        }
+    }
+}
+
+/// Runs `options.buyers` buyers against `target` until the count or the deadline.
+async fn drive(options: &BenchOptions, target: Target, label: &str) -> Measured {
     let tally = Tally::new();
     let started = Instant::now();
     let deadline = started + options.duration;
     let progress = progress_bar(options, label, tally.clone());
     let buyers = (0..options.buyers).map(|n| {
-        let (driver, tally) = (driver.clone(), tally.clone());
+        let (target, tally) = (target.clone(), tally.clone());
         let options = options.clone();
         tokio::spawn(async move {
             let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_add(n as u64));
             while keep_going(&options, &tally, deadline) {
-                let outcome = driver.checkout(&mut rng, &options, &tally).await;
-                tally.outcomes.lock().await.push(outcome);
-            }
-        })
-    });
-    futures_util::future::join_all(buyers).await;
-    let elapsed = started.elapsed();
-    if let Some((bar, ticker)) = progress {
-        ticker.abort();
-        bar.finish_and_clear();
-    }
-    collect(tally, elapsed).await
-}
-
-async fn drive_baseline(options: &BenchOptions, plain: &baseline::Baseline) -> Measured {
-    let tally = Tally::new();
-    let started = Instant::now();
-    let deadline = started + options.duration;
-    let progress = progress_bar(options, "baseline", tally.clone());
-    let buyers = (0..options.buyers).map(|n| {
-        let (plain, tally) = (plain.clone(), tally.clone());
-        let options = options.clone();
-        tokio::spawn(async move {
-            let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_add(n as u64));
-            while keep_going(&options, &tally, deadline) {
-                let outcome = plain.checkout(&mut rng, &options, &tally).await;
+                let outcome = target.checkout(&mut rng, &options, &tally).await;
                 tally.outcomes.lock().await.push(outcome);
             }
         })
