@@ -15,7 +15,7 @@ use crate::config::Config;
 use crate::ids::{BuyerId, OrderId};
 use crate::money::Money;
 use crate::ordering::db::{Order, OrderItem};
-use crate::ordering::domain::{OrderStatus, ShippingAddress, Totals};
+use crate::ordering::domain::{OrderStatus, Totals};
 
 /// The plain-SQL driver; cheap to clone.
 #[derive(Clone)]
@@ -221,15 +221,8 @@ fn order(buyer: BuyerId, now: bus::Timestamp) -> Order {
         id: OrderId::new(),
         order_number: crate::ordering::domain::new_order_number(),
         buyer_id: buyer,
-        buyer_email: "bench@example.com".into(),
-        address: ShippingAddress {
-            name: "Bench".into(),
-            email: "bench@example.com".into(),
-            street: "1 Load Lane".into(),
-            city: "Loadville".into(),
-            state: "LD".into(),
-            zip_code: "00000".into(),
-        },
+        buyer_email: super::BUYER_EMAIL.into(),
+        address: super::buyer_address(),
         status: OrderStatus::Submitted,
         totals: Totals::of([(Money(1000), 1)]),
         failure_reason: None,

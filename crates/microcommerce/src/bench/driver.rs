@@ -10,7 +10,7 @@ use super::{BenchError, BenchOptions, Outcome, Tally};
 use crate::app::{App, AppState};
 use crate::config::Config;
 use crate::ids::{BuyerId, OrderId, ProductId};
-use crate::ordering::domain::{ShippingAddress, ValidCheckout};
+use crate::ordering::domain::ValidCheckout;
 
 /// Longest a buyer waits for one order to settle before calling it stuck.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
@@ -222,9 +222,8 @@ impl Inner {
             }
         }
         let body = json!({
-            "email": "bench@example.com",
-            "shippingAddress": { "name": "Bench", "email": "bench@example.com",
-                "street": "1 Load Lane", "city": "Loadville", "state": "LD", "zipCode": "00000" }
+            "email": super::BUYER_EMAIL,
+            "shippingAddress": super::buyer_address(),
         });
         let placed_at = Instant::now();
         let placed = self
@@ -311,15 +310,8 @@ impl Inner {
             .map(|p| (p, 1))
             .collect();
         let valid = ValidCheckout {
-            email: "bench@example.com".into(),
-            address: ShippingAddress {
-                name: "Bench".into(),
-                email: "bench@example.com".into(),
-                street: "1 Load Lane".into(),
-                city: "Loadville".into(),
-                state: "LD".into(),
-                zip_code: "00000".into(),
-            },
+            email: super::BUYER_EMAIL.into(),
+            address: super::buyer_address(),
             lines: Some(lines),
         };
         let order = match place_in_process(state, &valid, tally).await {

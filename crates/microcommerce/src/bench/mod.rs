@@ -243,6 +243,21 @@ fn progress_bar(options: &BenchOptions, label: &str, tally: Arc<Tally>) -> Optio
     Some((bar, ticker))
 }
 
+/// The email every simulated buyer checks out with.
+pub(crate) const BUYER_EMAIL: &str = "bench@example.com";
+
+/// The address every simulated buyer ships to.
+pub(crate) fn buyer_address() -> crate::ordering::domain::ShippingAddress {
+    crate::ordering::domain::ShippingAddress {
+        name: "Bench".into(),
+        email: BUYER_EMAIL.into(),
+        street: "1 Load Lane".into(),
+        city: "Loadville".into(),
+        state: "LD".into(),
+        zip_code: "00000".into(),
+    }
+}
+
 /// Percentiles of latencies given in microseconds, in milliseconds.
 pub fn percentiles(values: impl Iterator<Item = u64>) -> Option<[f64; 4]> {
     let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok()?;
