@@ -109,6 +109,10 @@ pub async fn record_payment(
 /// The saga is the source of truth: it must await payment, and its payment window (which
 /// opened when stock was reserved) must still be open, so that a payment can never race the
 /// timeout that releases the stock.
+///
+/// The order row and the saga take in the reservation as two consumers of the same event, so
+/// a buyer may see `StockReserved` a moment before the saga does. Such a payment is accepted:
+/// the saga parks it until it has taken in the reservation, and its window has not opened yet.
 async fn ensure_awaiting_payment(
     tx: &mut bus::Tx<'_>,
     order: &crate::ordering::db::Order,
@@ -128,6 +132,11 @@ async fn ensure_awaiting_payment(
         ));
     };
     let saga_state: String = saga.try_get("state")?;
+    let reservation_in_flight =
+        saga_state == "Submitted" && order.status == OrderStatus::StockReserved;
+    if reservation_in_flight {
+        return Ok(());
+    }
     if saga_state != "StockReserved" {
         return Err(not_awaiting(format!(
             "the order is {} and does not await payment",

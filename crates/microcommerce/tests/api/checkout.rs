@@ -302,6 +302,45 @@ async fn paying_before_the_reservation_or_twice_is_a_conflict(backend) {
 }
 }
 
+/// The order row and the saga take in a reservation as two consumers: a buyer who sees
+/// `StockReserved` before the saga does may pay, and the saga confirms once it catches up.
+/// A trigger holds the saga's copy of the reservation event back to open that window.
+#[tokio::test]
+async fn a_payment_before_the_saga_has_seen_the_reservation_is_accepted() {
+    let app = spawn_app_with(crate::helpers::Backend::Sqlite, |mut config| {
+        config.workers = 0;
+        config
+    })
+    .await;
+    let hold = "CREATE TRIGGER hold_saga AFTER INSERT ON bus_queue \
+                WHEN NEW.consumer = 'checkout' AND NEW.message_type = 'StockReservationCompleted' \
+                BEGIN UPDATE bus_queue SET available_at = 9000000000000000 WHERE id = NEW.id; END";
+    execute(&app, hold).await;
+    let book = product(&app, "Book", 2500, 5).await;
+    let buyer = app.buyer();
+    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    app.state.bus.run_pending().await.unwrap();
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    let saga = buyer
+        .get(&format!("/api/ordering/orders/{order}/checkout"))
+        .await;
+    assert_eq!(saga.body["state"], "Submitted", "the saga is behind");
+
+    let paid = pay(&buyer, &order, true).await;
+    assert_eq!(paid.status, 200, "{:?}", paid.body);
+    execute(&app, "DROP TRIGGER hold_saga").await;
+    execute(&app, "UPDATE bus_queue SET available_at = 0").await;
+    app.state.bus.run_pending().await.unwrap();
+    settled(&buyer, &order, "Confirmed").await;
+    assert_eq!(stock(&app, &book).await, (4, 0));
+}
+
+async fn execute(app: &TestApp, sql: &'static str) {
+    let mut tx = app.state.bus.begin().await.unwrap();
+    sqlx::query(sql).execute(&mut *tx).await.unwrap();
+    tx.commit().await.unwrap();
+}
+
 testkit::backend_tests! {
 async fn another_buyer_can_neither_see_nor_pay_my_order(backend) {
     let app = spawn_app(backend).await;
