@@ -85,6 +85,7 @@ pub(crate) struct Inner {
     pub routes: HashMap<&'static str, Vec<String>>,
     pub wake: Notify,
     pub counters: Counters,
+    pub watchers: crate::watch::Watchers,
 }
 
 /// Handle to the bus: cheap to clone, shared by everything that publishes or administers.
@@ -144,6 +145,7 @@ impl BusBuilder {
                 routes,
                 wake: Notify::new(),
                 counters: Counters::default(),
+                watchers: Default::default(),
             }),
         }
     }
@@ -209,6 +211,21 @@ impl Bus {
             .get(message_type)
             .map(Vec::as_slice)
             .unwrap_or_default()
+    }
+
+    /// Completes when a worker of this process next commits the handling of a message with
+    /// `correlation_id`, so that a caller can wait for news (an order's next status) instead
+    /// of polling. Work done by other instances on a shared database does not signal here:
+    /// wait with a timeout and look again.
+    pub fn handled_next(
+        &self,
+        correlation_id: uuid::Uuid,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let signal = self.inner.watchers.watch(correlation_id);
+        async move {
+            // A dropped sender (the bus is gone) also ends the wait: the caller looks again.
+            let _ = signal.await;
+        }
     }
 
     pub(crate) fn wake_workers(&self) {

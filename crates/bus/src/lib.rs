@@ -77,6 +77,7 @@ mod db;
 mod dead_letters;
 mod message;
 mod retry;
+mod watch;
 mod worker;
 
 pub use async_trait::async_trait;

@@ -26,6 +26,9 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The running workers, for readiness and shutdown.
     workers: Arc<Mutex<Option<Workers>>>,
+    /// Turns true when shutdown begins, so that requests held open (waiting for an order to
+    /// change) answer at once instead of delaying it.
+    stopping: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -35,6 +38,12 @@ impl AppState {
             .lock()
             .map(|slot| slot.as_ref().is_some_and(Workers::is_running))
             .unwrap_or(false)
+    }
+
+    /// Completes once shutdown has begun.
+    pub async fn stopping(&self) {
+        let mut stopping = self.stopping.subscribe();
+        let _ = stopping.wait_for(|stopping| *stopping).await;
     }
 }
 
@@ -133,6 +142,7 @@ impl App {
             bus,
             config: Arc::new(config),
             workers: Arc::new(Mutex::new(None)),
+            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         };
         Ok(Self { state, listener })
     }
@@ -162,8 +172,12 @@ impl App {
         tracing::info!(addr = %self.local_addr(), "serving");
         let (stop_maintenance, stopped) = tokio::sync::watch::channel(false);
         let maintenance = tokio::spawn(prune_finished_checkouts(state.clone(), stopped));
+        let stopping = state.stopping.clone();
         let result = axum::serve(self.listener, router(state.clone()))
-            .with_graceful_shutdown(shutdown)
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                stopping.send_replace(true);
+            })
             .await;
         let _ = stop_maintenance.send(true);
         let _ = maintenance.await;

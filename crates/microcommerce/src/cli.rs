@@ -8,9 +8,10 @@ use crate::config::{Config, parse_duration};
 #[derive(Debug, Parser)]
 #[command(name = "microcommerce", version, about, long_about = None)]
 pub struct Cli {
-    /// Log filter (`info`, `debug`, `microcommerce=debug,bus=info`, …).
-    #[arg(long, env = "MICROCOMMERCE_LOG", default_value = "info", global = true)]
-    pub log_level: String,
+    /// Log filter (`info`, `debug`, `microcommerce=debug,bus=info`, …) [default: `info`;
+    /// `warn` for `bench`, whose embedded server would otherwise log every message]
+    #[arg(long, env = "MICROCOMMERCE_LOG", global = true)]
+    pub log_level: Option<String>,
     /// Print logs as JSON lines instead of text.
     #[arg(long, env = "MICROCOMMERCE_LOG_JSON", global = true)]
     pub log_json: bool,

@@ -9,7 +9,12 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_json);
+    let quiet_by_default = matches!(cli.command, Command::Bench(_));
+    let filter = cli
+        .log_level
+        .as_deref()
+        .unwrap_or(if quiet_by_default { "warn" } else { "info" });
+    init_logging(filter, cli.log_json);
     match run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {

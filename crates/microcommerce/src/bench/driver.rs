@@ -16,6 +16,10 @@ use crate::ordering::domain::ValidCheckout;
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
 /// Pause between two looks at an order.
 const POLL: Duration = Duration::from_millis(5);
+/// How long the server may hold one long-polling request.
+const LONG_POLL_MS: u64 = 5_000;
+/// In-process waits look again after this long even without a wake-up.
+const LONG_POLL_RECHECK: Duration = Duration::from_millis(200);
 
 /// Drives checkouts against one target; cheap to clone (one per buyer).
 #[derive(Clone)]
@@ -272,6 +276,8 @@ impl Inner {
         )
     }
 
+    /// Waits for one of `statuses` by long polling: each request is held by the server until
+    /// the order leaves the status the previous answer showed.
     async fn wait_http(
         &self,
         cookie: &str,
@@ -280,19 +286,27 @@ impl Inner {
         tally: &Tally,
     ) -> (String, Option<String>) {
         let deadline = Instant::now() + SETTLE_LIMIT;
+        let mut seen: Option<String> = None;
         while Instant::now() < deadline {
+            let url = match &seen {
+                Some(status) => format!("{path}?waitWhile={status}&timeoutMs={LONG_POLL_MS}"),
+                None => path.to_owned(),
+            };
             let (_, order) = self
-                .send(cookie, reqwest::Method::GET, path, None, tally)
+                .send(cookie, reqwest::Method::GET, &url, None, tally)
                 .await;
-            if let Some(status) = order["status"].as_str()
-                && statuses.contains(&status)
-            {
+            let status = order["status"].as_str().unwrap_or_default();
+            if statuses.contains(&status) {
                 return (
                     status.to_owned(),
                     order["failureReason"].as_str().map(String::from),
                 );
             }
-            tokio::time::sleep(POLL).await;
+            if seen.as_deref() == Some(status) || status.is_empty() {
+                // Held to its timeout, an error, or a server without long polling.
+                tokio::time::sleep(POLL).await;
+            }
+            seen = Some(status.to_owned()).filter(|status| !status.is_empty());
         }
         ("Stuck".into(), None)
     }
@@ -435,13 +449,16 @@ async fn wait_in_process(
 ) -> (String, Option<String>) {
     let deadline = Instant::now() + SETTLE_LIMIT;
     while Instant::now() < deadline {
+        // Woken when a worker has handled a message of this order, as the HTTP API's long
+        // polling is; the short timeout covers a wake-up that raced the read.
+        let news = state.bus.handled_next(order.0);
         if let Ok(mut conn) = state.db.reader().acquire().await
             && let Ok(Some(found)) = crate::ordering::db::find_order(&mut conn, order).await
             && statuses.contains(&found.status.as_str())
         {
             return (found.status.as_str().to_owned(), found.failure_reason);
         }
-        tokio::time::sleep(POLL).await;
+        let _ = tokio::time::timeout(LONG_POLL_RECHECK, news).await;
     }
     ("Stuck".into(), None)
 }

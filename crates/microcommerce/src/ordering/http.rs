@@ -1,6 +1,7 @@
 //! Buyer-facing ordering routes: checkout, an order, its saga, my orders.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
@@ -256,16 +257,82 @@ pub async fn visible_order(state: &AppState, caller: &Caller, id: OrderId) -> Re
     }
 }
 
-/// One order, for the buyer who placed it or an admin.
+/// Long polling: instead of asking again and again whether an order has moved on, a client
+/// asks once and the answer is held until it has.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderWait {
+    /// Hold the answer while the order still has this status (e.g. `Submitted`), until it
+    /// changes or `timeoutMs` passes; the order is returned either way.
+    wait_while: Option<String>,
+    /// How long to hold the answer at most, in milliseconds (default 10000, at most 30000).
+    timeout_ms: Option<u64>,
+}
+
+const DEFAULT_WAIT: Duration = Duration::from_secs(10);
+const LONGEST_WAIT: Duration = Duration::from_secs(30);
+/// How often a held request looks again on its own: changes made by another instance on a
+/// shared database, or by an HTTP request, do not signal this process.
+const RECHECK: Duration = Duration::from_millis(200);
+
+impl OrderWait {
+    /// The status to wait out and for how long, or a 400 for a bad value.
+    fn resolve(&self) -> Result<Option<(OrderStatus, Duration)>> {
+        let Some(text) = self.wait_while.as_deref() else {
+            return Ok(None);
+        };
+        let status = OrderStatus::parse(text)
+            .ok_or_else(|| Error::invalid("waitWhile", "unknown order status"))?;
+        let timeout = self.timeout_ms.map_or(DEFAULT_WAIT, Duration::from_millis);
+        if timeout > LONGEST_WAIT {
+            return Err(Error::invalid("timeoutMs", "at most 30000"));
+        }
+        Ok(Some((status, timeout)))
+    }
+}
+
+/// The order once its status is no longer `status`, or as it is when `timeout` has passed
+/// or the server begins to shut down.
+async fn order_after_change(
+    state: &AppState,
+    caller: &Caller,
+    id: OrderId,
+    status: OrderStatus,
+    timeout: Duration,
+) -> Result<Order> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        // Watch before reading, so that a change between the two is not missed.
+        let news = state.bus.handled_next(id.0);
+        let order = visible_order(state, caller, id).await?;
+        if order.status != status || tokio::time::Instant::now() >= deadline {
+            return Ok(order);
+        }
+        let look_again = deadline.min(tokio::time::Instant::now() + RECHECK);
+        tokio::select! {
+            () = news => {}
+            () = tokio::time::sleep_until(look_again) => {}
+            () = state.stopping() => return Ok(order),
+        }
+    }
+}
+
+/// One order, for the buyer who placed it or an admin; with `waitWhile` the answer is held
+/// until the order leaves that status (long polling).
 #[utoipa::path(get, path = "/api/ordering/orders/{id}", tag = "ordering",
-    params(("id" = OrderId, Path, description = "Order id")),
-    responses((status = 200, body = OrderView), (status = 404, body = crate::error::Problem)))]
+    params(("id" = OrderId, Path, description = "Order id"), OrderWait),
+    responses((status = 200, body = OrderView), (status = 400, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem)))]
 pub async fn get_order(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<OrderId>,
+    Query(wait): Query<OrderWait>,
 ) -> Result<Json<OrderView>> {
-    let order = visible_order(&state, &caller, id).await?;
+    let order = match wait.resolve()? {
+        Some((status, timeout)) => order_after_change(&state, &caller, id, status, timeout).await?,
+        None => visible_order(&state, &caller, id).await?,
+    };
     let mut conn = state.db.reader().acquire().await?;
     let items = db::order_items(&mut conn, id).await?;
     Ok(Json(OrderView {

@@ -302,6 +302,78 @@ async fn paying_before_the_reservation_or_twice_is_a_conflict(backend) {
 }
 }
 
+testkit::backend_tests! {
+async fn a_held_order_request_answers_when_the_status_changes(backend) {
+    let app = spawn_app_with(backend, |mut config| {
+        config.workers = 0;
+        config
+    })
+    .await;
+    let book = product(&app, "Book", 2500, 5).await;
+    let buyer = app.buyer();
+    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    let path = format!("/api/ordering/orders/{order}");
+
+    let timed_out = buyer.get(&format!("{path}?waitWhile=Submitted&timeoutMs=50")).await;
+    assert_eq!((timed_out.status, &timed_out.body["status"]), (200, &json!("Submitted")));
+    let other = buyer.get(&format!("{path}?waitWhile=Confirmed&timeoutMs=20000")).await;
+    assert_eq!(other.body["status"], "Submitted", "a status it is not in returns at once");
+
+    let waiter = buyer.clone();
+    let held_path = format!("{path}?waitWhile=Submitted&timeoutMs=20000");
+    let held = tokio::spawn(async move { waiter.get(&held_path).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!held.is_finished(), "answered although nothing changed");
+    app.state.bus.run_pending().await.unwrap();
+    let answer = held.await.unwrap();
+    assert_eq!((answer.status, &answer.body["status"]), (200, &json!("StockReserved")));
+}
+}
+
+/// A held request must not keep a stopping server waiting for its whole timeout.
+#[tokio::test]
+async fn shutting_down_answers_held_requests_at_once() {
+    let app = spawn_app_with(crate::helpers::Backend::Sqlite, |mut config| {
+        config.workers = 0;
+        config
+    })
+    .await;
+    let book = product(&app, "Book", 2500, 5).await;
+    let buyer = app.buyer();
+    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    let held_path = format!("/api/ordering/orders/{order}?waitWhile=Submitted&timeoutMs=30000");
+    let held = tokio::spawn(async move { buyer.get(&held_path).await });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let stopped = tokio::time::timeout(Duration::from_secs(15), app.stop()).await;
+    assert!(stopped.is_ok(), "shutdown waited for the held request");
+    let answer = held.await.unwrap();
+    assert_eq!(
+        (answer.status, &answer.body["status"]),
+        (200, &json!("Submitted"))
+    );
+}
+
+testkit::backend_tests! {
+async fn bad_long_polling_parameters_are_validation_problems(backend) {
+    let app = spawn_app(backend).await;
+    let book = product(&app, "Book", 2500, 5).await;
+    let buyer = app.buyer();
+    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    let path = format!("/api/ordering/orders/{order}");
+    for (query, field) in [
+        ("waitWhile=Nope", "waitWhile"),
+        ("waitWhile=Submitted&timeoutMs=30001", "timeoutMs"),
+    ] {
+        let reply = buyer.get(&format!("{path}?{query}")).await;
+        assert_eq!(reply.status, 400, "{query}: {:?}", reply.body);
+        assert_eq!(reply.content_type(), "application/problem+json");
+        assert!(reply.body["errors"][field].is_array(), "{query}: {:?}", reply.body);
+    }
+    let reply = buyer.get(&format!("{path}?timeoutMs=abc")).await;
+    assert_eq!(reply.status, 400, "{:?}", reply.body);
+}
+}
+
 /// The order row and the saga take in a reservation as two consumers: a buyer who sees
 /// `StockReserved` before the saga does may pay, and the saga confirms once it catches up.
 /// A trigger holds the saga's copy of the reservation event back to open that window.
