@@ -424,10 +424,12 @@ impl Bus {
     }
 }
 
+/// The inbox check is a scalar subquery on purpose: as `EXISTS`, PostgreSQL's generic plan
+/// hashes the whole inbox on every claim, which grows with the inbox.
 const CLAIM: &str = "SELECT q.id, q.consumer, q.message_id, q.message_type, q.correlation_id, \
     q.causation_id, q.headers, q.payload, q.created_at, q.available_at, q.attempts, \
-    CASE WHEN EXISTS (SELECT 1 FROM bus_inbox i WHERE i.consumer = q.consumer \
-                      AND i.message_id = q.message_id) THEN 1 ELSE 0 END AS already_done \
+    COALESCE((SELECT 1 FROM bus_inbox i WHERE i.consumer = q.consumer \
+              AND i.message_id = q.message_id), 0) AS already_done \
     FROM bus_queue q WHERE q.available_at <= $1 ORDER BY q.available_at, q.id LIMIT $2";
 
 /// Channel on which PostgreSQL commits that wrote messages wake every instance's workers.

@@ -47,6 +47,8 @@ struct Loaded<S> {
     state: S,
     version: i64,
     finished: bool,
+    /// Events may wait in `saga_parked` for this instance.
+    has_parked: bool,
 }
 
 impl<S: Saga> Engine<S> {
@@ -79,7 +81,7 @@ impl<S: Saga> Engine<S> {
                     .map_err(|rejected| self.rejection_error(message, "Initial", rejected))?;
                 self.create(tx, message, state, sent).await
             }
-            None => park(tx, S::NAME, message).await,
+            None => park(tx, S::NAME, message, false).await,
             Some(loaded) if loaded.finished || self.saga.is_start(&event) => {
                 tracing::info!(
                     saga = S::NAME,
@@ -90,7 +92,7 @@ impl<S: Saga> Engine<S> {
             }
             Some(loaded) => match self.saga.during(&loaded.state, &event) {
                 Ok((next, sent)) => self.advance(tx, message, id, loaded, next, sent).await,
-                Err(Rejected::Early) => park(tx, S::NAME, message).await,
+                Err(Rejected::Early) => park(tx, S::NAME, message, !loaded.has_parked).await,
                 Err(Rejected::Stale(reason)) => {
                     tracing::info!(saga = S::NAME, %reason, "stale event ignored");
                     count_ignored(tx, S::NAME, id).await
@@ -166,6 +168,8 @@ impl<S: Saga> Engine<S> {
             finished: S::is_final(&state),
             state,
             version: 1,
+            // Events that arrived before the instance existed were parked without a flag.
+            has_parked: true,
         };
         self.after_transition(tx, id, loaded).await
     }
@@ -221,6 +225,7 @@ impl<S: Saga> Engine<S> {
                 state: next,
                 version,
                 finished,
+                has_parked: from.has_parked,
             },
         )
         .await
@@ -235,9 +240,15 @@ impl<S: Saga> Engine<S> {
     ) -> Result<(), ConsumeError> {
         if current.finished {
             tx.cancel_scheduled(S::NAME, id).await?;
-            drop_parked(tx, S::NAME, id).await?;
+            if current.has_parked {
+                drop_parked(tx, S::NAME, id).await?;
+            }
             return Ok(());
         }
+        if !current.has_parked {
+            return Ok(());
+        }
+        let mut still_parked = false;
         for parked in parked_events(tx, S::NAME, id).await? {
             let event = match self.saga.decode(&parked) {
                 Ok(event) => event,
@@ -251,7 +262,7 @@ impl<S: Saga> Engine<S> {
                     // The new state re-offers the remaining parked events itself.
                     return Box::pin(self.advance(tx, &parked, id, current, next, sent)).await;
                 }
-                Err(Rejected::Early) => {}
+                Err(Rejected::Early) => still_parked = true,
                 Err(Rejected::Stale(_)) => {
                     unpark(tx, S::NAME, id, parked.message_id).await?;
                     count_ignored(tx, S::NAME, id).await?;
@@ -275,6 +286,9 @@ impl<S: Saga> Engine<S> {
                     tx.write(&outgoing).await?;
                 }
             }
+        }
+        if still_parked {
+            flag_parked(tx, S::NAME, id).await?;
         }
         Ok(())
     }
@@ -307,9 +321,7 @@ struct Step<'a> {
 
 impl Step<'_> {
     async fn record(&self, tx: &mut Tx<'_>, now: Timestamp) -> Result<(), ConsumeError> {
-        for outgoing in self.sent {
-            tx.write(outgoing).await?;
-        }
+        tx.write_all(self.sent).await?;
         let types: Vec<&str> = self.sent.iter().map(|m| m.message_type).collect();
         sqlx::query(
             "INSERT INTO saga_timeline (saga, correlation_id, seq, at, event, message_id, \
@@ -335,7 +347,7 @@ async fn load<S: Saga>(
     id: Uuid,
 ) -> Result<Option<Loaded<S::State>>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT data, version, completed_at FROM saga_instances \
+        "SELECT data, version, completed_at, has_parked FROM saga_instances \
          WHERE saga = $1 AND correlation_id = $2",
     )
     .bind(S::NAME)
@@ -348,6 +360,7 @@ async fn load<S: Saga>(
         state: serde_json::from_str(&data).map_err(decode_error)?,
         version: row.try_get("version")?,
         finished: row.try_get::<Option<i64>, _>("completed_at")?.is_some(),
+        has_parked: row.try_get::<i64, _>("has_parked")? != 0,
     }))
 }
 
@@ -392,7 +405,13 @@ async fn drop_parked(tx: &mut Tx<'_>, saga: &str, id: Uuid) -> Result<(), Consum
     Ok(())
 }
 
-async fn park(tx: &mut Tx<'_>, saga: &str, message: &Envelope) -> Result<(), ConsumeError> {
+/// Parks `message`; `flag` marks its (existing) instance as having parked events.
+async fn park(
+    tx: &mut Tx<'_>,
+    saga: &str,
+    message: &Envelope,
+    flag: bool,
+) -> Result<(), ConsumeError> {
     tracing::info!(saga, "event parked until the instance can accept it");
     sqlx::query(
         "INSERT INTO saga_parked (saga, correlation_id, message_id, message_type, causation_id, \
@@ -410,6 +429,19 @@ async fn park(tx: &mut Tx<'_>, saga: &str, message: &Envelope) -> Result<(), Con
     .bind(tx.now().await?.0)
     .execute(&mut **tx)
     .await?;
+    if flag {
+        flag_parked(tx, saga, message.correlation_id).await?;
+    }
+    Ok(())
+}
+
+/// From now on, transitions of this instance look for parked events.
+async fn flag_parked(tx: &mut Tx<'_>, saga: &str, id: Uuid) -> Result<(), ConsumeError> {
+    sqlx::query("UPDATE saga_instances SET has_parked = 1 WHERE saga = $1 AND correlation_id = $2")
+        .bind(saga)
+        .bind(id.to_string())
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
