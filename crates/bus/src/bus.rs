@@ -66,6 +66,8 @@ pub struct BusStats {
     pub dead_lettered: u64,
     /// Transactions committed by workers.
     pub batches: u64,
+    /// Batches rolled back and run again because they lost a lock race (PostgreSQL).
+    pub contended: u64,
 }
 
 #[derive(Default)]
@@ -75,6 +77,7 @@ pub(crate) struct Counters {
     pub retried: AtomicU64,
     pub dead_lettered: AtomicU64,
     pub batches: AtomicU64,
+    pub contended: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -201,6 +204,7 @@ impl Bus {
             retried: c.retried.load(Ordering::Relaxed),
             dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
+            contended: c.contended.load(Ordering::Relaxed),
         }
     }
 

@@ -36,6 +36,31 @@ impl ConsumeError {
     pub fn is_permanent(&self) -> bool {
         matches!(self, Self::Permanent(_))
     }
+
+    /// True when the database gave up on a lock race (deadlock, serialization failure, lock
+    /// timeout) rather than on the message: running it again is the fix, and it must not use
+    /// up the message's attempts.
+    pub fn is_contention(&self) -> bool {
+        let mut source: Option<&(dyn StdError + 'static)> = match self {
+            Self::Transient(error) => Some(error.as_ref()),
+            Self::Permanent(_) => None,
+        };
+        while let Some(error) = source {
+            if let Some(sql) = error.downcast_ref::<sqlx::Error>() {
+                return is_contention(sql);
+            }
+            source = error.source();
+        }
+        false
+    }
+}
+
+/// Deadlock (40P01), serialization failure (40001) or lock timeout (55P03).
+pub(crate) fn is_contention(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .and_then(|error| error.code())
+        .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "55P03"))
 }
 
 /// Database errors are retried: a busy lock or a dropped connection heals by itself, and a

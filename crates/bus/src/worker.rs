@@ -81,6 +81,8 @@ enum Outcome {
     Duplicate,
     Retried,
     DeadLettered,
+    /// Lost a lock race: rolled back and left queued as it was, for the next round.
+    Contended,
 }
 
 /// Tallies of one batch, added to the bus counters only once the batch has committed.
@@ -99,6 +101,7 @@ impl Tally {
             Outcome::Duplicate => self.duplicates += 1,
             Outcome::Retried => self.retried += 1,
             Outcome::DeadLettered => self.dead_lettered += 1,
+            Outcome::Contended => {}
         }
     }
 }
@@ -223,6 +226,7 @@ impl Bus {
     /// again with a savepoint per message, so that only the failing one is retried.
     async fn process_batch(&self) -> Result<usize, sqlx::Error> {
         let mut tx = self.begin().await?;
+        limit_lock_waits(&mut tx).await?;
         let now = tx.now().await?;
         let claimed = claim(&mut tx, now, self.inner.config.batch_size).await?;
         if claimed.is_empty() {
@@ -233,6 +237,23 @@ impl Bus {
             Ok(tally) => {
                 tx.commit().await?;
                 tally
+            }
+            Err(failure)
+                if failure
+                    .error
+                    .as_ref()
+                    .is_some_and(ConsumeError::is_contention) =>
+            {
+                // Another transaction holds rows this batch needs, perhaps waiting for ours:
+                // step back, and let a short random pause break the tie.
+                tx.rollback().await?;
+                self.inner
+                    .counters
+                    .contended
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::debug!("batch lost a lock race; it runs again");
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=10))).await;
+                return Ok(0);
             }
             Err(failure) => {
                 tx.rollback().await?;
@@ -304,6 +325,7 @@ impl Bus {
         now: Timestamp,
     ) -> Result<Tally, sqlx::Error> {
         let mut tx = self.begin().await?;
+        limit_lock_waits(&mut tx).await?;
         let claimed = claim(&mut tx, now, self.inner.config.batch_size).await?;
         let mut tally = Tally::default();
         let mut failure = Some(failure);
@@ -360,6 +382,11 @@ impl Bus {
                 savepoint.commit().await?;
                 tracing::debug!("message completed");
                 Ok(Outcome::Completed)
+            }
+            Err(error) if error.is_contention() => {
+                savepoint.rollback().await?;
+                tracing::debug!(%error, "message lost a lock race; it stays queued");
+                Ok(Outcome::Contended)
             }
             Err(error) => {
                 savepoint.rollback().await?;
@@ -432,6 +459,18 @@ const CLAIM: &str = "SELECT q.id, q.consumer, q.message_id, q.message_type, q.co
               AND i.message_id = q.message_id), 0) AS already_done \
     FROM bus_queue q WHERE q.available_at <= $1 ORDER BY q.available_at, q.id LIMIT $2";
 
+/// Longest a worker's transaction waits for one row lock on PostgreSQL before it steps back
+/// (see [`ConsumeError::is_contention`]): two batches that lock shared rows (stock) in
+/// different orders deadlock, and PostgreSQL would only notice after `deadlock_timeout` (1 s).
+const LOCK_WAIT_LIMIT: &str = "SET LOCAL lock_timeout = '100ms'";
+
+async fn limit_lock_waits(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
+    if tx.bus().db().backend() == Backend::Postgres {
+        sqlx::query(LOCK_WAIT_LIMIT).execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
 /// Channel on which PostgreSQL commits that wrote messages wake every instance's workers.
 pub(crate) const NOTIFY_CHANNEL: &str = "bus_wake";
 /// Sent inside a committing transaction; PostgreSQL delivers it only if the commit succeeds.
@@ -446,46 +485,29 @@ pub(crate) const NOTIFY_SQL: &str = "SELECT pg_notify('bus_wake', '')";
 /// correlation id) keeps two messages of one correlation from being handled at once anywhere,
 /// even when a lower id committed late. Rows whose correlation is busy elsewhere are left.
 async fn claim(tx: &mut Tx<'_>, now: Timestamp, limit: usize) -> Result<Vec<Claimed>, sqlx::Error> {
-    let backend = tx.bus().db().backend();
-    let sql = match backend {
+    let sql = match tx.bus().db().backend() {
         Backend::Sqlite => CLAIM.to_owned(),
-        Backend::Postgres => {
+        // One statement claims and locks: the advisory lock is tried on each row the inner
+        // query returned; a row whose correlation is busy elsewhere stays row-locked by this
+        // transaction (so no one else takes it either) and is simply not handled now.
+        Backend::Postgres => format!(
+            "WITH claimed AS ({}) SELECT * FROM claimed \
+             WHERE pg_try_advisory_xact_lock(hashtextextended(consumer || ':' || correlation_id, 0)) \
+             ORDER BY available_at, id",
             CLAIM.replace(
                 "ORDER BY",
                 "AND NOT EXISTS (SELECT 1 FROM bus_queue p WHERE p.consumer = q.consumer \
-             AND p.correlation_id = q.correlation_id AND p.id < q.id AND p.available_at <= $1) \
-             ORDER BY",
+                 AND p.correlation_id = q.correlation_id AND p.id < q.id AND p.available_at <= $1) \
+                 ORDER BY",
             ) + " FOR UPDATE OF q SKIP LOCKED"
-        }
+        ),
     };
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
         .bind(now.0)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(&mut **tx)
         .await?;
-    let claimed: Vec<Claimed> = rows.iter().map(decode_claimed).collect::<Result<_, _>>()?;
-    if backend == Backend::Sqlite {
-        return Ok(claimed);
-    }
-    let mut exclusive = Vec::with_capacity(claimed.len());
-    let mut busy = std::collections::HashSet::new();
-    for message in claimed {
-        let key = format!("{}:{}", message.consumer, message.envelope.correlation_id);
-        if busy.contains(&key) {
-            continue;
-        }
-        let locked: bool =
-            sqlx::query_scalar("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0))")
-                .bind(&key)
-                .fetch_one(&mut **tx)
-                .await?;
-        if locked {
-            exclusive.push(message);
-        } else {
-            busy.insert(key);
-        }
-    }
-    Ok(exclusive)
+    rows.iter().map(decode_claimed).collect()
 }
 
 fn decode_claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {

@@ -143,9 +143,11 @@ pub struct ServeArgs {
     /// Time a buyer has to pay once stock is reserved (`90s`, `15m`, `1h`).
     #[arg(long, env = "MICROCOMMERCE_PAYMENT_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
     pub payment_timeout: std::time::Duration,
-    /// Message worker tasks [default: 1 on SQLite, which has a single writer; 4 on PostgreSQL].
-    #[arg(long, env = "MICROCOMMERCE_WORKERS")]
-    pub workers: Option<usize>,
+    /// Message worker tasks per instance. One worker handling batches is fastest on a small
+    /// machine (SQLite has a single writer; on PostgreSQL concurrent batches contend for the
+    /// same stock rows); more help only with spare cores.
+    #[arg(long, env = "MICROCOMMERCE_WORKERS", default_value_t = 1)]
+    pub workers: usize,
     /// Messages handled per worker transaction (one fsync per batch).
     #[arg(long, env = "MICROCOMMERCE_BATCH_SIZE", default_value_t = 64)]
     pub batch_size: usize,
@@ -170,16 +172,7 @@ impl ServeArgs {
             .then(|| uuid::Uuid::new_v4().simple().to_string());
         let config = Config {
             addr: self.addr,
-            workers: self
-                .workers
-                .unwrap_or_else(|| {
-                    if self.database.database_url.starts_with("postgres") {
-                        4
-                    } else {
-                        1
-                    }
-                })
-                .max(1),
+            workers: self.workers.max(1),
             database_url: self.database.database_url,
             db_pool_size: self.database.db_pool_size.max(1),
             statement_timeout: self.database.statement_timeout,

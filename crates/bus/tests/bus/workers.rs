@@ -203,3 +203,70 @@ async fn a_message_committed_by_another_process_is_found_by_polling(backend) {
     other_db.close().await;
 }
 }
+
+/// Bumps one shared row: the stand-in for stock that batches of different workers lock.
+struct RowBumper;
+
+#[bus::async_trait]
+impl bus::Consumer for RowBumper {
+    fn name(&self) -> &str {
+        "bumper"
+    }
+
+    fn subscriptions(&self) -> Vec<&'static str> {
+        vec![Ping::TYPE]
+    }
+
+    async fn consume(
+        &self,
+        _message: &bus::Envelope,
+        tx: &mut bus::Tx<'_>,
+    ) -> Result<(), bus::ConsumeError> {
+        sqlx::query("UPDATE bumps SET n = n + 1 WHERE id = 1")
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
+
+/// A batch that cannot get a row lock in time (a deadlock partner, or a long holder) steps
+/// back and runs again later; the lost race is not a failed attempt of its messages.
+#[tokio::test]
+async fn a_batch_that_loses_a_lock_race_runs_again_without_using_an_attempt() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let t = test_db(backend).await;
+    sqlx::query("CREATE TABLE bumps (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)")
+        .execute(t.db.writer())
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO bumps VALUES (1, 0)")
+        .execute(t.db.writer())
+        .await
+        .unwrap();
+    let bus = bus::Bus::builder(t.db.clone())
+        .config(quick_retries())
+        .consumer(Arc::new(RowBumper))
+        .build();
+    publish(&bus, &ping(1)).await;
+
+    let mut holder = t.db.writer().begin().await.unwrap();
+    sqlx::query("UPDATE bumps SET n = n WHERE id = 1")
+        .execute(&mut *holder)
+        .await
+        .unwrap();
+    bus.run_pending().await.unwrap();
+    let stats = bus.stats();
+    assert!(stats.contended >= 1, "{stats:?}");
+    assert_eq!((stats.completed, stats.retried), (0, 0), "{stats:?}");
+    let waiting = queued(&t.db).await;
+    assert_eq!(waiting.len(), 1);
+    assert_eq!((waiting[0].attempts, &waiting[0].last_error), (0, &None));
+
+    holder.commit().await.unwrap();
+    bus.run_pending().await.unwrap();
+    assert_eq!(bus.stats().completed, 1);
+    assert_eq!(count(&t.db, "SELECT n FROM bumps WHERE id = 1").await, 1);
+    assert!(queued(&t.db).await.is_empty());
+}

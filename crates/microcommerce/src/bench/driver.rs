@@ -528,7 +528,6 @@ impl Embedded {
             database_url,
             synchronous: options.synchronous,
             admin_token: token.clone(),
-            workers: if postgres { 4 } else { 1 },
             db_pool_size: if postgres { 20 } else { 10 },
             ..Config::default()
         };
