@@ -192,6 +192,7 @@ impl Bus {
             causation: None,
             outermost: true,
             now: None,
+            changed: Arc::default(),
         })
     }
 
@@ -217,11 +218,11 @@ impl Bus {
             .unwrap_or_default()
     }
 
-    /// Completes when a worker of this process next commits the handling of a message with
-    /// `correlation_id`, so that a caller can wait for news (an order's next status) instead
-    /// of polling. Work done by other instances on a shared database does not signal here:
-    /// wait with a timeout and look again.
-    pub fn handled_next(
+    /// Completes when a transaction of this process that [announced a
+    /// change](Tx::announce_change) of `correlation_id` next commits, so that a caller can wait
+    /// for news (an order's next status) instead of polling. Changes committed by other
+    /// instances on a shared database do not signal here: wait with a timeout and look again.
+    pub fn changed_next(
         &self,
         correlation_id: uuid::Uuid,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
@@ -264,6 +265,8 @@ pub struct Tx<'c> {
     outermost: bool,
     /// The database time of this transaction, read once.
     now: Option<Timestamp>,
+    /// Correlation ids whose waiters to wake after the outermost commit; shared with savepoints.
+    changed: Arc<std::sync::Mutex<Vec<uuid::Uuid>>>,
 }
 
 impl Deref for Tx<'_> {
@@ -295,7 +298,21 @@ impl Tx<'_> {
         if wrote && outermost {
             self.bus.wake_workers();
         }
+        if outermost {
+            let changed = std::mem::take(&mut *self.changed.lock().expect("changed lock"));
+            self.bus.inner.watchers.notify(changed);
+        }
         Ok(())
+    }
+
+    /// Wakes whoever waits in [`Bus::changed_next`] for `correlation_id` once this transaction
+    /// commits (nobody, if it rolls back): call it where a change that clients wait for is
+    /// written, such as an order's new status.
+    pub fn announce_change(&mut self, correlation_id: uuid::Uuid) {
+        self.changed
+            .lock()
+            .expect("changed lock")
+            .push(correlation_id);
     }
 
     /// Rolls back every write and every message of this transaction.
@@ -312,6 +329,7 @@ impl Tx<'_> {
             causation: self.causation,
             outermost: false,
             now: self.now,
+            changed: Arc::clone(&self.changed),
         })
     }
 

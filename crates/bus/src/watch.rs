@@ -1,5 +1,5 @@
-//! Waking whoever waits for news of one correlation id (an order, say) when a worker of this
-//! process has handled a message of it, so that clients can wait for a change instead of
+//! Waking whoever waits for news of one correlation id (an order, say) when a transaction of
+//! this process that changed it commits, so that clients can wait for a change instead of
 //! polling the database.
 
 use std::collections::HashMap;
@@ -24,7 +24,7 @@ struct WatchState {
 }
 
 impl Watchers {
-    /// A signal that fires when a message of `correlation_id` has next been handled here.
+    /// A signal that fires when a change of `correlation_id` next commits here.
     pub(crate) fn watch(&self, correlation_id: Uuid) -> oneshot::Receiver<()> {
         let (sender, receiver) = oneshot::channel();
         let mut state = self.state.lock().expect("watchers lock");
@@ -44,13 +44,13 @@ impl Watchers {
         receiver
     }
 
-    /// Wakes everyone waiting for one of `handled`, after their messages committed.
-    pub(crate) fn handled(&self, handled: impl IntoIterator<Item = Uuid>) {
+    /// Wakes everyone waiting for one of `changed`, after the change committed.
+    pub(crate) fn notify(&self, changed: impl IntoIterator<Item = Uuid>) {
         let mut state = self.state.lock().expect("watchers lock");
         if state.waiting.is_empty() {
             return;
         }
-        for id in handled {
+        for id in changed {
             for sender in state.waiting.remove(&id).unwrap_or_default() {
                 let _ = sender.send(());
             }
@@ -68,13 +68,13 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_handled_message_wakes_only_the_waits_for_its_correlation() {
+    async fn a_change_wakes_only_the_waits_for_its_correlation() {
         let watchers = Watchers::default();
         let (order, other) = (Uuid::now_v7(), Uuid::now_v7());
         let first = watchers.watch(order);
         let second = watchers.watch(order);
         let mut unrelated = watchers.watch(other);
-        watchers.handled([order]);
+        watchers.notify([order]);
         first.await.unwrap();
         second.await.unwrap();
         assert!(unrelated.try_recv().is_err(), "other ids keep waiting");

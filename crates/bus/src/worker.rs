@@ -260,11 +260,6 @@ impl Bus {
                 self.run_batch_carefully(failure, now).await?
             }
         };
-        self.inner.watchers.handled(
-            claimed
-                .iter()
-                .map(|message| message.envelope.correlation_id),
-        );
         let counters = &self.inner.counters;
         counters
             .completed

@@ -270,3 +270,30 @@ async fn a_batch_that_loses_a_lock_race_runs_again_without_using_an_attempt() {
     assert_eq!(count(&t.db, "SELECT n FROM bumps WHERE id = 1").await, 1);
     assert!(queued(&t.db).await.is_empty());
 }
+
+testkit::backend_tests! {
+async fn an_announced_change_wakes_its_waiters_once_committed_and_never_when_rolled_back(backend) {
+    let t = test_db(backend).await;
+    let bus = bus_with(&t.db, &[], sleepy());
+    let order = uuid::Uuid::now_v7();
+    let waiting = tokio::spawn(bus.changed_next(order));
+
+    let mut undone = bus.begin().await.unwrap();
+    undone.announce_change(order);
+    undone.rollback().await.unwrap();
+    let mut unrelated = bus.begin().await.unwrap();
+    unrelated.announce_change(uuid::Uuid::now_v7());
+    unrelated.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "woken without a committed change");
+
+    let mut tx = bus.begin().await.unwrap();
+    let mut savepoint = tx.savepoint().await.unwrap();
+    savepoint.announce_change(order);
+    savepoint.commit().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!waiting.is_finished(), "woken before the outermost commit");
+    tx.commit().await.unwrap();
+    tokio::time::timeout(LIMIT, waiting).await.unwrap().unwrap();
+}
+}

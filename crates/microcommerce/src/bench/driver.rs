@@ -449,9 +449,8 @@ async fn wait_in_process(
 ) -> (String, Option<String>) {
     let deadline = Instant::now() + SETTLE_LIMIT;
     while Instant::now() < deadline {
-        // Woken when a worker has handled a message of this order, as the HTTP API's long
-        // polling is; the short timeout covers a wake-up that raced the read.
-        let news = state.bus.handled_next(order.0);
+        // Woken when the order's status changes, as the HTTP API's long polling is.
+        let news = state.bus.changed_next(order.0);
         if let Ok(mut conn) = state.db.reader().acquire().await
             && let Ok(Some(found)) = crate::ordering::db::find_order(&mut conn, order).await
             && statuses.contains(&found.status.as_str())

@@ -159,9 +159,10 @@ pub async fn insert_order(
 }
 
 /// Moves an order to `to` if its current status allows it; false (and no change) otherwise,
-/// which makes every status message idempotent.
+/// which makes every status message idempotent. A move wakes the order's long polls once
+/// `tx` commits.
 pub async fn move_status(
-    conn: &mut AnyConnection,
+    tx: &mut bus::Tx<'_>,
     id: OrderId,
     to: OrderStatus,
     failure_reason: Option<&str>,
@@ -187,16 +188,19 @@ pub async fn move_status(
     .bind(paid_at)
     .bind(now.0)
     .bind(id.to_string())
-    .execute(conn)
+    .execute(&mut **tx)
     .await?
     .rows_affected();
+    if updated == 1 {
+        tx.announce_change(id.0);
+    }
     Ok(updated == 1)
 }
 
 /// Sets a status chosen by an admin after the caller checked the transition; conditional on
 /// the status it was checked against, so a concurrent change is not overwritten.
 pub async fn set_status_from(
-    conn: &mut AnyConnection,
+    tx: &mut bus::Tx<'_>,
     id: OrderId,
     from: OrderStatus,
     to: OrderStatus,
@@ -208,9 +212,12 @@ pub async fn set_status_from(
             .bind(now.0)
             .bind(id.to_string())
             .bind(from.as_str())
-            .execute(conn)
+            .execute(&mut **tx)
             .await?
             .rows_affected();
+    if updated == 1 {
+        tx.announce_change(id.0);
+    }
     Ok(updated == 1)
 }
 

@@ -271,8 +271,8 @@ pub struct OrderWait {
 
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 const LONGEST_WAIT: Duration = Duration::from_secs(30);
-/// How often a held request looks again on its own: changes made by another instance on a
-/// shared database, or by an HTTP request, do not signal this process.
+/// How often a held request looks again on its own: changes committed by another instance on
+/// a shared database do not signal this process.
 const RECHECK: Duration = Duration::from_millis(200);
 
 impl OrderWait {
@@ -303,7 +303,7 @@ async fn order_after_change(
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         // Watch before reading, so that a change between the two is not missed.
-        let news = state.bus.handled_next(id.0);
+        let news = state.bus.changed_next(id.0);
         let order = visible_order(state, caller, id).await?;
         if order.status != status || tokio::time::Instant::now() >= deadline {
             return Ok(order);
