@@ -244,7 +244,7 @@ impl Inner {
         };
         let path = format!("/api/ordering/orders/{order}");
         let first = self
-            .wait_http(&cookie, &path, &["StockReserved", "Failed"], tally)
+            .wait_http(&cookie, &path, "Submitted", &["StockReserved", "Failed"], tally)
             .await;
         let to_awaiting = micros(placed_at);
         if first.0 != "StockReserved" {
@@ -264,8 +264,10 @@ impl Inner {
         if paid.0 != 200 {
             return error_outcome(started, "pay", paid.0);
         }
+        // A declined payment leaves the order as it was until the saga fails it.
+        let paid_status = if decline { "StockReserved" } else { "Paid" };
         let last = self
-            .wait_http(&cookie, &path, &["Confirmed", "Failed"], tally)
+            .wait_http(&cookie, &path, paid_status, &["Confirmed", "Failed"], tally)
             .await;
         settled(
             last,
@@ -277,16 +279,17 @@ impl Inner {
     }
 
     /// Waits for one of `statuses` by long polling: each request is held by the server until
-    /// the order leaves the status the previous answer showed.
+    /// the order leaves `current` (then the status the previous answer showed).
     async fn wait_http(
         &self,
         cookie: &str,
         path: &str,
+        current: &str,
         statuses: &[&str],
         tally: &Tally,
     ) -> (String, Option<String>) {
         let deadline = Instant::now() + SETTLE_LIMIT;
-        let mut seen: Option<String> = None;
+        let mut seen = Some(current.to_owned());
         while Instant::now() < deadline {
             let url = match &seen {
                 Some(status) => format!("{path}?waitWhile={status}&timeoutMs={LONG_POLL_MS}"),
