@@ -68,6 +68,10 @@ pub struct BusStats {
     pub batches: u64,
     /// Batches rolled back and run again because they lost a lock race (PostgreSQL).
     pub contended: u64,
+    /// Jobs run through [`Bus::transact`] in shared transactions (SQLite).
+    pub grouped_jobs: u64,
+    /// Commits of those shared transactions: jobs per commit is what group commit saved.
+    pub group_commits: u64,
 }
 
 #[derive(Default)]
@@ -78,6 +82,8 @@ pub(crate) struct Counters {
     pub dead_lettered: AtomicU64,
     pub batches: AtomicU64,
     pub contended: AtomicU64,
+    pub grouped_jobs: AtomicU64,
+    pub group_commits: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -89,6 +95,7 @@ pub(crate) struct Inner {
     pub wake: Notify,
     pub counters: Counters,
     pub watchers: crate::watch::Watchers,
+    pub group: crate::group::GroupCommit,
 }
 
 /// Handle to the bus: cheap to clone, shared by everything that publishes or administers.
@@ -149,6 +156,7 @@ impl BusBuilder {
                 wake: Notify::new(),
                 counters: Counters::default(),
                 watchers: Default::default(),
+                group: Default::default(),
             }),
         }
     }
@@ -206,6 +214,8 @@ impl Bus {
             dead_lettered: c.dead_lettered.load(Ordering::Relaxed),
             batches: c.batches.load(Ordering::Relaxed),
             contended: c.contended.load(Ordering::Relaxed),
+            grouped_jobs: c.grouped_jobs.load(Ordering::Relaxed),
+            group_commits: c.group_commits.load(Ordering::Relaxed),
         }
     }
 

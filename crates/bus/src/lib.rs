@@ -75,6 +75,7 @@ mod bus;
 mod consumer;
 mod db;
 mod dead_letters;
+mod group;
 mod message;
 mod retry;
 mod watch;
@@ -85,6 +86,7 @@ pub use bus::{Bus, BusBuilder, BusConfig, BusError, BusStats, Tx};
 pub use consumer::{BoxError, ConsumeError, Consumer};
 pub use db::{Backend, Db, DbError, DbOptions, Synchronous};
 pub use dead_letters::DeadLetter;
+pub use group::{GroupError, TxFuture};
 pub use message::{
     Delivery, Destination, Envelope, Headers, Message, MessageId, Outgoing, Timestamp,
 };

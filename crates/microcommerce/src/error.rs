@@ -52,6 +52,9 @@ pub enum Error {
     /// A bus failure; never shown to the client.
     #[error("messaging error")]
     Bus(#[from] bus::BusError),
+    /// A grouped write transaction did not commit; never shown to the client.
+    #[error("transaction error")]
+    Group(#[from] bus::GroupError),
 }
 
 /// Result alias for the service.
@@ -94,7 +97,17 @@ impl Error {
                     "Service Unavailable",
                 )
             }
-            Self::Database(_) | Self::Bus(_) => (
+            Self::Group(bus::GroupError::Sql(error)) if is_unavailable(error) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service Unavailable",
+            ),
+            Self::Group(bus::GroupError::ShuttingDown) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service Unavailable",
+            ),
+            Self::Database(_) | Self::Bus(_) | Self::Group(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "Internal Server Error",

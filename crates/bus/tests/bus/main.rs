@@ -2,6 +2,7 @@
 
 mod crash;
 mod delivery;
+mod grouping;
 mod helpers;
 mod publishing;
 mod scheduling;

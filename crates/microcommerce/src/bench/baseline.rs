@@ -115,105 +115,150 @@ impl Baseline {
 }
 
 impl Inner {
+    /// The three write transactions of a checkout (cart, order with reservation, payment with
+    /// its outcome), through the same group commit as the service's own requests.
     async fn run(
         &self,
         product: &str,
         decline: bool,
         tally: &Tally,
-    ) -> Result<(&'static str, u64), sqlx::Error> {
+    ) -> crate::Result<(&'static str, u64)> {
         let buyer = BuyerId(uuid::Uuid::new_v4());
         let cart = uuid::Uuid::now_v7().to_string();
         tally.request();
-        let mut tx = self.bus.begin().await?;
-        let now = tx.now().await?;
-        sqlx::query(
-            "INSERT INTO carts (id, buyer_id, created_at, updated_at) VALUES ($1, $2, $3, $3)",
-        )
-        .bind(&cart)
-        .bind(buyer.to_string())
-        .bind(now.0)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("INSERT INTO cart_items (id, cart_id, product_id, quantity, added_at) VALUES ($1, $2, $3, 1, $4)")
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(&cart)
-            .bind(product)
-            .bind(now.0)
-            .execute(&mut *tx)
+        let (cart_id, item) = (cart.clone(), product.to_owned());
+        self.bus
+            .transact(move |tx| Box::pin(fill_cart(tx, buyer, cart_id, item)))
             .await?;
-        tx.commit().await?;
 
         let placed_at = Instant::now();
         tally.request();
-        let mut tx = self.bus.begin().await?;
-        let order = order(buyer, tx.now().await?);
-        let item = OrderItem {
-            product_id: product.parse().unwrap_or_default(),
-            product_name: "baseline".into(),
-            unit_price: Money(1000),
-            quantity: 1,
-            image_url: None,
-        };
-        crate::ordering::db::insert_order(&mut tx, &order, &[item], None).await?;
-        let reserved = sqlx::query(
-            "UPDATE stock_items SET reserved = reserved + 1 WHERE product_id = $1 AND on_hand - reserved >= 1",
-        )
-        .bind(product)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
-        let status = if reserved == 1 {
-            sqlx::query("INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) VALUES ($1, $2, 1, 'Held', $3)")
-                .bind(order.id.to_string())
-                .bind(product)
-                .bind(order.created_at.0)
-                .execute(&mut *tx)
-                .await?;
-            OrderStatus::StockReserved
-        } else {
-            OrderStatus::Failed
-        };
-        set_status(&mut tx, order.id, status).await?;
-        tx.commit().await?;
+        let item = product.to_owned();
+        let (order, status) = self
+            .bus
+            .transact(move |tx| Box::pin(place_and_reserve(tx, buyer, item)))
+            .await?;
         let to_awaiting = placed_at.elapsed().as_micros() as u64;
         if status == OrderStatus::Failed {
             return Ok(("Failed", to_awaiting));
         }
 
         tally.request();
-        let mut tx = self.bus.begin().await?;
-        let now = tx.now().await?;
-        sqlx::query("INSERT INTO payments (order_id, succeeded, failure_reason, at) VALUES ($1, $2, NULL, $3)")
-            .bind(order.id.to_string())
-            .bind(i64::from(!decline))
-            .bind(now.0)
-            .execute(&mut *tx)
+        let item = product.to_owned();
+        let outcome = self
+            .bus
+            .transact(move |tx| Box::pin(pay_and_settle(tx, order, item, cart, decline)))
             .await?;
-        let outcome = if decline {
-            sqlx::query("UPDATE stock_items SET reserved = reserved - 1 WHERE product_id = $1")
-                .bind(product)
-                .execute(&mut *tx)
-                .await?;
-            end_reservation(&mut tx, order.id, "Released").await?;
-            set_status(&mut tx, order.id, OrderStatus::Failed).await?;
-            "Failed"
-        } else {
-            set_status(&mut tx, order.id, OrderStatus::Paid).await?;
-            sqlx::query("UPDATE stock_items SET on_hand = on_hand - 1, reserved = reserved - 1 WHERE product_id = $1")
-                .bind(product)
-                .execute(&mut *tx)
-                .await?;
-            end_reservation(&mut tx, order.id, "Deducted").await?;
-            set_status(&mut tx, order.id, OrderStatus::Confirmed).await?;
-            sqlx::query("DELETE FROM cart_items WHERE cart_id = $1")
-                .bind(&cart)
-                .execute(&mut *tx)
-                .await?;
-            "Confirmed"
-        };
-        tx.commit().await?;
         Ok((outcome, to_awaiting))
     }
+}
+
+async fn fill_cart(
+    tx: &mut bus::Tx<'_>,
+    buyer: BuyerId,
+    cart: String,
+    product: String,
+) -> crate::Result<()> {
+    let now = tx.now().await?;
+    sqlx::query("INSERT INTO carts (id, buyer_id, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+        .bind(&cart)
+        .bind(buyer.to_string())
+        .bind(now.0)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO cart_items (id, cart_id, product_id, quantity, added_at) \
+         VALUES ($1, $2, $3, 1, $4)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(&cart)
+    .bind(&product)
+    .bind(now.0)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn place_and_reserve(
+    tx: &mut bus::Tx<'_>,
+    buyer: BuyerId,
+    product: String,
+) -> crate::Result<(OrderId, OrderStatus)> {
+    let order = order(buyer, tx.now().await?);
+    let item = OrderItem {
+        product_id: product.parse().unwrap_or_default(),
+        product_name: "baseline".into(),
+        unit_price: Money(1000),
+        quantity: 1,
+        image_url: None,
+    };
+    crate::ordering::db::insert_order(tx, &order, &[item], None).await?;
+    let reserved = sqlx::query(
+        "UPDATE stock_items SET reserved = reserved + 1 \
+         WHERE product_id = $1 AND on_hand - reserved >= 1",
+    )
+    .bind(&product)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    let status = if reserved == 1 {
+        sqlx::query(
+            "INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) \
+             VALUES ($1, $2, 1, 'Held', $3)",
+        )
+        .bind(order.id.to_string())
+        .bind(&product)
+        .bind(order.created_at.0)
+        .execute(&mut **tx)
+        .await?;
+        OrderStatus::StockReserved
+    } else {
+        OrderStatus::Failed
+    };
+    set_status(tx, order.id, status).await?;
+    Ok((order.id, status))
+}
+
+async fn pay_and_settle(
+    tx: &mut bus::Tx<'_>,
+    order: OrderId,
+    product: String,
+    cart: String,
+    decline: bool,
+) -> crate::Result<&'static str> {
+    let now = tx.now().await?;
+    sqlx::query(
+        "INSERT INTO payments (order_id, succeeded, failure_reason, at) VALUES ($1, $2, NULL, $3)",
+    )
+    .bind(order.to_string())
+    .bind(i64::from(!decline))
+    .bind(now.0)
+    .execute(&mut **tx)
+    .await?;
+    if decline {
+        sqlx::query("UPDATE stock_items SET reserved = reserved - 1 WHERE product_id = $1")
+            .bind(&product)
+            .execute(&mut **tx)
+            .await?;
+        end_reservation(tx, order, "Released").await?;
+        set_status(tx, order, OrderStatus::Failed).await?;
+        return Ok("Failed");
+    }
+    set_status(tx, order, OrderStatus::Paid).await?;
+    sqlx::query(
+        "UPDATE stock_items SET on_hand = on_hand - 1, reserved = reserved - 1 \
+         WHERE product_id = $1",
+    )
+    .bind(&product)
+    .execute(&mut **tx)
+    .await?;
+    end_reservation(tx, order, "Deducted").await?;
+    set_status(tx, order, OrderStatus::Confirmed).await?;
+    sqlx::query("DELETE FROM cart_items WHERE cart_id = $1")
+        .bind(&cart)
+        .execute(&mut **tx)
+        .await?;
+    Ok("Confirmed")
 }
 
 fn order(buyer: BuyerId, now: bus::Timestamp) -> Order {

@@ -244,7 +244,13 @@ impl Inner {
         };
         let path = format!("/api/ordering/orders/{order}");
         let first = self
-            .wait_http(&cookie, &path, "Submitted", &["StockReserved", "Failed"], tally)
+            .wait_http(
+                &cookie,
+                &path,
+                "Submitted",
+                &["StockReserved", "Failed"],
+                tally,
+            )
             .await;
         let to_awaiting = micros(placed_at);
         if first.0 != "StockReserved" {
@@ -424,12 +430,16 @@ async fn place_in_process(
     tally: &Tally,
 ) -> crate::Result<crate::ordering::db::Order> {
     tally.request();
-    let mut tx = state.bus.begin().await?;
-    let order =
-        crate::ordering::http::place_order(&mut tx, BuyerId(uuid::Uuid::new_v4()), valid, None)
-            .await?;
-    tx.commit().await?;
-    Ok(order)
+    let valid = valid.clone();
+    let buyer = BuyerId(uuid::Uuid::new_v4());
+    state
+        .bus
+        .transact(move |tx| {
+            Box::pin(
+                async move { crate::ordering::http::place_order(tx, buyer, &valid, None).await },
+            )
+        })
+        .await
 }
 
 async fn pay_in_process(
@@ -439,10 +449,16 @@ async fn pay_in_process(
     tally: &Tally,
 ) -> crate::Result<()> {
     tally.request();
-    let mut tx = state.bus.begin().await?;
-    crate::payment::record_payment(&mut tx, order, succeed, state.config.payment_timeout).await?;
-    tx.commit().await?;
-    Ok(())
+    let (order, timeout) = (order.clone(), state.config.payment_timeout);
+    state
+        .bus
+        .transact(move |tx| {
+            Box::pin(async move {
+                crate::payment::record_payment(tx, &order, succeed, timeout).await?;
+                Ok(())
+            })
+        })
+        .await
 }
 
 async fn wait_in_process(

@@ -11,7 +11,7 @@ use sqlx::Row;
 use crate::app::AppState;
 use crate::catalog::db::{ProductSnapshot, ProductStatus, find_products};
 use crate::http::{Caller, Json, Path};
-use crate::ids::{CartItemId, ProductId};
+use crate::ids::{BuyerId, CartItemId, ProductId};
 use crate::money::Money;
 use crate::{Error, Result};
 
@@ -134,8 +134,17 @@ pub async fn add_item(
     Json(body): Json<AddItem>,
 ) -> Result<Json<ItemAdded>> {
     check_quantity(body.quantity)?;
-    let mut tx = state.bus.begin().await?;
-    let on_sale = find_products(&mut tx, &[body.product_id])
+    let buyer = caller.buyer;
+    let item_id = state
+        .bus
+        .transact(move |tx| Box::pin(add_to_cart(tx, buyer, body)))
+        .await?;
+    Ok(Json(ItemAdded { item_id }))
+}
+
+/// Merges `body` into the buyer's cart (created on first use) in the caller's transaction.
+async fn add_to_cart(tx: &mut bus::Tx<'_>, buyer: BuyerId, body: AddItem) -> Result<CartItemId> {
+    let on_sale = find_products(tx, &[body.product_id])
         .await?
         .into_iter()
         .any(|product| product.status == ProductStatus::Published);
@@ -149,9 +158,9 @@ pub async fn add_item(
          ON CONFLICT (buyer_id) DO UPDATE SET updated_at = excluded.updated_at",
     )
     .bind(&cart_id)
-    .bind(caller.buyer.to_string())
+    .bind(buyer.to_string())
     .bind(now.0)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
     let item_id: String = sqlx::query_scalar(
         "INSERT INTO cart_items (id, cart_id, product_id, quantity, added_at) \
@@ -165,14 +174,11 @@ pub async fn add_item(
     .bind(body.product_id.to_string())
     .bind(body.quantity)
     .bind(now.0)
-    .bind(caller.buyer.to_string())
+    .bind(buyer.to_string())
     .bind(MAX_QUANTITY)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
-    tx.commit().await?;
-    Ok(Json(ItemAdded {
-        item_id: parse_id(item_id)?,
-    }))
+    Ok(parse_id(item_id)?)
 }
 
 fn check_quantity(quantity: i64) -> Result<()> {

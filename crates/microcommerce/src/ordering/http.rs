@@ -43,9 +43,13 @@ pub async fn checkout(
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
     let valid = request.validate().map_err(Error::Validation)?;
-    let mut tx = state.bus.begin().await?;
-    let placed = place_order(&mut tx, caller.buyer, &valid, key.as_deref()).await?;
-    tx.commit().await?;
+    let buyer = caller.buyer;
+    let placed = state
+        .bus
+        .transact(move |tx| {
+            Box::pin(async move { place_order(tx, buyer, &valid, key.as_deref()).await })
+        })
+        .await?;
     Ok(created(placed.id, placed.order_number))
 }
 

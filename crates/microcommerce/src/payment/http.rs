@@ -43,19 +43,19 @@ pub async fn pay(
     Path(id): Path<OrderId>,
     Json(request): Json<PaymentRequest>,
 ) -> Result<Json<PaymentResult>> {
-    let mut tx = state.bus.begin().await?;
-    let order = match find_order(&mut tx, id).await? {
-        Some(order) if caller.may_access(order.buyer_id) => order,
-        _ => return Err(Error::NotFound("order")),
-    };
-    let result = record_payment(
-        &mut tx,
-        &order,
-        request.should_succeed,
-        state.config.payment_timeout,
-    )
-    .await?;
-    tx.commit().await?;
+    let timeout = state.config.payment_timeout;
+    let result = state
+        .bus
+        .transact(move |tx| {
+            Box::pin(async move {
+                let order = match find_order(tx, id).await? {
+                    Some(order) if caller.may_access(order.buyer_id) => order,
+                    _ => return Err(Error::NotFound("order")),
+                };
+                record_payment(tx, &order, request.should_succeed, timeout).await
+            })
+        })
+        .await?;
     Ok(Json(result))
 }
 

@@ -1,0 +1,171 @@
+//! Group commit for SQLite: concurrent write transactions share one database transaction, each
+//! in its own savepoint, and one durable commit.
+//!
+//! SQLite has a single writer and, with `synchronous=FULL`, every commit waits for the disk.
+//! Requests that would each pay for their own `BEGIN IMMEDIATE … COMMIT` queue here instead; a
+//! writer task runs whatever has queued up in one transaction and answers every caller only
+//! after that transaction committed, so an acknowledged write is as durable as before. A job
+//! that fails rolls back its own savepoint and leaves the others alone; if the commit itself
+//! fails, every job of the group gets the error and none was acknowledged.
+
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Weak};
+
+use futures_util::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Tx;
+use crate::bus::{Bus, Inner};
+
+/// Most jobs in one group: bounds how long the first caller of a busy group waits.
+const MAX_GROUP: usize = 64;
+
+/// A boxed future borrowing the transaction it runs in.
+pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = T> + Send + 't>>;
+
+/// A job as the writer runs it: true if it succeeded (keep its savepoint).
+type Run = Box<dyn for<'t, 'c> FnOnce(&'t mut Tx<'c>) -> TxFuture<'t, bool> + Send>;
+
+struct Job {
+    run: Run,
+    /// The outcome of the group's commit.
+    committed: oneshot::Sender<Result<(), Arc<sqlx::Error>>>,
+}
+
+/// The queue in front of the writer task, which starts with the first job.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    queue: std::sync::OnceLock<mpsc::UnboundedSender<Job>>,
+}
+
+/// Why a grouped job's transaction did not commit.
+#[derive(Debug, thiserror::Error)]
+pub enum GroupError {
+    /// The database failed (beginning, a savepoint, or the shared commit).
+    #[error("database error in a grouped transaction: {0}")]
+    Sql(#[source] Arc<sqlx::Error>),
+    /// The writer task is gone: the bus is shutting down.
+    #[error("the bus is shutting down")]
+    ShuttingDown,
+    /// The job panicked; its writes were rolled back.
+    #[error("the transaction's job panicked")]
+    Panicked,
+}
+
+impl Bus {
+    /// Runs `job` in a write transaction and commits it; returns the job's result only once
+    /// its writes are durable. On SQLite, jobs that arrive while others run share one
+    /// transaction (a savepoint each) and one commit: group commit, the way to make
+    /// `synchronous=FULL` fast. A job that returns an error has its writes rolled back and
+    /// does not disturb the others. On PostgreSQL, which groups commits itself, each job gets
+    /// its own transaction.
+    ///
+    /// The job must not wait for another grouped job (it would wait for itself).
+    pub async fn transact<T, E, F>(&self, job: F) -> Result<T, E>
+    where
+        F: for<'t, 'c> FnOnce(&'t mut Tx<'c>) -> TxFuture<'t, Result<T, E>> + Send + 'static,
+        T: Send + 'static,
+        E: From<GroupError> + From<sqlx::Error> + Send + 'static,
+    {
+        if self.db().backend() == crate::Backend::Postgres {
+            let mut tx = self.begin().await?;
+            let value = AssertUnwindSafe(job(&mut tx))
+                .catch_unwind()
+                .await
+                .map_err(|_| GroupError::Panicked)??;
+            tx.commit().await?;
+            return Ok(value);
+        }
+        let (result_tx, result_rx) = oneshot::channel();
+        let run: Run = Box::new(move |tx| {
+            Box::pin(async move {
+                let result = job(tx).await;
+                let ok = result.is_ok();
+                let _ = result_tx.send(result);
+                ok
+            })
+        });
+        let (committed, commit_rx) = oneshot::channel();
+        self.group_queue()
+            .send(Job { run, committed })
+            .map_err(|_| GroupError::ShuttingDown)?;
+        let commit = commit_rx.await.map_err(|_| GroupError::ShuttingDown)?;
+        let result = result_rx.await.map_err(|_| GroupError::Panicked)?;
+        match (result, commit) {
+            (Err(error), _) => Err(error),
+            (Ok(_), Err(error)) => Err(GroupError::Sql(error).into()),
+            (Ok(value), Ok(())) => Ok(value),
+        }
+    }
+
+    fn group_queue(&self) -> &mpsc::UnboundedSender<Job> {
+        self.inner.group.queue.get_or_init(|| {
+            let (sender, receiver) = mpsc::unbounded_channel();
+            tokio::spawn(write_groups(Arc::downgrade(&self.inner), receiver));
+            sender
+        })
+    }
+}
+
+/// The writer task: one transaction per group of queued jobs. It holds the bus weakly, so
+/// that dropping the last handle ends it.
+async fn write_groups(bus: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = queue.recv().await {
+        let Some(inner) = bus.upgrade() else { return };
+        let bus = Bus { inner };
+        let mut group = vec![first];
+        let outcome = run_group(&bus, &mut group, &mut queue).await;
+        let outcome = outcome.map_err(Arc::new);
+        if outcome.is_ok() {
+            let counters = &bus.inner.counters;
+            counters.group_commits.fetch_add(1, Ordering::Relaxed);
+            counters
+                .grouped_jobs
+                .fetch_add(group.len() as u64, Ordering::Relaxed);
+        }
+        if let Err(error) = &outcome {
+            tracing::warn!(%error, jobs = group.len(), "a group commit failed");
+        }
+        for job in group {
+            let _ = job.committed.send(outcome.clone());
+        }
+    }
+}
+
+/// Runs the jobs of one group, taking in more as they arrive (up to [`MAX_GROUP`]), then
+/// commits; `group` ends up holding every job that shares the outcome.
+async fn run_group(
+    bus: &Bus,
+    group: &mut Vec<Job>,
+    queue: &mut mpsc::UnboundedReceiver<Job>,
+) -> Result<(), sqlx::Error> {
+    let mut tx = bus.begin().await?;
+    let mut next = 0;
+    while next < group.len() {
+        let run = std::mem::replace(
+            &mut group[next].run,
+            Box::new(|_| Box::pin(async { false })),
+        );
+        next += 1;
+        let mut savepoint = tx.savepoint().await?;
+        let ok = AssertUnwindSafe(run(&mut savepoint))
+            .catch_unwind()
+            .await
+            .unwrap_or(false);
+        if ok {
+            savepoint.commit().await?;
+        } else {
+            savepoint.rollback().await?;
+        }
+        while group.len() < MAX_GROUP {
+            match queue.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+    }
+    tx.commit().await
+}

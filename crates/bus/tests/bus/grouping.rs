@@ -1,0 +1,93 @@
+//! `Bus::transact`: concurrent write transactions share commits on SQLite, yet each job
+//! succeeds or fails alone and is answered only once durable.
+
+use bus::{Bus, GroupError};
+
+use crate::helpers::*;
+
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error("the job refused")]
+    Refused,
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    #[error(transparent)]
+    Sql(#[from] sqlx::Error),
+}
+
+async fn insert_row(bus: &Bus, n: i64, outcome: &'static str) -> Result<i64, JobError> {
+    bus.transact(move |tx| {
+        Box::pin(async move {
+            sqlx::query(
+                "INSERT INTO effects (consumer, message_id, correlation_id, n) \
+                 VALUES ('job', 'm', 'c', $1)",
+            )
+            .bind(n)
+            .execute(&mut **tx)
+            .await?;
+            tx.publish(&ping(u32::try_from(n).unwrap()))
+                .await
+                .map_err(|e| match e {
+                    bus::BusError::Sql(e) => JobError::Sql(e),
+                    other => panic!("{other}"),
+                })?;
+            match outcome {
+                "refuse" => Err(JobError::Refused),
+                "panic" => panic!("scripted panic in a job"),
+                _ => Ok(n),
+            }
+        })
+    })
+    .await
+}
+
+async fn rows(t: &TestDb) -> Vec<i64> {
+    sqlx::query_scalar("SELECT n FROM effects ORDER BY n")
+        .fetch_all(t.db.reader())
+        .await
+        .unwrap()
+}
+
+testkit::backend_tests! {
+async fn concurrent_jobs_each_succeed_or_fail_alone(backend) {
+    let t = test_db(backend).await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], sleepy());
+    let jobs = (0..60).map(|n| {
+        let bus = bus.clone();
+        let outcome = match n % 10 {
+            3 => "refuse",
+            7 => "panic",
+            _ => "commit",
+        };
+        tokio::spawn(async move { (n, outcome, insert_row(&bus, n, outcome).await) })
+    });
+    for job in futures_util::future::join_all(jobs).await {
+        let (n, outcome, result) = job.unwrap();
+        match (outcome, result) {
+            ("commit", Ok(value)) => assert_eq!(value, n),
+            ("refuse", Err(JobError::Refused)) => {}
+            ("panic", Err(JobError::Group(GroupError::Panicked))) => {}
+            (outcome, result) => panic!("job {n} ({outcome}) answered {result:?}"),
+        }
+    }
+    let expected: Vec<i64> = (0..60).filter(|n| n % 10 != 3 && n % 10 != 7).collect();
+    assert_eq!(rows(&t).await, expected, "exactly the successful jobs' writes");
+    assert_eq!(queued(&t.db).await.len(), expected.len(), "and exactly their messages");
+    let stats = bus.stats();
+    if backend == Backend::Sqlite {
+        assert_eq!(stats.grouped_jobs, 60);
+        assert!(stats.group_commits < 60, "no commit was shared: {stats:?}");
+    }
+}
+}
+
+testkit::backend_tests! {
+async fn a_job_is_answered_only_once_its_writes_are_visible_to_readers(backend) {
+    let t = test_db(backend).await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], sleepy());
+    for n in 0..5 {
+        insert_row(&bus, n, "commit").await.unwrap();
+        assert_eq!(rows(&t).await.len(), usize::try_from(n + 1).unwrap());
+    }
+}
+}
