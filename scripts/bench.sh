@@ -4,8 +4,9 @@
 # case, the in-process engine, and the plain-SQL baseline with its ratio. Prints markdown rows.
 #
 #   scripts/bench.sh                 # SQLite only
-#   PG_URL=postgres://… scripts/bench.sh   # also PostgreSQL (an empty database per row is made
-#                                          # from PG_URL's server with createdb)
+#   PG_URL=postgres://… scripts/bench.sh   # also PostgreSQL (an empty database per row is
+#                                          # created on PG_URL's server with psql)
+#   DURATION=10s (each row), LONG=120s (the long run that shows peak memory), BIN=… (a built binary)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -n "${BIN:-}" ] || cargo build --release -p microcommerce >&2
@@ -37,10 +38,18 @@ done
 row "SQLite FULL, HTTP, hot product (stock 100)" --buyers 64 --hot-product --hot-stock 100
 row "SQLite FULL, engine in-process" --buyers 64 --engine --baseline
 row "SQLite NORMAL, HTTP" --buyers 64 --synchronous normal --baseline
+# Peak memory over a long run, to compare with the 64-buyer row above.
+duration=${LONG:-120s} row "SQLite FULL, HTTP, long run (${LONG:-120s})" --buyers 64
 if [ -n "${PG_URL:-}" ]; then
+  fresh_pg() { # an empty database on PG_URL's server; prints its URL
+    local db="bench_$(date +%s%N)"
+    psql "$PG_URL" -qc "CREATE DATABASE $db" >/dev/null
+    echo "${PG_URL%/*}/$db"
+  }
   for buyers in 1 16 64 256; do
-    db="bench_$(date +%s%N)"
-    createdb -d "$PG_URL" "$db" 2>/dev/null || psql "$PG_URL" -c "CREATE DATABASE $db" >/dev/null
-    row "PostgreSQL, HTTP" --buyers "$buyers" --database-url "${PG_URL%/*}/$db" --baseline
+    row "PostgreSQL, HTTP" --buyers "$buyers" --database-url "$(fresh_pg)" --baseline
   done
+  row "PostgreSQL, HTTP, hot product (stock 100)" --buyers 64 --hot-product --hot-stock 100 \
+    --database-url "$(fresh_pg)"
+  row "PostgreSQL, engine in-process" --buyers 64 --engine --baseline --database-url "$(fresh_pg)"
 fi

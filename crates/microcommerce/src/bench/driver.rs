@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{BenchError, BenchOptions, Outcome, Tally};
+use super::{BenchError, BenchOptions, Outcome, Summary, Tally};
 use crate::app::{App, AppState};
 use crate::config::Config;
 use crate::ids::{BuyerId, OrderId, ProductId};
@@ -108,16 +108,12 @@ impl Driver {
 
     /// Stock conserved (initial − confirmed units = on hand), nothing left reserved, no order
     /// stuck. Returns the problems found (none means the invariants hold).
-    pub async fn check_invariants(&self, outcomes: &[Outcome]) -> Result<Vec<String>, BenchError> {
+    pub async fn check_invariants(&self, summary: &Summary) -> Result<Vec<String>, BenchError> {
         let mut problems = Vec::new();
-        let stuck = outcomes.iter().filter(|o| o.status == "Stuck").count();
-        if stuck > 0 {
-            problems.push(format!("{stuck} orders never settled"));
+        if summary.stuck > 0 {
+            problems.push(format!("{} orders never settled", summary.stuck));
         }
-        let mut bought: BTreeMap<&str, i64> = BTreeMap::new();
-        for (product, units) in outcomes.iter().flat_map(|o| &o.bought) {
-            *bought.entry(product).or_default() += units;
-        }
+        let bought = &summary.bought;
         for (product, initial) in &self.inner.initial {
             let stock = self
                 .inner

@@ -87,9 +87,77 @@ pub struct Outcome {
     pub whole: u64,
 }
 
+/// What the finished checkouts add up to, kept as running totals (histograms, counts, units
+/// per product) so that the client's memory stays flat however long the run.
+pub struct Summary {
+    /// Checkouts that ended, however.
+    pub finished: u64,
+    /// Checkouts that settled (Confirmed or Failed).
+    pub completed: u64,
+    /// Checkouts that never settled.
+    pub stuck: u64,
+    /// Counts by final status and failure reason.
+    pub by_outcome: BTreeMap<String, u64>,
+    /// Units bought per product by confirmed checkouts, for the stock invariant.
+    pub bought: BTreeMap<String, i64>,
+    /// Whole settled checkouts, microseconds.
+    pub whole: Histogram<u64>,
+    /// Checkout until awaiting payment (or failed), microseconds.
+    pub to_awaiting: Histogram<u64>,
+    /// Payment until settled, microseconds.
+    pub to_settled: Histogram<u64>,
+}
+
+impl Summary {
+    fn new() -> Self {
+        let histogram =
+            || Histogram::new_with_bounds(1, 3_600_000_000, 3).expect("valid histogram bounds");
+        Self {
+            finished: 0,
+            completed: 0,
+            stuck: 0,
+            by_outcome: BTreeMap::new(),
+            bought: BTreeMap::new(),
+            whole: histogram(),
+            to_awaiting: histogram(),
+            to_settled: histogram(),
+        }
+    }
+
+    fn add(&mut self, outcome: Outcome) {
+        self.finished += 1;
+        let settled = outcome.status == "Confirmed" || outcome.status == "Failed";
+        if settled {
+            self.completed += 1;
+            let _ = self.whole.record(outcome.whole.max(1));
+        }
+        if outcome.status == "Stuck" {
+            self.stuck += 1;
+        }
+        for (micros, histogram) in [
+            (outcome.to_awaiting, &mut self.to_awaiting),
+            (outcome.to_settled, &mut self.to_settled),
+        ] {
+            if let Some(micros) = micros {
+                let _ = histogram.record(micros.max(1));
+            }
+        }
+        for (product, units) in outcome.bought {
+            *self.bought.entry(product).or_default() += units;
+        }
+        let key = match outcome.reason {
+            Some(reason) if outcome.status != "Confirmed" => {
+                format!("{}: {reason}", outcome.status)
+            }
+            _ => outcome.status,
+        };
+        *self.by_outcome.entry(key).or_default() += 1;
+    }
+}
+
 /// What the buyers share while running.
 pub struct Tally {
-    pub(crate) outcomes: Mutex<Vec<Outcome>>,
+    pub(crate) summary: Mutex<Summary>,
     pub(crate) requests: AtomicU64,
     pub(crate) errors: Mutex<BTreeMap<String, u64>>,
     pub(crate) started: AtomicU64,
@@ -98,7 +166,7 @@ pub struct Tally {
 impl Tally {
     fn new() -> Arc<Self> {
         Arc::new(Self {
-            outcomes: Mutex::new(Vec::new()),
+            summary: Mutex::new(Summary::new()),
             requests: AtomicU64::new(0),
             errors: Mutex::new(BTreeMap::new()),
             started: AtomicU64::new(0),
@@ -120,7 +188,7 @@ impl Tally {
 pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
     let driver = Driver::prepare(options).await?;
     let measured = drive(options, Target::Checkouts(driver.clone()), "checkouts").await;
-    let invariants = driver.check_invariants(&measured.outcomes).await?;
+    let invariants = driver.check_invariants(&measured.summary).await?;
     let baseline = if options.baseline {
         let plain = baseline::Baseline::prepare(options).await?;
         Some(drive(options, Target::Baseline(plain), "baseline").await)
@@ -133,8 +201,8 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
 
 /// The raw results of one driven run.
 pub struct Measured {
-    /// Every checkout's outcome.
-    pub outcomes: Vec<Outcome>,
+    /// What the checkouts added up to.
+    pub summary: Summary,
     /// Requests made (HTTP) or transactions (in-process).
     pub requests: u64,
     /// Unexpected answers by kind.
@@ -177,7 +245,7 @@ async fn drive(options: &BenchOptions, target: Target, label: &str) -> Measured 
             let mut rng = fastrand::Rng::with_seed(options.seed.wrapping_add(n as u64));
             while keep_going(&options, &tally, deadline) {
                 let outcome = target.checkout(&mut rng, &options, &tally).await;
-                tally.outcomes.lock().await.push(outcome);
+                tally.summary.lock().await.add(outcome);
             }
         })
     });
@@ -200,7 +268,7 @@ fn keep_going(options: &BenchOptions, tally: &Tally, deadline: Instant) -> bool 
 
 async fn collect(tally: Arc<Tally>, elapsed: Duration) -> Measured {
     Measured {
-        outcomes: std::mem::take(&mut *tally.outcomes.lock().await),
+        summary: std::mem::replace(&mut *tally.summary.lock().await, Summary::new()),
         requests: tally.requests.load(Ordering::Relaxed),
         errors: std::mem::take(&mut *tally.errors.lock().await),
         elapsed,
@@ -229,7 +297,7 @@ fn progress_bar(options: &BenchOptions, label: &str, tally: Arc<Tally>) -> Optio
         tokio::spawn(async move {
             loop {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                let done = tally.outcomes.lock().await.len() as u64;
+                let done = tally.summary.lock().await.finished;
                 let rate = done as f64 / started.elapsed().as_secs_f64().max(0.001);
                 bar.set_position(if by_count {
                     done
@@ -258,12 +326,8 @@ pub(crate) fn buyer_address() -> crate::ordering::domain::ShippingAddress {
     }
 }
 
-/// Percentiles of latencies given in microseconds, in milliseconds.
-pub fn percentiles(values: impl Iterator<Item = u64>) -> Option<[f64; 4]> {
-    let mut histogram = Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).ok()?;
-    for value in values {
-        let _ = histogram.record(value.max(1));
-    }
+/// Percentiles of latencies recorded in microseconds, in milliseconds.
+pub fn percentiles(histogram: &Histogram<u64>) -> Option<[f64; 4]> {
     if histogram.is_empty() {
         return None;
     }

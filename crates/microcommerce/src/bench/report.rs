@@ -13,7 +13,7 @@ pub struct Report {
     mode: &'static str,
     buyers: usize,
     seconds: f64,
-    checkouts: usize,
+    checkouts: u64,
     checkouts_per_sec: f64,
     requests_per_sec: f64,
     whole: Option<[f64; 4]>,
@@ -35,29 +35,10 @@ impl Report {
         baseline: Option<Measured>,
     ) -> Self {
         let seconds = run.elapsed.as_secs_f64().max(0.001);
-        let completed = run
-            .outcomes
-            .iter()
-            .filter(|o| is_completed(&o.status))
-            .count();
-        let mut outcomes = BTreeMap::new();
-        for outcome in &run.outcomes {
-            let key = match &outcome.reason {
-                Some(reason) if outcome.status != "Confirmed" => {
-                    format!("{}: {reason}", outcome.status)
-                }
-                _ => outcome.status.clone(),
-            };
-            *outcomes.entry(key).or_default() += 1;
-        }
-        let baseline_per_sec = baseline.map(|b| {
-            let done = b
-                .outcomes
-                .iter()
-                .filter(|o| is_completed(&o.status))
-                .count();
-            done as f64 / b.elapsed.as_secs_f64().max(0.001)
-        });
+        let summary = &run.summary;
+        let completed = summary.completed;
+        let baseline_per_sec =
+            baseline.map(|b| b.summary.completed as f64 / b.elapsed.as_secs_f64().max(0.001));
         Self {
             mode: if options.engine {
                 "engine (in-process)"
@@ -71,15 +52,10 @@ impl Report {
             checkouts: completed,
             checkouts_per_sec: completed as f64 / seconds,
             requests_per_sec: run.requests as f64 / seconds,
-            whole: percentiles(
-                run.outcomes
-                    .iter()
-                    .filter(|o| is_completed(&o.status))
-                    .map(|o| o.whole),
-            ),
-            to_awaiting: percentiles(run.outcomes.iter().filter_map(|o| o.to_awaiting)),
-            to_settled: percentiles(run.outcomes.iter().filter_map(|o| o.to_settled)),
-            outcomes,
+            whole: percentiles(&summary.whole),
+            to_awaiting: percentiles(&summary.to_awaiting),
+            to_settled: percentiles(&summary.to_settled),
+            outcomes: summary.by_outcome.clone(),
             errors: run.errors,
             problems,
             baseline_per_sec,
@@ -188,8 +164,4 @@ impl Report {
         }
         report
     }
-}
-
-fn is_completed(status: &str) -> bool {
-    status == "Confirmed" || status == "Failed"
 }
