@@ -91,3 +91,64 @@ async fn a_job_is_answered_only_once_its_writes_are_visible_to_readers(backend) 
     }
 }
 }
+
+/// A commit can fail where no single job did (here a deferred foreign key, checked only at
+/// `COMMIT`; in life a full disk): then no job of the group was durable, so every caller gets
+/// the error and none of their writes or messages remain.
+#[tokio::test]
+async fn when_the_shared_commit_fails_every_job_of_the_group_fails_and_nothing_remains() {
+    let t = test_db(Backend::Sqlite).await;
+    sqlx::raw_sql(
+        "CREATE TABLE parents (id INTEGER PRIMARY KEY); \
+         CREATE TABLE children (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL \
+             REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)",
+    )
+    .execute(t.db.writer())
+    .await
+    .unwrap();
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], sleepy());
+    let orphan = {
+        let bus = bus.clone();
+        async move {
+            bus.transact(|tx| {
+                Box::pin(async move {
+                    sqlx::query("INSERT INTO children (id, parent) VALUES (1, 42)")
+                        .execute(&mut **tx)
+                        .await?;
+                    Ok::<_, JobError>(())
+                })
+            })
+            .await
+        }
+    };
+    let innocent = (0..5).map(|n| {
+        let bus = bus.clone();
+        async move { insert_row(&bus, n, "commit").await }
+    });
+    let (orphan, innocent) = tokio::join!(orphan, futures_util::future::join_all(innocent));
+    assert!(
+        matches!(orphan, Err(JobError::Group(GroupError::Sql(_)))),
+        "{orphan:?}"
+    );
+    let failed = innocent.iter().filter(|result| result.is_err()).count();
+    assert!(
+        failed >= 1,
+        "the jobs sharing the commit were told it failed"
+    );
+    assert_eq!(
+        rows(&t).await.len(),
+        5 - failed,
+        "only jobs of other groups remain"
+    );
+    assert_eq!(queued(&t.db).await.len(), 5 - failed);
+    assert_eq!(
+        count(&t.db, "SELECT COUNT(*) FROM children").await,
+        0,
+        "the orphan is gone"
+    );
+    insert_row(&bus, 99, "commit").await.unwrap();
+    assert!(
+        rows(&t).await.contains(&99),
+        "the writer goes on with the next group"
+    );
+}
