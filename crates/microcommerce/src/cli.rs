@@ -75,7 +75,8 @@ pub struct BenchArgs {
     /// Drive the saga engine in-process, without HTTP (embedded only).
     #[arg(long)]
     pub engine: bool,
-    /// Also measure the ceiling (the same rows by plain SQL transactions) and the ratio to it.
+    /// Also measure the ceiling (the same rows by plain SQL transactions, group-committed like
+    /// the service's own) and the ratio to it.
     #[arg(long)]
     pub baseline: bool,
     /// Print the report also as one JSON object on the last line of stdout.
