@@ -209,18 +209,23 @@ pub async fn change_quantity(
     Json(body): Json<ChangeQuantity>,
 ) -> Result<StatusCode> {
     check_quantity(body.quantity)?;
-    let mut tx = state.bus.begin().await?;
-    let changed = sqlx::query(
-        "UPDATE cart_items SET quantity = $1 WHERE id = $2 \
-         AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $3)",
-    )
-    .bind(body.quantity)
-    .bind(item.to_string())
-    .bind(caller.buyer.to_string())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    finish_line_change(tx, changed).await
+    let buyer = caller.buyer;
+    let changed = state
+        .bus
+        .transact(move |tx| {
+            Box::pin(async move {
+                let query = sqlx::query(
+                    "UPDATE cart_items SET quantity = $1 WHERE id = $2 \
+                     AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $3)",
+                )
+                .bind(body.quantity)
+                .bind(item.to_string())
+                .bind(buyer.to_string());
+                Ok::<_, Error>(query.execute(&mut **tx).await?.rows_affected())
+            })
+        })
+        .await?;
+    line_changed(changed)
 }
 
 /// Removes a line; 404 unless it is in the caller's cart.
@@ -232,24 +237,29 @@ pub async fn remove_item(
     caller: Caller,
     Path(item): Path<CartItemId>,
 ) -> Result<StatusCode> {
-    let mut tx = state.bus.begin().await?;
-    let removed = sqlx::query(
-        "DELETE FROM cart_items WHERE id = $1 AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $2)",
-    )
-    .bind(item.to_string())
-    .bind(caller.buyer.to_string())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    finish_line_change(tx, removed).await
+    let buyer = caller.buyer;
+    let removed = state
+        .bus
+        .transact(move |tx| {
+            Box::pin(async move {
+                let query = sqlx::query(
+                    "DELETE FROM cart_items WHERE id = $1 \
+                     AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $2)",
+                )
+                .bind(item.to_string())
+                .bind(buyer.to_string());
+                Ok::<_, Error>(query.execute(&mut **tx).await?.rows_affected())
+            })
+        })
+        .await?;
+    line_changed(removed)
 }
 
-async fn finish_line_change(tx: bus::Tx<'_>, rows: u64) -> Result<StatusCode> {
+/// 204 when the line was the caller's (and changed), 404 otherwise: nothing was written then.
+fn line_changed(rows: u64) -> Result<StatusCode> {
     if rows == 0 {
-        tx.rollback().await?;
         return Err(Error::NotFound("cart item"));
     }
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
