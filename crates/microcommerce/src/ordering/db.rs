@@ -108,18 +108,20 @@ pub async fn order_items(
         .collect()
 }
 
-/// Writes a new order (status Submitted) and its lines.
+/// Writes a new order (status Submitted) and its lines; false (nothing written) if its order
+/// number is taken, so that the caller can draw another without a savepoint.
 pub async fn insert_order(
     conn: &mut AnyConnection,
     order: &Order,
     items: &[OrderItem],
     idempotency_key: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
         "INSERT INTO orders (id, order_number, buyer_id, buyer_email, ship_name, ship_email, \
          ship_street, ship_city, ship_state, ship_zip, status, subtotal_cents, shipping_cents, \
          tax_cents, total_cents, idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
+         ON CONFLICT (order_number) DO NOTHING",
     )
     .bind(order.id.to_string())
     .bind(&order.order_number)
@@ -139,7 +141,11 @@ pub async fn insert_order(
     .bind(idempotency_key)
     .bind(order.created_at.0)
     .execute(&mut *conn)
-    .await?;
+    .await?
+    .rows_affected();
+    if inserted == 0 {
+        return Ok(false);
+    }
     for (line, item) in items.iter().enumerate() {
         sqlx::query(
             "INSERT INTO order_items (order_id, line, product_id, product_name, unit_price_cents, \
@@ -155,7 +161,7 @@ pub async fn insert_order(
         .execute(&mut *conn)
         .await?;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Moves an order to `to` if its current status allows it; false (and no change) otherwise,

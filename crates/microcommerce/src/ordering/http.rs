@@ -196,18 +196,10 @@ async fn insert_with_unique_number(
     key: Option<&str>,
 ) -> Result<Order> {
     for _ in 0..5 {
-        let mut savepoint = tx.savepoint().await?;
-        match db::insert_order(&mut savepoint, &order, items, key).await {
-            Ok(()) => {
-                savepoint.commit().await?;
-                return Ok(order);
-            }
-            Err(sqlx::Error::Database(error)) if error.is_unique_violation() => {
-                savepoint.rollback().await?;
-                order.order_number = super::domain::new_order_number();
-            }
-            Err(error) => return Err(error.into()),
+        if db::insert_order(tx, &order, items, key).await? {
+            return Ok(order);
         }
+        order.order_number = super::domain::new_order_number();
     }
     Err(Error::Conflict {
         kind: "order-number",
