@@ -209,23 +209,14 @@ pub async fn change_quantity(
     Json(body): Json<ChangeQuantity>,
 ) -> Result<StatusCode> {
     check_quantity(body.quantity)?;
-    let buyer = caller.buyer;
-    let changed = state
-        .bus
-        .transact(move |tx| {
-            Box::pin(async move {
-                let query = sqlx::query(
-                    "UPDATE cart_items SET quantity = $1 WHERE id = $2 \
-                     AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $3)",
-                )
-                .bind(body.quantity)
-                .bind(item.to_string())
-                .bind(buyer.to_string());
-                Ok::<_, Error>(query.execute(&mut **tx).await?.rows_affected())
-            })
-        })
-        .await?;
-    line_changed(changed)
+    let update = sqlx::query(
+        "UPDATE cart_items SET quantity = $1 WHERE id = $2 \
+         AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $3)",
+    )
+    .bind(body.quantity)
+    .bind(item.to_string())
+    .bind(caller.buyer.to_string());
+    change_own_line(&state, update).await
 }
 
 /// Removes a line; 404 unless it is in the caller's cart.
@@ -237,26 +228,29 @@ pub async fn remove_item(
     caller: Caller,
     Path(item): Path<CartItemId>,
 ) -> Result<StatusCode> {
-    let buyer = caller.buyer;
-    let removed = state
-        .bus
-        .transact(move |tx| {
-            Box::pin(async move {
-                let query = sqlx::query(
-                    "DELETE FROM cart_items WHERE id = $1 \
-                     AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $2)",
-                )
-                .bind(item.to_string())
-                .bind(buyer.to_string());
-                Ok::<_, Error>(query.execute(&mut **tx).await?.rows_affected())
-            })
-        })
-        .await?;
-    line_changed(removed)
+    let delete = sqlx::query(
+        "DELETE FROM cart_items WHERE id = $1 \
+         AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $2)",
+    )
+    .bind(item.to_string())
+    .bind(caller.buyer.to_string());
+    change_own_line(&state, delete).await
 }
 
-/// 204 when the line was the caller's (and changed), 404 otherwise: nothing was written then.
-fn line_changed(rows: u64) -> Result<StatusCode> {
+/// Runs a statement that changes one line of the caller's cart (it must name the buyer in its
+/// condition): 204 if it did, 404 if the line is not theirs, in which case nothing was written.
+async fn change_own_line(
+    state: &AppState,
+    statement: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
+) -> Result<StatusCode> {
+    let rows = state
+        .bus
+        .transact(move |tx| {
+            Box::pin(
+                async move { Ok::<_, Error>(statement.execute(&mut **tx).await?.rows_affected()) },
+            )
+        })
+        .await?;
     if rows == 0 {
         return Err(Error::NotFound("cart item"));
     }

@@ -110,6 +110,23 @@ async fn settled(buyer: &Client, order: &str, state: &str) -> Value {
     view
 }
 
+/// An app whose workers do not run (tests drive them with `run_pending`), and a buyer who has
+/// just ordered one unit of a 5-unit book: the order is Submitted and nothing handled yet.
+/// Returns the app, the buyer, the order id and the book's id.
+async fn one_book_ordered_without_workers(
+    backend: crate::helpers::Backend,
+) -> (TestApp, Client, String, String) {
+    let app = spawn_app_with(backend, |mut config| {
+        config.workers = 0;
+        config
+    })
+    .await;
+    let book = product(&app, "Book", 2500, 5).await;
+    let buyer = app.buyer();
+    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    (app, buyer, order, book)
+}
+
 async fn pay(buyer: &Client, order: &str, succeed: bool) -> crate::helpers::Reply {
     buyer
         .post(
@@ -276,14 +293,7 @@ async fn every_failing_step_leaves_a_clean_slate(backend) {
 
 testkit::backend_tests! {
 async fn paying_before_the_reservation_or_twice_is_a_conflict(backend) {
-    let app = spawn_app_with(backend, |mut config| {
-        config.workers = 0;
-        config
-    })
-    .await;
-    let book = product(&app, "Book", 2500, 5).await;
-    let buyer = app.buyer();
-    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    let (app, buyer, order, _) = one_book_ordered_without_workers(backend).await;
     let early = pay(&buyer, &order, true).await;
     assert_eq!(early.status, 409);
     assert_eq!(early.content_type(), "application/problem+json");
@@ -304,14 +314,7 @@ async fn paying_before_the_reservation_or_twice_is_a_conflict(backend) {
 
 testkit::backend_tests! {
 async fn a_held_order_request_answers_when_the_status_changes(backend) {
-    let app = spawn_app_with(backend, |mut config| {
-        config.workers = 0;
-        config
-    })
-    .await;
-    let book = product(&app, "Book", 2500, 5).await;
-    let buyer = app.buyer();
-    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    let (app, buyer, order, _) = one_book_ordered_without_workers(backend).await;
     let path = format!("/api/ordering/orders/{order}");
 
     let timed_out = buyer.get(&format!("{path}?waitWhile=Submitted&timeoutMs=50")).await;
@@ -333,14 +336,8 @@ async fn a_held_order_request_answers_when_the_status_changes(backend) {
 /// A held request must not keep a stopping server waiting for its whole timeout.
 #[tokio::test]
 async fn shutting_down_answers_held_requests_at_once() {
-    let app = spawn_app_with(crate::helpers::Backend::Sqlite, |mut config| {
-        config.workers = 0;
-        config
-    })
-    .await;
-    let book = product(&app, "Book", 2500, 5).await;
-    let buyer = app.buyer();
-    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    let (app, buyer, order, _) =
+        one_book_ordered_without_workers(crate::helpers::Backend::Sqlite).await;
     let held_path = format!("/api/ordering/orders/{order}?waitWhile=Submitted&timeoutMs=30000");
     let held = tokio::spawn(async move { buyer.get(&held_path).await });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -379,18 +376,12 @@ async fn bad_long_polling_parameters_are_validation_problems(backend) {
 /// A trigger holds the saga's copy of the reservation event back to open that window.
 #[tokio::test]
 async fn a_payment_before_the_saga_has_seen_the_reservation_is_accepted() {
-    let app = spawn_app_with(crate::helpers::Backend::Sqlite, |mut config| {
-        config.workers = 0;
-        config
-    })
-    .await;
+    let (app, buyer, order, book) =
+        one_book_ordered_without_workers(crate::helpers::Backend::Sqlite).await;
     let hold = "CREATE TRIGGER hold_saga AFTER INSERT ON bus_queue \
                 WHEN NEW.consumer = 'checkout' AND NEW.message_type = 'StockReservationCompleted' \
                 BEGIN UPDATE bus_queue SET available_at = 9000000000000000 WHERE id = NEW.id; END";
     execute(&app, hold).await;
-    let book = product(&app, "Book", 2500, 5).await;
-    let buyer = app.buyer();
-    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
     app.state.bus.run_pending().await.unwrap();
     order_in(&buyer, &order, &["StockReserved"]).await;
     let saga = buyer
