@@ -63,7 +63,10 @@ impl Bus {
     /// does not disturb the others. On PostgreSQL, which groups commits itself, each job gets
     /// its own transaction.
     ///
-    /// The job must not wait for another grouped job (it would wait for itself).
+    /// Call it from request handlers and tools, never from inside another transaction (a
+    /// consumer, or another job): that transaction holds the writer the group needs, so it
+    /// would wait for itself. A job should only touch the database: the whole group waits
+    /// for it.
     pub async fn transact<T, E, F>(&self, job: F) -> Result<T, E>
     where
         F: for<'t, 'c> FnOnce(&'t mut Tx<'c>) -> TxFuture<'t, Result<T, E>> + Send + 'static,
