@@ -228,10 +228,11 @@ impl Bus {
             .unwrap_or_default()
     }
 
-    /// Completes when a transaction of this process that [announced a
-    /// change](Tx::announce_change) of `correlation_id` next commits, so that a caller can wait
-    /// for news (an order's next status) instead of polling. Changes committed by other
-    /// instances on a shared database do not signal here: wait with a timeout and look again.
+    /// Completes when a transaction that [announced a change](Tx::announce_change) of
+    /// `correlation_id` next commits, so that a caller can wait for news (an order's next
+    /// status) instead of polling. On PostgreSQL, changes committed by other instances arrive
+    /// through `LISTEN` while this instance's workers run; wait with a timeout all the same
+    /// and look again (a listener can lose its connection).
     pub fn changed_next(
         &self,
         correlation_id: uuid::Uuid,
@@ -299,17 +300,31 @@ impl Tx<'_> {
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         let wrote = self.wrote_messages.load(Ordering::Relaxed);
         let outermost = self.outermost;
-        if wrote && outermost && self.bus.inner.db.backend() == crate::Backend::Postgres {
-            sqlx::query(crate::worker::NOTIFY_SQL)
-                .execute(&mut *self.inner)
-                .await?;
+        let changed = if outermost {
+            std::mem::take(&mut *self.changed.lock().expect("changed lock"))
+        } else {
+            Vec::new()
+        };
+        if outermost && self.bus.inner.db.backend() == crate::Backend::Postgres {
+            if wrote {
+                sqlx::query(crate::worker::NOTIFY_SQL)
+                    .execute(&mut *self.inner)
+                    .await?;
+            }
+            // Other instances' waiters learn of the change through their listener.
+            for ids in changed.chunks(CHANGES_PER_NOTIFY) {
+                let payload: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
+                sqlx::query(crate::worker::CHANGED_SQL)
+                    .bind(payload.join(","))
+                    .execute(&mut *self.inner)
+                    .await?;
+            }
         }
         self.inner.commit().await?;
         if wrote && outermost {
             self.bus.wake_workers();
         }
-        if outermost {
-            let changed = std::mem::take(&mut *self.changed.lock().expect("changed lock"));
+        if !changed.is_empty() {
             self.bus.inner.watchers.notify(changed);
         }
         Ok(())
@@ -499,6 +514,9 @@ pub(crate) struct QueueRow<'a> {
     pub created_at: Timestamp,
     pub available_at: Timestamp,
 }
+
+/// Correlation ids per `NOTIFY` payload: 200 ids stay well below PostgreSQL's 8,000 bytes.
+const CHANGES_PER_NOTIFY: usize = 200;
 
 /// Rows per INSERT statement: 9 parameters each stays far below every backend's limit.
 const ROWS_PER_INSERT: usize = 100;

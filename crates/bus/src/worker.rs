@@ -124,15 +124,24 @@ impl Bus {
         Workers { stop, tasks }
     }
 
-    /// PostgreSQL: wakes this instance's workers when any instance commits messages.
+    /// PostgreSQL: wakes this instance's workers when any instance commits messages, and its
+    /// waiters for changes any instance announced.
     async fn listen(self, mut stop: watch::Receiver<bool>) {
         while !*stop.borrow() {
             let listener = async {
                 let mut listener = PgListener::connect(self.inner.db.url()).await?;
-                listener.listen(NOTIFY_CHANNEL).await?;
+                listener
+                    .listen_all([NOTIFY_CHANNEL, CHANGED_CHANNEL])
+                    .await?;
                 loop {
-                    listener.recv().await?;
-                    self.inner.wake.notify_one();
+                    let notification = listener.recv().await?;
+                    if notification.channel() == CHANGED_CHANNEL {
+                        let ids = notification.payload().split(',');
+                        let ids = ids.filter_map(|id| uuid::Uuid::parse_str(id).ok());
+                        self.inner.watchers.notify(ids);
+                    } else {
+                        self.inner.wake.notify_one();
+                    }
                 }
             };
             let result: Result<(), sqlx::Error> = tokio::select! {
@@ -470,6 +479,10 @@ async fn limit_lock_waits(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
 pub(crate) const NOTIFY_CHANNEL: &str = "bus_wake";
 /// Sent inside a committing transaction; PostgreSQL delivers it only if the commit succeeds.
 pub(crate) const NOTIFY_SQL: &str = "SELECT pg_notify('bus_wake', '')";
+/// Channel on which commits that announced changes name the changed correlation ids.
+pub(crate) const CHANGED_CHANNEL: &str = "bus_changed";
+/// Sent like [`NOTIFY_SQL`]; its payload is a comma-separated list of correlation ids.
+pub(crate) const CHANGED_SQL: &str = "SELECT pg_notify('bus_changed', $1)";
 
 /// Due messages for this transaction to handle.
 ///

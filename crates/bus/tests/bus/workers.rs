@@ -297,3 +297,38 @@ async fn an_announced_change_wakes_its_waiters_once_committed_and_never_when_rol
     tokio::time::timeout(LIMIT, waiting).await.unwrap().unwrap();
 }
 }
+
+/// On PostgreSQL a change announced by one instance wakes the waiters of another, through the
+/// listener its workers run.
+#[tokio::test]
+async fn a_change_announced_by_another_instance_wakes_this_ones_waiters() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let t = test_db(backend).await;
+    let here = bus_with(&t.db, &[], sleepy());
+    let workers = here.start();
+    let elsewhere = bus_with(&open(&t.url).await, &[], sleepy());
+    let order = uuid::Uuid::now_v7();
+    let mut waiting = tokio::spawn(here.changed_next(order));
+    // The listener connects in the background: announce until it has heard one.
+    let heard = tokio::time::timeout(LIMIT, async {
+        loop {
+            let mut tx = elsewhere.begin().await.unwrap();
+            tx.announce_change(order);
+            tx.commit().await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(200), &mut waiting)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        heard.is_ok(),
+        "no announcement from the other instance arrived"
+    );
+    workers.shutdown().await;
+}

@@ -267,9 +267,10 @@ pub struct OrderWait {
 
 const DEFAULT_WAIT: Duration = Duration::from_secs(10);
 const LONGEST_WAIT: Duration = Duration::from_secs(30);
-/// How often a held request looks again on its own: changes committed by another instance on
-/// a shared database do not signal this process.
-const RECHECK: Duration = Duration::from_millis(200);
+/// How often a held request looks again on its own. Changes wake it (committed here, or on
+/// PostgreSQL by any instance, through the bus's listener); this is the safety net for a
+/// listener that lost its connection.
+const RECHECK: Duration = Duration::from_secs(2);
 
 impl OrderWait {
     /// The status to wait out and for how long, or a 400 for a bad value.
