@@ -306,19 +306,7 @@ impl Tx<'_> {
             Vec::new()
         };
         if outermost && self.bus.inner.db.backend() == crate::Backend::Postgres {
-            if wrote {
-                sqlx::query(crate::worker::NOTIFY_SQL)
-                    .execute(&mut *self.inner)
-                    .await?;
-            }
-            // Other instances' waiters learn of the change through their listener.
-            for ids in changed.chunks(CHANGES_PER_NOTIFY) {
-                let payload: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
-                sqlx::query(crate::worker::CHANGED_SQL)
-                    .bind(payload.join(","))
-                    .execute(&mut *self.inner)
-                    .await?;
-            }
+            self.notify_instances(wrote, &changed).await?;
         }
         self.inner.commit().await?;
         if wrote && outermost {
@@ -326,6 +314,36 @@ impl Tx<'_> {
         }
         if !changed.is_empty() {
             self.bus.inner.watchers.notify(changed);
+        }
+        Ok(())
+    }
+
+    /// PostgreSQL: tells every instance's listener, at commit, that messages were written (its
+    /// workers wake) and which correlation ids changed (its waiters wake); one round trip when
+    /// there is both.
+    async fn notify_instances(
+        &mut self,
+        wrote: bool,
+        changed: &[uuid::Uuid],
+    ) -> Result<(), sqlx::Error> {
+        let mut wake = wrote;
+        for ids in changed.chunks(CHANGES_PER_NOTIFY) {
+            let payload: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
+            let sql = if wake {
+                crate::worker::WAKE_AND_CHANGED_SQL
+            } else {
+                crate::worker::CHANGED_SQL
+            };
+            sqlx::query(sql)
+                .bind(payload.join(","))
+                .execute(&mut *self.inner)
+                .await?;
+            wake = false;
+        }
+        if wake {
+            sqlx::query(crate::worker::NOTIFY_SQL)
+                .execute(&mut *self.inner)
+                .await?;
         }
         Ok(())
     }

@@ -483,6 +483,9 @@ pub(crate) const NOTIFY_SQL: &str = "SELECT pg_notify('bus_wake', '')";
 pub(crate) const CHANGED_CHANNEL: &str = "bus_changed";
 /// Sent like [`NOTIFY_SQL`]; its payload is a comma-separated list of correlation ids.
 pub(crate) const CHANGED_SQL: &str = "SELECT pg_notify('bus_changed', $1)";
+/// Both notifications in one round trip.
+pub(crate) const WAKE_AND_CHANGED_SQL: &str =
+    "SELECT pg_notify('bus_wake', ''), pg_notify('bus_changed', $1)";
 
 /// Due messages for this transaction to handle.
 ///
