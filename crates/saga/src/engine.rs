@@ -134,27 +134,6 @@ impl<S: Saga> Engine<S> {
     ) -> Result<(), ConsumeError> {
         let id = message.correlation_id;
         let now = tx.now().await?;
-        let inserted = sqlx::query(
-            "INSERT INTO saga_instances (saga, correlation_id, state, data, version, created_at, \
-             updated_at, completed_at) VALUES ($1, $2, $3, $4, 1, $5, $5, $6) \
-             ON CONFLICT (saga, correlation_id) DO NOTHING",
-        )
-        .bind(S::NAME)
-        .bind(id.to_string())
-        .bind(S::state_name(&state))
-        .bind(serde_json::to_string(&state)?)
-        .bind(now.0)
-        .bind(S::is_final(&state).then_some(now.0))
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if inserted == 0 {
-            return Err(ConsumeError::transient(EngineError::Conflict {
-                saga: S::NAME,
-                id,
-                expected: 0,
-            }));
-        }
         let step = Step {
             saga: S::NAME,
             message,
@@ -163,7 +142,15 @@ impl<S: Saga> Engine<S> {
             version: 1,
             sent: &sent,
         };
-        step.record(tx, now).await?;
+        let data = serde_json::to_string(&state)?;
+        let completed_at = S::is_final(&state).then_some(now.0);
+        if !step.save(tx, now, &data, completed_at).await? {
+            return Err(ConsumeError::transient(EngineError::Conflict {
+                saga: S::NAME,
+                id,
+                expected: 0,
+            }));
+        }
         let loaded = Loaded {
             finished: S::is_final(&state),
             state,
@@ -185,39 +172,23 @@ impl<S: Saga> Engine<S> {
     ) -> Result<(), ConsumeError> {
         let now = tx.now().await?;
         let finished = S::is_final(&next);
-        let updated = sqlx::query(
-            "UPDATE saga_instances SET state = $1, data = $2, version = version + 1, \
-             updated_at = $3, completed_at = $4 \
-             WHERE saga = $5 AND correlation_id = $6 AND version = $7",
-        )
-        .bind(S::state_name(&next))
-        .bind(serde_json::to_string(&next)?)
-        .bind(now.0)
-        .bind(finished.then_some(now.0))
-        .bind(S::NAME)
-        .bind(id.to_string())
-        .bind(from.version)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected();
-        if updated != 1 {
+        let version = from.version + 1;
+        let step = Step {
+            saga: S::NAME,
+            message,
+            from: Some(S::state_name(&from.state)),
+            to: S::state_name(&next),
+            version,
+            sent: &sent,
+        };
+        let data = serde_json::to_string(&next)?;
+        if !step.save(tx, now, &data, finished.then_some(now.0)).await? {
             return Err(ConsumeError::transient(EngineError::Conflict {
                 saga: S::NAME,
                 id,
                 expected: from.version,
             }));
         }
-        let version = from.version + 1;
-        let from_name = S::state_name(&from.state);
-        let step = Step {
-            saga: S::NAME,
-            message,
-            from: Some(from_name),
-            to: S::state_name(&next),
-            version,
-            sent: &sent,
-        };
-        step.record(tx, now).await?;
         self.after_transition(
             tx,
             id,
@@ -319,26 +290,61 @@ struct Step<'a> {
     sent: &'a [Outgoing],
 }
 
+/// Writes the instance (created at version 1, or moved from `version - 1` to `version`) in the
+/// same statement as its timeline row, so a step costs one round trip to the database less;
+/// PostgreSQL chains them with a CTE, SQLite runs both statements in one command and inserts
+/// the timeline row only if the instance was written (`changes()`).
+const CREATE_INSTANCE: &str = "INSERT INTO saga_instances (saga, correlation_id, state, data, \
+    version, created_at, updated_at, completed_at) VALUES ($1, $2, $8, $10, $3, $4, $4, $11) \
+    ON CONFLICT (saga, correlation_id) DO NOTHING";
+const ADVANCE_INSTANCE: &str = "UPDATE saga_instances SET state = $8, data = $10, version = $3, \
+    updated_at = $4, completed_at = $11 \
+    WHERE saga = $1 AND correlation_id = $2 AND version = $3 - 1";
+const TIMELINE_COLUMNS: &str = "INSERT INTO saga_timeline (saga, correlation_id, seq, at, event, \
+    message_id, from_state, to_state, messages_sent) SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9";
+
 impl Step<'_> {
-    async fn record(&self, tx: &mut Tx<'_>, now: Timestamp) -> Result<(), ConsumeError> {
-        tx.write_all(self.sent).await?;
+    /// Saves the instance with its new `data` and timeline row, then its outgoing messages;
+    /// false (nothing written) if the instance was not at the expected version.
+    async fn save(
+        &self,
+        tx: &mut Tx<'_>,
+        now: Timestamp,
+        data: &str,
+        completed_at: Option<i64>,
+    ) -> Result<bool, ConsumeError> {
+        let write = if self.from.is_none() {
+            CREATE_INSTANCE
+        } else {
+            ADVANCE_INSTANCE
+        };
+        let sql = match tx.bus().db().backend() {
+            bus::Backend::Sqlite => format!("{write}; {TIMELINE_COLUMNS} WHERE changes() = 1"),
+            bus::Backend::Postgres => {
+                format!("WITH written AS ({write} RETURNING 1) {TIMELINE_COLUMNS} FROM written")
+            }
+        };
         let types: Vec<&str> = self.sent.iter().map(|m| m.message_type).collect();
-        sqlx::query(
-            "INSERT INTO saga_timeline (saga, correlation_id, seq, at, event, message_id, \
-             from_state, to_state, messages_sent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(self.saga)
-        .bind(self.message.correlation_id.to_string())
-        .bind(self.version)
-        .bind(now.0)
-        .bind(&self.message.message_type)
-        .bind(self.message.message_id.to_string())
-        .bind(self.from)
-        .bind(self.to)
-        .bind(serde_json::to_string(&types)?)
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        let written = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(self.saga)
+            .bind(self.message.correlation_id.to_string())
+            .bind(self.version)
+            .bind(now.0)
+            .bind(&self.message.message_type)
+            .bind(self.message.message_id.to_string())
+            .bind(self.from)
+            .bind(self.to)
+            .bind(serde_json::to_string(&types)?)
+            .bind(data)
+            .bind(completed_at)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        if written == 0 {
+            return Ok(false);
+        }
+        tx.write_all(self.sent).await?;
+        Ok(true)
     }
 }
 
