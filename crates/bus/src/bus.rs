@@ -10,8 +10,7 @@ use sqlx::{Any, AnyConnection};
 use tokio::sync::Notify;
 
 use crate::{
-    Consumer, Db, Delivery, Destination, Headers, Message, MessageId, Outgoing, RetryPolicy,
-    Timestamp,
+    Consumer, Db, Delivery, Destination, Message, MessageId, Outgoing, RetryPolicy, Timestamp,
 };
 
 /// Errors of the publishing and administration API.
@@ -198,9 +197,10 @@ impl Bus {
             bus: self.clone(),
             wrote_messages: Arc::new(AtomicBool::new(false)),
             causation: None,
-            outermost: true,
             now: None,
             changed: Arc::default(),
+            pending: Vec::new(),
+            parent_pending: None,
         })
     }
 
@@ -272,12 +272,17 @@ pub struct Tx<'c> {
     wrote_messages: Arc<AtomicBool>,
     /// The message being consumed, recorded as the cause of everything published here.
     causation: Option<MessageId>,
-    /// Only the outermost commit makes messages visible, so only it wakes the workers.
-    outermost: bool,
     /// The database time of this transaction, read once.
     now: Option<Timestamp>,
     /// Correlation ids whose waiters to wake after the outermost commit; shared with savepoints.
     changed: Arc<std::sync::Mutex<Vec<uuid::Uuid>>>,
+    /// Queue rows written here and not yet inserted: the outermost commit inserts them all
+    /// with one statement (a worker batch or a group of requests writes its messages in one
+    /// round trip), a savepoint hands them to its parent when it commits, and a rollback
+    /// drops them with everything else.
+    pending: Vec<QueueRow>,
+    /// Where a savepoint's rows go when it commits.
+    parent_pending: Option<&'c mut Vec<QueueRow>>,
 }
 
 impl Deref for Tx<'_> {
@@ -298,18 +303,20 @@ impl Tx<'_> {
     /// Commits; on success wakes the workers if messages were written (on PostgreSQL, those
     /// of every instance, through `NOTIFY`, which is delivered only if the commit succeeds).
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        if let Some(parent) = self.parent_pending.take() {
+            // A savepoint: its messages become the parent's, to be inserted at its commit.
+            self.inner.commit().await?;
+            parent.append(&mut self.pending);
+            return Ok(());
+        }
+        QueueRow::insert_all(&mut self.inner, &self.pending).await?;
         let wrote = self.wrote_messages.load(Ordering::Relaxed);
-        let outermost = self.outermost;
-        let changed = if outermost {
-            std::mem::take(&mut *self.changed.lock().expect("changed lock"))
-        } else {
-            Vec::new()
-        };
-        if outermost && self.bus.inner.db.backend() == crate::Backend::Postgres {
+        let changed = std::mem::take(&mut *self.changed.lock().expect("changed lock"));
+        if self.bus.inner.db.backend() == crate::Backend::Postgres {
             self.notify_instances(wrote, &changed).await?;
         }
         self.inner.commit().await?;
-        if wrote && outermost {
+        if wrote {
             self.bus.wake_workers();
         }
         if !changed.is_empty() {
@@ -370,9 +377,10 @@ impl Tx<'_> {
             bus: self.bus.clone(),
             wrote_messages: Arc::clone(&self.wrote_messages),
             causation: self.causation,
-            outermost: false,
             now: self.now,
             changed: Arc::clone(&self.changed),
+            pending: Vec::new(),
+            parent_pending: Some(&mut self.pending),
         })
     }
 
@@ -435,6 +443,13 @@ impl Tx<'_> {
         correlation_id: uuid::Uuid,
     ) -> Result<u64, BusError> {
         let now = self.now().await?;
+        let before = self.pending.len();
+        self.pending.retain(|row| {
+            !(row.consumer == consumer
+                && row.correlation_id == correlation_id
+                && row.available_at > now)
+        });
+        let withdrawn = (before - self.pending.len()) as u64;
         let deleted = sqlx::query(
             "DELETE FROM bus_queue WHERE consumer = $1 AND correlation_id = $2 \
              AND attempts = 0 AND available_at > $3",
@@ -445,7 +460,7 @@ impl Tx<'_> {
         .execute(&mut *self.inner)
         .await?
         .rows_affected();
-        Ok(deleted)
+        Ok(deleted + withdrawn)
     }
 
     /// Writes an outgoing message under a fresh id.
@@ -477,58 +492,60 @@ impl Tx<'_> {
         self.write_messages(&[(id, outgoing)]).await
     }
 
-    /// One queue row per (message, destination consumer), inserted together.
+    /// One queue row per (message, destination consumer), kept until the commit.
     async fn write_messages(
         &mut self,
         messages: &[(MessageId, &Outgoing)],
     ) -> Result<(), BusError> {
         let now = self.now().await?;
         let bus = self.bus.clone();
-        let mut rows = Vec::new();
         for (id, outgoing) in messages {
             let consumers = bus.destinations(outgoing)?;
             if consumers.is_empty() {
                 tracing::warn!(message_type = outgoing.message_type, message_id = %id,
                     "published a message no consumer subscribes to");
             }
-            let row = QueueRow {
-                message_id: *id,
-                message_type: outgoing.message_type,
-                correlation_id: outgoing.correlation_id,
-                causation_id: self.causation,
-                headers: &outgoing.headers,
-                payload: &outgoing.payload,
-                created_at: now,
-                available_at: match outgoing.delivery {
-                    Delivery::Now => now,
-                    Delivery::After(delay) => now.plus(delay),
-                    Delivery::At(at) => at,
-                },
+            let headers: Arc<str> = serde_json::to_string(&outgoing.headers)
+                .expect("string maps serialize")
+                .into();
+            let payload: Arc<str> = outgoing.payload.as_str().into();
+            let available_at = match outgoing.delivery {
+                Delivery::Now => now,
+                Delivery::After(delay) => now.plus(delay),
+                Delivery::At(at) => at,
             };
-            rows.extend(
-                consumers
-                    .iter()
-                    .map(|consumer| (row.clone(), consumer.as_str())),
-            );
+            self.pending
+                .extend(consumers.iter().map(|consumer| QueueRow {
+                    message_id: *id,
+                    consumer: consumer.clone(),
+                    message_type: outgoing.message_type.into(),
+                    correlation_id: outgoing.correlation_id,
+                    causation_id: self.causation,
+                    headers: Arc::clone(&headers),
+                    payload: Arc::clone(&payload),
+                    created_at: now,
+                    available_at,
+                }));
+            if !consumers.is_empty() {
+                self.wrote_messages.store(true, Ordering::Relaxed);
+            }
         }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        QueueRow::insert_all(&mut self.inner, &rows).await?;
-        self.wrote_messages.store(true, Ordering::Relaxed);
         Ok(())
     }
 }
 
-/// One message as it is written for one consumer.
+/// One message as it is queued for one consumer; the text of a message fanned out to several
+/// consumers is shared between their rows.
 #[derive(Clone)]
-pub(crate) struct QueueRow<'a> {
+pub(crate) struct QueueRow {
     pub message_id: MessageId,
-    pub message_type: &'a str,
+    pub consumer: String,
+    pub message_type: Arc<str>,
     pub correlation_id: uuid::Uuid,
     pub causation_id: Option<MessageId>,
-    pub headers: &'a Headers,
-    pub payload: &'a str,
+    /// The headers as JSON.
+    pub headers: Arc<str>,
+    pub payload: Arc<str>,
     pub created_at: Timestamp,
     pub available_at: Timestamp,
 }
@@ -539,36 +556,20 @@ const CHANGES_PER_NOTIFY: usize = 200;
 /// Rows per INSERT statement: 9 parameters each stays far below every backend's limit.
 const ROWS_PER_INSERT: usize = 100;
 
-impl QueueRow<'_> {
-    pub async fn insert(
-        &self,
-        conn: &mut AnyConnection,
-        consumer: &str,
-    ) -> Result<(), sqlx::Error> {
-        Self::insert_all(conn, &[(self.clone(), consumer)]).await
-    }
-
-    /// Inserts every (row, consumer) pair, a hundred per statement.
+impl QueueRow {
+    /// Inserts `rows`, a hundred per statement; a row whose message id its consumer already
+    /// has queued is skipped.
     pub async fn insert_all(
         conn: &mut AnyConnection,
-        rows: &[(QueueRow<'_>, &str)],
+        rows: &[QueueRow],
     ) -> Result<(), sqlx::Error> {
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|n| {
-                    let p = n * 9;
-                    format!(
-                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                        p + 1,
-                        p + 2,
-                        p + 3,
-                        p + 4,
-                        p + 5,
-                        p + 6,
-                        p + 7,
-                        p + 8,
-                        p + 9
-                    )
+                    let params: Vec<String> = (1..=9)
+                        .map(|column| format!("${}", n * 9 + column))
+                        .collect();
+                    format!("({})", params.join(", "))
                 })
                 .collect();
             let sql = format!(
@@ -578,15 +579,15 @@ impl QueueRow<'_> {
                 values.join(", ")
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for (row, consumer) in chunk {
+            for row in chunk {
                 query = query
                     .bind(row.message_id.to_string())
-                    .bind(*consumer)
-                    .bind(row.message_type)
+                    .bind(row.consumer.as_str())
+                    .bind(&*row.message_type)
                     .bind(row.correlation_id.to_string())
                     .bind(row.causation_id.map(|id| id.to_string()))
-                    .bind(serde_json::to_string(row.headers).expect("string maps serialize"))
-                    .bind(row.payload)
+                    .bind(&*row.headers)
+                    .bind(&*row.payload)
                     .bind(row.created_at.0)
                     .bind(row.available_at.0);
             }

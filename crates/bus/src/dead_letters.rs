@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::bus::QueueRow;
-use crate::worker::{parse_uuid, requeue};
+use crate::worker::parse_uuid;
 use crate::{Bus, BusError, Headers, MessageId, Timestamp};
 
 /// A message that exhausted its attempts or failed permanently.
@@ -88,15 +88,18 @@ impl Bus {
         let now = self.db().now();
         let queued = QueueRow {
             message_id: letter.message_id,
-            message_type: &letter.message_type,
+            consumer: letter.consumer.clone(),
+            message_type: letter.message_type.as_str().into(),
             correlation_id: letter.correlation_id,
             causation_id: letter.causation_id,
-            headers: &letter.headers,
-            payload: &letter.payload,
+            headers: serde_json::to_string(&letter.headers)
+                .expect("string maps serialize")
+                .into(),
+            payload: letter.payload.as_str().into(),
             created_at: letter.created_at,
             available_at: now,
         };
-        requeue(&mut tx, &queued, &letter.consumer).await?;
+        QueueRow::insert_all(&mut tx, std::slice::from_ref(&queued)).await?;
         sqlx::query("DELETE FROM bus_dead_letters WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -13,7 +13,6 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::Backend;
-use crate::bus::QueueRow;
 use crate::db::POSTGRES_NOW;
 use crate::{Bus, ConsumeError, Envelope, MessageId, Timestamp, Tx};
 use sqlx::postgres::PgListener;
@@ -648,15 +647,6 @@ async fn dead_letter(
     .execute(&mut *conn)
     .await?;
     delete_queued(conn, message.row_id).await
-}
-
-/// Re-queues a dead letter under its original id (used by the dead-letter API).
-pub(crate) async fn requeue(
-    conn: &mut AnyConnection,
-    row: &QueueRow<'_>,
-    consumer: &str,
-) -> Result<(), sqlx::Error> {
-    row.insert(conn, consumer).await
 }
 
 fn error_chain(error: &ConsumeError) -> String {

@@ -42,6 +42,15 @@ pub struct Engine<S: Saga> {
     saga: S,
 }
 
+/// What the engine finds under a correlation id.
+enum Found<S> {
+    /// The instance.
+    Instance(Loaded<S>),
+    /// No instance yet; `parked` says whether events arrived before it and wait in
+    /// `saga_parked` (they were parked without a flag, as there was no instance to flag).
+    Missing { parked: bool },
+}
+
 /// A stored instance as the engine needs it.
 struct Loaded<S> {
     state: S,
@@ -67,22 +76,25 @@ impl<S: Saga> Engine<S> {
         conn: &mut AnyConnection,
         id: Uuid,
     ) -> Result<Option<S::State>, sqlx::Error> {
-        Ok(load::<S>(conn, id).await?.map(|loaded| loaded.state))
+        Ok(match load::<S>(conn, id).await? {
+            Found::Instance(loaded) => Some(loaded.state),
+            Found::Missing { .. } => None,
+        })
     }
 
     async fn handle(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let event = self.saga.decode(message)?;
         let id = message.correlation_id;
         match load::<S>(tx, id).await? {
-            None if self.saga.is_start(&event) => {
+            Found::Missing { parked } if self.saga.is_start(&event) => {
                 let (state, sent) = self
                     .saga
                     .initially(&event)
                     .map_err(|rejected| self.rejection_error(message, "Initial", rejected))?;
-                self.create(tx, message, state, sent).await
+                self.create(tx, message, state, sent, parked).await
             }
-            None => park(tx, S::NAME, message, false).await,
-            Some(loaded) if loaded.finished || self.saga.is_start(&event) => {
+            Found::Missing { .. } => park(tx, S::NAME, message, false).await,
+            Found::Instance(loaded) if loaded.finished || self.saga.is_start(&event) => {
                 tracing::info!(
                     saga = S::NAME,
                     state = S::state_name(&loaded.state),
@@ -90,7 +102,7 @@ impl<S: Saga> Engine<S> {
                 );
                 count_ignored(tx, S::NAME, id).await
             }
-            Some(loaded) => match self.saga.during(&loaded.state, &event) {
+            Found::Instance(loaded) => match self.saga.during(&loaded.state, &event) {
                 Ok((next, sent)) => self.advance(tx, message, id, loaded, next, sent).await,
                 Err(Rejected::Early) => park(tx, S::NAME, message, !loaded.has_parked).await,
                 Err(Rejected::Stale(reason)) => {
@@ -131,6 +143,7 @@ impl<S: Saga> Engine<S> {
         message: &Envelope,
         state: S::State,
         sent: Vec<Outgoing>,
+        parked_before_start: bool,
     ) -> Result<(), ConsumeError> {
         let id = message.correlation_id;
         let now = tx.now().await?;
@@ -155,8 +168,7 @@ impl<S: Saga> Engine<S> {
             finished: S::is_final(&state),
             state,
             version: 1,
-            // Events that arrived before the instance existed were parked without a flag.
-            has_parked: true,
+            has_parked: parked_before_start,
         };
         self.after_transition(tx, id, loaded).await
     }
@@ -348,25 +360,29 @@ impl Step<'_> {
     }
 }
 
-async fn load<S: Saga>(
-    conn: &mut AnyConnection,
-    id: Uuid,
-) -> Result<Option<Loaded<S::State>>, sqlx::Error> {
+/// The instance, or whether events wait for it: one statement either way, so that starting an
+/// instance costs no separate look for events parked before it.
+async fn load<S: Saga>(conn: &mut AnyConnection, id: Uuid) -> Result<Found<S::State>, sqlx::Error> {
     let row = sqlx::query(
-        "SELECT data, version, completed_at, has_parked FROM saga_instances \
-         WHERE saga = $1 AND correlation_id = $2",
+        "SELECT i.data, i.version, i.completed_at, CASE WHEN i.saga IS NOT NULL THEN i.has_parked \
+         WHEN EXISTS (SELECT 1 FROM saga_parked p WHERE p.saga = $1 AND p.correlation_id = $2) \
+         THEN 1 ELSE 0 END AS has_parked \
+         FROM (SELECT 1 AS one) AS lookup \
+         LEFT JOIN saga_instances i ON i.saga = $1 AND i.correlation_id = $2",
     )
     .bind(S::NAME)
     .bind(id.to_string())
-    .fetch_optional(conn)
+    .fetch_one(conn)
     .await?;
-    let Some(row) = row else { return Ok(None) };
-    let data: String = row.try_get("data")?;
-    Ok(Some(Loaded {
+    let has_parked = row.try_get::<i64, _>("has_parked")? != 0;
+    let Some(data) = row.try_get::<Option<String>, _>("data")? else {
+        return Ok(Found::Missing { parked: has_parked });
+    };
+    Ok(Found::Instance(Loaded {
         state: serde_json::from_str(&data).map_err(decode_error)?,
         version: row.try_get("version")?,
         finished: row.try_get::<Option<i64>, _>("completed_at")?.is_some(),
-        has_parked: row.try_get::<i64, _>("has_parked")? != 0,
+        has_parked,
     }))
 }
 

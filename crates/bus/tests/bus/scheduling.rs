@@ -137,3 +137,38 @@ async fn cancelling_withdraws_only_the_future_messages_of_one_consumer_and_corre
     );
 }
 }
+
+testkit::backend_tests! {
+async fn cancelling_also_withdraws_what_the_same_transaction_scheduled(backend) {
+    // Messages are inserted when the transaction commits, so a cancel must also withdraw the
+    // ones written before it in the same transaction, savepoints included.
+    let t = test_db(backend).await;
+    let bus = bus_with(
+        &t.db,
+        &[Scripted::applying("a"), Scripted::applying("b")],
+        BusConfig::default(),
+    );
+    let (x, y) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let later = Timestamp::now().plus(Duration::from_secs(3600));
+    let mut tx = bus.begin().await.unwrap();
+    tx.schedule(later, &Ping { id: x, n: 1 }).await.unwrap(); // a and b
+    let mut step = tx.savepoint().await.unwrap();
+    step.send("a", &Ping { id: x, n: 2 }).await.unwrap(); // due now: stays
+    step.schedule(later, &Ping { id: x, n: 3 }).await.unwrap(); // a and b
+    step.commit().await.unwrap();
+    let y_later = tx.schedule(later, &Ping { id: y, n: 4 }).await.unwrap(); // a and b
+    assert_eq!(tx.cancel_scheduled("a", x).await.unwrap(), 2);
+    tx.commit().await.unwrap();
+    let left: Vec<(String, i64)> = queued(&t.db)
+        .await
+        .into_iter()
+        .map(|row| (row.consumer, row.available_at))
+        .collect();
+    assert_eq!(left.len(), 5, "{left:?}");
+    assert_eq!(
+        left.iter().filter(|(consumer, at)| consumer == "a" && *at == later.0).count(),
+        1,
+        "of a's messages only y's scheduled one ({y_later}) is still in the future"
+    );
+}
+}

@@ -40,6 +40,11 @@ impl Consumer for ReserveStock {
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let command: ReserveStockForOrder = message.decode()?;
         let order_id = command.order_id;
+        let now = tx.now().await?;
+        let Err(short) = reserve_all(tx, order_id, &command.items, now).await? else {
+            tx.publish(&StockReservationCompleted { order_id }).await?;
+            return Ok(());
+        };
         if has_reservations(tx, order_id).await? {
             // A redelivery (or a resend under a new message id) for an order whose reservation
             // is stored: reservation rows exist only if every line was reserved, so the stored
@@ -48,18 +53,10 @@ impl Consumer for ReserveStock {
             tx.publish(&StockReservationCompleted { order_id }).await?;
             return Ok(());
         }
-        let now = tx.now().await?;
-        match reserve_all(tx, order_id, &command.items, now).await? {
-            Ok(()) => {
-                tx.publish(&StockReservationCompleted { order_id }).await?;
-            }
-            Err(short) => {
-                let reason = format!("Insufficient stock for {}", short.product_name);
-                tracing::info!(%reason, "stock reservation failed");
-                tx.publish(&StockReservationFailed { order_id, reason })
-                    .await?;
-            }
-        }
+        let reason = format!("Insufficient stock for {}", short.product_name);
+        tracing::info!(%reason, "stock reservation failed");
+        tx.publish(&StockReservationFailed { order_id, reason })
+            .await?;
         Ok(())
     }
 }
@@ -73,9 +70,9 @@ async fn has_reservations(tx: &mut Tx<'_>, order: OrderId) -> Result<bool, sqlx:
     Ok(count > 0)
 }
 
-/// Reserves lines merged by product, in product-id order (a stable lock order), each with one
-/// conditional update. The first short line undoes the lines before it and is returned; a
-/// single line needs no savepoint for that (a short line writes nothing), which saves two
+/// Reserves lines merged by product, in product-id order (a stable lock order). The first line
+/// that cannot be reserved, short or already reserved by an earlier delivery, undoes the lines
+/// before it and is returned. A single line needs no savepoint for that, which saves two
 /// statements on the single writer for the most common order.
 async fn reserve_all(
     tx: &mut Tx<'_>,
@@ -104,8 +101,13 @@ async fn reserve_all(
     Ok(reserved)
 }
 
-/// Reserves `lines` one by one until one is short, which it returns (the earlier lines stay
-/// reserved: the caller undoes them).
+/// Reserves `lines` one by one until one cannot be, which it returns (the earlier lines stay
+/// reserved: the caller undoes them; the returned line itself leaves nothing behind).
+///
+/// A line is two statements: the reservation row is inserted only if the product has the
+/// units free and the order holds no row for it yet, then the stock row takes the units if
+/// they are still free (on PostgreSQL another transaction may have taken them in between, and
+/// the row is removed again).
 async fn reserve_lines(
     tx: &mut Tx<'_>,
     order: OrderId,
@@ -113,6 +115,22 @@ async fn reserve_lines(
     now: Timestamp,
 ) -> Result<Result<(), OrderLine>, sqlx::Error> {
     for line in lines {
+        let recorded = sqlx::query(
+            "INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) \
+             SELECT $1, product_id, $3, 'Held', $4 FROM stock_items \
+             WHERE product_id = $2 AND on_hand - reserved >= $3 \
+             ON CONFLICT (order_id, product_id) DO NOTHING",
+        )
+        .bind(order.to_string())
+        .bind(line.product_id.to_string())
+        .bind(i64::from(line.quantity))
+        .bind(now.0)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+        if recorded != 1 {
+            return Ok(Err(line.clone()));
+        }
         let reserved = sqlx::query(
             "UPDATE stock_items SET reserved = reserved + $1, updated_at = $2 \
              WHERE product_id = $3 AND on_hand - reserved >= $1",
@@ -124,18 +142,13 @@ async fn reserve_lines(
         .await?
         .rows_affected();
         if reserved != 1 {
+            sqlx::query("DELETE FROM stock_reservations WHERE order_id = $1 AND product_id = $2")
+                .bind(order.to_string())
+                .bind(line.product_id.to_string())
+                .execute(&mut **tx)
+                .await?;
             return Ok(Err(line.clone()));
         }
-        sqlx::query(
-            "INSERT INTO stock_reservations (order_id, product_id, quantity, status, created_at) \
-             VALUES ($1, $2, $3, 'Held', $4)",
-        )
-        .bind(order.to_string())
-        .bind(line.product_id.to_string())
-        .bind(i64::from(line.quantity))
-        .bind(now.0)
-        .execute(&mut **tx)
-        .await?;
     }
     Ok(Ok(()))
 }
