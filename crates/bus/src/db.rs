@@ -139,10 +139,15 @@ impl Db {
         let url = sqlite_url_with_create(&options.url);
         let connect = AnyConnectOptions::from_str(&url)?;
         let pragmas = sqlite_pragmas(options);
+        // A SQLite connection is a file handle that cannot drop like a network connection,
+        // so it is not pinged before each use: the ping would be one more hand-off to the
+        // connection's thread for every transaction and every read.
         let write = pool_options(1, options, pragmas.clone())
+            .test_before_acquire(false)
             .connect_with(connect.clone())
             .await?;
         let read = pool_options(options.read_connections.max(1), options, pragmas)
+            .test_before_acquire(false)
             .connect_with(connect)
             .await?;
         Ok(Self {

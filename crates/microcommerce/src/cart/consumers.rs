@@ -25,7 +25,8 @@ impl Consumer for ClearCheckedOut {
         for line in &command.items {
             let product = line.product_id.to_string();
             let quantity = i64::from(line.quantity);
-            sqlx::query(
+            // Most carts hold exactly what was checked out: the line goes, and that is all.
+            let removed = sqlx::query(
                 "DELETE FROM cart_items WHERE product_id = $1 AND quantity <= $2 \
                  AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $3)",
             )
@@ -33,7 +34,11 @@ impl Consumer for ClearCheckedOut {
             .bind(quantity)
             .bind(&buyer)
             .execute(&mut **tx)
-            .await?;
+            .await?
+            .rows_affected();
+            if removed > 0 {
+                continue;
+            }
             sqlx::query(
                 "UPDATE cart_items SET quantity = quantity - $2 WHERE product_id = $1 \
                  AND quantity > $2 AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $3)",

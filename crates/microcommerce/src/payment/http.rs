@@ -70,20 +70,29 @@ pub async fn record_payment(
 ) -> Result<PaymentResult> {
     let id = order.id;
     let now = tx.now().await?;
-    ensure_awaiting_payment(tx, order, timeout, now).await?;
     let failure_reason = (!succeed).then(|| PAYMENT_DECLINED.to_owned());
+    // One statement checks that the saga awaits payment (see `ensure_awaiting_payment`) and
+    // records the answer; only when it records nothing is it worth finding out why.
     let recorded = sqlx::query(
-        "INSERT INTO payments (order_id, succeeded, failure_reason, at) VALUES ($1, $2, $3, $4) \
+        "INSERT INTO payments (order_id, succeeded, failure_reason, at) \
+         SELECT $1, $2, $3, $4 FROM saga_instances s \
+         WHERE s.saga = $5 AND s.correlation_id = $1 \
+         AND ((s.state = 'StockReserved' AND s.updated_at >= $6) \
+              OR (s.state = 'Submitted' AND $7 = 1)) \
          ON CONFLICT (order_id) DO NOTHING",
     )
     .bind(id.to_string())
     .bind(i64::from(succeed))
     .bind(failure_reason.as_deref())
     .bind(now.0)
+    .bind(CheckoutSaga::NAME)
+    .bind(now.minus(timeout).0)
+    .bind(i64::from(order.status == OrderStatus::StockReserved))
     .execute(&mut **tx)
     .await?
     .rows_affected();
     if recorded == 0 {
+        ensure_awaiting_payment(tx, order, timeout, now).await?;
         return Err(not_awaiting(
             "a payment for this order was already recorded".into(),
         ));

@@ -398,6 +398,30 @@ async fn a_payment_before_the_saga_has_seen_the_reservation_is_accepted() {
     assert_eq!(stock(&app, &book).await, (4, 0));
 }
 
+testkit::backend_tests! {
+async fn a_payment_after_the_window_closed_is_refused_even_before_the_timeout_is_handled(backend) {
+    // The timeout message has not run (no workers), but the window is judged by the clock:
+    // the saga took the reservation in more than the payment timeout (15 min) ago.
+    let (app, buyer, order, book) = one_book_ordered_without_workers(backend).await;
+    app.state.bus.run_pending().await.unwrap();
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    execute(&app, "UPDATE saga_instances SET updated_at = updated_at - 3600000000").await;
+
+    let late = pay(&buyer, &order, true).await;
+    assert_eq!(late.status, 409, "{:?}", late.body);
+    assert_eq!(late.body["detail"], "the payment window has closed");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM payments").await, 0);
+    assert_eq!(stock(&app, &book).await, (5, 1), "still held until the timeout runs");
+}
+}
+
+async fn count(app: &TestApp, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(app.state.db.reader())
+        .await
+        .unwrap()
+}
+
 async fn execute(app: &TestApp, sql: &'static str) {
     let mut tx = app.state.bus.begin().await.unwrap();
     sqlx::query(sql).execute(&mut *tx).await.unwrap();
