@@ -82,30 +82,41 @@ pub async fn find_by_idempotency_key(
     row.as_ref().map(order_from_row).transpose()
 }
 
-/// The lines of an order, in the order they were placed.
-pub async fn order_items(
+/// One order by id with its lines, in one statement: what a buyer reads most.
+pub async fn find_order_with_items(
     conn: &mut AnyConnection,
     id: OrderId,
-) -> Result<Vec<OrderItem>, sqlx::Error> {
-    let rows = sqlx::query(
-        "SELECT product_id, product_name, unit_price_cents, quantity, image_url \
-         FROM order_items WHERE order_id = $1 ORDER BY line",
-    )
+) -> Result<Option<(Order, Vec<OrderItem>)>, sqlx::Error> {
+    let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT {ORDER_COLUMNS}, {ITEM_COLUMNS} FROM orders \
+         LEFT JOIN order_items ON order_items.order_id = orders.id \
+         WHERE orders.id = $1 ORDER BY order_items.line"
+    )))
     .bind(id.to_string())
     .fetch_all(conn)
     .await?;
-    rows.iter()
-        .map(|row| {
-            let quantity: i64 = row.try_get("quantity")?;
-            Ok(OrderItem {
-                product_id: parse(row.try_get("product_id")?)?,
-                product_name: row.try_get("product_name")?,
-                unit_price: Money(row.try_get("unit_price_cents")?),
-                quantity: u32::try_from(quantity).unwrap_or_default(),
-                image_url: row.try_get("image_url")?,
-            })
-        })
-        .collect()
+    let Some(first) = rows.first() else {
+        return Ok(None);
+    };
+    let items = rows
+        .iter()
+        .filter(|row| matches!(row.try_get::<Option<String>, _>("product_id"), Ok(Some(_))))
+        .map(item_from_row)
+        .collect::<Result<_, _>>()?;
+    Ok(Some((order_from_row(first)?, items)))
+}
+
+const ITEM_COLUMNS: &str = "product_id, product_name, unit_price_cents, quantity, image_url";
+
+fn item_from_row(row: &AnyRow) -> Result<OrderItem, sqlx::Error> {
+    let quantity: i64 = row.try_get("quantity")?;
+    Ok(OrderItem {
+        product_id: parse(row.try_get("product_id")?)?,
+        product_name: row.try_get("product_name")?,
+        unit_price: Money(row.try_get("unit_price_cents")?),
+        quantity: u32::try_from(quantity).unwrap_or_default(),
+        image_url: row.try_get("image_url")?,
+    })
 }
 
 /// Writes a new order (status Submitted) and its lines; false (nothing written) if its order

@@ -253,6 +253,19 @@ pub async fn visible_order(state: &AppState, caller: &Caller, id: OrderId) -> Re
     }
 }
 
+/// The order with its lines if `caller` may see it; 404 otherwise.
+async fn visible_order_with_items(
+    state: &AppState,
+    caller: &Caller,
+    id: OrderId,
+) -> Result<(Order, Vec<db::OrderItem>)> {
+    let mut conn = state.db.reader().acquire().await?;
+    match db::find_order_with_items(&mut conn, id).await? {
+        Some((order, items)) if caller.may_access(order.buyer_id) => Ok((order, items)),
+        _ => Err(Error::NotFound("order")),
+    }
+}
+
 /// Long polling: instead of asking again and again whether an order has moved on, a client
 /// asks once and the answer is held until it has.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
@@ -288,21 +301,21 @@ impl OrderWait {
     }
 }
 
-/// The order once its status is no longer `status`, or as it is when `timeout` has passed
-/// or the server begins to shut down.
+/// The order (with its lines) once its status is no longer `status`, or as it is when
+/// `timeout` has passed or the server begins to shut down.
 async fn order_after_change(
     state: &AppState,
     caller: &Caller,
     id: OrderId,
     status: OrderStatus,
     timeout: Duration,
-) -> Result<Order> {
+) -> Result<(Order, Vec<db::OrderItem>)> {
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
         // Watch before reading, so that a change between the two is not missed.
         let news = state.bus.changed_next(id.0);
-        let order = visible_order(state, caller, id).await?;
-        if order.status != status || tokio::time::Instant::now() >= deadline {
+        let order = visible_order_with_items(state, caller, id).await?;
+        if order.0.status != status || tokio::time::Instant::now() >= deadline {
             return Ok(order);
         }
         let look_again = deadline.min(tokio::time::Instant::now() + RECHECK);
@@ -326,12 +339,10 @@ pub async fn get_order(
     Path(id): Path<OrderId>,
     Query(wait): Query<OrderWait>,
 ) -> Result<Json<OrderView>> {
-    let order = match wait.resolve()? {
+    let (order, items) = match wait.resolve()? {
         Some((status, timeout)) => order_after_change(&state, &caller, id, status, timeout).await?,
-        None => visible_order(&state, &caller, id).await?,
+        None => visible_order_with_items(&state, &caller, id).await?,
     };
-    let mut conn = state.db.reader().acquire().await?;
-    let items = db::order_items(&mut conn, id).await?;
     Ok(Json(OrderView {
         id: order.id,
         order_number: order.order_number,

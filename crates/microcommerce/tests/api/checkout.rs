@@ -186,6 +186,45 @@ async fn a_paid_checkout_is_confirmed_with_stock_deducted_and_the_cart_cleared(b
 }
 
 testkit::backend_tests! {
+async fn an_order_shows_every_line_whether_read_at_once_or_held(backend) {
+    let (app, buyer, order, book) = one_book_ordered_without_workers(backend).await;
+    let pen = product(&app, "Pen", 150, 9).await;
+    let two_lines = json!([
+        { "productId": pen, "quantity": 3 },
+        { "productId": book, "quantity": 1 },
+    ]);
+    let second = check_out(&buyer, Some(two_lines)).await;
+    let lines = |view: &Value| -> Vec<(String, Value)> {
+        view["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|item| (item["productName"].as_str().unwrap().to_owned(), item["lineTotal"].clone()))
+            .collect()
+    };
+    let plain = buyer.get(&format!("/api/ordering/orders/{second}")).await;
+    assert_eq!(plain.status, 200);
+    // Lines are merged by product and kept in product-id order: the book's id is the older.
+    assert_eq!(lines(&plain.body), [("Book".into(), json!(25.00)), ("Pen".into(), json!(4.50))]);
+    // A held answer carries the lines too: the first order moves on while it waits.
+    let held = {
+        let buyer = buyer.clone();
+        let order = order.clone();
+        tokio::spawn(async move {
+            buyer
+                .get(&format!("/api/ordering/orders/{order}?waitWhile=Submitted&timeoutMs=20000"))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    app.state.bus.run_pending().await.unwrap();
+    let held = held.await.unwrap();
+    assert_eq!(held.body["status"], "StockReserved");
+    assert_eq!(lines(&held.body), [("Book".into(), json!(25.00))]);
+}
+}
+
+testkit::backend_tests! {
 async fn a_stock_shortage_fails_the_order_and_holds_nothing(backend) {
     let app = spawn_app(backend).await;
     let lamp = product(&app, "Desk Lamp", 4999, 1).await;
