@@ -1,6 +1,9 @@
 //! `Bus::transact`: concurrent write transactions share commits on SQLite, yet each job
 //! succeeds or fails alone and is answered only once durable.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use bus::{Bus, GroupError};
 
 use crate::helpers::*;
@@ -151,4 +154,77 @@ async fn when_the_shared_commit_fails_every_job_of_the_group_fails_and_nothing_r
         rows(&t).await.contains(&99),
         "the writer goes on with the next group"
     );
+}
+
+/// Inserts row `n` (once `gate` opens, on the first run only), then fails or returns the rows
+/// its transaction sees; counts its runs in `runs`.
+async fn gated_job(
+    bus: &Bus,
+    n: i64,
+    refuse: bool,
+    gate: Option<Arc<tokio::sync::Notify>>,
+    runs: Arc<AtomicUsize>,
+) -> Result<i64, JobError> {
+    bus.transact(move |tx| {
+        let gate = gate.clone();
+        let run = runs.fetch_add(1, Ordering::SeqCst);
+        Box::pin(async move {
+            if let Some(gate) = gate.filter(|_| run == 0) {
+                gate.notified().await;
+            }
+            sqlx::query(
+                "INSERT INTO effects (consumer, message_id, correlation_id, n) \
+                 VALUES ('job', 'm', 'c', $1)",
+            )
+            .bind(n)
+            .execute(&mut **tx)
+            .await?;
+            if refuse {
+                return Err(JobError::Refused);
+            }
+            Ok(sqlx::query_scalar("SELECT COUNT(*) FROM effects")
+                .fetch_one(&mut **tx)
+                .await?)
+        })
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_failing_job_makes_its_group_run_again_and_the_others_see_none_of_its_writes() {
+    // Jobs share the transaction without savepoints; when one fails, the group is rolled back
+    // and runs again with a savepoint per job. The first job holds the writer until the other
+    // two have queued behind it, so that the three form one group.
+    let t = test_db(Backend::Sqlite).await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], sleepy());
+    let gate = Arc::new(tokio::sync::Notify::new());
+    let runs: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::default()).collect();
+    let first = tokio::spawn({
+        let (bus, gate, runs) = (bus.clone(), gate.clone(), runs[0].clone());
+        async move { gated_job(&bus, 0, false, Some(gate), runs).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let failing = tokio::spawn({
+        let (bus, runs) = (bus.clone(), runs[1].clone());
+        async move { gated_job(&bus, 1, true, None, runs).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let last = tokio::spawn({
+        let (bus, runs) = (bus.clone(), runs[2].clone());
+        async move { gated_job(&bus, 2, false, None, runs).await }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    gate.notify_one();
+
+    assert_eq!(first.await.unwrap().unwrap(), 1);
+    assert!(matches!(failing.await.unwrap(), Err(JobError::Refused)));
+    assert_eq!(
+        last.await.unwrap().unwrap(),
+        2,
+        "the last job saw the first one's row and not the failed one's"
+    );
+    assert_eq!(rows(&t).await, [0, 2]);
+    let runs: Vec<usize> = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+    assert_eq!(runs, [2, 2, 1], "the group ran again after the failure");
+    assert_eq!(bus.stats().group_commits, 1);
 }

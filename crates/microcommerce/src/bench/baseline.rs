@@ -128,7 +128,7 @@ impl Inner {
         tally.request();
         let (cart_id, item) = (cart.clone(), product.to_owned());
         self.bus
-            .transact(move |tx| Box::pin(fill_cart(tx, buyer, cart_id, item)))
+            .transact(move |tx| Box::pin(fill_cart(tx, buyer, cart_id.clone(), item.clone())))
             .await?;
 
         let placed_at = Instant::now();
@@ -136,7 +136,7 @@ impl Inner {
         let item = product.to_owned();
         let (order, status) = self
             .bus
-            .transact(move |tx| Box::pin(place_and_reserve(tx, buyer, item)))
+            .transact(move |tx| Box::pin(place_and_reserve(tx, buyer, item.clone())))
             .await?;
         let to_awaiting = placed_at.elapsed().as_micros() as u64;
         if status == OrderStatus::Failed {
@@ -147,7 +147,15 @@ impl Inner {
         let item = product.to_owned();
         let outcome = self
             .bus
-            .transact(move |tx| Box::pin(pay_and_settle(tx, order, item, cart, decline)))
+            .transact(move |tx| {
+                Box::pin(pay_and_settle(
+                    tx,
+                    order,
+                    item.clone(),
+                    cart.clone(),
+                    decline,
+                ))
+            })
             .await?;
         Ok((outcome, to_awaiting))
     }

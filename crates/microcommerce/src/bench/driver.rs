@@ -431,6 +431,7 @@ async fn place_in_process(
     state
         .bus
         .transact(move |tx| {
+            let valid = valid.clone();
             Box::pin(
                 async move { crate::ordering::http::place_order(tx, buyer, &valid, None).await },
             )
@@ -449,6 +450,7 @@ async fn pay_in_process(
     state
         .bus
         .transact(move |tx| {
+            let order = order.clone();
             Box::pin(async move {
                 crate::payment::record_payment(tx, &order, succeed, timeout).await?;
                 Ok(())

@@ -107,7 +107,7 @@ fn parse_id<T: std::str::FromStr<Err = uuid::Error>>(text: String) -> Result<T, 
 }
 
 /// What to add.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AddItem {
     /// A published product.
@@ -137,7 +137,7 @@ pub async fn add_item(
     let buyer = caller.buyer;
     let item_id = state
         .bus
-        .transact(move |tx| Box::pin(add_to_cart(tx, buyer, body)))
+        .transact(move |tx| Box::pin(add_to_cart(tx, buyer, body.clone())))
         .await?;
     Ok(Json(ItemAdded { item_id }))
 }
@@ -209,14 +209,17 @@ pub async fn change_quantity(
     Json(body): Json<ChangeQuantity>,
 ) -> Result<StatusCode> {
     check_quantity(body.quantity)?;
-    let update = sqlx::query(
-        "UPDATE cart_items SET quantity = $1 WHERE id = $2 \
-         AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $3)",
-    )
-    .bind(body.quantity)
-    .bind(item.to_string())
-    .bind(caller.buyer.to_string());
-    change_own_line(&state, update).await
+    let quantity = body.quantity;
+    change_own_line(&state, move || {
+        sqlx::query(
+            "UPDATE cart_items SET quantity = $1 WHERE id = $2 \
+             AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $3)",
+        )
+        .bind(quantity)
+        .bind(item.to_string())
+        .bind(caller.buyer.to_string())
+    })
+    .await
 }
 
 /// Removes a line; 404 unless it is in the caller's cart.
@@ -228,24 +231,31 @@ pub async fn remove_item(
     caller: Caller,
     Path(item): Path<CartItemId>,
 ) -> Result<StatusCode> {
-    let delete = sqlx::query(
-        "DELETE FROM cart_items WHERE id = $1 \
-         AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $2)",
-    )
-    .bind(item.to_string())
-    .bind(caller.buyer.to_string());
-    change_own_line(&state, delete).await
+    change_own_line(&state, move || {
+        sqlx::query(
+            "DELETE FROM cart_items WHERE id = $1 \
+             AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $2)",
+        )
+        .bind(item.to_string())
+        .bind(caller.buyer.to_string())
+    })
+    .await
 }
 
 /// Runs a statement that changes one line of the caller's cart (it must name the buyer in its
 /// condition): 204 if it did, 404 if the line is not theirs, in which case nothing was written.
+/// `statement` builds it afresh for each run of the grouped transaction.
 async fn change_own_line(
     state: &AppState,
-    statement: sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>,
+    statement: impl Fn() -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::AnyArguments>
+    + Send
+    + Sync
+    + 'static,
 ) -> Result<StatusCode> {
     let rows = state
         .bus
         .transact(move |tx| {
+            let statement = statement();
             Box::pin(
                 async move { Ok::<_, Error>(statement.execute(&mut **tx).await?.rows_affected()) },
             )

@@ -47,6 +47,7 @@ pub async fn checkout(
     let placed = state
         .bus
         .transact(move |tx| {
+            let (valid, key) = (valid.clone(), key.clone());
             Box::pin(async move { place_order(tx, buyer, &valid, key.as_deref()).await })
         })
         .await?;
