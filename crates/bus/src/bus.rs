@@ -3,12 +3,13 @@
 use std::collections::HashMap;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::{Any, AnyConnection};
 use tokio::sync::Notify;
 
+use crate::outbox::{Mark, Outbox};
 use crate::{
     Consumer, Db, Delivery, Destination, Message, MessageId, Outgoing, RetryPolicy, Timestamp,
 };
@@ -195,12 +196,11 @@ impl Bus {
         Ok(Tx {
             inner: self.inner.db.begin().await?,
             bus: self.clone(),
-            wrote_messages: Arc::new(AtomicBool::new(false)),
             causation: None,
             now: None,
             changed: Arc::default(),
-            pending: Vec::new(),
-            parent_pending: None,
+            outbox: Outbox::default(),
+            savepoint: None,
         })
     }
 
@@ -267,22 +267,17 @@ impl Bus {
 pub struct Tx<'c> {
     inner: sqlx::Transaction<'c, Any>,
     bus: Bus,
-    /// Shared with savepoints, so that a message written in one wakes the workers at the outer
-    /// commit.
-    wrote_messages: Arc<AtomicBool>,
     /// The message being consumed, recorded as the cause of everything published here.
     causation: Option<MessageId>,
     /// The database time of this transaction, read once.
     now: Option<Timestamp>,
     /// Correlation ids whose waiters to wake after the outermost commit; shared with savepoints.
     changed: Arc<std::sync::Mutex<Vec<uuid::Uuid>>>,
-    /// Queue rows written here and not yet inserted: the outermost commit inserts them all
-    /// with one statement (a worker batch or a group of requests writes its messages in one
-    /// round trip), a savepoint hands them to its parent when it commits, and a rollback
-    /// drops them with everything else.
-    pending: Vec<QueueRow>,
-    /// Where a savepoint's rows go when it commits.
-    parent_pending: Option<&'c mut Vec<QueueRow>>,
+    /// Messages and withdrawals written here, applied at the outermost commit (see
+    /// [`crate::outbox`]); shared with savepoints.
+    outbox: Outbox,
+    /// For a savepoint, where its outbox entries begin.
+    savepoint: Option<Mark>,
 }
 
 impl Deref for Tx<'_> {
@@ -303,14 +298,13 @@ impl Tx<'_> {
     /// Commits; on success wakes the workers if messages were written (on PostgreSQL, those
     /// of every instance, through `NOTIFY`, which is delivered only if the commit succeeds).
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        if let Some(parent) = self.parent_pending.take() {
-            // A savepoint: its messages become the parent's, to be inserted at its commit.
+        if let Some(mark) = self.savepoint.take() {
+            // A savepoint: its messages stay in the log, for the outermost commit.
             self.inner.commit().await?;
-            parent.append(&mut self.pending);
+            mark.keep();
             return Ok(());
         }
-        QueueRow::insert_all(&mut self.inner, &self.pending).await?;
-        let wrote = self.wrote_messages.load(Ordering::Relaxed);
+        let wrote = self.outbox.flush(&mut self.inner).await?;
         let changed = std::mem::take(&mut *self.changed.lock().expect("changed lock"));
         if self.bus.inner.db.backend() == crate::Backend::Postgres {
             self.notify_instances(wrote, &changed).await?;
@@ -375,12 +369,11 @@ impl Tx<'_> {
         Ok(Tx {
             inner: sqlx::Connection::begin(&mut *self.inner).await?,
             bus: self.bus.clone(),
-            wrote_messages: Arc::clone(&self.wrote_messages),
             causation: self.causation,
             now: self.now,
             changed: Arc::clone(&self.changed),
-            pending: Vec::new(),
-            parent_pending: Some(&mut self.pending),
+            savepoint: Some(self.outbox.mark()),
+            outbox: self.outbox.clone(),
         })
     }
 
@@ -437,30 +430,17 @@ impl Tx<'_> {
 
     /// Withdraws the not-yet-due scheduled messages of one correlation id addressed to
     /// `consumer` (a saga's timeouts once it has finished); retries of failed messages stay.
+    /// It takes effect when this transaction commits, on the messages committed before and on
+    /// those written before it in this transaction; a savepoint rolled back takes its
+    /// withdrawals with it.
     pub async fn cancel_scheduled(
         &mut self,
         consumer: &str,
         correlation_id: uuid::Uuid,
-    ) -> Result<u64, BusError> {
+    ) -> Result<(), BusError> {
         let now = self.now().await?;
-        let before = self.pending.len();
-        self.pending.retain(|row| {
-            !(row.consumer == consumer
-                && row.correlation_id == correlation_id
-                && row.available_at > now)
-        });
-        let withdrawn = (before - self.pending.len()) as u64;
-        let deleted = sqlx::query(
-            "DELETE FROM bus_queue WHERE consumer = $1 AND correlation_id = $2 \
-             AND attempts = 0 AND available_at > $3",
-        )
-        .bind(consumer)
-        .bind(correlation_id.to_string())
-        .bind(now.0)
-        .execute(&mut *self.inner)
-        .await?
-        .rows_affected();
-        Ok(deleted + withdrawn)
+        self.outbox.withdraw(consumer, correlation_id, now);
+        Ok(())
     }
 
     /// Writes an outgoing message under a fresh id.
@@ -514,21 +494,17 @@ impl Tx<'_> {
                 Delivery::After(delay) => now.plus(delay),
                 Delivery::At(at) => at,
             };
-            self.pending
-                .extend(consumers.iter().map(|consumer| QueueRow {
-                    message_id: *id,
-                    consumer: consumer.clone(),
-                    message_type: outgoing.message_type.into(),
-                    correlation_id: outgoing.correlation_id,
-                    causation_id: self.causation,
-                    headers: Arc::clone(&headers),
-                    payload: Arc::clone(&payload),
-                    created_at: now,
-                    available_at,
-                }));
-            if !consumers.is_empty() {
-                self.wrote_messages.store(true, Ordering::Relaxed);
-            }
+            self.outbox.write(consumers.iter().map(|consumer| QueueRow {
+                message_id: *id,
+                consumer: consumer.clone(),
+                message_type: outgoing.message_type.into(),
+                correlation_id: outgoing.correlation_id,
+                causation_id: self.causation,
+                headers: Arc::clone(&headers),
+                payload: Arc::clone(&payload),
+                created_at: now,
+                available_at,
+            }));
         }
         Ok(())
     }

@@ -77,6 +77,7 @@ mod db;
 mod dead_letters;
 mod group;
 mod message;
+mod outbox;
 mod retry;
 mod watch;
 mod worker;

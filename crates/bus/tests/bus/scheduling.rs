@@ -118,7 +118,7 @@ async fn cancelling_withdraws_only_the_future_messages_of_one_consumer_and_corre
     assert_eq!(bus.stats().retried, 1);
 
     let mut tx = bus.begin().await.unwrap();
-    assert_eq!(tx.cancel_scheduled("a", x).await.unwrap(), 1);
+    tx.cancel_scheduled("a", x).await.unwrap();
     tx.commit().await.unwrap();
     let left: Vec<(String, String, i64)> = queued(&t.db)
         .await
@@ -141,34 +141,54 @@ async fn cancelling_withdraws_only_the_future_messages_of_one_consumer_and_corre
 testkit::backend_tests! {
 async fn cancelling_also_withdraws_what_the_same_transaction_scheduled(backend) {
     // Messages are inserted when the transaction commits, so a cancel must also withdraw the
-    // ones written before it in the same transaction, savepoints included.
+    // ones written before it in the same transaction, savepoints included, spare the ones
+    // written after it, and vanish with a savepoint that rolls back.
     let t = test_db(backend).await;
     let bus = bus_with(
         &t.db,
         &[Scripted::applying("a"), Scripted::applying("b")],
         BusConfig::default(),
     );
-    let (x, y) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let (x, y, z) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
     let later = Timestamp::now().plus(Duration::from_secs(3600));
     let mut tx = bus.begin().await.unwrap();
     tx.schedule(later, &Ping { id: x, n: 1 }).await.unwrap(); // a and b
+    tx.schedule(later, &Ping { id: z, n: 2 }).await.unwrap(); // a and b
     let mut step = tx.savepoint().await.unwrap();
-    step.send("a", &Ping { id: x, n: 2 }).await.unwrap(); // due now: stays
-    step.schedule(later, &Ping { id: x, n: 3 }).await.unwrap(); // a and b
+    step.send("a", &Ping { id: x, n: 3 }).await.unwrap(); // due now: stays
+    step.schedule(later, &Ping { id: x, n: 4 }).await.unwrap(); // a and b
+    step.cancel_scheduled("a", z).await.unwrap(); // the parent's message for a
     step.commit().await.unwrap();
-    let y_later = tx.schedule(later, &Ping { id: y, n: 4 }).await.unwrap(); // a and b
-    assert_eq!(tx.cancel_scheduled("a", x).await.unwrap(), 2);
+    let mut undone = tx.savepoint().await.unwrap();
+    undone.cancel_scheduled("b", z).await.unwrap();
+    undone.rollback().await.unwrap();
+    tx.schedule(later, &Ping { id: y, n: 5 }).await.unwrap(); // a and b
+    tx.cancel_scheduled("a", x).await.unwrap();
+    let after = tx
+        .write(&Outgoing::send("a", &Ping { id: x, n: 6 }).at(later))
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
-    let left: Vec<(String, i64)> = queued(&t.db)
+    let mut left: Vec<(String, i64)> = queued(&t.db)
         .await
         .into_iter()
         .map(|row| (row.consumer, row.available_at))
         .collect();
-    assert_eq!(left.len(), 5, "{left:?}");
-    assert_eq!(
-        left.iter().filter(|(consumer, at)| consumer == "a" && *at == later.0).count(),
-        1,
-        "of a's messages only y's scheduled one ({y_later}) is still in the future"
+    left.sort();
+    assert_eq!(left.len(), 7, "{left:?}");
+    let a_later = left
+        .iter()
+        .filter(|(consumer, at)| consumer == "a" && *at == later.0)
+        .count();
+    assert_eq!(a_later, 2, "of a's future messages y's and the one after the cancel are left");
+    let b_later = left
+        .iter()
+        .filter(|(consumer, at)| consumer == "b" && *at == later.0)
+        .count();
+    assert_eq!(b_later, 4, "b keeps x, z (its withdrawal was rolled back), x's second and y");
+    assert!(
+        queued(&t.db).await.iter().any(|row| row.message_id == after.to_string()),
+        "a message scheduled after the cancel stays"
     );
 }
 }

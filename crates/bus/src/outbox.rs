@@ -1,0 +1,170 @@
+//! What a transaction writes to the queue, kept in memory until it commits.
+//!
+//! Messages and withdrawals of scheduled messages are logged in the order they happen and
+//! applied at the outermost commit, with one `DELETE` for every withdrawal and one `INSERT` for
+//! every message (a hundred rows per statement): a worker batch or a group of requests costs
+//! the single writer two round trips for its messages, not one per message. A savepoint marks
+//! where its entries begin; rolling it back (or dropping it) cuts the log back to the mark, so
+//! its messages and withdrawals vanish with its other writes.
+
+use std::sync::{Arc, Mutex};
+
+use sqlx::AnyConnection;
+use uuid::Uuid;
+
+use crate::Timestamp;
+use crate::bus::QueueRow;
+
+/// Withdrawals per `DELETE`: three parameters each.
+const WITHDRAWALS_PER_DELETE: usize = 100;
+
+/// One logged write.
+enum Entry {
+    /// A message for one consumer.
+    Row(QueueRow),
+    /// `cancel_scheduled`: the messages of `consumer` and `correlation_id` that are due after
+    /// `after` and not retries, both those written before in this transaction and those
+    /// already committed.
+    Withdraw {
+        consumer: String,
+        correlation_id: Uuid,
+        after: Timestamp,
+    },
+}
+
+impl Entry {
+    fn withdraws(&self, row: &QueueRow) -> bool {
+        match self {
+            Entry::Withdraw {
+                consumer,
+                correlation_id,
+                after,
+            } => {
+                row.consumer == *consumer
+                    && row.correlation_id == *correlation_id
+                    && row.available_at > *after
+            }
+            Entry::Row(_) => false,
+        }
+    }
+}
+
+/// The log of one transaction, shared by its savepoints.
+#[derive(Clone, Default)]
+pub(crate) struct Outbox {
+    log: Arc<Mutex<Vec<Entry>>>,
+}
+
+impl Outbox {
+    /// Logs messages to insert at commit.
+    pub fn write(&self, rows: impl IntoIterator<Item = QueueRow>) {
+        self.lock().extend(rows.into_iter().map(Entry::Row));
+    }
+
+    /// Logs a withdrawal (see [`crate::Tx::cancel_scheduled`]).
+    pub fn withdraw(&self, consumer: &str, correlation_id: Uuid, after: Timestamp) {
+        self.lock().push(Entry::Withdraw {
+            consumer: consumer.to_owned(),
+            correlation_id,
+            after,
+        });
+    }
+
+    /// Where a savepoint starting now begins: a guard that cuts the log back to here unless
+    /// it is [kept](Mark::keep).
+    pub fn mark(&self) -> Mark {
+        Mark {
+            outbox: self.clone(),
+            at: self.lock().len(),
+            kept: false,
+        }
+    }
+
+    /// Applies the log on `conn` (the outermost commit does, just before committing): the
+    /// withdrawals first, so that they cannot touch the rows inserted after them. True if
+    /// any message was inserted.
+    pub async fn flush(&self, conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
+        let log = std::mem::take(&mut *self.lock());
+        let mut rows = Vec::new();
+        let mut withdrawals = Vec::new();
+        for entry in log {
+            match entry {
+                Entry::Row(row) => rows.push(row),
+                withdrawal => {
+                    rows.retain(|row| !withdrawal.withdraws(row));
+                    withdrawals.push(withdrawal);
+                }
+            }
+        }
+        for chunk in withdrawals.chunks(WITHDRAWALS_PER_DELETE) {
+            delete_withdrawn(conn, chunk).await?;
+        }
+        QueueRow::insert_all(conn, &rows).await?;
+        Ok(!rows.is_empty())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
+        // Entries are plain data: a panic elsewhere cannot leave the log half-written.
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// A savepoint's start in the log; dropping it without [`Mark::keep`] undoes the entries
+/// logged since.
+pub(crate) struct Mark {
+    outbox: Outbox,
+    at: usize,
+    kept: bool,
+}
+
+impl Mark {
+    /// The savepoint committed: its entries now belong to the enclosing transaction.
+    pub fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for Mark {
+    fn drop(&mut self) {
+        if !self.kept {
+            self.outbox.lock().truncate(self.at);
+        }
+    }
+}
+
+/// One statement for a chunk of withdrawals of already committed messages.
+async fn delete_withdrawn(conn: &mut AnyConnection, chunk: &[Entry]) -> Result<(), sqlx::Error> {
+    let conditions: Vec<String> = (0..chunk.len())
+        .map(|n| {
+            let p = n * 3;
+            format!(
+                "(consumer = ${} AND correlation_id = ${} AND available_at > ${})",
+                p + 1,
+                p + 2,
+                p + 3
+            )
+        })
+        .collect();
+    let sql = format!(
+        "DELETE FROM bus_queue WHERE attempts = 0 AND ({})",
+        conditions.join(" OR ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for entry in chunk {
+        if let Entry::Withdraw {
+            consumer,
+            correlation_id,
+            after,
+        } = entry
+        {
+            query = query
+                .bind(consumer.as_str())
+                .bind(correlation_id.to_string())
+                .bind(after.0);
+        }
+    }
+    query.execute(conn).await?;
+    Ok(())
+}
