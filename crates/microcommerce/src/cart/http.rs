@@ -143,25 +143,27 @@ pub async fn add_item(
 }
 
 /// Merges `body` into the buyer's cart (created on first use) in the caller's transaction.
+/// The cart is created or touched only if the product is for sale, in the same statement, so
+/// that a 404 writes nothing.
 async fn add_to_cart(tx: &mut bus::Tx<'_>, buyer: BuyerId, body: AddItem) -> Result<CartItemId> {
-    let on_sale = find_products(tx, &[body.product_id])
-        .await?
-        .into_iter()
-        .any(|product| product.status == ProductStatus::Published);
-    if !on_sale {
-        return Err(Error::NotFound("product"));
-    }
     let now = tx.now().await?;
     let cart_id = uuid::Uuid::now_v7().to_string();
-    sqlx::query(
-        "INSERT INTO carts (id, buyer_id, created_at, updated_at) VALUES ($1, $2, $3, $3) \
+    let touched = sqlx::query(
+        "INSERT INTO carts (id, buyer_id, created_at, updated_at) SELECT $1, $2, $3, $3 \
+         WHERE EXISTS (SELECT 1 FROM products WHERE id = $4 AND status = $5) \
          ON CONFLICT (buyer_id) DO UPDATE SET updated_at = excluded.updated_at",
     )
     .bind(&cart_id)
     .bind(buyer.to_string())
     .bind(now.0)
+    .bind(body.product_id.to_string())
+    .bind(ProductStatus::Published.as_str())
     .execute(&mut **tx)
-    .await?;
+    .await?
+    .rows_affected();
+    if touched == 0 {
+        return Err(Error::NotFound("product"));
+    }
     let item_id: String = sqlx::query_scalar(
         "INSERT INTO cart_items (id, cart_id, product_id, quantity, added_at) \
          SELECT $1, c.id, $2, $3, $4 FROM carts c WHERE c.buyer_id = $5 \

@@ -157,23 +157,37 @@ pub async fn insert_order(
     if inserted == 0 {
         return Ok(false);
     }
-    for (line, item) in items.iter().enumerate() {
-        sqlx::query(
-            "INSERT INTO order_items (order_id, line, product_id, product_name, unit_price_cents, \
-             quantity, image_url) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(order.id.to_string())
-        .bind(i64::try_from(line).unwrap_or_default())
-        .bind(item.product_id.to_string())
-        .bind(&item.product_name)
-        .bind(item.unit_price.0)
-        .bind(i64::from(item.quantity))
-        .bind(item.image_url.as_deref())
-        .execute(&mut *conn)
-        .await?;
+    // The lines a hundred per statement: one statement for any ordinary order.
+    for (chunk_index, chunk) in items.chunks(ITEMS_PER_INSERT).enumerate() {
+        let values: Vec<String> = (0..chunk.len())
+            .map(|n| {
+                let params: Vec<String> = (1..=7).map(|c| format!("${}", n * 7 + c)).collect();
+                format!("({})", params.join(", "))
+            })
+            .collect();
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO order_items (order_id, line, product_id, product_name, \
+             unit_price_cents, quantity, image_url) VALUES {}",
+            values.join(", ")
+        )));
+        for (offset, item) in chunk.iter().enumerate() {
+            let line = chunk_index * ITEMS_PER_INSERT + offset;
+            query = query
+                .bind(order.id.to_string())
+                .bind(i64::try_from(line).unwrap_or_default())
+                .bind(item.product_id.to_string())
+                .bind(&item.product_name)
+                .bind(item.unit_price.0)
+                .bind(i64::from(item.quantity))
+                .bind(item.image_url.as_deref());
+        }
+        query.execute(&mut *conn).await?;
     }
     Ok(true)
 }
+
+/// Order lines per INSERT statement: seven parameters each.
+const ITEMS_PER_INSERT: usize = 100;
 
 /// Moves an order to `to` if its current status allows it; false (and no change) otherwise,
 /// which makes every status message idempotent. A move wakes the order's long polls once
