@@ -263,7 +263,9 @@ impl Bus {
 /// A write transaction that can also publish messages (the transactional outbox).
 ///
 /// It dereferences to the connection, so the caller's own statements run on it
-/// (`query.execute(&mut *tx)`). Nothing is delivered unless [`Tx::commit`] succeeds.
+/// (`query.execute(&mut *tx)`). Nothing is delivered unless [`Tx::commit`] succeeds; the
+/// messages are inserted into `bus_queue` by that commit, so the transaction's own statements
+/// do not see them in the table.
 pub struct Tx<'c> {
     inner: sqlx::Transaction<'c, Any>,
     bus: Bus,

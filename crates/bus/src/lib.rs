@@ -7,7 +7,8 @@
 //! database is applied exactly once however often a message is redelivered.
 //!
 //! - [`Tx::publish`] fans a message out to every subscribed consumer, [`Tx::send`] addresses
-//!   one, [`Tx::schedule`] delivers later. All take the caller's open transaction.
+//!   one, [`Tx::schedule`] delivers later. All take the caller's open transaction; the queue
+//!   rows are inserted when it commits, every message of the transaction in one statement.
 //! - [`Bus::start`] runs workers that claim due messages in batches (one commit per batch),
 //!   retry failures with exponential backoff and jitter ([`RetryPolicy`]), and move messages
 //!   that keep failing, or fail [permanently](ConsumeError::Permanent), to the dead letters
