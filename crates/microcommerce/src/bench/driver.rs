@@ -446,13 +446,12 @@ async fn pay_in_process(
     tally: &Tally,
 ) -> crate::Result<()> {
     tally.request();
-    let (order, timeout) = (order.clone(), state.config.payment_timeout);
+    let (order, timeout) = (order.id, state.config.payment_timeout);
     state
         .bus
         .transact(move |tx| {
-            let order = order.clone();
             Box::pin(async move {
-                crate::payment::record_payment(tx, &order, succeed, timeout).await?;
+                crate::payment::record_payment(tx, order, None, succeed, timeout).await?;
                 Ok(())
             })
         })

@@ -6,7 +6,7 @@ use sqlx::Row;
 
 use crate::app::AppState;
 use crate::http::{Caller, Json, Path};
-use crate::ids::OrderId;
+use crate::ids::{BuyerId, OrderId};
 use crate::ordering::checkout::{CheckoutSaga, PAYMENT_DECLINED};
 use crate::ordering::db::{find_order, move_status};
 use crate::ordering::domain::OrderStatus;
@@ -47,38 +47,41 @@ pub async fn pay(
     let result = state
         .bus
         .transact(move |tx| {
-            Box::pin(async move {
-                let order = match find_order(tx, id).await? {
-                    Some(order) if caller.may_access(order.buyer_id) => order,
-                    _ => return Err(Error::NotFound("order")),
-                };
-                record_payment(tx, &order, request.should_succeed, timeout).await
-            })
+            let payer = (!caller.is_admin).then_some(caller.buyer);
+            Box::pin(record_payment(
+                tx,
+                id,
+                payer,
+                request.should_succeed,
+                timeout,
+            ))
         })
         .await?;
     Ok(Json(result))
 }
 
 /// Records the simulated provider's answer for an order that awaits payment, and publishes it
-/// to the saga, in the caller's transaction: at most one payment per order. The HTTP handler
-/// and the in-process benchmark both use it.
+/// to the saga, in the caller's transaction: at most one payment per order. `payer` is the
+/// buyer who must own the order (`None`: anyone may pay, as an admin may); an order that is not
+/// theirs is not found. The HTTP handler and the in-process benchmark both use it.
 pub async fn record_payment(
     tx: &mut bus::Tx<'_>,
-    order: &crate::ordering::db::Order,
+    id: OrderId,
+    payer: Option<BuyerId>,
     succeed: bool,
     timeout: std::time::Duration,
 ) -> Result<PaymentResult> {
-    let id = order.id;
     let now = tx.now().await?;
     let failure_reason = (!succeed).then(|| PAYMENT_DECLINED.to_owned());
-    // One statement checks that the saga awaits payment (see `ensure_awaiting_payment`) and
-    // records the answer; only when it records nothing is it worth finding out why.
+    // One statement checks that the order is the payer's and that its saga awaits payment
+    // (see `ensure_awaiting_payment`), and records the answer; only when it records nothing is
+    // it worth finding out why.
     let recorded = sqlx::query(
         "INSERT INTO payments (order_id, succeeded, failure_reason, at) \
-         SELECT $1, $2, $3, $4 FROM saga_instances s \
-         WHERE s.saga = $5 AND s.correlation_id = $1 \
+         SELECT $1, $2, $3, $4 FROM saga_instances s JOIN orders o ON o.id = s.correlation_id \
+         WHERE s.saga = $5 AND s.correlation_id = $1 AND ($7 IS NULL OR o.buyer_id = $7) \
          AND ((s.state = 'StockReserved' AND s.updated_at >= $6) \
-              OR (s.state = 'Submitted' AND $7 = 1)) \
+              OR (s.state = 'Submitted' AND o.status = $8)) \
          ON CONFLICT (order_id) DO NOTHING",
     )
     .bind(id.to_string())
@@ -87,15 +90,13 @@ pub async fn record_payment(
     .bind(now.0)
     .bind(CheckoutSaga::NAME)
     .bind(now.minus(timeout).0)
-    .bind(i64::from(order.status == OrderStatus::StockReserved))
+    .bind(payer.map(|buyer| buyer.to_string()))
+    .bind(OrderStatus::StockReserved.as_str())
     .execute(&mut **tx)
     .await?
     .rows_affected();
     if recorded == 0 {
-        ensure_awaiting_payment(tx, order, timeout, now).await?;
-        return Err(not_awaiting(
-            "a payment for this order was already recorded".into(),
-        ));
+        return Err(why_not_recorded(tx, id, payer, timeout, now).await);
     }
     if succeed {
         move_status(tx, id, OrderStatus::Paid, None, now).await?;
@@ -113,6 +114,26 @@ pub async fn record_payment(
         success: succeed,
         failure_reason,
     })
+}
+
+/// Why [`record_payment`] recorded nothing: the order is not the payer's (or does not exist),
+/// it does not await payment, or it was paid already.
+async fn why_not_recorded(
+    tx: &mut bus::Tx<'_>,
+    id: OrderId,
+    payer: Option<BuyerId>,
+    timeout: std::time::Duration,
+    now: bus::Timestamp,
+) -> Error {
+    let order = match find_order(tx, id).await {
+        Ok(Some(order)) if payer.is_none_or(|buyer| buyer == order.buyer_id) => order,
+        Ok(_) => return Error::NotFound("order"),
+        Err(error) => return error.into(),
+    };
+    match ensure_awaiting_payment(tx, &order, timeout, now).await {
+        Ok(()) => not_awaiting("a payment for this order was already recorded".into()),
+        Err(error) => error,
+    }
 }
 
 /// The saga is the source of truth: it must await payment, and its payment window (which

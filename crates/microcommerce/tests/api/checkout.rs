@@ -499,6 +499,12 @@ async fn another_buyer_can_neither_see_nor_pay_my_order(backend) {
         me.get("/api/ordering/orders/my").await.body["totalCount"],
         1
     );
+    let unknown = uuid::Uuid::now_v7().to_string();
+    assert_eq!(pay(&me, &unknown, true).await.status, 404);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM payments").await, 0);
+    // An admin may pay any order (support paying on a buyer's behalf).
+    assert_eq!(pay(&app.admin(), &order, true).await.status, 200);
+    settled(&me, &order, "Confirmed").await;
 }
 }
 
