@@ -201,6 +201,7 @@ impl Bus {
             changed: Arc::default(),
             outbox: Outbox::default(),
             savepoint: None,
+            scratch: HashMap::new(),
         })
     }
 
@@ -280,6 +281,8 @@ pub struct Tx<'c> {
     outbox: Outbox,
     /// For a savepoint, where its outbox entries begin.
     savepoint: Option<Mark>,
+    /// See [`Tx::scratch`].
+    scratch: HashMap<std::any::TypeId, Box<dyn std::any::Any + Send>>,
 }
 
 impl Deref for Tx<'_> {
@@ -376,6 +379,7 @@ impl Tx<'_> {
             changed: Arc::clone(&self.changed),
             savepoint: Some(self.outbox.mark()),
             outbox: self.outbox.clone(),
+            scratch: HashMap::new(),
         })
     }
 
@@ -389,6 +393,18 @@ impl Tx<'_> {
         let mut savepoint = self.savepoint().await?;
         savepoint.causation = Some(cause);
         Ok(savepoint)
+    }
+
+    /// Space for consumers to keep what they read ahead in [`crate::Consumer::prepare`], one
+    /// value per type, gone with this transaction (a savepoint starts with its own, empty).
+    /// What is kept here is only as current as this transaction keeps it: whoever stores a
+    /// row must stop using it once the row may have changed.
+    pub fn scratch<T: Default + Send + 'static>(&mut self) -> &mut T {
+        self.scratch
+            .entry(std::any::TypeId::of::<T>())
+            .or_insert_with(|| Box::new(T::default()))
+            .downcast_mut::<T>()
+            .expect("scratch entries are keyed by their type")
     }
 
     /// The bus this transaction publishes to.

@@ -106,4 +106,14 @@ pub trait Consumer: Send + Sync + 'static {
     /// Handles one message. Messages it publishes through `tx` carry this message as their
     /// cause.
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError>;
+
+    /// Called once per batch, in the batch's transaction, with the messages of the batch this
+    /// consumer is about to handle, before the first of them: the place to read with one
+    /// statement what handling them one by one would read with one statement each, and keep it
+    /// in [`Tx::scratch`]. Not called when messages are handled one at a time (a batch that
+    /// failed runs again that way), so `consume` must not depend on it. Does nothing by default.
+    async fn prepare(&self, messages: &[&Envelope], tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let _ = (messages, tx);
+        Ok(())
+    }
 }

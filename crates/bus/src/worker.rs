@@ -50,7 +50,9 @@ struct Claimed {
 
 /// A consumer failure in the fast pass.
 struct Failure {
-    row_id: i64,
+    /// The message that failed; `None` when a consumer failed to prepare for the batch (the
+    /// careful pass then handles every message as usual).
+    row_id: Option<i64>,
     /// The consumer's error; `None` when no consumer is registered under the row's name (the
     /// careful pass dead-letters it).
     error: Option<ConsumeError>,
@@ -59,7 +61,7 @@ struct Failure {
 impl Failure {
     fn unregistered(message: &Claimed) -> Self {
         Self {
-            row_id: message.row_id,
+            row_id: Some(message.row_id),
             error: None,
         }
     }
@@ -292,6 +294,12 @@ impl Bus {
         now: Timestamp,
     ) -> Result<Result<Tally, Failure>, sqlx::Error> {
         let mut tally = Tally::default();
+        if let Err(error) = self.prepare_consumers(tx, claimed).await {
+            return Ok(Err(Failure {
+                row_id: None,
+                error: Some(error),
+            }));
+        }
         for message in claimed {
             if message.already_done {
                 tracing::info!(message_id = %message.envelope.message_id, "skipped a duplicate delivery");
@@ -310,7 +318,7 @@ impl Bus {
             tx.set_causation(None);
             if let Err(error) = result {
                 return Ok(Err(Failure {
-                    row_id: message.row_id,
+                    row_id: Some(message.row_id),
                     error: Some(error),
                 }));
             }
@@ -318,6 +326,33 @@ impl Bus {
         }
         complete_all(tx, claimed, now).await?;
         Ok(Ok(tally))
+    }
+
+    /// Lets each consumer of the batch read ahead for its messages ([`crate::Consumer::prepare`]).
+    async fn prepare_consumers(
+        &self,
+        tx: &mut Tx<'_>,
+        claimed: &[Claimed],
+    ) -> Result<(), ConsumeError> {
+        let mut by_consumer: Vec<(&str, Vec<&Envelope>)> = Vec::new();
+        for message in claimed.iter().filter(|message| !message.already_done) {
+            match by_consumer
+                .iter_mut()
+                .find(|(name, _)| *name == message.consumer)
+            {
+                Some((_, envelopes)) => envelopes.push(&message.envelope),
+                None => by_consumer.push((&message.consumer, vec![&message.envelope])),
+            }
+        }
+        for (name, envelopes) in by_consumer {
+            if let Some(consumer) = self.inner.consumers.get(name) {
+                AssertUnwindSafe(consumer.prepare(&envelopes, tx))
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))))?;
+            }
+        }
+        Ok(())
     }
 
     /// The batch again, each message in its own savepoint, so that failures are recorded one
@@ -334,7 +369,7 @@ impl Bus {
         let mut failure = Some(failure);
         for message in &claimed {
             let span = message_span(message);
-            let outcome = match failure.take_if(|f| f.row_id == message.row_id) {
+            let outcome = match failure.take_if(|f| f.row_id == Some(message.row_id)) {
                 Some(Failure {
                     error: Some(error), ..
                 }) => {

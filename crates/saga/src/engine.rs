@@ -1,5 +1,6 @@
 //! The engine: runs a [`Saga`] as a bus consumer and does everything impure.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bus::{ConsumeError, Consumer, Envelope, Headers, MessageId, Outgoing, Timestamp, Tx};
@@ -85,7 +86,11 @@ impl<S: Saga> Engine<S> {
     async fn handle(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let event = self.saga.decode(message)?;
         let id = message.correlation_id;
-        match load::<S>(tx, id).await? {
+        let found = match tx.scratch::<ReadAhead<S>>().rows.remove(&id) {
+            Some(stored) => decode::<S>(stored)?,
+            None => load::<S>(tx, id).await?,
+        };
+        match found {
             Found::Missing { parked } if self.saga.is_start(&event) => {
                 let (state, sent) = self
                     .saga
@@ -290,6 +295,22 @@ impl<S: Saga> Consumer for Engine<S> {
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         self.handle(message, tx).await
     }
+
+    /// Reads the batch's instances with one statement instead of one per event.
+    async fn prepare(&self, messages: &[&Envelope], tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let mut ids: Vec<Uuid> = messages.iter().map(|m| m.correlation_id).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        if ids.len() < 2 {
+            // One instance: its own load is the same one statement.
+            return Ok(());
+        }
+        for chunk in ids.chunks(READ_AHEAD_CHUNK) {
+            let stored = read_stored(tx, S::NAME, chunk).await?;
+            tx.scratch::<ReadAhead<S>>().rows.extend(stored);
+        }
+        Ok(())
+    }
 }
 
 /// One applied transition, written to the outbox and the timeline.
@@ -363,27 +384,89 @@ impl Step<'_> {
 /// The instance, or whether events wait for it: one statement either way, so that starting an
 /// instance costs no separate look for events parked before it.
 async fn load<S: Saga>(conn: &mut AnyConnection, id: Uuid) -> Result<Found<S::State>, sqlx::Error> {
-    let row = sqlx::query(
-        "SELECT i.data, i.version, i.completed_at, CASE WHEN i.saga IS NOT NULL THEN i.has_parked \
-         WHEN EXISTS (SELECT 1 FROM saga_parked p WHERE p.saga = $1 AND p.correlation_id = $2) \
-         THEN 1 ELSE 0 END AS has_parked \
-         FROM (SELECT 1 AS one) AS lookup \
-         LEFT JOIN saga_instances i ON i.saga = $1 AND i.correlation_id = $2",
-    )
-    .bind(S::NAME)
-    .bind(id.to_string())
-    .fetch_one(conn)
-    .await?;
-    let has_parked = row.try_get::<i64, _>("has_parked")? != 0;
-    let Some(data) = row.try_get::<Option<String>, _>("data")? else {
-        return Ok(Found::Missing { parked: has_parked });
+    let mut stored = read_stored(conn, S::NAME, &[id]).await?;
+    decode::<S>(stored.remove(&id).unwrap_or_default())
+}
+
+/// An instance row as read, or its absence and whether events were parked for it.
+#[derive(Default)]
+struct Stored {
+    data: Option<String>,
+    version: i64,
+    finished: bool,
+    has_parked: bool,
+}
+
+fn decode<S: Saga>(stored: Stored) -> Result<Found<S::State>, sqlx::Error> {
+    let Some(data) = stored.data else {
+        return Ok(Found::Missing {
+            parked: stored.has_parked,
+        });
     };
     Ok(Found::Instance(Loaded {
         state: serde_json::from_str(&data).map_err(decode_error)?,
-        version: row.try_get("version")?,
-        finished: row.try_get::<Option<i64>, _>("completed_at")?.is_some(),
-        has_parked,
+        version: stored.version,
+        finished: stored.finished,
+        has_parked: stored.has_parked,
     }))
+}
+
+/// Instances of one batch read ahead by [`Engine`]'s `prepare`, in the batch's transaction.
+/// Each is used by the first load of its id and then forgotten: the engine writes an instance
+/// only after loading it, so an entry is never used once its row may have changed.
+struct ReadAhead<S> {
+    rows: HashMap<Uuid, Stored>,
+    saga: std::marker::PhantomData<fn() -> S>,
+}
+
+impl<S> Default for ReadAhead<S> {
+    fn default() -> Self {
+        Self {
+            rows: HashMap::new(),
+            saga: std::marker::PhantomData,
+        }
+    }
+}
+
+/// Instances read ahead per statement.
+const READ_AHEAD_CHUNK: usize = 500;
+
+/// `ids`' instances of `saga` (every id gets an entry), with one statement.
+async fn read_stored(
+    conn: &mut AnyConnection,
+    saga: &str,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Stored>, sqlx::Error> {
+    let values: Vec<String> = (0..ids.len()).map(|n| format!("(${})", n + 2)).collect();
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT ids.id AS correlation_id, i.data, i.version, i.completed_at, \
+         CASE WHEN i.saga IS NOT NULL THEN i.has_parked \
+         WHEN EXISTS (SELECT 1 FROM saga_parked p WHERE p.saga = $1 AND p.correlation_id = ids.id) \
+         THEN 1 ELSE 0 END AS has_parked \
+         FROM (SELECT column1 AS id FROM (VALUES {}) AS v) AS ids \
+         LEFT JOIN saga_instances i ON i.saga = $1 AND i.correlation_id = ids.id",
+        values.join(", ")
+    )))
+    .bind(saga);
+    for id in ids {
+        query = query.bind(id.to_string());
+    }
+    let mut stored = HashMap::with_capacity(ids.len());
+    for row in query.fetch_all(conn).await? {
+        let id = parse_uuid(row.try_get("correlation_id")?)?;
+        stored.insert(
+            id,
+            Stored {
+                data: row.try_get("data")?,
+                version: row
+                    .try_get::<Option<i64>, _>("version")?
+                    .unwrap_or_default(),
+                finished: row.try_get::<Option<i64>, _>("completed_at")?.is_some(),
+                has_parked: row.try_get::<i64, _>("has_parked")? != 0,
+            },
+        );
+    }
+    Ok(stored)
 }
 
 async fn count_ignored(tx: &mut Tx<'_>, saga: &str, id: Uuid) -> Result<(), ConsumeError> {

@@ -396,3 +396,78 @@ async fn a_payload_that_does_not_decode_fails_for_good_and_a_database_error_is_r
     assert!(letter(failing).error.contains("no_such_table"), "{}", letter(failing).error);
 }
 }
+
+/// Records what [`bus::Consumer::prepare`] saw and whether `consume` found it in the scratch.
+struct Preparing {
+    fail: bool,
+    prepared: std::sync::Mutex<Vec<usize>>,
+    seen: std::sync::Mutex<Vec<Option<usize>>>,
+}
+
+#[derive(Default)]
+struct ReadAhead(Option<usize>);
+
+#[bus::async_trait]
+impl bus::Consumer for Preparing {
+    fn name(&self) -> &str {
+        "preparing"
+    }
+
+    fn subscriptions(&self) -> Vec<&'static str> {
+        vec![Ping::TYPE]
+    }
+
+    async fn prepare(
+        &self,
+        messages: &[&bus::Envelope],
+        tx: &mut bus::Tx<'_>,
+    ) -> Result<(), bus::ConsumeError> {
+        self.prepared.lock().unwrap().push(messages.len());
+        if self.fail {
+            return Err(bus::ConsumeError::transient("could not read ahead"));
+        }
+        tx.scratch::<ReadAhead>().0 = Some(messages.len());
+        Ok(())
+    }
+
+    async fn consume(
+        &self,
+        _message: &bus::Envelope,
+        tx: &mut bus::Tx<'_>,
+    ) -> Result<(), bus::ConsumeError> {
+        let read_ahead = tx.scratch::<ReadAhead>().0;
+        self.seen.lock().unwrap().push(read_ahead);
+        Ok(())
+    }
+}
+
+testkit::backend_tests! {
+async fn a_consumer_prepares_once_per_batch_and_a_failed_preparation_costs_no_attempt(backend) {
+    for fail in [false, true] {
+        let t = test_db(backend).await;
+        let consumer = Arc::new(Preparing {
+            fail,
+            prepared: Default::default(),
+            seen: Default::default(),
+        });
+        let bus = bus::Bus::builder(t.db.clone())
+            .consumer(consumer.clone())
+            .build();
+        let mut tx = bus.begin().await.unwrap();
+        for n in 0..3 {
+            tx.publish(&ping(n)).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        assert_eq!(bus.run_pending().await.unwrap(), 3);
+
+        assert_eq!(*consumer.prepared.lock().unwrap(), [3], "fail: {fail}");
+        // After a failed preparation the batch runs again one message at a time, each in a
+        // savepoint of its own, whose scratch starts empty.
+        let expected = if fail { None } else { Some(3) };
+        assert_eq!(*consumer.seen.lock().unwrap(), [expected; 3], "fail: {fail}");
+        let stats = bus.stats();
+        assert_eq!((stats.completed, stats.retried, stats.dead_lettered), (3, 0, 0));
+        assert!(queued(&t.db).await.is_empty());
+    }
+}
+}

@@ -43,6 +43,33 @@ async fn an_early_event_is_parked_and_applied_right_after_the_state_it_needs(bac
 }
 
 testkit::backend_tests! {
+/// A batch reads its instances ahead with one statement; an entry read ahead must not outlive
+/// a write to its instance, such as the parking of an early event before the start that
+/// follows it in the same batch.
+async fn early_events_and_their_starts_in_one_batch_are_all_applied(backend) {
+    let t = setup(backend, LONG).await;
+    let (x, y) = (Uuid::now_v7(), Uuid::now_v7());
+    let mut tx = t.bus.begin().await.unwrap();
+    tx.publish(&Noted { id: x, note: 1 }).await.unwrap();
+    tx.publish(&Noted { id: y, note: 2 }).await.unwrap();
+    tx.publish(&Started { id: x }).await.unwrap();
+    tx.publish(&Started { id: y }).await.unwrap();
+    tx.commit().await.unwrap();
+    t.bus.run_pending().await.unwrap();
+
+    for (id, note) in [(x, 1), (y, 2)] {
+        let instance = t.instance(id).await.unwrap();
+        assert_eq!(
+            instance.data,
+            serde_json::json!({ "Open": { "notes": [note] } })
+        );
+        assert_eq!(instance.version, 2);
+        assert!(instance.parked.is_empty());
+    }
+}
+}
+
+testkit::backend_tests! {
 /// The engine cannot tell an event for an instance that will start later from one for an
 /// instance that never will, so a non-start event for no instance is parked, not rejected:
 /// it is applied when the start arrives, and stays parked (invisible to `saga::get`) if it
