@@ -18,16 +18,22 @@ enum JobError {
     Sql(#[from] sqlx::Error),
 }
 
+/// Writes effect row `n` in a job's transaction.
+async fn insert_effect(tx: &mut bus::Tx<'_>, n: i64) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO effects (consumer, message_id, correlation_id, n) \
+         VALUES ('job', 'm', 'c', $1)",
+    )
+    .bind(n)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 async fn insert_row(bus: &Bus, n: i64, outcome: &'static str) -> Result<i64, JobError> {
     bus.transact(move |tx| {
         Box::pin(async move {
-            sqlx::query(
-                "INSERT INTO effects (consumer, message_id, correlation_id, n) \
-                 VALUES ('job', 'm', 'c', $1)",
-            )
-            .bind(n)
-            .execute(&mut **tx)
-            .await?;
+            insert_effect(tx, n).await?;
             tx.publish(&ping(u32::try_from(n).unwrap()))
                 .await
                 .map_err(|e| match e {
@@ -172,13 +178,7 @@ async fn gated_job(
             if let Some(gate) = gate.filter(|_| run == 0) {
                 gate.notified().await;
             }
-            sqlx::query(
-                "INSERT INTO effects (consumer, message_id, correlation_id, n) \
-                 VALUES ('job', 'm', 'c', $1)",
-            )
-            .bind(n)
-            .execute(&mut **tx)
-            .await?;
+            insert_effect(tx, n).await?;
             if refuse {
                 return Err(JobError::Refused);
             }
