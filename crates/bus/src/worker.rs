@@ -345,11 +345,19 @@ impl Bus {
             }
         }
         for (name, envelopes) in by_consumer {
-            if let Some(consumer) = self.inner.consumers.get(name) {
-                AssertUnwindSafe(consumer.prepare(&envelopes, tx))
-                    .catch_unwind()
-                    .await
-                    .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))))?;
+            let Some(consumer) = self.inner.consumers.get(name) else {
+                continue;
+            };
+            let prepared = AssertUnwindSafe(consumer.prepare(&envelopes, tx))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))));
+            if let Err(error) = prepared {
+                if !error.is_contention() {
+                    tracing::warn!(consumer = name, %error,
+                        "reading ahead for a batch failed; its messages are handled one by one");
+                }
+                return Err(error);
             }
         }
         Ok(())
