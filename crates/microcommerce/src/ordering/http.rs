@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use sqlx::AnyConnection;
 
 use super::checkout::{CheckoutSaga, CheckoutState};
 use super::db::{self, Order, OrderItem};
@@ -29,8 +30,11 @@ pub struct CheckoutCreated {
     pub order_number: String,
 }
 
-/// Places an order from the given lines or the buyer's cart and starts its checkout saga, in
-/// one transaction. An `Idempotency-Key` makes a retried request return the same order.
+/// Places an order from the given lines or the buyer's cart and starts its checkout saga. The
+/// lines and their catalog snapshot are read first, off the single writer (a checkout takes
+/// the cart and the prices as they are when it starts); the order and the CheckoutStarted that
+/// starts its saga then commit in one transaction. An `Idempotency-Key` makes a retried
+/// request return the same order.
 #[utoipa::path(post, path = "/api/ordering/checkout", tag = "ordering",
     request_body = CheckoutRequest,
     params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same order")),
@@ -44,23 +48,48 @@ pub async fn checkout(
     let key = idempotency_key(&headers)?;
     let valid = request.validate().map_err(Error::Validation)?;
     let buyer = caller.buyer;
+    let mut reader = state.db.reader().acquire().await?;
+    if let Some(key) = key.as_deref()
+        && let Some(existing) = db::find_by_idempotency_key(&mut reader, buyer, key).await?
+    {
+        return Ok(created(existing.id, existing.order_number));
+    }
+    let items = order_items(&mut reader, buyer, &valid).await?;
+    drop(reader);
     let placed = state
         .bus
         .transact(move |tx| {
-            let (valid, key) = (valid.clone(), key.clone());
-            Box::pin(async move { place_order(tx, buyer, &valid, key.as_deref()).await })
+            let (valid, items, key) = (valid.clone(), items.clone(), key.clone());
+            Box::pin(async move { place_order(tx, buyer, &valid, &items, key.as_deref()).await })
         })
         .await?;
     Ok(created(placed.id, placed.order_number))
 }
 
-/// Places an order in the caller's transaction: the order (Submitted) and the CheckoutStarted
-/// that starts its saga commit together. With an idempotency key already used by this buyer it
-/// returns that order instead. The HTTP handler and the in-process benchmark both use it.
+/// The lines of a checkout (given, or the buyer's cart) with their catalog snapshot; a 400 for
+/// an empty cart or a product that is not for sale. The HTTP handler and the in-process
+/// benchmark both use it, before [`place_order`].
+pub async fn order_items(
+    conn: &mut AnyConnection,
+    buyer: BuyerId,
+    valid: &ValidCheckout,
+) -> Result<Vec<OrderItem>> {
+    let lines = match &valid.lines {
+        Some(lines) => lines.clone(),
+        None => cart_lines(conn, buyer).await?,
+    };
+    snapshot_lines(conn, &lines).await
+}
+
+/// Places an order of `items` in the caller's transaction: the order (Submitted) and the
+/// CheckoutStarted that starts its saga commit together. With an idempotency key already used
+/// by this buyer it returns that order instead. The HTTP handler and the in-process benchmark
+/// both use it.
 pub async fn place_order(
     tx: &mut bus::Tx<'_>,
     buyer: BuyerId,
     valid: &ValidCheckout,
+    items: &[OrderItem],
     key: Option<&str>,
 ) -> Result<Order> {
     if let Some(key) = key
@@ -69,13 +98,8 @@ pub async fn place_order(
         return Ok(existing);
     }
     let from_cart = valid.lines.is_none();
-    let lines = match &valid.lines {
-        Some(lines) => lines.clone(),
-        None => cart_lines(tx, buyer).await?,
-    };
-    let items = snapshot_lines(tx, &lines).await?;
-    let order = new_order(valid, buyer, &items, tx.now().await?);
-    let order = insert_with_unique_number(tx, order, &items, key).await?;
+    let order = new_order(valid, buyer, items, tx.now().await?);
+    let order = insert_with_unique_number(tx, order, items, key).await?;
     let started = CheckoutStarted {
         order_id: order.id,
         buyer_id: buyer,
@@ -120,8 +144,8 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     }
 }
 
-async fn cart_lines(tx: &mut bus::Tx<'_>, buyer: BuyerId) -> Result<BTreeMap<ProductId, u32>> {
-    let lines: BTreeMap<_, _> = crate::cart::db::cart_lines(tx, buyer)
+async fn cart_lines(conn: &mut AnyConnection, buyer: BuyerId) -> Result<BTreeMap<ProductId, u32>> {
+    let lines: BTreeMap<_, _> = crate::cart::db::cart_lines(conn, buyer)
         .await?
         .into_iter()
         .collect();
@@ -133,11 +157,11 @@ async fn cart_lines(tx: &mut bus::Tx<'_>, buyer: BuyerId) -> Result<BTreeMap<Pro
 
 /// Names, prices and pictures come from the catalog at this moment, never from the client.
 async fn snapshot_lines(
-    tx: &mut bus::Tx<'_>,
+    conn: &mut AnyConnection,
     lines: &BTreeMap<ProductId, u32>,
 ) -> Result<Vec<OrderItem>> {
     let ids: Vec<ProductId> = lines.keys().copied().collect();
-    let products: BTreeMap<ProductId, _> = find_products(tx, &ids)
+    let products: BTreeMap<ProductId, _> = find_products(conn, &ids)
         .await?
         .into_iter()
         .filter(|product| product.status == ProductStatus::Published)

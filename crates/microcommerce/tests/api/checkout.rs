@@ -573,6 +573,44 @@ async fn the_same_idempotency_key_returns_the_same_order(backend) {
 }
 
 testkit::backend_tests! {
+async fn a_cart_checkout_retried_after_the_cart_was_cleared_returns_the_same_order(backend) {
+    // The retry must not be judged by the cart as it is now (empty): the key decides first.
+    let app = spawn_app(backend).await;
+    let cup = product(&app, "Cup", 800, 5).await;
+    let buyer = app.buyer();
+    let added = buyer
+        .post("/api/cart/items", json!({ "productId": cup, "quantity": 1 }))
+        .await;
+    assert_eq!(added.status, 200);
+    let check_out_with_key = || async {
+        let reply = buyer
+            .http
+            .post(format!("{}/api/ordering/checkout", app.base))
+            .header("Idempotency-Key", "cart-once")
+            .json(&checkout_body(None))
+            .send()
+            .await
+            .unwrap();
+        let status = reply.status().as_u16();
+        let body: Value = reply.json().await.unwrap();
+        (status, body["orderId"].as_str().map(str::to_owned))
+    };
+    let first = check_out_with_key().await;
+    assert_eq!(first.0, 201);
+    let order = first.1.clone().unwrap();
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    assert_eq!(pay(&buyer, &order, true).await.status, 200);
+    settled(&buyer, &order, "Confirmed").await;
+    eventually("cart cleared", WAIT, || async {
+        (buyer.get("/api/cart/count").await.body == json!(0)).then_some(())
+    })
+    .await;
+
+    assert_eq!(check_out_with_key().await, first);
+}
+}
+
+testkit::backend_tests! {
 async fn checkout_validation_errors_are_problem_documents_with_field_errors(backend) {
     let app = spawn_app(backend).await;
     let buyer = app.buyer();
