@@ -507,6 +507,7 @@ impl Tx<'_> {
                 .expect("string maps serialize")
                 .into();
             let payload: Arc<str> = outgoing.payload.as_str().into();
+            let message_type: Arc<str> = outgoing.message_type.into();
             let available_at = match outgoing.delivery {
                 Delivery::Now => now,
                 Delivery::After(delay) => now.plus(delay),
@@ -515,7 +516,7 @@ impl Tx<'_> {
             self.outbox.write(consumers.iter().map(|consumer| QueueRow {
                 message_id: *id,
                 consumer: consumer.clone(),
-                message_type: outgoing.message_type.into(),
+                message_type: Arc::clone(&message_type),
                 correlation_id: outgoing.correlation_id,
                 causation_id: self.causation,
                 headers: Arc::clone(&headers),
@@ -558,19 +559,11 @@ impl QueueRow {
         rows: &[QueueRow],
     ) -> Result<(), sqlx::Error> {
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|n| {
-                    let params: Vec<String> = (1..=9)
-                        .map(|column| format!("${}", n * 9 + column))
-                        .collect();
-                    format!("({})", params.join(", "))
-                })
-                .collect();
             let sql = format!(
                 "INSERT INTO bus_queue (message_id, consumer, message_type, correlation_id, \
                  causation_id, headers, payload, created_at, available_at) VALUES {} \
                  ON CONFLICT (message_id, consumer) DO NOTHING",
-                values.join(", ")
+                crate::placeholder_rows(1, chunk.len(), 9)
             );
             let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
             for row in chunk {

@@ -297,3 +297,24 @@ fn pool_options(size: u32, options: &DbOptions, pragmas: String) -> AnyPoolOptio
             })
         })
 }
+
+/// Numbered placeholders `$first, $first+1, …` (`count` of them), for an `IN (…)` list whose
+/// values are bound: only these numbers are spliced into the SQL, never the values.
+pub fn placeholders(first: usize, count: usize) -> String {
+    let numbers: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
+    numbers.join(", ")
+}
+
+/// `rows` parenthesised groups of `columns` numbered placeholders from `$first`, for a
+/// multi-row `VALUES` list.
+///
+/// ```
+/// assert_eq!(bus::placeholder_rows(2, 2, 2), "($2, $3), ($4, $5)");
+/// assert_eq!(bus::placeholders(1, 3), "$1, $2, $3");
+/// ```
+pub fn placeholder_rows(first: usize, rows: usize, columns: usize) -> String {
+    let groups: Vec<String> = (0..rows)
+        .map(|row| format!("({})", placeholders(first + row * columns, columns)))
+        .collect();
+    groups.join(", ")
+}

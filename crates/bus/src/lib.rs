@@ -86,7 +86,7 @@ mod worker;
 pub use async_trait::async_trait;
 pub use bus::{Bus, BusBuilder, BusConfig, BusError, BusStats, Tx};
 pub use consumer::{BoxError, ConsumeError, Consumer};
-pub use db::{Backend, Db, DbError, DbOptions, Synchronous};
+pub use db::{Backend, Db, DbError, DbOptions, Synchronous, placeholder_rows, placeholders};
 pub use dead_letters::DeadLetter;
 pub use group::{GroupError, TxFuture};
 pub use message::{

@@ -600,10 +600,9 @@ async fn complete_all(
     claimed: &[Claimed],
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    let placeholders: Vec<String> = (1..=claimed.len()).map(|n| format!("${n}")).collect();
     let delete = format!(
         "DELETE FROM bus_queue WHERE id IN ({})",
-        placeholders.join(", ")
+        crate::placeholders(1, claimed.len())
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(delete));
     for message in claimed {
@@ -614,13 +613,10 @@ async fn complete_all(
     if fresh.is_empty() {
         return Ok(());
     }
-    let rows: Vec<String> = (0..fresh.len())
-        .map(|n| format!("(${}, ${}, ${})", 3 * n + 1, 3 * n + 2, 3 * n + 3))
-        .collect();
     let insert = format!(
         "INSERT INTO bus_inbox (consumer, message_id, processed_at) VALUES {} \
          ON CONFLICT (consumer, message_id) DO NOTHING",
-        rows.join(", ")
+        crate::placeholder_rows(1, fresh.len(), 3)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
     for message in fresh {

@@ -437,7 +437,6 @@ async fn read_stored(
     saga: &str,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Stored>, sqlx::Error> {
-    let values: Vec<String> = (0..ids.len()).map(|n| format!("(${})", n + 2)).collect();
     let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT ids.id AS correlation_id, i.data, i.version, i.completed_at, \
          CASE WHEN i.saga IS NOT NULL THEN i.has_parked \
@@ -445,7 +444,7 @@ async fn read_stored(
          THEN 1 ELSE 0 END AS has_parked \
          FROM (SELECT column1 AS id FROM (VALUES {}) AS v) AS ids \
          LEFT JOIN saga_instances i ON i.saga = $1 AND i.correlation_id = ids.id",
-        values.join(", ")
+        bus::placeholder_rows(2, ids.len(), 1)
     )))
     .bind(saga);
     for id in ids {

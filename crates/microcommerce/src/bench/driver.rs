@@ -426,20 +426,8 @@ async fn place_in_process(
     tally: &Tally,
 ) -> crate::Result<crate::ordering::db::Order> {
     tally.request();
-    let valid = valid.clone();
     let buyer = BuyerId(uuid::Uuid::new_v4());
-    let mut reader = state.db.reader().acquire().await?;
-    let items = crate::ordering::http::order_items(&mut reader, buyer, &valid).await?;
-    drop(reader);
-    state
-        .bus
-        .transact(move |tx| {
-            let (valid, items) = (valid.clone(), items.clone());
-            Box::pin(async move {
-                crate::ordering::http::place_order(tx, buyer, &valid, &items, None).await
-            })
-        })
-        .await
+    crate::ordering::http::check_out(state, buyer, valid.clone(), None).await
 }
 
 async fn pay_in_process(

@@ -67,11 +67,10 @@ pub async fn find_products(
     let mut found = Vec::with_capacity(ids.len());
     // One statement for a whole order's products (a checkout has at most a few hundred).
     for chunk in ids.chunks(500) {
-        let placeholders: Vec<String> = (1..=chunk.len()).map(|n| format!("${n}")).collect();
         let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, category_id, name, price_cents, image_url, status FROM products \
              WHERE id IN ({})",
-            placeholders.join(", ")
+            bus::placeholders(1, chunk.len())
         )));
         for id in chunk {
             query = query.bind(id.to_string());

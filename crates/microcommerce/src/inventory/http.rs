@@ -78,11 +78,10 @@ pub async fn list_stock(
     Query(query): Query<StockQuery>,
 ) -> Result<Json<Vec<StockView>>> {
     let ids = parse_ids(query.product_ids.as_deref().unwrap_or_default())?;
-    let placeholders: Vec<String> = (1..=ids.len()).map(|n| format!("${n}")).collect();
     // Only numbered placeholders are spliced in; the ids themselves are bound.
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT product_id, on_hand, reserved FROM stock_items WHERE product_id IN ({})",
-        placeholders.join(", ")
+        bus::placeholders(1, ids.len())
     ));
     let rows = ids
         .iter()

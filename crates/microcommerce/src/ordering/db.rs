@@ -159,16 +159,10 @@ pub async fn insert_order(
     }
     // The lines a hundred per statement: one statement for any ordinary order.
     for (chunk_index, chunk) in items.chunks(ITEMS_PER_INSERT).enumerate() {
-        let values: Vec<String> = (0..chunk.len())
-            .map(|n| {
-                let params: Vec<String> = (1..=7).map(|c| format!("${}", n * 7 + c)).collect();
-                format!("({})", params.join(", "))
-            })
-            .collect();
         let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO order_items (order_id, line, product_id, product_name, \
              unit_price_cents, quantity, image_url) VALUES {}",
-            values.join(", ")
+            bus::placeholder_rows(1, chunk.len(), 7)
         )));
         for (offset, item) in chunk.iter().enumerate() {
             let line = chunk_index * ITEMS_PER_INSERT + offset;

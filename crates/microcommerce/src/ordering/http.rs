@@ -47,29 +47,39 @@ pub async fn checkout(
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
     let valid = request.validate().map_err(Error::Validation)?;
-    let buyer = caller.buyer;
+    let placed = check_out(&state, caller.buyer, valid, key).await?;
+    Ok(created(placed.id, placed.order_number))
+}
+
+/// A checkout as the handler runs it, and the in-process benchmark too: an order already
+/// placed under `key` is returned as it is; otherwise the lines and their catalog snapshot are
+/// read on a reader connection, then the order is placed in a grouped write transaction.
+pub async fn check_out(
+    state: &AppState,
+    buyer: BuyerId,
+    valid: ValidCheckout,
+    key: Option<String>,
+) -> Result<Order> {
     let mut reader = state.db.reader().acquire().await?;
     if let Some(key) = key.as_deref()
         && let Some(existing) = db::find_by_idempotency_key(&mut reader, buyer, key).await?
     {
-        return Ok(created(existing.id, existing.order_number));
+        return Ok(existing);
     }
     let items = order_items(&mut reader, buyer, &valid).await?;
     drop(reader);
-    let placed = state
+    state
         .bus
         .transact(move |tx| {
             let (valid, items, key) = (valid.clone(), items.clone(), key.clone());
             Box::pin(async move { place_order(tx, buyer, &valid, &items, key.as_deref()).await })
         })
-        .await?;
-    Ok(created(placed.id, placed.order_number))
+        .await
 }
 
 /// The lines of a checkout (given, or the buyer's cart) with their catalog snapshot; a 400 for
-/// an empty cart or a product that is not for sale. The HTTP handler and the in-process
-/// benchmark both use it, before [`place_order`].
-pub async fn order_items(
+/// an empty cart or a product that is not for sale.
+async fn order_items(
     conn: &mut AnyConnection,
     buyer: BuyerId,
     valid: &ValidCheckout,
@@ -83,9 +93,8 @@ pub async fn order_items(
 
 /// Places an order of `items` in the caller's transaction: the order (Submitted) and the
 /// CheckoutStarted that starts its saga commit together. With an idempotency key already used
-/// by this buyer it returns that order instead. The HTTP handler and the in-process benchmark
-/// both use it.
-pub async fn place_order(
+/// by this buyer it returns that order instead (a retry racing the first request).
+async fn place_order(
     tx: &mut bus::Tx<'_>,
     buyer: BuyerId,
     valid: &ValidCheckout,
