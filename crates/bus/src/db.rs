@@ -1,13 +1,16 @@
 //! The storage seam: one [`Db`] value chosen at start-up from a URL, so that the bus, the saga
 //! engine and the service write portable SQL and never name a backend in their signatures.
 
+use std::future::Future;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Executor};
 
 use crate::Timestamp;
+use crate::lane::WriterLane;
 
 /// Which database engine a [`Db`] talks to; the few statements that differ branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,11 +71,16 @@ pub struct DbOptions {
     /// PostgreSQL: schemas searched for unqualified table names. `public` comes first so that
     /// bookkeeping tables (sqlx's migration table) always live there.
     pub search_path: Vec<String>,
+    /// SQLite: bind the thread that drives the write connection, and the connection's own
+    /// thread, to one CPU, so that handing a statement over does not have to wake another
+    /// CPU (see `docs/architecture.md`). Off, they still get a thread of their own but the
+    /// system places them.
+    pub pin_writer: bool,
 }
 
 impl DbOptions {
-    /// Defaults for `url`: `synchronous=FULL`, 4 readers, 5 s busy timeout, 30 s acquire timeout;
-    /// on PostgreSQL 10 connections, 30 s statement timeout, search path `public, messaging`.
+    /// Defaults for `url`: `synchronous=FULL`, 4 readers, 5 s busy timeout, 30 s acquire timeout,
+    /// writer pinned to one CPU; on PostgreSQL 10 connections, 30 s statement timeout, search path `public, messaging`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -83,6 +91,7 @@ impl DbOptions {
             max_connections: 10,
             statement_timeout: Duration::from_secs(30),
             search_path: vec!["public".into(), "messaging".into()],
+            pin_writer: true,
         }
     }
 }
@@ -99,6 +108,9 @@ pub enum DbError {
     /// A schema migration failed.
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The writer's thread could not be started.
+    #[error("cannot start the database writer thread: {0}")]
+    WriterThread(#[from] std::io::Error),
 }
 
 /// Handle to the application's database: cheap to clone, shared by HTTP handlers and workers.
@@ -113,6 +125,8 @@ pub struct Db {
     url: String,
     write: AnyPool,
     read: AnyPool,
+    /// SQLite: where the tasks that write run; `None` on PostgreSQL, whose writers are many.
+    lane: Option<Arc<WriterLane>>,
 }
 
 impl Db {
@@ -145,6 +159,7 @@ impl Db {
                 url: options.url.clone(),
                 write: pool.clone(),
                 read: pool,
+                lane: None,
             });
         }
         let url = sqlite_url_with_create(&options.url);
@@ -153,10 +168,19 @@ impl Db {
         // A SQLite connection is a file handle that cannot drop like a network connection,
         // so it is not pinged before each use: the ping would be one more hand-off to the
         // connection's thread for every transaction and every read.
-        let write = pool_options(1, options, pragmas.clone())
-            .test_before_acquire(false)
-            .connect_with(connect.clone())
-            .await?;
+        let lane = WriterLane::start(options.pin_writer).await?;
+        if let Some(cpu) = lane.cpu() {
+            tracing::debug!(cpu, "database writer bound to one CPU");
+        }
+        // Opened from the lane, so that the connection's thread shares the lane's CPU.
+        let write = lane
+            .spawn(
+                pool_options(1, options, pragmas.clone())
+                    .test_before_acquire(false)
+                    .connect_with(connect.clone()),
+            )
+            .await
+            .map_err(|error| std::io::Error::other(error.to_string()))??;
         let read = pool_options(options.read_connections.max(1), options, pragmas)
             .test_before_acquire(false)
             .connect_with(connect)
@@ -166,7 +190,21 @@ impl Db {
             url: options.url.clone(),
             write,
             read,
+            lane: Some(Arc::new(lane)),
         })
+    }
+
+    /// Runs a task that writes: on SQLite on the writer lane (next to the write connection's
+    /// thread), on PostgreSQL on the current runtime.
+    pub(crate) fn spawn_writing<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.lane {
+            Some(lane) => lane.spawn(future),
+            None => tokio::spawn(future),
+        }
     }
 
     /// The backend chosen at start-up.

@@ -125,7 +125,8 @@ impl Bus {
     fn group_queue(&self) -> &mpsc::UnboundedSender<Job> {
         self.inner.group.queue.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
-            tokio::spawn(write_groups(Arc::downgrade(&self.inner), receiver));
+            let writer = write_groups(Arc::downgrade(&self.inner), receiver);
+            self.inner.db.spawn_writing(writer);
             sender
         })
     }

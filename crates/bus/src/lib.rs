@@ -77,6 +77,7 @@ mod consumer;
 mod db;
 mod dead_letters;
 mod group;
+mod lane;
 mod message;
 mod outbox;
 mod retry;

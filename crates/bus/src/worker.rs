@@ -113,11 +113,15 @@ const INBOX_PRUNE_EVERY: Duration = Duration::from_secs(60);
 const INBOX_PRUNE_CHUNK: i64 = 10_000;
 
 impl Bus {
-    /// Starts the configured number of worker tasks on the current tokio runtime.
+    /// Starts the configured number of worker tasks: on SQLite on the writer lane (see
+    /// [`DbOptions::pin_writer`](crate::DbOptions)), on PostgreSQL on the current runtime.
     pub fn start(&self) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<()>> = (0..self.inner.config.workers.max(1))
-            .map(|index| tokio::spawn(self.clone().work(index, stopped.clone())))
+            .map(|index| {
+                let worker = self.clone().work(index, stopped.clone());
+                self.inner.db.spawn_writing(worker)
+            })
             .collect();
         if self.inner.db.backend() == Backend::Postgres {
             tasks.push(tokio::spawn(self.clone().listen(stopped)));

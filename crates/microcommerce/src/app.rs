@@ -76,6 +76,7 @@ pub struct App {
 pub async fn prepare_database(config: &Config) -> Result<Db, StartError> {
     let mut options = DbOptions::new(&config.database_url);
     options.synchronous = config.synchronous;
+    options.pin_writer = config.pin_writer;
     options.max_connections = config.db_pool_size;
     options.statement_timeout = config.statement_timeout;
     options.search_path = SCHEMAS.iter().map(|s| (*s).to_owned()).collect();

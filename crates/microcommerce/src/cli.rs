@@ -48,6 +48,10 @@ pub struct BenchArgs {
     /// SQLite durability of the embedded server and the baseline.
     #[arg(long, default_value = "full")]
     pub synchronous: bus::Synchronous,
+    /// SQLite: bind the writer of the embedded server and of the baseline to one CPU
+    /// (`false` lets the system place it, to measure what binding gains).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub pin_writer: bool,
     /// Concurrent simulated buyers.
     #[arg(long, default_value_t = 64)]
     pub buyers: usize,
@@ -92,6 +96,7 @@ impl BenchArgs {
             admin_token: self.admin_token,
             database_url: self.database_url,
             synchronous: self.synchronous,
+            pin_writer: self.pin_writer,
             buyers: self.buyers.max(1),
             duration: self.duration,
             checkouts: self.checkouts,
@@ -121,6 +126,10 @@ pub struct DatabaseArgs {
     /// SQLite durability: `full` survives power loss, `normal` only process crashes.
     #[arg(long, env = "MICROCOMMERCE_SQLITE_SYNCHRONOUS", default_value = "full")]
     pub synchronous: bus::Synchronous,
+    /// SQLite: run the single writer, and its connection's thread, on one CPU so that handing
+    /// each statement over does not wake another CPU (`false` lets the system place them).
+    #[arg(long, env = "MICROCOMMERCE_PIN_WRITER", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub pin_writer: bool,
     /// PostgreSQL connections per instance.
     #[arg(long, env = "MICROCOMMERCE_DB_POOL_SIZE", default_value_t = 10)]
     pub db_pool_size: u32,
@@ -178,6 +187,7 @@ impl ServeArgs {
             db_pool_size: self.database.db_pool_size.max(1),
             statement_timeout: self.database.statement_timeout,
             synchronous: self.database.synchronous,
+            pin_writer: self.database.pin_writer,
             admin_token: self
                 .admin_token
                 .or_else(|| generated.clone())

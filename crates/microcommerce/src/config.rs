@@ -18,6 +18,9 @@ pub struct Config {
     pub statement_timeout: Duration,
     /// SQLite durability; `Full` keeps acknowledged writes through power loss.
     pub synchronous: Synchronous,
+    /// SQLite: bind the writer thread and its connection's thread to one CPU (see
+    /// `docs/architecture.md`, "The writer lane").
+    pub pin_writer: bool,
     /// Bearer token for admin routes.
     pub admin_token: String,
     /// How long a buyer has to pay once stock is reserved.
@@ -44,6 +47,7 @@ impl Default for Config {
             db_pool_size: 10,
             statement_timeout: Duration::from_secs(30),
             synchronous: Synchronous::Full,
+            pin_writer: true,
             admin_token: String::new(),
             payment_timeout: Duration::from_secs(15 * 60),
             workers: 1,
@@ -64,6 +68,7 @@ impl std::fmt::Debug for Config {
             .field("db_pool_size", &self.db_pool_size)
             .field("statement_timeout", &self.statement_timeout)
             .field("synchronous", &self.synchronous)
+            .field("pin_writer", &self.pin_writer)
             .field("admin_token", &"<redacted>")
             .field("payment_timeout", &self.payment_timeout)
             .field("workers", &self.workers)

@@ -39,6 +39,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
             let config = Config {
                 database_url: args.database_url,
                 synchronous: args.synchronous,
+                pin_writer: args.pin_writer,
                 db_pool_size: args.db_pool_size,
                 statement_timeout: args.statement_timeout,
                 ..Config::default()

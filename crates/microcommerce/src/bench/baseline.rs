@@ -42,6 +42,7 @@ impl Baseline {
         let config = Config {
             database_url,
             synchronous: options.synchronous,
+            pin_writer: options.pin_writer,
             db_pool_size: 20,
             ..Config::default()
         };

@@ -533,6 +533,7 @@ impl Embedded {
             addr: "127.0.0.1:0".into(),
             database_url,
             synchronous: options.synchronous,
+            pin_writer: options.pin_writer,
             admin_token: token.clone(),
             db_pool_size: if postgres { 20 } else { 10 },
             ..Config::default()

@@ -32,6 +32,8 @@ pub struct BenchOptions {
     pub database_url: Option<String>,
     /// SQLite durability of the embedded server and the baseline.
     pub synchronous: bus::Synchronous,
+    /// SQLite: writer bound to one CPU (the service's default).
+    pub pin_writer: bool,
     /// Concurrent simulated buyers.
     pub buyers: usize,
     /// How long to run (unless `checkouts` is given).

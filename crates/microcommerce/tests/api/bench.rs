@@ -11,6 +11,8 @@ fn small(engine: bool, hot_product: bool) -> BenchOptions {
         admin_token: None,
         database_url: None,
         synchronous: bus::Synchronous::Normal,
+        // The engine run exercises the writer without binding it to a CPU.
+        pin_writer: !engine,
         buyers: 4,
         duration: Duration::from_secs(30),
         checkouts: Some(20),
