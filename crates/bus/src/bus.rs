@@ -309,9 +309,10 @@ impl Tx<'_> {
             mark.keep();
             return Ok(());
         }
-        let wrote = self.outbox.flush(&mut self.inner).await?;
+        let backend = self.bus.inner.db.backend();
+        let wrote = self.outbox.flush(&mut self.inner, backend).await?;
         let changed = std::mem::take(&mut *self.changed.lock().expect("changed lock"));
-        if self.bus.inner.db.backend() == crate::Backend::Postgres {
+        if backend == crate::Backend::Postgres {
             self.notify_instances(wrote, &changed).await?;
         }
         self.inner.commit().await?;
@@ -548,38 +549,63 @@ pub(crate) struct QueueRow {
 /// Correlation ids per `NOTIFY` payload: 200 ids stay well below PostgreSQL's 8,000 bytes.
 const CHANGES_PER_NOTIFY: usize = 200;
 
-/// Rows per INSERT statement: 9 parameters each stays far below every backend's limit.
-const ROWS_PER_INSERT: usize = 100;
+/// Rows per INSERT statement: bounds the size of the one JSON text bound to it.
+const ROWS_PER_INSERT: usize = 1_000;
 
 impl QueueRow {
-    /// Inserts `rows`, a hundred per statement; a row whose message id its consumer already
-    /// has queued is skipped.
+    /// Inserts `rows` in their order (their ids keep each correlation's order), a thousand per
+    /// statement, passed as one JSON array; a row whose message id its consumer already has
+    /// queued is skipped.
     pub async fn insert_all(
         conn: &mut AnyConnection,
+        backend: crate::Backend,
         rows: &[QueueRow],
     ) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO bus_queue (message_id, consumer, message_type, correlation_id, \
+             causation_id, headers, payload, created_at, available_at) \
+             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+             j.value ->> 5, j.value ->> 6, CAST(j.value ->> 7 AS BIGINT), \
+             CAST(j.value ->> 8 AS BIGINT) FROM {} WHERE true ORDER BY j.key \
+             ON CONFLICT (message_id, consumer) DO NOTHING",
+            crate::json_rows(backend, 1)
+        );
         for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let sql = format!(
-                "INSERT INTO bus_queue (message_id, consumer, message_type, correlation_id, \
-                 causation_id, headers, payload, created_at, available_at) VALUES {} \
-                 ON CONFLICT (message_id, consumer) DO NOTHING",
-                crate::placeholder_rows(1, chunk.len(), 9)
-            );
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-            for row in chunk {
-                query = query
-                    .bind(row.message_id.to_string())
-                    .bind(row.consumer.as_str())
-                    .bind(&*row.message_type)
-                    .bind(row.correlation_id.to_string())
-                    .bind(row.causation_id.map(|id| id.to_string()))
-                    .bind(&*row.headers)
-                    .bind(&*row.payload)
-                    .bind(row.created_at.0)
-                    .bind(row.available_at.0);
-            }
-            query.execute(&mut *conn).await?;
+            let fields: Vec<_> = chunk.iter().map(QueueRow::fields).collect();
+            let json = serde_json::to_string(&fields).map_err(|e| sqlx::Error::Encode(e.into()))?;
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(json)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
+    }
+
+    /// The columns in the order `insert_all` reads them.
+    #[allow(clippy::type_complexity)]
+    fn fields(
+        &self,
+    ) -> (
+        String,
+        &str,
+        &str,
+        String,
+        Option<String>,
+        &str,
+        &str,
+        i64,
+        i64,
+    ) {
+        (
+            self.message_id.to_string(),
+            self.consumer.as_str(),
+            &self.message_type,
+            self.correlation_id.to_string(),
+            self.causation_id.map(|id| id.to_string()),
+            &self.headers,
+            &self.payload,
+            self.created_at.0,
+            self.available_at.0,
+        )
     }
 }

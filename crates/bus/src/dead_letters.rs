@@ -99,7 +99,8 @@ impl Bus {
             created_at: letter.created_at,
             available_at: now,
         };
-        QueueRow::insert_all(&mut tx, std::slice::from_ref(&queued)).await?;
+        let backend = self.db().backend();
+        QueueRow::insert_all(&mut tx, backend, std::slice::from_ref(&queued)).await?;
         sqlx::query("DELETE FROM bus_dead_letters WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -87,7 +87,10 @@ mod worker;
 pub use async_trait::async_trait;
 pub use bus::{Bus, BusBuilder, BusConfig, BusError, BusStats, Tx};
 pub use consumer::{BoxError, ConsumeError, Consumer};
-pub use db::{Backend, Db, DbError, DbOptions, Synchronous, placeholder_rows, placeholders};
+pub use db::{
+    Backend, Db, DbError, DbOptions, Synchronous, json_rows, json_values, placeholder_rows,
+    placeholders,
+};
 pub use dead_letters::DeadLetter;
 pub use group::{GroupError, TxFuture};
 pub use message::{

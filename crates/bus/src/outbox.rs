@@ -2,7 +2,7 @@
 //!
 //! Messages and withdrawals of scheduled messages are logged in the order they happen and
 //! applied at the outermost commit, with one `DELETE` for every withdrawal and one `INSERT` for
-//! every message (a hundred rows per statement): a worker batch or a group of requests costs
+//! every message (each given its rows as one JSON array): a worker batch or a group of requests costs
 //! the single writer two round trips for its messages, not one per message. A savepoint marks
 //! where its entries begin; rolling it back (or dropping it) cuts the log back to the mark, so
 //! its messages and withdrawals vanish with its other writes.
@@ -12,11 +12,11 @@ use std::sync::{Arc, Mutex};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use crate::Timestamp;
 use crate::bus::QueueRow;
+use crate::{Backend, Timestamp};
 
-/// Withdrawals per `DELETE`: three parameters each.
-const WITHDRAWALS_PER_DELETE: usize = 100;
+/// Withdrawals per `DELETE`: bounds the size of the one JSON text bound to it.
+const WITHDRAWALS_PER_DELETE: usize = 1_000;
 
 /// One logged write.
 enum Entry {
@@ -83,7 +83,11 @@ impl Outbox {
     /// Applies the log on `conn` (the outermost commit does, just before committing): the
     /// withdrawals first, so that they cannot touch the rows inserted after them. True if
     /// any message was inserted.
-    pub async fn flush(&self, conn: &mut AnyConnection) -> Result<bool, sqlx::Error> {
+    pub async fn flush(
+        &self,
+        conn: &mut AnyConnection,
+        backend: Backend,
+    ) -> Result<bool, sqlx::Error> {
         let log = std::mem::take(&mut *self.lock());
         let mut rows = Vec::new();
         let mut withdrawals = Vec::new();
@@ -97,9 +101,9 @@ impl Outbox {
             }
         }
         for chunk in withdrawals.chunks(WITHDRAWALS_PER_DELETE) {
-            delete_withdrawn(conn, chunk).await?;
+            delete_withdrawn(conn, backend, chunk).await?;
         }
-        QueueRow::insert_all(conn, &rows).await?;
+        QueueRow::insert_all(conn, backend, &rows).await?;
         Ok(!rows.is_empty())
     }
 
@@ -135,36 +139,32 @@ impl Drop for Mark {
 }
 
 /// One statement for a chunk of withdrawals of already committed messages.
-async fn delete_withdrawn(conn: &mut AnyConnection, chunk: &[Entry]) -> Result<(), sqlx::Error> {
-    let conditions: Vec<String> = (0..chunk.len())
-        .map(|n| {
-            let p = n * 3;
-            format!(
-                "(consumer = ${} AND correlation_id = ${} AND available_at > ${})",
-                p + 1,
-                p + 2,
-                p + 3
-            )
+async fn delete_withdrawn(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    chunk: &[Entry],
+) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "DELETE FROM bus_queue WHERE id IN (SELECT q.id FROM {} \
+         JOIN bus_queue q ON q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1 \
+         WHERE q.attempts = 0 AND q.available_at > CAST(j.value ->> 2 AS BIGINT))",
+        crate::json_rows(backend, 1)
+    );
+    let fields: Vec<(&str, String, i64)> = chunk
+        .iter()
+        .filter_map(|entry| match entry {
+            Entry::Withdraw {
+                consumer,
+                correlation_id,
+                after,
+            } => Some((consumer.as_str(), correlation_id.to_string(), after.0)),
+            Entry::Row(_) => None,
         })
         .collect();
-    let sql = format!(
-        "DELETE FROM bus_queue WHERE attempts = 0 AND ({})",
-        conditions.join(" OR ")
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for entry in chunk {
-        if let Entry::Withdraw {
-            consumer,
-            correlation_id,
-            after,
-        } = entry
-        {
-            query = query
-                .bind(consumer.as_str())
-                .bind(correlation_id.to_string())
-                .bind(after.0);
-        }
-    }
-    query.execute(conn).await?;
+    let json = serde_json::to_string(&fields).map_err(|e| sqlx::Error::Encode(e.into()))?;
+    sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(json)
+        .execute(conn)
+        .await?;
     Ok(())
 }

@@ -328,7 +328,8 @@ impl Bus {
             }
             tally.add(Outcome::Completed);
         }
-        complete_all(tx, claimed, now).await?;
+        let backend = self.inner.db.backend();
+        complete_all(tx, backend, claimed, now).await?;
         Ok(Ok(tally))
     }
 
@@ -598,39 +599,50 @@ pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
     Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
 }
 
-/// Completes a whole batch: one statement deletes its rows, one records its ids in the inbox.
+/// Completes a whole batch: one statement deletes its rows, one records its ids in the inbox
+/// (each given its rows as one JSON array, so the text is the same for every batch size).
 async fn complete_all(
     conn: &mut AnyConnection,
+    backend: Backend,
     claimed: &[Claimed],
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
     let delete = format!(
-        "DELETE FROM bus_queue WHERE id IN ({})",
-        crate::placeholders(1, claimed.len())
+        "DELETE FROM bus_queue WHERE id IN (SELECT CAST(j.value AS BIGINT) FROM {})",
+        crate::json_values(backend, 1)
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(delete));
-    for message in claimed {
-        query = query.bind(message.row_id);
-    }
-    query.execute(&mut *conn).await?;
-    let fresh: Vec<&Claimed> = claimed.iter().filter(|m| !m.already_done).collect();
+    let ids: Vec<i64> = claimed.iter().map(|message| message.row_id).collect();
+    sqlx::query(sqlx::AssertSqlSafe(delete))
+        .bind(to_json(&ids)?)
+        .execute(&mut *conn)
+        .await?;
+    let fresh: Vec<(&str, String)> = claimed
+        .iter()
+        .filter(|message| !message.already_done)
+        .map(|message| {
+            let id = message.envelope.message_id.to_string();
+            (message.consumer.as_str(), id)
+        })
+        .collect();
     if fresh.is_empty() {
         return Ok(());
     }
     let insert = format!(
-        "INSERT INTO bus_inbox (consumer, message_id, processed_at) VALUES {} \
+        "INSERT INTO bus_inbox (consumer, message_id, processed_at) \
+         SELECT j.value ->> 0, j.value ->> 1, CAST($2 AS BIGINT) FROM {} WHERE true \
          ON CONFLICT (consumer, message_id) DO NOTHING",
-        crate::placeholder_rows(1, fresh.len(), 3)
+        crate::json_rows(backend, 1)
     );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert));
-    for message in fresh {
-        query = query
-            .bind(message.consumer.as_str())
-            .bind(message.envelope.message_id.to_string())
-            .bind(now.0);
-    }
-    query.execute(conn).await?;
+    sqlx::query(sqlx::AssertSqlSafe(insert))
+        .bind(to_json(&fresh)?)
+        .bind(now.0)
+        .execute(conn)
+        .await?;
     Ok(())
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<String, sqlx::Error> {
+    serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(e.into()))
 }
 
 /// Records that `consumer` completed `message_id`; false if it already had.
