@@ -462,6 +462,34 @@ impl Tx<'_> {
         Ok(())
     }
 
+    /// Takes back, now, the committed messages of type `message_type` that wait for `consumer`
+    /// under `correlation_id` (a pending timeout), and tells whether there were any.
+    ///
+    /// This makes such a message a token that a request and the consumer race for, with one
+    /// winner: a payment that takes its order's payment timeout can never be overtaken by that
+    /// timeout, and one that finds it gone knows the timeout is handled or done. On PostgreSQL a
+    /// worker handling the message holds its row, so this waits for that worker's transaction
+    /// and then finds the message gone. Messages written by this transaction itself are not
+    /// looked at; a rollback (of the transaction or of a savepoint) puts the messages back.
+    pub async fn take_scheduled(
+        &mut self,
+        consumer: &str,
+        correlation_id: uuid::Uuid,
+        message_type: &str,
+    ) -> Result<bool, BusError> {
+        let taken = sqlx::query(
+            "DELETE FROM bus_queue WHERE consumer = $1 AND correlation_id = $2 \
+             AND message_type = $3",
+        )
+        .bind(consumer)
+        .bind(correlation_id.to_string())
+        .bind(message_type)
+        .execute(&mut *self.inner)
+        .await?
+        .rows_affected();
+        Ok(taken > 0)
+    }
+
     /// Writes an outgoing message under a fresh id.
     pub async fn write(&mut self, outgoing: &Outgoing) -> Result<MessageId, BusError> {
         let id = MessageId::new();

@@ -192,3 +192,39 @@ async fn cancelling_also_withdraws_what_the_same_transaction_scheduled(backend) 
     );
 }
 }
+
+testkit::backend_tests! {
+async fn taking_a_scheduled_message_is_exclusive_and_a_rollback_puts_it_back(backend) {
+    let t = test_db(backend).await;
+    let bus = bus_with(
+        &t.db,
+        &[Scripted::applying("a"), Scripted::applying("b")],
+        BusConfig::default(),
+    );
+    let (x, y) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+    let later = Timestamp::now().plus(Duration::from_secs(3600));
+    let mut tx = bus.begin().await.unwrap();
+    let x_message = tx.schedule(later, &Ping { id: x, n: 1 }).await.unwrap(); // for a and b
+    let y_message = tx.schedule(later, &Ping { id: y, n: 2 }).await.unwrap(); // for a and b
+    tx.commit().await.unwrap();
+    let consumers_of = |rows: Vec<Queued>, message: bus::MessageId| -> Vec<String> {
+        rows.into_iter()
+            .filter(|row| row.message_id == message.to_string())
+            .map(|row| row.consumer)
+            .collect()
+    };
+
+    let mut tx = bus.begin().await.unwrap();
+    assert!(tx.take_scheduled("a", x, Ping::TYPE).await.unwrap());
+    tx.rollback().await.unwrap();
+    assert_eq!(consumers_of(queued(&t.db).await, x_message), ["a", "b"], "put back");
+
+    let mut tx = bus.begin().await.unwrap();
+    assert!(!tx.take_scheduled("a", x, "Other").await.unwrap(), "another type");
+    assert!(tx.take_scheduled("a", x, Ping::TYPE).await.unwrap());
+    assert!(!tx.take_scheduled("a", x, Ping::TYPE).await.unwrap(), "taken once");
+    tx.commit().await.unwrap();
+    assert_eq!(consumers_of(queued(&t.db).await, x_message), ["b"]);
+    assert_eq!(consumers_of(queued(&t.db).await, y_message), ["a", "b"]);
+}
+}

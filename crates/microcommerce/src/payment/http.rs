@@ -10,8 +10,9 @@ use crate::ids::{BuyerId, OrderId};
 use crate::ordering::checkout::{CheckoutSaga, PAYMENT_DECLINED};
 use crate::ordering::db::{find_order, move_status};
 use crate::ordering::domain::OrderStatus;
-use crate::ordering::messages::{PaymentCompleted, PaymentFailed};
+use crate::ordering::messages::{PaymentCompleted, PaymentFailed, PaymentTimedOut};
 use crate::{Error, Result};
+use bus::Message;
 
 /// What the simulated provider should answer.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -73,14 +74,21 @@ pub async fn record_payment(
 ) -> Result<PaymentResult> {
     let now = tx.now().await?;
     let failure_reason = (!succeed).then(|| PAYMENT_DECLINED.to_owned());
+    // The answer and the payment timeout exclude each other: the answer counts only if it takes
+    // the saga's pending timeout message, so a timeout already being handled (its worker's
+    // transaction still open) wins, and one that was taken can no longer fire. A refusal rolls
+    // the transaction back, which puts the timeout back.
+    let timeout_taken = tx
+        .take_scheduled(CheckoutSaga::NAME, id.0, PaymentTimedOut::TYPE)
+        .await?;
     // One statement checks that the order is the payer's and that its saga awaits payment
     // (see `ensure_awaiting_payment`), and records the answer; only when it records nothing is
-    // it worth finding out why.
+    // it worth finding out why. A saga still behind the reservation has no timeout yet.
     let recorded = sqlx::query(
         "INSERT INTO payments (order_id, succeeded, failure_reason, at) \
          SELECT $1, $2, $3, $4 FROM saga_instances s JOIN orders o ON o.id = s.correlation_id \
          WHERE s.saga = $5 AND s.correlation_id = $1 AND ($7 IS NULL OR o.buyer_id = $7) \
-         AND ((s.state = 'StockReserved' AND s.updated_at >= $6) \
+         AND ((s.state = 'StockReserved' AND s.updated_at >= $6 AND $9 = 1) \
               OR (s.state = 'Submitted' AND o.status = $8)) \
          ON CONFLICT (order_id) DO NOTHING",
     )
@@ -92,6 +100,7 @@ pub async fn record_payment(
     .bind(now.minus(timeout).0)
     .bind(payer.map(|buyer| buyer.to_string()))
     .bind(OrderStatus::StockReserved.as_str())
+    .bind(i64::from(timeout_taken))
     .execute(&mut **tx)
     .await?
     .rows_affected();
@@ -130,9 +139,19 @@ async fn why_not_recorded(
         Ok(_) => return Error::NotFound("order"),
         Err(error) => return error.into(),
     };
-    match ensure_awaiting_payment(tx, &order, timeout, now).await {
-        Ok(()) => not_awaiting("a payment for this order was already recorded".into()),
-        Err(error) => error,
+    if let Err(error) = ensure_awaiting_payment(tx, &order, timeout, now).await {
+        return error;
+    }
+    let paid: std::result::Result<Option<i64>, sqlx::Error> =
+        sqlx::query_scalar("SELECT 1 FROM payments WHERE order_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut **tx)
+            .await;
+    match paid {
+        Ok(Some(_)) => not_awaiting("a payment for this order was already recorded".into()),
+        // The saga awaits payment but its timeout was not there to take: it is being handled.
+        Ok(None) => not_awaiting("the payment window has closed".into()),
+        Err(error) => error.into(),
     }
 }
 

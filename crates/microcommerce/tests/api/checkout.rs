@@ -454,6 +454,90 @@ async fn a_payment_after_the_window_closed_is_refused_even_before_the_timeout_is
 }
 }
 
+testkit::backend_tests! {
+async fn a_payment_takes_the_payment_timeout_with_it(backend) {
+    let (app, buyer, order, book) = one_book_ordered_without_workers(backend).await;
+    app.state.bus.run_pending().await.unwrap();
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    let timeouts = "SELECT COUNT(*) FROM bus_queue WHERE message_type = 'PaymentTimedOut'";
+    assert_eq!(count(&app, timeouts).await, 1, "the saga scheduled its timeout");
+
+    // Already paid: refused, and the refusal leaves the timeout where it is.
+    assert_eq!(pay(&buyer, &order, true).await.status, 200);
+    assert_eq!(count(&app, timeouts).await, 0, "gone with the payment's commit");
+    let again = pay(&buyer, &order, false).await;
+    assert_eq!(again.status, 409, "{:?}", again.body);
+    assert_eq!(again.body["detail"], "a payment for this order was already recorded");
+    app.state.bus.run_pending().await.unwrap();
+    settled(&buyer, &order, "Confirmed").await;
+    assert_eq!(stock(&app, &book).await, (4, 0));
+}
+}
+
+testkit::backend_tests! {
+async fn a_payment_that_finds_the_timeout_taken_is_refused(backend) {
+    // The timeout is the token the payment and the timeout's handler race for: with it gone
+    // (handled a moment ago) the payment is refused although the saga still reads as awaiting.
+    let (app, buyer, order, book) = one_book_ordered_without_workers(backend).await;
+    app.state.bus.run_pending().await.unwrap();
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    execute(&app, "DELETE FROM bus_queue WHERE message_type = 'PaymentTimedOut'").await;
+
+    let late = pay(&buyer, &order, true).await;
+    assert_eq!(late.status, 409, "{:?}", late.body);
+    assert_eq!(late.body["detail"], "the payment window has closed");
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM payments").await, 0);
+    assert_eq!(stock(&app, &book).await, (5, 1));
+}
+}
+
+/// On PostgreSQL a worker handling the payment timeout holds its queue row until it commits.
+/// A payment arriving meanwhile must not be recorded for an order whose checkout is failing:
+/// it waits for the worker and is then refused. Here the worker is played by hand: its
+/// transaction locks the timeout, fails the saga, deletes the timeout and commits late.
+#[tokio::test]
+async fn a_payment_racing_the_timeout_on_postgres_waits_for_it_and_is_refused() {
+    let Some(backend) = crate::helpers::Backend::postgres() else {
+        return;
+    };
+    let (app, buyer, order, _book) = one_book_ordered_without_workers(backend).await;
+    app.state.bus.run_pending().await.unwrap();
+    order_in(&buyer, &order, &["StockReserved"]).await;
+
+    let mut worker = app.state.db.writer().begin().await.unwrap();
+    let timeout: i64 = sqlx::query_scalar(
+        "SELECT id FROM bus_queue WHERE message_type = 'PaymentTimedOut' FOR UPDATE",
+    )
+    .fetch_one(&mut *worker)
+    .await
+    .unwrap();
+    sqlx::query("UPDATE saga_instances SET state = 'Failed' WHERE correlation_id = $1")
+        .bind(&order)
+        .execute(&mut *worker)
+        .await
+        .unwrap();
+
+    let paying = {
+        let (buyer, order) = (buyer.clone(), order.clone());
+        tokio::spawn(async move { pay(&buyer, &order, true).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !paying.is_finished(),
+        "the payment waits for the worker's transaction"
+    );
+    sqlx::query("DELETE FROM bus_queue WHERE id = $1")
+        .bind(timeout)
+        .execute(&mut *worker)
+        .await
+        .unwrap();
+    worker.commit().await.unwrap();
+
+    let paid = paying.await.unwrap();
+    assert_eq!(paid.status, 409, "{:?}", paid.body);
+    assert_eq!(count(&app, "SELECT COUNT(*) FROM payments").await, 0);
+}
+
 async fn count(app: &TestApp, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
         .fetch_one(app.state.db.reader())
