@@ -38,6 +38,8 @@ done
 row "SQLite FULL, HTTP, hot product (stock 100)" --buyers 64 --hot-product --hot-stock 100
 row "SQLite FULL, engine in-process" --buyers 64 --engine --baseline
 row "SQLite NORMAL, HTTP" --buyers 64 --synchronous normal --baseline
+# The writer lane without its CPU binding: what binding the writer to one CPU gains.
+row "SQLite FULL, HTTP, writer not pinned" --buyers 64 --pin-writer false --baseline
 # Peak memory over a long run, to compare with the 64-buyer row above.
 duration=${LONG:-120s} row "SQLite FULL, HTTP, long run (${LONG:-120s})" --buyers 64
 if [ -n "${PG_URL:-}" ]; then
