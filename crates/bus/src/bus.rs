@@ -198,7 +198,6 @@ impl Bus {
             bus: self.clone(),
             causation: None,
             now: None,
-            changed: Arc::default(),
             outbox: Outbox::default(),
             savepoint: None,
             scratch: HashMap::new(),
@@ -274,9 +273,7 @@ pub struct Tx<'c> {
     causation: Option<MessageId>,
     /// The database time of this transaction, read once.
     now: Option<Timestamp>,
-    /// Correlation ids whose waiters to wake after the outermost commit; shared with savepoints.
-    changed: Arc<std::sync::Mutex<Vec<uuid::Uuid>>>,
-    /// Messages and withdrawals written here, applied at the outermost commit (see
+    /// Messages, withdrawals and announced changes written here, applied at the outermost commit (see
     /// [`crate::outbox`]); shared with savepoints.
     outbox: Outbox,
     /// For a savepoint, where its outbox entries begin.
@@ -310,8 +307,8 @@ impl Tx<'_> {
             return Ok(());
         }
         let backend = self.bus.inner.db.backend();
-        let wrote = self.outbox.flush(&mut self.inner, backend).await?;
-        let changed = std::mem::take(&mut *self.changed.lock().expect("changed lock"));
+        let crate::outbox::Flushed { wrote, changed } =
+            self.outbox.flush(&mut self.inner, backend).await?;
         if backend == crate::Backend::Postgres {
             self.notify_instances(wrote, &changed).await?;
         }
@@ -356,13 +353,10 @@ impl Tx<'_> {
     }
 
     /// Wakes whoever waits in [`Bus::changed_next`] for `correlation_id` once this transaction
-    /// commits (nobody, if it rolls back): call it where a change that clients wait for is
-    /// written, such as an order's new status.
+    /// commits (nobody, if it or the savepoint announcing it rolls back): call it where a
+    /// change that clients wait for is written, such as an order's new status.
     pub fn announce_change(&mut self, correlation_id: uuid::Uuid) {
-        self.changed
-            .lock()
-            .expect("changed lock")
-            .push(correlation_id);
+        self.outbox.announce(correlation_id);
     }
 
     /// Rolls back every write and every message of this transaction.
@@ -377,7 +371,6 @@ impl Tx<'_> {
             bus: self.bus.clone(),
             causation: self.causation,
             now: self.now,
-            changed: Arc::clone(&self.changed),
             savepoint: Some(self.outbox.mark()),
             outbox: self.outbox.clone(),
             scratch: HashMap::new(),

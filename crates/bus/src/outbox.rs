@@ -5,7 +5,9 @@
 //! every message (each given its rows as one JSON array): a worker batch or a group of requests costs
 //! the single writer two round trips for its messages, not one per message. A savepoint marks
 //! where its entries begin; rolling it back (or dropping it) cuts the log back to the mark, so
-//! its messages and withdrawals vanish with its other writes.
+//! its messages and withdrawals vanish with its other writes. Announced changes (see
+//! [`crate::Tx::announce_change`]) are logged the same way, so a rolled-back savepoint wakes
+//! nobody.
 
 use std::sync::{Arc, Mutex};
 
@@ -30,6 +32,8 @@ enum Entry {
         correlation_id: Uuid,
         after: Timestamp,
     },
+    /// `announce_change`: waiters for this correlation id wake after the commit.
+    Changed(Uuid),
 }
 
 impl Entry {
@@ -44,9 +48,17 @@ impl Entry {
                     && row.correlation_id == *correlation_id
                     && row.available_at > *after
             }
-            Entry::Row(_) => false,
+            Entry::Row(_) | Entry::Changed(_) => false,
         }
     }
+}
+
+/// What applying the log did, for the commit to act on once it has succeeded.
+pub(crate) struct Flushed {
+    /// Messages were inserted: workers should wake.
+    pub wrote: bool,
+    /// Correlation ids whose waiters should wake.
+    pub changed: Vec<Uuid>,
 }
 
 /// The log of one transaction, shared by its savepoints.
@@ -70,6 +82,11 @@ impl Outbox {
         });
     }
 
+    /// Logs an announced change.
+    pub fn announce(&self, correlation_id: Uuid) {
+        self.lock().push(Entry::Changed(correlation_id));
+    }
+
     /// Where a savepoint starting now begins: a guard that cuts the log back to here unless
     /// it is [kept](Mark::keep).
     pub fn mark(&self) -> Mark {
@@ -81,19 +98,20 @@ impl Outbox {
     }
 
     /// Applies the log on `conn` (the outermost commit does, just before committing): the
-    /// withdrawals first, so that they cannot touch the rows inserted after them. True if
-    /// any message was inserted.
+    /// withdrawals first, so that they cannot touch the rows inserted after them.
     pub async fn flush(
         &self,
         conn: &mut AnyConnection,
         backend: Backend,
-    ) -> Result<bool, sqlx::Error> {
+    ) -> Result<Flushed, sqlx::Error> {
         let log = std::mem::take(&mut *self.lock());
         let mut rows = Vec::new();
         let mut withdrawals = Vec::new();
+        let mut changed = Vec::new();
         for entry in log {
             match entry {
                 Entry::Row(row) => rows.push(row),
+                Entry::Changed(id) => changed.push(id),
                 withdrawal => {
                     rows.retain(|row| !withdrawal.withdraws(row));
                     withdrawals.push(withdrawal);
@@ -104,7 +122,10 @@ impl Outbox {
             delete_withdrawn(conn, backend, chunk).await?;
         }
         QueueRow::insert_all(conn, backend, &rows).await?;
-        Ok(!rows.is_empty())
+        Ok(Flushed {
+            wrote: !rows.is_empty(),
+            changed,
+        })
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Entry>> {
@@ -158,7 +179,7 @@ async fn delete_withdrawn(
                 correlation_id,
                 after,
             } => Some((consumer.as_str(), correlation_id.to_string(), after.0)),
-            Entry::Row(_) => None,
+            Entry::Row(_) | Entry::Changed(_) => None,
         })
         .collect();
     let json = serde_json::to_string(&fields).map_err(|e| sqlx::Error::Encode(e.into()))?;

@@ -284,6 +284,12 @@ async fn an_announced_change_wakes_its_waiters_once_committed_and_never_when_rol
     let mut unrelated = bus.begin().await.unwrap();
     unrelated.announce_change(uuid::Uuid::now_v7());
     unrelated.commit().await.unwrap();
+    // A savepoint rolled back takes its announcement with it, though its transaction commits.
+    let mut outer = bus.begin().await.unwrap();
+    let mut dropped = outer.savepoint().await.unwrap();
+    dropped.announce_change(order);
+    dropped.rollback().await.unwrap();
+    outer.commit().await.unwrap();
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert!(!waiting.is_finished(), "woken without a committed change");
 
