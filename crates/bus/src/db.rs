@@ -80,7 +80,8 @@ pub struct DbOptions {
 
 impl DbOptions {
     /// Defaults for `url`: `synchronous=FULL`, 4 readers, 5 s busy timeout, 30 s acquire timeout,
-    /// writer pinned to one CPU; on PostgreSQL 10 connections, 30 s statement timeout, search path `public, messaging`.
+    /// writer pinned to one CPU; on PostgreSQL 10 connections, 30 s statement timeout, search
+    /// path `public, messaging`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -172,11 +173,15 @@ impl Db {
         if let Some(cpu) = lane.cpu() {
             tracing::debug!(cpu, "database writer bound to one CPU");
         }
-        // Opened from the lane, so that the connection's thread shares the lane's CPU.
+        // Opened from the lane, so that the connection's thread shares the lane's CPU. It is
+        // kept for good (no idle or age limit): a replacement would start its thread from
+        // whichever task asked next, perhaps one on another CPU.
         let write = lane
             .spawn(
                 pool_options(1, options, pragmas.clone())
                     .test_before_acquire(false)
+                    .idle_timeout(None)
+                    .max_lifetime(None)
                     .connect_with(connect.clone()),
             )
             .await
@@ -385,4 +390,51 @@ pub fn placeholder_rows(first: usize, rows: usize, columns: usize) -> String {
         .map(|row| format!("({})", placeholders(first + row * columns, columns)))
         .collect();
     groups.join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustix::thread::Pid;
+    use rustix::thread::sched_getaffinity;
+
+    /// The affinity of every sqlx SQLite connection thread of this process.
+    fn sqlite_thread_affinities() -> Vec<rustix::thread::CpuSet> {
+        std::fs::read_dir("/proc/self/task")
+            .expect("threads listed")
+            .filter_map(|task| {
+                let task = task.ok()?;
+                let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
+                let tid: i32 = task.file_name().to_str()?.parse().ok()?;
+                name.starts_with("sqlx-sqlite")
+                    .then(|| sched_getaffinity(Pid::from_raw(tid)).ok())?
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_write_connections_thread_shares_the_lanes_cpu() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("lane.db").display());
+        let db = Db::connect(&DbOptions::new(url)).await.expect("opens");
+        let lane_cpu = db.lane.as_ref().and_then(|lane| lane.cpu());
+        let allowed = sched_getaffinity(None).expect("affinity readable");
+        let Some(cpu) = lane_cpu else {
+            assert!(allowed.count() < 2, "with several CPUs the writer is bound");
+            return;
+        };
+        let threads = sqlite_thread_affinities();
+        let bound: Vec<_> = threads.iter().filter(|set| set.count() == 1).collect();
+        assert_eq!(
+            bound.len(),
+            1,
+            "only the write connection's thread is bound"
+        );
+        assert!(bound[0].is_set(cpu), "on the lane's CPU");
+        assert!(
+            threads.iter().any(|set| set.count() == allowed.count()),
+            "readers stay free"
+        );
+        db.close().await;
+    }
 }
