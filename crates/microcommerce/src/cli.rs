@@ -52,6 +52,12 @@ pub struct BenchArgs {
     /// (`false` lets the system place it, to measure what binding gains).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub pin_writer: bool,
+    /// Message workers of the embedded server (as `serve --workers`).
+    #[arg(long, default_value_t = 1)]
+    pub workers: usize,
+    /// Messages per worker transaction of the embedded server (as `serve --batch-size`).
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
     /// Concurrent simulated buyers.
     #[arg(long, default_value_t = 64)]
     pub buyers: usize,
@@ -97,6 +103,8 @@ impl BenchArgs {
             database_url: self.database_url,
             synchronous: self.synchronous,
             pin_writer: self.pin_writer,
+            workers: self.workers.max(1),
+            batch_size: self.batch_size.max(1),
             buyers: self.buyers.max(1),
             duration: self.duration,
             checkouts: self.checkouts,

@@ -534,6 +534,8 @@ impl Embedded {
             database_url,
             synchronous: options.synchronous,
             pin_writer: options.pin_writer,
+            workers: options.workers,
+            batch_size: options.batch_size,
             admin_token: token.clone(),
             db_pool_size: if postgres { 20 } else { 10 },
             ..Config::default()

@@ -34,6 +34,10 @@ pub struct BenchOptions {
     pub synchronous: bus::Synchronous,
     /// SQLite: writer bound to one CPU (the service's default).
     pub pin_writer: bool,
+    /// Message workers of the embedded server.
+    pub workers: usize,
+    /// Messages per worker transaction of the embedded server.
+    pub batch_size: usize,
     /// Concurrent simulated buyers.
     pub buyers: usize,
     /// How long to run (unless `checkouts` is given).

@@ -13,6 +13,8 @@ fn small(engine: bool, hot_product: bool) -> BenchOptions {
         synchronous: bus::Synchronous::Normal,
         // The engine run exercises the writer without binding it to a CPU.
         pin_writer: !engine,
+        workers: 1,
+        batch_size: 64,
         buyers: 4,
         duration: Duration::from_secs(30),
         checkouts: Some(20),
