@@ -306,10 +306,8 @@ impl Tx<'_> {
             mark.keep();
             return Ok(());
         }
-        let backend = self.bus.inner.db.backend();
-        let crate::outbox::Flushed { wrote, changed } =
-            self.outbox.flush(&mut self.inner, backend).await?;
-        if backend == crate::Backend::Postgres {
+        let crate::outbox::Flushed { wrote, changed } = self.outbox.flush(&mut self.inner).await?;
+        if self.bus.inner.db.backend() == crate::Backend::Postgres {
             self.notify_instances(wrote, &changed).await?;
         }
         self.inner.commit().await?;
@@ -525,9 +523,7 @@ impl Tx<'_> {
                 tracing::warn!(message_type = outgoing.message_type, message_id = %id,
                     "published a message no consumer subscribes to");
             }
-            let headers: Arc<str> = serde_json::to_string(&outgoing.headers)
-                .expect("string maps serialize")
-                .into();
+            let headers: Arc<str> = crate::message::headers_json(&outgoing.headers).into();
             let payload: Arc<str> = outgoing.payload.as_str().into();
             let message_type: Arc<str> = outgoing.message_type.into();
             let available_at = match outgoing.delivery {
@@ -579,7 +575,6 @@ impl QueueRow {
     /// queued is skipped.
     pub async fn insert_all(
         conn: &mut AnyConnection,
-        backend: crate::Backend,
         rows: &[QueueRow],
     ) -> Result<(), sqlx::Error> {
         let sql = format!(
@@ -589,13 +584,12 @@ impl QueueRow {
              j.value ->> 5, j.value ->> 6, CAST(j.value ->> 7 AS BIGINT), \
              CAST(j.value ->> 8 AS BIGINT) FROM {} WHERE true ORDER BY j.key \
              ON CONFLICT (message_id, consumer) DO NOTHING",
-            crate::json_rows(backend, 1)
+            crate::json_rows(crate::Backend::of(conn), 1)
         );
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let fields: Vec<_> = chunk.iter().map(QueueRow::fields).collect();
-            let json = serde_json::to_string(&fields).map_err(|e| sqlx::Error::Encode(e.into()))?;
             sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(json)
+                .bind(crate::json_param(&fields)?)
                 .execute(&mut *conn)
                 .await?;
         }

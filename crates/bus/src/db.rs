@@ -21,6 +21,18 @@ pub enum Backend {
     Postgres,
 }
 
+impl Backend {
+    /// The backend a connection of this crate's [`Db`] talks to (only SQLite and PostgreSQL
+    /// are ever opened), so that code holding a connection need not be told.
+    pub fn of(conn: &sqlx::AnyConnection) -> Backend {
+        if conn.backend_name() == "PostgreSQL" {
+            Backend::Postgres
+        } else {
+            Backend::Sqlite
+        }
+    }
+}
+
 /// The database clock in microseconds since the epoch, on PostgreSQL: every instance judges
 /// deadlines by the same clock.
 pub(crate) const POSTGRES_NOW: &str =
@@ -352,23 +364,28 @@ fn pool_options(size: u32, options: &DbOptions, pragmas: String) -> AnyPoolOptio
 /// binds hundreds (sqlx looks up each numbered SQLite parameter by a linear search, so binding
 /// is quadratic in their number: 7 % of the writer's CPU with multi-row `VALUES`).
 pub fn json_rows(backend: Backend, param: usize) -> String {
-    match backend {
-        Backend::Sqlite => format!("json_each(${param}) AS j"),
-        Backend::Postgres => {
-            format!("json_array_elements(CAST(${param} AS json)) WITH ORDINALITY AS j(value, key)")
-        }
-    }
+    json_table(backend, param, "json_array_elements")
 }
 
 /// Like [`json_rows`] for an array of plain values (ids, numbers): `j.value` is the value
 /// itself (as text on PostgreSQL).
 pub fn json_values(backend: Backend, param: usize) -> String {
+    json_table(backend, param, "json_array_elements_text")
+}
+
+/// SQLite's `json_each` serves both shapes; PostgreSQL names a function for each.
+fn json_table(backend: Backend, param: usize, postgres_function: &str) -> String {
     match backend {
         Backend::Sqlite => format!("json_each(${param}) AS j"),
-        Backend::Postgres => format!(
-            "json_array_elements_text(CAST(${param} AS json)) WITH ORDINALITY AS j(value, key)"
-        ),
+        Backend::Postgres => {
+            format!("{postgres_function}(CAST(${param} AS json)) WITH ORDINALITY AS j(value, key)")
+        }
     }
+}
+
+/// The JSON text to bind for a [`json_rows`] or [`json_values`] table.
+pub fn json_param(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
+    serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(e.into()))
 }
 
 /// Numbered placeholders `$first, $first+1, …` (`count` of them), for an `IN (…)` list whose

@@ -92,15 +92,12 @@ impl Bus {
             message_type: letter.message_type.as_str().into(),
             correlation_id: letter.correlation_id,
             causation_id: letter.causation_id,
-            headers: serde_json::to_string(&letter.headers)
-                .expect("string maps serialize")
-                .into(),
+            headers: crate::message::headers_json(&letter.headers).into(),
             payload: letter.payload.as_str().into(),
             created_at: letter.created_at,
             available_at: now,
         };
-        let backend = self.db().backend();
-        QueueRow::insert_all(&mut tx, backend, std::slice::from_ref(&queued)).await?;
+        QueueRow::insert_all(&mut tx, std::slice::from_ref(&queued)).await?;
         sqlx::query("DELETE FROM bus_dead_letters WHERE id = $1")
             .bind(id)
             .execute(&mut *tx)

@@ -88,8 +88,8 @@ pub use async_trait::async_trait;
 pub use bus::{Bus, BusBuilder, BusConfig, BusError, BusStats, Tx};
 pub use consumer::{BoxError, ConsumeError, Consumer};
 pub use db::{
-    Backend, Db, DbError, DbOptions, Synchronous, json_rows, json_values, placeholder_rows,
-    placeholders,
+    Backend, Db, DbError, DbOptions, Synchronous, json_param, json_rows, json_values,
+    placeholder_rows, placeholders,
 };
 pub use dead_letters::DeadLetter;
 pub use group::{GroupError, TxFuture};

@@ -70,6 +70,11 @@ impl fmt::Display for MessageId {
 /// Free-form string headers carried with a message (trace ids, tenant, …).
 pub type Headers = BTreeMap<String, String>;
 
+/// Headers as they are stored: a JSON object.
+pub(crate) fn headers_json(headers: &Headers) -> String {
+    serde_json::to_string(headers).expect("string maps serialize")
+}
+
 /// A message type that can travel on the bus.
 ///
 /// `TYPE` is the stable name stored with every row and used for subscriptions: renaming the

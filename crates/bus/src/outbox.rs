@@ -99,11 +99,7 @@ impl Outbox {
 
     /// Applies the log on `conn` (the outermost commit does, just before committing): the
     /// withdrawals first, so that they cannot touch the rows inserted after them.
-    pub async fn flush(
-        &self,
-        conn: &mut AnyConnection,
-        backend: Backend,
-    ) -> Result<Flushed, sqlx::Error> {
+    pub async fn flush(&self, conn: &mut AnyConnection) -> Result<Flushed, sqlx::Error> {
         let log = std::mem::take(&mut *self.lock());
         let mut rows = Vec::new();
         let mut withdrawals = Vec::new();
@@ -119,9 +115,9 @@ impl Outbox {
             }
         }
         for chunk in withdrawals.chunks(WITHDRAWALS_PER_DELETE) {
-            delete_withdrawn(conn, backend, chunk).await?;
+            delete_withdrawn(conn, chunk).await?;
         }
-        QueueRow::insert_all(conn, backend, &rows).await?;
+        QueueRow::insert_all(conn, &rows).await?;
         Ok(Flushed {
             wrote: !rows.is_empty(),
             changed,
@@ -160,16 +156,12 @@ impl Drop for Mark {
 }
 
 /// One statement for a chunk of withdrawals of already committed messages.
-async fn delete_withdrawn(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    chunk: &[Entry],
-) -> Result<(), sqlx::Error> {
+async fn delete_withdrawn(conn: &mut AnyConnection, chunk: &[Entry]) -> Result<(), sqlx::Error> {
     let sql = format!(
         "DELETE FROM bus_queue WHERE id IN (SELECT q.id FROM {} \
          JOIN bus_queue q ON q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1 \
          WHERE q.attempts = 0 AND q.available_at > CAST(j.value ->> 2 AS BIGINT))",
-        crate::json_rows(backend, 1)
+        crate::json_rows(Backend::of(conn), 1)
     );
     let fields: Vec<(&str, String, i64)> = chunk
         .iter()
@@ -182,9 +174,8 @@ async fn delete_withdrawn(
             Entry::Row(_) | Entry::Changed(_) => None,
         })
         .collect();
-    let json = serde_json::to_string(&fields).map_err(|e| sqlx::Error::Encode(e.into()))?;
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(json)
+        .bind(crate::json_param(&fields)?)
         .execute(conn)
         .await?;
     Ok(())

@@ -328,8 +328,7 @@ impl Bus {
             }
             tally.add(Outcome::Completed);
         }
-        let backend = self.inner.db.backend();
-        complete_all(tx, backend, claimed, now).await?;
+        complete_all(tx, claimed, now).await?;
         Ok(Ok(tally))
     }
 
@@ -603,17 +602,17 @@ pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
 /// (each given its rows as one JSON array, so the text is the same for every batch size).
 async fn complete_all(
     conn: &mut AnyConnection,
-    backend: Backend,
     claimed: &[Claimed],
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
+    let backend = Backend::of(conn);
     let delete = format!(
         "DELETE FROM bus_queue WHERE id IN (SELECT CAST(j.value AS BIGINT) FROM {})",
         crate::json_values(backend, 1)
     );
     let ids: Vec<i64> = claimed.iter().map(|message| message.row_id).collect();
     sqlx::query(sqlx::AssertSqlSafe(delete))
-        .bind(to_json(&ids)?)
+        .bind(crate::json_param(&ids)?)
         .execute(&mut *conn)
         .await?;
     let fresh: Vec<(&str, String)> = claimed
@@ -634,15 +633,11 @@ async fn complete_all(
         crate::json_rows(backend, 1)
     );
     sqlx::query(sqlx::AssertSqlSafe(insert))
-        .bind(to_json(&fresh)?)
+        .bind(crate::json_param(&fresh)?)
         .bind(now.0)
         .execute(conn)
         .await?;
     Ok(())
-}
-
-fn to_json(value: &impl serde::Serialize) -> Result<String, sqlx::Error> {
-    serde_json::to_string(value).map_err(|e| sqlx::Error::Encode(e.into()))
 }
 
 /// Records that `consumer` completed `message_id`; false if it already had.
@@ -693,7 +688,7 @@ async fn dead_letter(
     .bind(&envelope.message_type)
     .bind(envelope.correlation_id.to_string())
     .bind(envelope.causation_id.map(|id| id.to_string()))
-    .bind(serde_json::to_string(&envelope.headers).expect("string maps serialize"))
+    .bind(crate::message::headers_json(&envelope.headers))
     .bind(&envelope.payload)
     .bind(envelope.created_at.0)
     .bind(i64::from(attempts))

@@ -306,8 +306,7 @@ impl<S: Saga> Consumer for Engine<S> {
             return Ok(());
         }
         for chunk in ids.chunks(READ_AHEAD_CHUNK) {
-            let backend = tx.bus().db().backend();
-            let stored = read_stored(tx, S::NAME, Lookup::Many(backend, chunk)).await?;
+            let stored = read_stored(tx, S::NAME, chunk).await?;
             tx.scratch::<ReadAhead<S>>().rows.extend(stored);
         }
         Ok(())
@@ -385,7 +384,7 @@ impl Step<'_> {
 /// The instance, or whether events wait for it: one statement either way, so that starting an
 /// instance costs no separate look for events parked before it.
 async fn load<S: Saga>(conn: &mut AnyConnection, id: Uuid) -> Result<Found<S::State>, sqlx::Error> {
-    let mut stored = read_stored(conn, S::NAME, Lookup::One(id)).await?;
+    let mut stored = read_stored(conn, S::NAME, &[id]).await?;
     decode::<S>(stored.remove(&id).unwrap_or_default())
 }
 
@@ -432,59 +431,25 @@ impl<S> Default for ReadAhead<S> {
 /// Instances read ahead per statement.
 const READ_AHEAD_CHUNK: usize = 500;
 
-/// The ids [`read_stored`] looks up, as a table `ids(id)` over parameter `$2`.
-enum Lookup<'a> {
-    /// One instance (an event's own load); needs no backend.
-    One(Uuid),
-    /// A batch's instances, bound as one JSON array so that the statement is the same for any
-    /// number of them.
-    Many(Backend, &'a [Uuid]),
-}
-
-impl Lookup<'_> {
-    fn table(&self) -> String {
-        match self {
-            Lookup::One(_) => "(SELECT CAST($2 AS TEXT) AS id) AS ids".into(),
-            Lookup::Many(backend, _) => format!(
-                "(SELECT j.value AS id FROM {}) AS ids",
-                bus::json_values(*backend, 2)
-            ),
-        }
-    }
-
-    fn parameter(&self) -> Result<String, sqlx::Error> {
-        match self {
-            Lookup::One(id) => Ok(id.to_string()),
-            Lookup::Many(_, ids) => {
-                serde_json::to_string(ids).map_err(|e| sqlx::Error::Encode(e.into()))
-            }
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            Lookup::One(_) => 1,
-            Lookup::Many(_, ids) => ids.len(),
-        }
-    }
-}
-
-/// The looked-up instances of `saga` (every id gets an entry), with one statement.
+/// The instances of `saga` under `ids` (every id gets an entry), with one statement; the ids
+/// are bound as one JSON array, so the statement is the same for one event's load and for a
+/// batch's read-ahead.
 async fn read_stored(
     conn: &mut AnyConnection,
     saga: &str,
-    ids: Lookup<'_>,
+    ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Stored>, sqlx::Error> {
     let query = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT ids.id AS correlation_id, i.data, i.version, i.completed_at, \
          CASE WHEN i.saga IS NOT NULL THEN i.has_parked \
          WHEN EXISTS (SELECT 1 FROM saga_parked p WHERE p.saga = $1 AND p.correlation_id = ids.id) \
          THEN 1 ELSE 0 END AS has_parked \
-         FROM {} LEFT JOIN saga_instances i ON i.saga = $1 AND i.correlation_id = ids.id",
-        ids.table()
+         FROM (SELECT j.value AS id FROM {}) AS ids \
+         LEFT JOIN saga_instances i ON i.saga = $1 AND i.correlation_id = ids.id",
+        bus::json_values(Backend::of(conn), 2)
     )))
     .bind(saga)
-    .bind(ids.parameter()?);
+    .bind(bus::json_param(&ids)?);
     let mut stored = HashMap::with_capacity(ids.len());
     for row in query.fetch_all(conn).await? {
         let id = parse_uuid(row.try_get("correlation_id")?)?;

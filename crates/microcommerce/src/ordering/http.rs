@@ -281,10 +281,7 @@ pub struct OrderItemView {
 /// The order if `caller` may see it; 404 otherwise, so strangers learn nothing.
 pub async fn visible_order(state: &AppState, caller: &Caller, id: OrderId) -> Result<Order> {
     let mut conn = state.db.reader().acquire().await?;
-    match db::find_order(&mut conn, id).await? {
-        Some(order) if caller.may_access(order.buyer_id) => Ok(order),
-        _ => Err(Error::NotFound("order")),
-    }
+    shown_to(caller, db::find_order(&mut conn, id).await?, |order| order)
 }
 
 /// The order with its lines if `caller` may see it; 404 otherwise.
@@ -294,10 +291,18 @@ async fn visible_order_with_items(
     id: OrderId,
 ) -> Result<(Order, Vec<db::OrderItem>)> {
     let mut conn = state.db.reader().acquire().await?;
-    match db::find_order_with_items(&mut conn, id).await? {
-        Some((order, items)) if caller.may_access(order.buyer_id) => Ok((order, items)),
-        _ => Err(Error::NotFound("order")),
-    }
+    shown_to(
+        caller,
+        db::find_order_with_items(&mut conn, id).await?,
+        |(order, _)| order,
+    )
+}
+
+/// What was found under an order id, if it exists and `caller` may see the order in it.
+fn shown_to<T>(caller: &Caller, found: Option<T>, order: impl Fn(&T) -> &Order) -> Result<T> {
+    found
+        .filter(|found| caller.may_access(order(found).buyer_id))
+        .ok_or(Error::NotFound("order"))
 }
 
 /// Long polling: instead of asking again and again whether an order has moved on, a client

@@ -127,6 +127,17 @@ async fn one_book_ordered_without_workers(
     (app, buyer, order, book)
 }
 
+/// The same, driven until the order shows `StockReserved` (the saga has scheduled its
+/// payment timeout).
+async fn one_book_reserved_without_workers(
+    backend: crate::helpers::Backend,
+) -> (TestApp, Client, String, String) {
+    let (app, buyer, order, book) = one_book_ordered_without_workers(backend).await;
+    app.state.bus.run_pending().await.unwrap();
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    (app, buyer, order, book)
+}
+
 async fn pay(buyer: &Client, order: &str, succeed: bool) -> crate::helpers::Reply {
     buyer
         .post(
@@ -441,9 +452,7 @@ testkit::backend_tests! {
 async fn a_payment_after_the_window_closed_is_refused_even_before_the_timeout_is_handled(backend) {
     // The timeout message has not run (no workers), but the window is judged by the clock:
     // the saga took the reservation in more than the payment timeout (15 min) ago.
-    let (app, buyer, order, book) = one_book_ordered_without_workers(backend).await;
-    app.state.bus.run_pending().await.unwrap();
-    order_in(&buyer, &order, &["StockReserved"]).await;
+    let (app, buyer, order, book) = one_book_reserved_without_workers(backend).await;
     execute(&app, "UPDATE saga_instances SET updated_at = updated_at - 3600000000").await;
 
     let late = pay(&buyer, &order, true).await;
@@ -456,9 +465,7 @@ async fn a_payment_after_the_window_closed_is_refused_even_before_the_timeout_is
 
 testkit::backend_tests! {
 async fn a_payment_takes_the_payment_timeout_with_it(backend) {
-    let (app, buyer, order, book) = one_book_ordered_without_workers(backend).await;
-    app.state.bus.run_pending().await.unwrap();
-    order_in(&buyer, &order, &["StockReserved"]).await;
+    let (app, buyer, order, book) = one_book_reserved_without_workers(backend).await;
     let timeouts = "SELECT COUNT(*) FROM bus_queue WHERE message_type = 'PaymentTimedOut'";
     assert_eq!(count(&app, timeouts).await, 1, "the saga scheduled its timeout");
 
@@ -478,9 +485,7 @@ testkit::backend_tests! {
 async fn a_payment_that_finds_the_timeout_taken_is_refused(backend) {
     // The timeout is the token the payment and the timeout's handler race for: with it gone
     // (handled a moment ago) the payment is refused although the saga still reads as awaiting.
-    let (app, buyer, order, book) = one_book_ordered_without_workers(backend).await;
-    app.state.bus.run_pending().await.unwrap();
-    order_in(&buyer, &order, &["StockReserved"]).await;
+    let (app, buyer, order, book) = one_book_reserved_without_workers(backend).await;
     execute(&app, "DELETE FROM bus_queue WHERE message_type = 'PaymentTimedOut'").await;
 
     let late = pay(&buyer, &order, true).await;
@@ -500,9 +505,7 @@ async fn a_payment_racing_the_timeout_on_postgres_waits_for_it_and_is_refused() 
     let Some(backend) = crate::helpers::Backend::postgres() else {
         return;
     };
-    let (app, buyer, order, _book) = one_book_ordered_without_workers(backend).await;
-    app.state.bus.run_pending().await.unwrap();
-    order_in(&buyer, &order, &["StockReserved"]).await;
+    let (app, buyer, order, _book) = one_book_reserved_without_workers(backend).await;
 
     let mut worker = app.state.db.writer().begin().await.unwrap();
     let timeout: i64 = sqlx::query_scalar(
