@@ -127,14 +127,13 @@ struct Measured {
 }
 
 async fn prepare_counters(db: &Db) {
-    sqlx::query("CREATE TABLE counters (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)")
-        .execute(db.writer())
-        .await
-        .unwrap();
+    db.execute(sqlx::query(
+        "CREATE TABLE counters (id INTEGER PRIMARY KEY, n INTEGER NOT NULL)",
+    ))
+    .await
+    .unwrap();
     for id in 0..100i64 {
-        sqlx::query("INSERT INTO counters (id, n) VALUES ($1, 0)")
-            .bind(id)
-            .execute(db.writer())
+        db.execute(sqlx::query("INSERT INTO counters (id, n) VALUES ($1, 0)").bind(id))
             .await
             .unwrap();
     }

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use sqlx::{Any, AnyConnection};
 use tokio::sync::Notify;
 
 use crate::outbox::{Mark, Outbox};
@@ -267,7 +266,7 @@ impl Bus {
 /// messages are inserted into `bus_queue` by that commit, so the transaction's own statements
 /// do not see them in the table.
 pub struct Tx<'c> {
-    inner: sqlx::Transaction<'c, Any>,
+    inner: crate::Transaction<'c>,
     bus: Bus,
     /// The message being consumed, recorded as the cause of everything published here.
     causation: Option<MessageId>,
@@ -282,16 +281,16 @@ pub struct Tx<'c> {
     scratch: HashMap<std::any::TypeId, Box<dyn std::any::Any + Send>>,
 }
 
-impl Deref for Tx<'_> {
-    type Target = AnyConnection;
+impl<'c> Deref for Tx<'c> {
+    type Target = crate::Conn<'c>;
 
-    fn deref(&self) -> &AnyConnection {
+    fn deref(&self) -> &crate::Conn<'c> {
         &self.inner
     }
 }
 
-impl DerefMut for Tx<'_> {
-    fn deref_mut(&mut self) -> &mut AnyConnection {
+impl<'c> DerefMut for Tx<'c> {
+    fn deref_mut(&mut self) -> &mut crate::Conn<'c> {
         &mut self.inner
     }
 }
@@ -365,7 +364,7 @@ impl Tx<'_> {
     /// A savepoint inside this transaction: its writes can be undone alone.
     pub async fn savepoint(&mut self) -> Result<Tx<'_>, sqlx::Error> {
         Ok(Tx {
-            inner: sqlx::Connection::begin(&mut *self.inner).await?,
+            inner: self.inner.savepoint().await?,
             bus: self.bus.clone(),
             causation: self.causation,
             now: self.now,
@@ -574,7 +573,7 @@ impl QueueRow {
     /// statement, passed as one JSON array; a row whose message id its consumer already has
     /// queued is skipped.
     pub async fn insert_all(
-        conn: &mut AnyConnection,
+        conn: &mut crate::Conn<'_>,
         rows: &[QueueRow],
     ) -> Result<(), sqlx::Error> {
         let sql = format!(
@@ -584,7 +583,7 @@ impl QueueRow {
              j.value ->> 5, j.value ->> 6, CAST(j.value ->> 7 AS BIGINT), \
              CAST(j.value ->> 8 AS BIGINT) FROM {} WHERE true ORDER BY j.key \
              ON CONFLICT (message_id, consumer) DO NOTHING",
-            crate::json_rows(crate::Backend::of(conn), 1)
+            crate::json_rows(conn.backend(), 1)
         );
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let fields: Vec<_> = chunk.iter().map(QueueRow::fields).collect();

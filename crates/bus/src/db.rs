@@ -6,11 +6,14 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyQueryResult};
+use sqlx::{Any, AnyPool, Execute, Executor};
+use tokio::sync::Mutex;
 
 use crate::Timestamp;
+use crate::conn::{Conn, Transaction};
 use crate::lane::WriterLane;
+use crate::sqlite::SqliteWriter;
 
 /// Which database engine a [`Db`] talks to; the few statements that differ branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,18 +22,6 @@ pub enum Backend {
     Sqlite,
     /// A server shared by several service instances.
     Postgres,
-}
-
-impl Backend {
-    /// The backend a connection of this crate's [`Db`] talks to (only SQLite and PostgreSQL
-    /// are ever opened), so that code holding a connection need not be told.
-    pub fn of(conn: &sqlx::AnyConnection) -> Backend {
-        if conn.backend_name() == "PostgreSQL" {
-            Backend::Postgres
-        } else {
-            Backend::Sqlite
-        }
-    }
 }
 
 /// The database clock in microseconds since the epoch, on PostgreSQL: every instance judges
@@ -128,18 +119,28 @@ pub enum DbError {
 
 /// Handle to the application's database: cheap to clone, shared by HTTP handlers and workers.
 ///
-/// On SQLite writes go through a single connection so that writers queue in the pool instead
-/// of spinning on the file lock, and every write transaction starts with `BEGIN IMMEDIATE`
-/// so a read-then-write transaction can never fail to upgrade its lock. On PostgreSQL one pool
-/// serves both, at READ COMMITTED.
+/// On SQLite writes go through a single connection, driven in place by whoever holds it (see
+/// `sqlite.rs`), so that writers queue for it instead of spinning on the file lock, and every
+/// write transaction starts with `BEGIN IMMEDIATE` so a read-then-write transaction can never
+/// fail to upgrade its lock. On PostgreSQL one pool serves both, at READ COMMITTED.
 #[derive(Debug, Clone)]
 pub struct Db {
     backend: Backend,
     url: String,
-    write: AnyPool,
+    write: Writer,
     read: AnyPool,
+    acquire_timeout: Duration,
     /// SQLite: where the tasks that write run; `None` on PostgreSQL, whose writers are many.
     lane: Option<Arc<WriterLane>>,
+}
+
+/// Where write transactions come from.
+#[derive(Debug, Clone)]
+enum Writer {
+    /// SQLite's one write connection; `None` once the `Db` is closed.
+    Sqlite(Arc<Mutex<Option<SqliteWriter>>>),
+    /// PostgreSQL's pool (the same as the readers').
+    Pool(AnyPool),
 }
 
 impl Db {
@@ -170,34 +171,25 @@ impl Db {
             return Ok(Self {
                 backend,
                 url: options.url.clone(),
-                write: pool.clone(),
+                write: Writer::Pool(pool.clone()),
                 read: pool,
+                acquire_timeout: options.acquire_timeout,
                 lane: None,
             });
         }
         let url = sqlite_url_with_create(&options.url);
         let connect = AnyConnectOptions::from_str(&url)?;
         let pragmas = sqlite_pragmas(options);
-        // A SQLite connection is a file handle that cannot drop like a network connection,
-        // so it is not pinged before each use: the ping would be one more hand-off to the
-        // connection's thread for every transaction and every read.
         let lane = WriterLane::start(options.pin_writer).await?;
         if let Some(cpu) = lane.cpu() {
             tracing::debug!(cpu, "database writer bound to one CPU");
         }
-        // Opened from the lane, so that the connection's thread shares the lane's CPU. It is
-        // kept for good (no idle or age limit): a replacement would start its thread from
-        // whichever task asked next, perhaps one on another CPU.
-        let write = lane
-            .spawn(
-                pool_options(1, options, pragmas.clone())
-                    .test_before_acquire(false)
-                    .idle_timeout(None)
-                    .max_lifetime(None)
-                    .connect_with(connect.clone()),
-            )
-            .await
-            .map_err(|error| std::io::Error::other(error.to_string()))??;
+        let path = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
+            .get_filename()
+            .to_owned();
+        let writer = SqliteWriter::open(&path, &pragmas, options.busy_timeout)?;
+        // A SQLite connection is a file handle that cannot drop like a network connection,
+        // so it is not pinged before each use.
         let read = pool_options(options.read_connections.max(1), options, pragmas)
             .test_before_acquire(false)
             .connect_with(connect)
@@ -205,8 +197,9 @@ impl Db {
         Ok(Self {
             backend,
             url: options.url.clone(),
-            write,
+            write: Writer::Sqlite(Arc::new(Mutex::new(Some(writer)))),
             read,
+            acquire_timeout: options.acquire_timeout,
             lane: Some(Arc::new(lane)),
         })
     }
@@ -229,12 +222,35 @@ impl Db {
         self.backend
     }
 
-    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite).
-    pub async fn begin(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, sqlx::Error> {
-        match self.backend {
-            Backend::Sqlite => self.write.begin_with("BEGIN IMMEDIATE").await,
-            Backend::Postgres => self.write.begin().await,
+    /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite). On SQLite it holds the one
+    /// write connection until it ends; a caller waits for it at most the acquire timeout.
+    pub async fn begin(&self) -> Result<Transaction<'static>, sqlx::Error> {
+        match &self.write {
+            Writer::Sqlite(writer) => {
+                let guard = tokio::time::timeout(self.acquire_timeout, writer.clone().lock_owned())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)?;
+                Transaction::sqlite(guard)
+            }
+            Writer::Pool(pool) => Ok(Transaction::sqlx(pool.begin().await?)),
         }
+    }
+
+    /// Runs one statement in a write transaction of its own (set-up, tools, tests).
+    pub async fn execute<'q, E>(&self, query: E) -> Result<AnyQueryResult, sqlx::Error>
+    where
+        E: 'q + Execute<'q, Any>,
+    {
+        let mut tx = self.begin().await?;
+        let done = (&mut *tx).execute(query).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// A reader from the pool, as a [`Conn`], for code that also runs inside write
+    /// transactions; plain reads can use [`Db::reader`] directly.
+    pub async fn read(&self) -> Result<Conn<'static>, sqlx::Error> {
+        Ok(Conn::from(self.read.acquire().await?))
     }
 
     /// The pool for reads that need no transaction; they never wait behind the writer.
@@ -242,16 +258,13 @@ impl Db {
         &self.read
     }
 
-    /// The pool that write transactions come from.
-    pub fn writer(&self) -> &AnyPool {
-        &self.write
-    }
-
     /// Runs a migration set (one per crate and backend), leaving the other crates' migrations
     /// alone.
     pub async fn migrate(&self, mut migrator: sqlx::migrate::Migrator) -> Result<(), DbError> {
         migrator.set_ignore_missing(true);
-        migrator.run(&self.write).await?;
+        // On SQLite a pooled connection takes the file's write lock for the migration like
+        // any writer would (waiting up to the busy timeout for the write connection).
+        migrator.run(&self.read).await?;
         Ok(())
     }
 
@@ -263,7 +276,7 @@ impl Db {
 
     /// The time by which due messages and deadlines are judged: on SQLite the process clock
     /// (the one machine's), on PostgreSQL the server's, so that all instances agree.
-    pub async fn now_in(&self, conn: &mut sqlx::AnyConnection) -> Result<Timestamp, sqlx::Error> {
+    pub async fn now_in(&self, conn: &mut Conn<'_>) -> Result<Timestamp, sqlx::Error> {
         match self.backend {
             Backend::Sqlite => Ok(Timestamp::now()),
             Backend::Postgres => {
@@ -283,7 +296,9 @@ impl Db {
 
     /// Closes every connection; pending statements finish first.
     pub async fn close(&self) {
-        self.write.close().await;
+        if let Writer::Sqlite(writer) = &self.write {
+            writer.lock().await.take();
+        }
         self.read.close().await;
     }
 }
@@ -430,7 +445,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn the_write_connections_thread_shares_the_lanes_cpu() {
+    async fn writes_run_on_the_lanes_thread_and_the_readers_stay_free() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("lane.db").display());
         let db = Db::connect(&DbOptions::new(url)).await.expect("opens");
@@ -440,17 +455,29 @@ mod tests {
             assert!(allowed.count() < 2, "with several CPUs the writer is bound");
             return;
         };
+        let writer = db.clone();
+        let (thread, affinity, one) = db
+            .spawn_writing(async move {
+                let mut tx = writer.begin().await.expect("begins");
+                let one: i64 = sqlx::query_scalar("SELECT 1")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .expect("runs");
+                tx.commit().await.expect("commits");
+                let thread = std::thread::current().name().map(str::to_owned);
+                (thread, sched_getaffinity(None).expect("affinity"), one)
+            })
+            .await
+            .expect("the lane runs the task");
+        assert_eq!(one, 1);
+        assert_eq!(thread.as_deref(), Some("bus-writer"));
+        assert_eq!(affinity.count(), 1, "the lane is bound to one CPU");
+        assert!(affinity.is_set(cpu));
         let threads = sqlite_thread_affinities();
-        let bound: Vec<_> = threads.iter().filter(|set| set.count() == 1).collect();
-        assert_eq!(
-            bound.len(),
-            1,
-            "only the write connection's thread is bound"
-        );
-        assert!(bound[0].is_set(cpu), "on the lane's CPU");
+        assert!(!threads.is_empty(), "the readers have connection threads");
         assert!(
-            threads.iter().any(|set| set.count() == allowed.count()),
-            "readers stay free"
+            threads.iter().all(|set| set.count() == allowed.count()),
+            "no connection thread is bound: the writer has none, the readers stay free"
         );
         db.close().await;
     }

@@ -54,7 +54,7 @@
 //! # let url = format!("sqlite://{}", dir.path().join("example.db").display());
 //! let db = Db::connect(&DbOptions::new(url)).await?;
 //! Bus::migrate(&db).await?;
-//! sqlx::query("CREATE TABLE guests (name TEXT)").execute(db.writer()).await?;
+//! db.execute(sqlx::query("CREATE TABLE guests (name TEXT)")).await?;
 //! let bus = Bus::builder(db.clone()).consumer(Arc::new(Guestbook)).build();
 //!
 //! // The message commits with whatever else this transaction writes.
@@ -73,6 +73,7 @@
 #![warn(missing_docs)]
 
 mod bus;
+mod conn;
 mod consumer;
 mod db;
 mod dead_letters;
@@ -81,11 +82,13 @@ mod lane;
 mod message;
 mod outbox;
 mod retry;
+mod sqlite;
 mod watch;
 mod worker;
 
 pub use async_trait::async_trait;
 pub use bus::{Bus, BusBuilder, BusConfig, BusError, BusStats, Tx};
+pub use conn::{Conn, Transaction};
 pub use consumer::{BoxError, ConsumeError, Consumer};
 pub use db::{
     Backend, Db, DbError, DbOptions, Synchronous, json_param, json_rows, json_values,

@@ -11,11 +11,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use crate::Timestamp;
 use crate::bus::QueueRow;
-use crate::{Backend, Timestamp};
 
 /// Withdrawals per `DELETE`: bounds the size of the one JSON text bound to it.
 const WITHDRAWALS_PER_DELETE: usize = 1_000;
@@ -99,7 +98,7 @@ impl Outbox {
 
     /// Applies the log on `conn` (the outermost commit does, just before committing): the
     /// withdrawals first, so that they cannot touch the rows inserted after them.
-    pub async fn flush(&self, conn: &mut AnyConnection) -> Result<Flushed, sqlx::Error> {
+    pub async fn flush(&self, conn: &mut crate::Conn<'_>) -> Result<Flushed, sqlx::Error> {
         let log = std::mem::take(&mut *self.lock());
         let mut rows = Vec::new();
         let mut withdrawals = Vec::new();
@@ -156,12 +155,12 @@ impl Drop for Mark {
 }
 
 /// One statement for a chunk of withdrawals of already committed messages.
-async fn delete_withdrawn(conn: &mut AnyConnection, chunk: &[Entry]) -> Result<(), sqlx::Error> {
+async fn delete_withdrawn(conn: &mut crate::Conn<'_>, chunk: &[Entry]) -> Result<(), sqlx::Error> {
     let sql = format!(
         "DELETE FROM bus_queue WHERE id IN (SELECT q.id FROM {} \
          JOIN bus_queue q ON q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1 \
          WHERE q.attempts = 0 AND q.available_at > CAST(j.value ->> 2 AS BIGINT))",
-        crate::json_rows(Backend::of(conn), 1)
+        crate::json_rows(conn.backend(), 1)
     );
     let fields: Vec<(&str, String, i64)> = chunk
         .iter()

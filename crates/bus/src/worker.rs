@@ -5,8 +5,8 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, Row};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tracing::Instrument;
@@ -601,11 +601,11 @@ pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
 /// Completes a whole batch: one statement deletes its rows, one records its ids in the inbox
 /// (each given its rows as one JSON array, so the text is the same for every batch size).
 async fn complete_all(
-    conn: &mut AnyConnection,
+    conn: &mut crate::Conn<'_>,
     claimed: &[Claimed],
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
-    let backend = Backend::of(conn);
+    let backend = conn.backend();
     let delete = format!(
         "DELETE FROM bus_queue WHERE id IN (SELECT CAST(j.value AS BIGINT) FROM {})",
         crate::json_values(backend, 1)
@@ -642,7 +642,7 @@ async fn complete_all(
 
 /// Records that `consumer` completed `message_id`; false if it already had.
 async fn remember_in_inbox(
-    conn: &mut AnyConnection,
+    conn: &mut crate::Conn<'_>,
     consumer: &str,
     message_id: MessageId,
     now: Timestamp,
@@ -660,7 +660,7 @@ async fn remember_in_inbox(
     Ok(inserted == 1)
 }
 
-async fn delete_queued(conn: &mut AnyConnection, row_id: i64) -> Result<(), sqlx::Error> {
+async fn delete_queued(conn: &mut crate::Conn<'_>, row_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM bus_queue WHERE id = $1")
         .bind(row_id)
         .execute(conn)
@@ -669,7 +669,7 @@ async fn delete_queued(conn: &mut AnyConnection, row_id: i64) -> Result<(), sqlx
 }
 
 async fn dead_letter(
-    conn: &mut AnyConnection,
+    conn: &mut crate::Conn<'_>,
     message: &Claimed,
     attempts: u32,
     error: &str,

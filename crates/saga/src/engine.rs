@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bus::{Backend, ConsumeError, Consumer, Envelope, Headers, MessageId, Outgoing, Timestamp, Tx};
-use sqlx::{AnyConnection, Row};
+use bus::{ConsumeError, Consumer, Envelope, Headers, MessageId, Outgoing, Timestamp, Tx};
+use sqlx::Row;
 use uuid::Uuid;
 
 use crate::store::{decode_error, parse_uuid};
@@ -74,7 +74,7 @@ impl<S: Saga> Engine<S> {
 
     /// The typed current state of one instance, if it exists.
     pub async fn state(
-        conn: &mut AnyConnection,
+        conn: &mut bus::Conn<'_>,
         id: Uuid,
     ) -> Result<Option<S::State>, sqlx::Error> {
         Ok(match load::<S>(conn, id).await? {
@@ -383,7 +383,7 @@ impl Step<'_> {
 
 /// The instance, or whether events wait for it: one statement either way, so that starting an
 /// instance costs no separate look for events parked before it.
-async fn load<S: Saga>(conn: &mut AnyConnection, id: Uuid) -> Result<Found<S::State>, sqlx::Error> {
+async fn load<S: Saga>(conn: &mut bus::Conn<'_>, id: Uuid) -> Result<Found<S::State>, sqlx::Error> {
     let mut stored = read_stored(conn, S::NAME, &[id]).await?;
     decode::<S>(stored.remove(&id).unwrap_or_default())
 }
@@ -435,7 +435,7 @@ const READ_AHEAD_CHUNK: usize = 500;
 /// are bound as one JSON array, so the statement is the same for one event's load and for a
 /// batch's read-ahead.
 async fn read_stored(
-    conn: &mut AnyConnection,
+    conn: &mut bus::Conn<'_>,
     saga: &str,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Stored>, sqlx::Error> {
@@ -446,7 +446,7 @@ async fn read_stored(
          THEN 1 ELSE 0 END AS has_parked \
          FROM (SELECT j.value AS id FROM {}) AS ids \
          LEFT JOIN saga_instances i ON i.saga = $1 AND i.correlation_id = ids.id",
-        bus::json_values(Backend::of(conn), 2)
+        bus::json_values(conn.backend(), 2)
     )))
     .bind(saga)
     .bind(bus::json_param(&ids)?);

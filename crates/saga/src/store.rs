@@ -3,7 +3,7 @@
 
 use bus::{MessageId, Timestamp};
 use sqlx::any::AnyRow;
-use sqlx::{AnyConnection, AnyPool, Row};
+use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 /// An instance with its whole history.
@@ -95,13 +95,13 @@ pub struct Filter {
 
 /// One instance of `saga` with its timeline and parked events.
 pub async fn get(pool: &AnyPool, saga: &str, id: Uuid) -> Result<Option<Instance>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
+    let mut conn = bus::Conn::from(pool.acquire().await?);
     get_on(&mut conn, saga, id).await
 }
 
 /// [`get`] on a given connection or transaction.
 pub async fn get_on(
-    conn: &mut AnyConnection,
+    conn: &mut bus::Conn<'_>,
     saga: &str,
     id: Uuid,
 ) -> Result<Option<Instance>, sqlx::Error> {

@@ -107,12 +107,11 @@ async fn a_job_is_answered_only_once_its_writes_are_visible_to_readers(backend) 
 #[tokio::test]
 async fn when_the_shared_commit_fails_every_job_of_the_group_fails_and_nothing_remains() {
     let t = test_db(Backend::Sqlite).await;
-    sqlx::raw_sql(
+    t.db.execute(sqlx::raw_sql(
         "CREATE TABLE parents (id INTEGER PRIMARY KEY); \
          CREATE TABLE children (id INTEGER PRIMARY KEY, parent INTEGER NOT NULL \
              REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)",
-    )
-    .execute(t.db.writer())
+    ))
     .await
     .unwrap();
     let bus = bus_with(&t.db, &[Scripted::applying("a")], sleepy());
@@ -130,20 +129,29 @@ async fn when_the_shared_commit_fails_every_job_of_the_group_fails_and_nothing_r
             .await
         }
     };
-    let innocent = (0..5).map(|n| {
-        let bus = bus.clone();
-        async move { insert_row(&bus, n, "commit").await }
+    let innocent: Vec<_> = (0..5)
+        .map(|n| {
+            let bus = bus.clone();
+            async move { insert_row(&bus, n, "commit").await }
+        })
+        .collect();
+    // Holding the write connection makes every job queue before the group begins, so that
+    // all six share one commit (a free writer may commit the orphan alone).
+    let holder = t.db.begin().await.unwrap();
+    let all = tokio::spawn(async move {
+        tokio::join!(orphan, futures_util::future::join_all(innocent))
     });
-    let (orphan, innocent) = tokio::join!(orphan, futures_util::future::join_all(innocent));
+    // The spawned task queues its jobs on its first poll, which this yield lets happen (the
+    // test's runtime has one thread).
+    tokio::task::yield_now().await;
+    holder.rollback().await.unwrap();
+    let (orphan, innocent) = all.await.unwrap();
     assert!(
         matches!(orphan, Err(JobError::Group(GroupError::Sql(_)))),
         "{orphan:?}"
     );
     let failed = innocent.iter().filter(|result| result.is_err()).count();
-    assert!(
-        failed >= 1,
-        "the jobs sharing the commit were told it failed"
-    );
+    assert_eq!(failed, 5, "the jobs sharing the commit were told it failed");
     assert_eq!(
         rows(&t).await.len(),
         5 - failed,

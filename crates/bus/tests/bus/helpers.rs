@@ -45,11 +45,10 @@ pub async fn create_effects(db: &Db) {
         bus::Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
         bus::Backend::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     };
-    sqlx::query(sqlx::AssertSqlSafe(format!(
+    db.execute(sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE effects (consumer TEXT NOT NULL, message_id TEXT NOT NULL, \
          correlation_id TEXT NOT NULL, n BIGINT NOT NULL, seq {seq})"
-    )))
-    .execute(db.writer())
+    ))))
     .await
     .unwrap();
 }

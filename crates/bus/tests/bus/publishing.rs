@@ -267,6 +267,19 @@ fn durability_modes_are_named_full_and_normal() {
     assert_eq!(bus::Synchronous::default(), bus::Synchronous::Full);
 }
 
+/// `PRAGMA synchronous` and `journal_mode` as a connection reports them.
+async fn durability(conn: &mut bus::Conn<'_>) -> (i64, String) {
+    let synchronous = sqlx::query_scalar("PRAGMA synchronous")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    let journal = sqlx::query_scalar("PRAGMA journal_mode")
+        .fetch_one(&mut *conn)
+        .await
+        .unwrap();
+    (synchronous, journal)
+}
+
 #[tokio::test]
 async fn sqlite_opens_and_delivers_with_synchronous_full_and_normal() {
     let dir = tempfile::tempdir().unwrap();
@@ -279,18 +292,12 @@ async fn sqlite_opens_and_delivers_with_synchronous_full_and_normal() {
             mode,
         )
         .await;
-        for pool in [db.writer(), db.reader()] {
-            let synchronous: i64 = sqlx::query_scalar("PRAGMA synchronous")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            assert_eq!(synchronous, level, "{mode:?}");
-            let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            assert_eq!(journal, "wal");
-        }
+        let mut writer = db.begin().await.unwrap();
+        assert_eq!(durability(&mut writer).await, (level, "wal".into()), "{mode:?}");
+        writer.rollback().await.unwrap();
+        let mut reader = db.read().await.unwrap();
+        assert_eq!(durability(&mut reader).await, (level, "wal".into()), "{mode:?}");
+        drop(reader);
         create_effects(&db).await;
         let bus = bus_with(&db, &[Scripted::applying("a")], BusConfig::default());
         let id = publish(&bus, &ping(1)).await;

@@ -237,12 +237,12 @@ async fn a_batch_that_loses_a_lock_race_runs_again_without_using_an_attempt() {
         return;
     };
     let t = test_db(backend).await;
-    sqlx::query("CREATE TABLE bumps (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)")
-        .execute(t.db.writer())
-        .await
-        .unwrap();
-    sqlx::query("INSERT INTO bumps VALUES (1, 0)")
-        .execute(t.db.writer())
+    t.db.execute(sqlx::query(
+        "CREATE TABLE bumps (id BIGINT PRIMARY KEY, n BIGINT NOT NULL)",
+    ))
+    .await
+    .unwrap();
+    t.db.execute(sqlx::query("INSERT INTO bumps VALUES (1, 0)"))
         .await
         .unwrap();
     let bus = bus::Bus::builder(t.db.clone())
@@ -251,7 +251,7 @@ async fn a_batch_that_loses_a_lock_race_runs_again_without_using_an_attempt() {
         .build();
     publish(&bus, &ping(1)).await;
 
-    let mut holder = t.db.writer().begin().await.unwrap();
+    let mut holder = t.db.begin().await.unwrap();
     sqlx::query("UPDATE bumps SET n = n WHERE id = 1")
         .execute(&mut *holder)
         .await

@@ -62,11 +62,12 @@ impl Baseline {
             } else {
                 1_000_000_000
             };
-            sqlx::query("UPDATE stock_items SET on_hand = reserved + $1 WHERE product_id = $2")
-                .bind(units)
-                .bind(product)
-                .execute(db.writer())
-                .await?;
+            db.execute(
+                sqlx::query("UPDATE stock_items SET on_hand = reserved + $1 WHERE product_id = $2")
+                    .bind(units)
+                    .bind(product),
+            )
+            .await?;
         }
         Ok(Self {
             inner: Arc::new(Inner {

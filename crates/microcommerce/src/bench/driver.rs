@@ -458,7 +458,7 @@ async fn wait_in_process(
     while Instant::now() < deadline {
         // Woken when the order's status changes, as the HTTP API's long polling is.
         let news = state.bus.changed_next(order.0);
-        if let Ok(mut conn) = state.db.reader().acquire().await
+        if let Ok(mut conn) = state.db.read().await
             && let Ok(Some(found)) = crate::ordering::db::find_order(&mut conn, order).await
             && statuses.contains(&found.status.as_str())
         {

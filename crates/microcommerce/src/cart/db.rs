@@ -1,13 +1,13 @@
 //! Cart queries shared with other modules.
 
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 use crate::ids::{BuyerId, ProductId};
 
 /// The product and quantity of every line of `buyer`'s cart, oldest line first; empty if the
 /// buyer has no cart.
 pub async fn cart_lines(
-    conn: &mut AnyConnection,
+    conn: &mut bus::Conn<'_>,
     buyer: BuyerId,
 ) -> Result<Vec<(ProductId, u32)>, sqlx::Error> {
     let rows = sqlx::query(

@@ -46,14 +46,14 @@ pub struct CartItemView {
 #[utoipa::path(get, path = "/api/cart", tag = "cart",
     responses((status = 200, body = CartView), (status = 204)))]
 pub async fn get_cart(State(state): State<AppState>, caller: Caller) -> Result<Response> {
-    let mut conn = state.db.reader().acquire().await?;
+    let mut conn = state.db.read().await?;
     let rows = sqlx::query(
         "SELECT c.id AS cart_id, i.id, i.product_id, i.quantity \
          FROM carts c JOIN cart_items i ON i.cart_id = c.id \
          WHERE c.buyer_id = $1 ORDER BY i.added_at, i.id",
     )
     .bind(caller.buyer.to_string())
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut conn)
     .await?;
     let Some(first) = rows.first() else {
         return Ok(StatusCode::NO_CONTENT.into_response());

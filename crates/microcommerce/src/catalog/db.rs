@@ -2,7 +2,7 @@
 
 use std::str::FromStr;
 
-use sqlx::{AnyConnection, Row};
+use sqlx::Row;
 
 use crate::ids::{CategoryId, ProductId};
 use crate::money::Money;
@@ -61,7 +61,7 @@ pub struct ProductSnapshot {
 
 /// The products among `ids` that exist, in no particular order.
 pub async fn find_products(
-    conn: &mut AnyConnection,
+    conn: &mut bus::Conn<'_>,
     ids: &[ProductId],
 ) -> Result<Vec<ProductSnapshot>, sqlx::Error> {
     let mut found = Vec::with_capacity(ids.len());

@@ -149,10 +149,7 @@ fn escape_like(text: &str) -> String {
         .replace('_', "\\_")
 }
 
-async fn load_product(
-    conn: &mut sqlx::AnyConnection,
-    id: ProductId,
-) -> Result<Option<ProductView>> {
+async fn load_product(conn: &mut bus::Conn<'_>, id: ProductId) -> Result<Option<ProductView>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{PRODUCT_SELECT} WHERE p.id = $1"
     )))
@@ -171,7 +168,7 @@ pub async fn product(
     caller: Caller,
     Path(id): Path<ProductId>,
 ) -> Result<Json<ProductView>> {
-    let mut conn = state.db.reader().acquire().await?;
+    let mut conn = state.db.read().await?;
     match load_product(&mut conn, id).await? {
         Some(p) if caller.is_admin || p.status == ProductStatus::Published => Ok(Json(p)),
         _ => Err(Error::NotFound("product")),

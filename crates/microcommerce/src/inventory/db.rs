@@ -1,13 +1,11 @@
 //! Inventory statements shared with other modules.
 
-use sqlx::AnyConnection;
-
 use crate::ids::ProductId;
 
 /// Creates the stock item of a new product with `on_hand` units (0 for products created
 /// through the API), in the caller's transaction so that a product never lacks one.
 pub async fn create_stock_item(
-    conn: &mut AnyConnection,
+    conn: &mut bus::Conn<'_>,
     product_id: ProductId,
     on_hand: i64,
     now: bus::Timestamp,

@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use sqlx::AnyConnection;
 
 use super::checkout::{CheckoutSaga, CheckoutState};
 use super::db::{self, Order, OrderItem};
@@ -60,7 +59,7 @@ pub async fn check_out(
     valid: ValidCheckout,
     key: Option<String>,
 ) -> Result<Order> {
-    let mut reader = state.db.reader().acquire().await?;
+    let mut reader = state.db.read().await?;
     if let Some(key) = key.as_deref()
         && let Some(existing) = db::find_by_idempotency_key(&mut reader, buyer, key).await?
     {
@@ -80,7 +79,7 @@ pub async fn check_out(
 /// The lines of a checkout (given, or the buyer's cart) with their catalog snapshot; a 400 for
 /// an empty cart or a product that is not for sale.
 async fn order_items(
-    conn: &mut AnyConnection,
+    conn: &mut bus::Conn<'_>,
     buyer: BuyerId,
     valid: &ValidCheckout,
 ) -> Result<Vec<OrderItem>> {
@@ -153,7 +152,7 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     }
 }
 
-async fn cart_lines(conn: &mut AnyConnection, buyer: BuyerId) -> Result<BTreeMap<ProductId, u32>> {
+async fn cart_lines(conn: &mut bus::Conn<'_>, buyer: BuyerId) -> Result<BTreeMap<ProductId, u32>> {
     let lines: BTreeMap<_, _> = crate::cart::db::cart_lines(conn, buyer)
         .await?
         .into_iter()
@@ -166,7 +165,7 @@ async fn cart_lines(conn: &mut AnyConnection, buyer: BuyerId) -> Result<BTreeMap
 
 /// Names, prices and pictures come from the catalog at this moment, never from the client.
 async fn snapshot_lines(
-    conn: &mut AnyConnection,
+    conn: &mut bus::Conn<'_>,
     lines: &BTreeMap<ProductId, u32>,
 ) -> Result<Vec<OrderItem>> {
     let ids: Vec<ProductId> = lines.keys().copied().collect();
@@ -280,7 +279,7 @@ pub struct OrderItemView {
 
 /// The order if `caller` may see it; 404 otherwise, so strangers learn nothing.
 pub async fn visible_order(state: &AppState, caller: &Caller, id: OrderId) -> Result<Order> {
-    let mut conn = state.db.reader().acquire().await?;
+    let mut conn = state.db.read().await?;
     shown_to(caller, db::find_order(&mut conn, id).await?, |order| order)
 }
 
@@ -290,7 +289,7 @@ async fn visible_order_with_items(
     caller: &Caller,
     id: OrderId,
 ) -> Result<(Order, Vec<db::OrderItem>)> {
-    let mut conn = state.db.reader().acquire().await?;
+    let mut conn = state.db.read().await?;
     shown_to(
         caller,
         db::find_order_with_items(&mut conn, id).await?,

@@ -112,9 +112,8 @@ async fn the_cart_always_shows_the_catalogs_current_price(backend) {
     let buyer = app.buyer();
     let product = insert_product(&app, 1000, 5).await;
     added(&buyer, product, 3).await;
-    sqlx::query("UPDATE products SET price_cents = 1250, name = 'Renamed' WHERE id = $1")
-        .bind(product.to_string())
-        .execute(app.state.db.writer())
+    app.state.db.execute(sqlx::query("UPDATE products SET price_cents = 1250, name = 'Renamed' WHERE id = $1")
+        .bind(product.to_string()))
         .await
         .unwrap();
     let cart = buyer.get("/api/cart").await.body;
@@ -140,10 +139,9 @@ async fn bad_quantities_and_unsellable_products_are_refused(backend) {
     assert_eq!(unknown.content_type(), "application/problem+json");
 
     for status in ["Draft", "Archived"] {
-        sqlx::query("UPDATE products SET status = $1 WHERE id = $2")
+        app.state.db.execute(sqlx::query("UPDATE products SET status = $1 WHERE id = $2")
             .bind(status)
-            .bind(product.to_string())
-            .execute(app.state.db.writer())
+            .bind(product.to_string()))
             .await
             .unwrap();
         assert_eq!(add(&buyer, product, 1).await.status, 404, "{status}");

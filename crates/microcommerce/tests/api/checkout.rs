@@ -507,7 +507,7 @@ async fn a_payment_racing_the_timeout_on_postgres_waits_for_it_and_is_refused() 
     };
     let (app, buyer, order, _book) = one_book_reserved_without_workers(backend).await;
 
-    let mut worker = app.state.db.writer().begin().await.unwrap();
+    let mut worker = app.state.db.begin().await.unwrap();
     let timeout: i64 = sqlx::query_scalar(
         "SELECT id FROM bus_queue WHERE message_type = 'PaymentTimedOut' FOR UPDATE",
     )

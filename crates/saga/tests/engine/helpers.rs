@@ -232,10 +232,11 @@ pub async fn setup_with(
     let db = Db::connect(&options).await.unwrap();
     Bus::migrate(&db).await.unwrap();
     saga::migrate(&db).await.unwrap();
-    sqlx::query("CREATE TABLE sent (message_type TEXT, correlation_id TEXT, causation_id TEXT)")
-        .execute(db.writer())
-        .await
-        .unwrap();
+    db.execute(sqlx::query(
+        "CREATE TABLE sent (message_type TEXT, correlation_id TEXT, causation_id TEXT)",
+    ))
+    .await
+    .unwrap();
     let builder = Bus::builder(db.clone())
         .config(config)
         .consumer(Engine::consumer(OrderSaga { timeout }))

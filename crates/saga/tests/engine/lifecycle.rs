@@ -42,7 +42,7 @@ async fn a_transition_saves_state_version_timeline_and_messages_together(backend
         instance.data,
         serde_json::json!({ "Confirmed": { "notes": [] } })
     );
-    let mut conn = t.db.reader().acquire().await.unwrap();
+    let mut conn = t.db.read().await.unwrap();
     assert_eq!(
         Engine::<OrderSaga>::state(&mut conn, id).await.unwrap(),
         Some(OrderState::Confirmed { notes: vec![] }),
