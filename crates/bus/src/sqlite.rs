@@ -362,12 +362,21 @@ mod tests {
         assert_eq!(split_statements("SELECT 1;"), ["SELECT 1"]);
         assert_eq!(
             split_statements("INSERT INTO a VALUES ($1); UPDATE b SET x = $1 WHERE changes() = 1"),
-            ["INSERT INTO a VALUES ($1)", " UPDATE b SET x = $1 WHERE changes() = 1"]
+            [
+                "INSERT INTO a VALUES ($1)",
+                " UPDATE b SET x = $1 WHERE changes() = 1"
+            ]
         );
         assert_eq!(
             split_statements("SELECT 'a;b', \"c;d\" -- e;f\n; /* g;h */ SELECT 'it''s;'"),
-            ["SELECT 'a;b', \"c;d\" -- e;f\n", " /* g;h */ SELECT 'it''s;'"]
+            [
+                "SELECT 'a;b', \"c;d\" -- e;f\n",
+                " /* g;h */ SELECT 'it''s;'"
+            ]
         );
-        assert_eq!(split_statements("SELECT 1 /* unclosed ;"), ["SELECT 1 /* unclosed ;"]);
+        assert_eq!(
+            split_statements("SELECT 1 /* unclosed ;"),
+            ["SELECT 1 /* unclosed ;"]
+        );
     }
 }

@@ -138,9 +138,8 @@ async fn when_the_shared_commit_fails_every_job_of_the_group_fails_and_nothing_r
     // Holding the write connection makes every job queue before the group begins, so that
     // all six share one commit (a free writer may commit the orphan alone).
     let holder = t.db.begin().await.unwrap();
-    let all = tokio::spawn(async move {
-        tokio::join!(orphan, futures_util::future::join_all(innocent))
-    });
+    let all =
+        tokio::spawn(async move { tokio::join!(orphan, futures_util::future::join_all(innocent)) });
     // The spawned task queues its jobs on its first poll, which this yield lets happen (the
     // test's runtime has one thread).
     tokio::task::yield_now().await;

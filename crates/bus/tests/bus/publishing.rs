@@ -293,10 +293,18 @@ async fn sqlite_opens_and_delivers_with_synchronous_full_and_normal() {
         )
         .await;
         let mut writer = db.begin().await.unwrap();
-        assert_eq!(durability(&mut writer).await, (level, "wal".into()), "{mode:?}");
+        assert_eq!(
+            durability(&mut writer).await,
+            (level, "wal".into()),
+            "{mode:?}"
+        );
         writer.rollback().await.unwrap();
         let mut reader = db.read().await.unwrap();
-        assert_eq!(durability(&mut reader).await, (level, "wal".into()), "{mode:?}");
+        assert_eq!(
+            durability(&mut reader).await,
+            (level, "wal".into()),
+            "{mode:?}"
+        );
         drop(reader);
         create_effects(&db).await;
         let bus = bus_with(&db, &[Scripted::applying("a")], BusConfig::default());
