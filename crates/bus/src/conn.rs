@@ -120,7 +120,7 @@ impl<'c> Transaction<'c> {
     /// Makes the writes durable (a savepoint's: part of the enclosing transaction).
     pub async fn commit(self) -> Result<(), sqlx::Error> {
         match self.conn.kind {
-            Kind::Sqlite(mut tx) => tx.finish("COMMIT", "RELEASE"),
+            Kind::Sqlite(mut tx) => tx.commit(),
             Kind::Sqlx(tx) => tx.commit().await,
             Kind::Reader(_) => Ok(()),
         }
@@ -186,10 +186,10 @@ impl SqliteTx<'_> {
     }
 
     /// `COMMIT` the transaction or `RELEASE` the savepoint.
-    fn finish(&mut self, commit: &str, release: &str) -> Result<(), sqlx::Error> {
+    fn commit(&mut self) -> Result<(), sqlx::Error> {
         let sql = match self.depth {
-            0 => commit.to_owned(),
-            depth => format!("{release} bus_{depth}"),
+            0 => "COMMIT".to_owned(),
+            depth => format!("RELEASE bus_{depth}"),
         };
         self.writer().control(&sql)?;
         self.open = false;

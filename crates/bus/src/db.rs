@@ -74,10 +74,9 @@ pub struct DbOptions {
     /// PostgreSQL: schemas searched for unqualified table names. `public` comes first so that
     /// bookkeeping tables (sqlx's migration table) always live there.
     pub search_path: Vec<String>,
-    /// SQLite: bind the thread that drives the write connection, and the connection's own
-    /// thread, to one CPU, so that handing a statement over does not have to wake another
-    /// CPU (see `docs/architecture.md`). Off, they still get a thread of their own but the
-    /// system places them.
+    /// SQLite: bind the thread that drives the write connection (the writer lane) to one CPU,
+    /// the last the process may use (see `docs/architecture.md`). Off, the lane still gets a
+    /// thread of its own but the system places it.
     pub pin_writer: bool,
 }
 

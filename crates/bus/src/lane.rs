@@ -1,16 +1,10 @@
-//! The writer lane (SQLite): the tasks that drive the single write connection run on a thread
-//! of their own, next to the connection's thread, both on one CPU.
+//! The writer lane (SQLite): the tasks that drive the single write connection (the bus workers
+//! and the group-commit writer) run on a thread of their own, optionally bound to one CPU.
 //!
-//! sqlx runs each SQLite connection on a thread of its own and hands every statement over to
-//! it and every result back. When the task issuing the statements runs on another CPU, each
-//! hand-off has to wake an idle CPU (an inter-processor interrupt; in a virtual machine an exit
-//! to the hypervisor): about 50 µs per statement on the 2-vCPU machines we measure on, and the
-//! single writer, which runs everything one statement after another, spent most of its time
-//! waiting for those wake-ups with half the machine idle. On one CPU a hand-off is a plain
-//! context switch. See `docs/benchmarks.md` for the numbers.
-//!
-//! The connection's thread is started by sqlx from whichever thread opens the connection and
-//! inherits that thread's CPU affinity, so the write pool is opened from inside the lane.
+//! The write connection runs each statement on the thread that holds it (`crate::sqlite`), so
+//! on the lane SQLite's work stays on one thread and one CPU, next to its page cache, and a
+//! request that queues a job for the group-commit writer wakes one known thread. See
+//! `docs/architecture.md` ("The writer lane and the in-place write connection").
 
 use std::future::Future;
 use std::io;

@@ -134,8 +134,8 @@ pub struct DatabaseArgs {
     /// SQLite durability: `full` survives power loss, `normal` only process crashes.
     #[arg(long, env = "MICROCOMMERCE_SQLITE_SYNCHRONOUS", default_value = "full")]
     pub synchronous: bus::Synchronous,
-    /// SQLite: run the single writer, and its connection's thread, on one CPU so that handing
-    /// each statement over does not wake another CPU (`false` lets the system place them).
+    /// SQLite: run the single writer (workers and grouped request writes) on one CPU, the
+    /// last one the process may use (`false` lets the system place it).
     #[arg(long, env = "MICROCOMMERCE_PIN_WRITER", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub pin_writer: bool,
     /// PostgreSQL connections per instance.
