@@ -1,5 +1,6 @@
 //! Integration tests of the bus: one binary, a fresh SQLite file per test.
 
+mod connection;
 mod crash;
 mod delivery;
 mod grouping;
