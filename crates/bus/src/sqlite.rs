@@ -16,6 +16,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::types::ValueRef;
 use rusqlite::{OpenFlags, Statement};
 use sqlx::Either;
@@ -51,6 +52,13 @@ impl SqliteWriter {
         let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(to_sqlx)?;
         conn.busy_timeout(busy_timeout).map_err(to_sqlx)?;
         conn.execute_batch(pragmas).map_err(to_sqlx)?;
+        // SQLite is built with STAT4 here, under which binding a value that the plan may depend
+        // on (a `LIKE` pattern, among others) expires the prepared statement, so the next run
+        // parses and plans it again: in the checkout benchmark about 4 % of the writer's time
+        // (`sqlite3Reprepare` under `sqlite3_step`). The planner's stability guarantee keeps one
+        // plan per statement, which is what a schema without statistics tables gets anyway.
+        conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
+            .map_err(to_sqlx)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         Ok(Self { conn })
     }
@@ -355,7 +363,39 @@ pub(crate) fn to_sqlx(error: rusqlite::Error) -> sqlx::Error {
 
 #[cfg(test)]
 mod tests {
-    use super::split_statements;
+    use super::*;
+    use rusqlite::StatementStatus;
+
+    #[test]
+    fn a_statement_is_planned_once_whatever_values_are_bound() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut conn = SqliteWriter::open(
+            &dir.path().join("plan.db"),
+            "PRAGMA journal_mode = WAL;",
+            Duration::from_secs(1),
+        )
+        .expect("opens");
+        conn.control(
+            "CREATE TABLE q (id INTEGER PRIMARY KEY, name TEXT); CREATE INDEX q_name ON q (name)",
+        )
+        .expect("creates");
+        // A `LIKE` pattern is one of the values SQLite would plan again for.
+        let sql = "SELECT id FROM q WHERE name LIKE $1";
+        for pattern in ["a%", "b%", "c%"] {
+            let arguments = AnyArguments {
+                values: sqlx_core::any::AnyArgumentBuffer(vec![AnyValueKind::Text(Arc::new(
+                    pattern.to_owned(),
+                ))]),
+            };
+            conn.run(sql, Some(arguments), true, false).expect("runs");
+        }
+        let statement = conn.conn.prepare_cached(sql).expect("cached");
+        assert_eq!(
+            statement.get_status(StatementStatus::RePrepare),
+            0,
+            "another bound value did not make SQLite plan the statement again"
+        );
+    }
 
     #[test]
     fn statements_split_at_semicolons_outside_quotes_and_comments() {
