@@ -105,6 +105,13 @@ pub enum DbError {
     /// The URL names no backend this build supports.
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
+    /// A SQLite database in memory: each connection would get a database of its own, so the
+    /// writer's rows would never reach the readers.
+    #[error(
+        "SQLite database URL {0:?} is in memory: the writer and the readers need one file; \
+         use sqlite://PATH (a temporary directory for throwaway data)"
+    )]
+    InMemory(String),
     /// The database refused the connection or a statement.
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
@@ -179,13 +186,16 @@ impl Db {
         let url = sqlite_url_with_create(&options.url);
         let connect = AnyConnectOptions::from_str(&url)?;
         let pragmas = sqlite_pragmas(options);
+        let path = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
+            .get_filename()
+            .to_owned();
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(DbError::InMemory(options.url.clone()));
+        }
         let lane = WriterLane::start(options.pin_writer).await?;
         if let Some(cpu) = lane.cpu() {
             tracing::debug!(cpu, "database writer bound to one CPU");
         }
-        let path = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
-            .get_filename()
-            .to_owned();
         let writer = SqliteWriter::open(&path, &pragmas, options.busy_timeout)?;
         // A SQLite connection is a file handle that cannot drop like a network connection,
         // so it is not pinged before each use.

@@ -123,8 +123,8 @@ impl BenchArgs {
 /// Where the data lives.
 #[derive(Debug, Args)]
 pub struct DatabaseArgs {
-    /// Database URL: `sqlite://PATH` (the file is created if missing) or
-    /// `postgres://USER:PASSWORD@HOST:PORT/DB` (several instances may share it).
+    /// Database URL: `sqlite://PATH` (the file is created if missing; in-memory SQLite is
+    /// refused) or `postgres://USER:PASSWORD@HOST:PORT/DB` (several instances may share it).
     #[arg(
         long,
         env = "MICROCOMMERCE_DATABASE_URL",

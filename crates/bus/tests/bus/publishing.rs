@@ -257,6 +257,16 @@ async fn an_unsupported_url_is_refused() {
         .await
         .unwrap_err();
     assert!(matches!(error, DbError::UnsupportedUrl(url) if url == "mysql://x"));
+    for url in [
+        "sqlite::memory:",
+        "sqlite://shared?mode=memory&cache=shared",
+    ] {
+        let error = bus::Db::connect(&DbOptions::new(url)).await.unwrap_err();
+        assert!(
+            matches!(&error, DbError::InMemory(given) if given == url),
+            "{error}"
+        );
+    }
 }
 
 #[test]
