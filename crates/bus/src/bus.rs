@@ -38,6 +38,12 @@ pub struct BusConfig {
     pub poll_interval: Duration,
     /// How long completed message ids are remembered to drop duplicate deliveries.
     pub inbox_retention: Duration,
+    /// SQLite: a message that a worker's consumer sends to another consumer of this bus, due
+    /// at once, is handled in the same batch transaction instead of being queued, unless
+    /// something older waits for the same consumer and correlation id (see
+    /// `docs/architecture.md`, "Hand-over"). Each hop of a chain of messages then costs no
+    /// batch and commit of its own. Off, every message goes through the queue.
+    pub hand_over: bool,
 }
 
 impl Default for BusConfig {
@@ -48,6 +54,7 @@ impl Default for BusConfig {
             retry: RetryPolicy::default(),
             poll_interval: Duration::from_secs(2),
             inbox_retention: Duration::from_secs(24 * 3600),
+            hand_over: true,
         }
     }
 }
@@ -71,6 +78,9 @@ pub struct BusStats {
     pub grouped_jobs: u64,
     /// Commits of those shared transactions: jobs per commit is what group commit saved.
     pub group_commits: u64,
+    /// Messages handled in the worker transaction that sent them, never queued (SQLite; see
+    /// [`BusConfig::hand_over`]); also counted in `completed`.
+    pub handed_over: u64,
 }
 
 #[derive(Default)]
@@ -83,6 +93,7 @@ pub(crate) struct Counters {
     pub contended: AtomicU64,
     pub grouped_jobs: AtomicU64,
     pub group_commits: AtomicU64,
+    pub handed_over: AtomicU64,
 }
 
 pub(crate) struct Inner {
@@ -215,6 +226,7 @@ impl Bus {
             contended: c.contended.load(Ordering::Relaxed),
             grouped_jobs: c.grouped_jobs.load(Ordering::Relaxed),
             group_commits: c.group_commits.load(Ordering::Relaxed),
+            handed_over: c.handed_over.load(Ordering::Relaxed),
         }
     }
 
@@ -372,6 +384,11 @@ impl Tx<'_> {
             outbox: self.outbox.clone(),
             scratch: HashMap::new(),
         })
+    }
+
+    /// The transaction's log of messages, for the worker's hand-over.
+    pub(crate) fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// Marks everything published from now on as caused by `cause` (the message a worker is

@@ -110,8 +110,11 @@ pub trait Consumer: Send + Sync + 'static {
     /// Called once per batch, in the batch's transaction, with the messages of the batch this
     /// consumer is about to handle, before the first of them: the place to read with one
     /// statement what handling them one by one would read with one statement each, and keep it
-    /// in [`Tx::scratch`]. Not called when messages are handled one at a time (a batch that
-    /// failed runs again that way), so `consume` must not depend on it. Does nothing by default.
+    /// in [`Tx::scratch`]. Called again, in the same transaction, before each round of messages
+    /// handed over within the batch (see [`crate::BusConfig::hand_over`]), after the earlier
+    /// messages' writes: what it keeps must replace what an earlier call kept. Not called when
+    /// messages are handled one at a time (a batch that failed runs again that way), so
+    /// `consume` must not depend on it. Does nothing by default.
     async fn prepare(&self, messages: &[&Envelope], tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let _ = (messages, tx);
         Ok(())

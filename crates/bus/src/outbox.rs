@@ -86,6 +86,42 @@ impl Outbox {
         self.lock().push(Entry::Changed(correlation_id));
     }
 
+    /// The distinct (consumer, correlation id) pairs of the messages logged so far that are due
+    /// by `now` and addressed to a consumer `local` accepts.
+    pub fn due_keys(&self, now: Timestamp, local: impl Fn(&str) -> bool) -> Vec<(String, Uuid)> {
+        let mut keys: Vec<(String, Uuid)> = Vec::new();
+        for entry in self.lock().iter() {
+            if let Entry::Row(row) = entry
+                && row.available_at <= now
+                && local(&row.consumer)
+                && !keys
+                    .iter()
+                    .any(|(c, id)| *c == row.consumer && *id == row.correlation_id)
+            {
+                keys.push((row.consumer.clone(), row.correlation_id));
+            }
+        }
+        keys
+    }
+
+    /// Takes the messages due by `now` whose (consumer, correlation id) `take` accepts out of
+    /// the log, in log order, so that the commit does not queue them: the worker hands them
+    /// over itself. Call it only with no savepoint open (marks are positions in the log). A
+    /// withdrawal never concerns them: it withdraws only messages due later than its time.
+    pub fn take_due(&self, now: Timestamp, take: impl Fn(&str, Uuid) -> bool) -> Vec<QueueRow> {
+        let mut taken = Vec::new();
+        self.lock().retain(|entry| match entry {
+            Entry::Row(row)
+                if row.available_at <= now && take(&row.consumer, row.correlation_id) =>
+            {
+                taken.push(row.clone());
+                false
+            }
+            _ => true,
+        });
+        taken
+    }
+
     /// Where a savepoint starting now begins: a guard that cuts the log back to here unless
     /// it is [kept](Mark::keep).
     pub fn mark(&self) -> Mark {

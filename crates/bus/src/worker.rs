@@ -93,6 +93,8 @@ struct Tally {
     duplicates: u64,
     retried: u64,
     dead_lettered: u64,
+    /// Of `completed`, those handed over in the batch (never queued).
+    handed_over: u64,
 }
 
 impl Tally {
@@ -285,12 +287,16 @@ impl Bus {
         counters
             .dead_lettered
             .fetch_add(tally.dead_lettered, Ordering::Relaxed);
+        counters
+            .handed_over
+            .fetch_add(tally.handed_over, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
         Ok(claimed.len())
     }
 
-    /// Every consumer of the batch in the one transaction; stops at the first failure and
-    /// returns it, so that the careful pass records it without running that consumer again.
+    /// Every consumer of the batch in the one transaction, then whatever they handed over;
+    /// stops at the first failure and returns it, so that the careful pass records it without
+    /// running that consumer again.
     async fn run_batch(
         &self,
         tx: &mut Tx<'_>,
@@ -298,20 +304,37 @@ impl Bus {
         now: Timestamp,
     ) -> Result<Result<Tally, Failure>, sqlx::Error> {
         let mut tally = Tally::default();
-        if let Err(error) = self.prepare_consumers(tx, claimed).await {
-            return Ok(Err(Failure {
+        if let Err(failure) = self.run_consumers(tx, claimed, &mut tally).await {
+            return Ok(Err(failure));
+        }
+        complete_all(tx, claimed, now).await?;
+        if let Err(failure) = self.hand_over(tx, now, &mut tally).await? {
+            return Ok(Err(failure));
+        }
+        Ok(Ok(tally))
+    }
+
+    /// Lets the consumers read ahead, then runs each message's consumer in order, in `tx`.
+    async fn run_consumers(
+        &self,
+        tx: &mut Tx<'_>,
+        messages: &[Claimed],
+        tally: &mut Tally,
+    ) -> Result<(), Failure> {
+        if let Err(error) = self.prepare_consumers(tx, messages).await {
+            return Err(Failure {
                 row_id: None,
                 error: Some(error),
-            }));
+            });
         }
-        for message in claimed {
+        for message in messages {
             if message.already_done {
                 tracing::info!(message_id = %message.envelope.message_id, "skipped a duplicate delivery");
                 tally.add(Outcome::Duplicate);
                 continue;
             }
             let Some(consumer) = self.inner.consumers.get(&message.consumer) else {
-                return Ok(Err(Failure::unregistered(message)));
+                return Err(Failure::unregistered(message));
             };
             tx.set_causation(Some(message.envelope.message_id));
             let result = AssertUnwindSafe(consumer.consume(&message.envelope, tx))
@@ -321,15 +344,66 @@ impl Bus {
                 .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))));
             tx.set_causation(None);
             if let Err(error) = result {
-                return Ok(Err(Failure {
+                return Err(Failure {
                     row_id: Some(message.row_id),
                     error: Some(error),
-                }));
+                });
             }
             tally.add(Outcome::Completed);
         }
-        complete_all(tx, claimed, now).await?;
-        Ok(Ok(tally))
+        Ok(())
+    }
+
+    /// Handles here, in the batch's transaction, the messages its consumers sent to consumers
+    /// of this bus that are due at once, round after round while they send more (see
+    /// [`crate::BusConfig::hand_over`]): each round is a hop of a chain of messages that would
+    /// otherwise wait for a batch and a commit of its own, and its messages are never queued,
+    /// claimed or remembered in the inbox (nothing can deliver them twice). A message stays
+    /// for the queue if anything waits there for its consumer and correlation id, so that a
+    /// correlation's messages keep their order. SQLite only: with its one writer nothing else
+    /// can be queueing for that correlation meanwhile. A failure here sends the batch to the
+    /// careful pass, which hands nothing over: the message is then queued and retried as usual.
+    async fn hand_over(
+        &self,
+        tx: &mut Tx<'_>,
+        now: Timestamp,
+        tally: &mut Tally,
+    ) -> Result<Result<(), Failure>, sqlx::Error> {
+        if !self.inner.config.hand_over || self.inner.db.backend() != Backend::Sqlite {
+            return Ok(Ok(()));
+        }
+        let local = |consumer: &str| self.inner.consumers.contains_key(consumer);
+        for _ in 0..HAND_OVER_ROUNDS {
+            let keys = tx.outbox().due_keys(now, local);
+            if keys.is_empty() {
+                break;
+            }
+            let waiting = queued_keys(tx, &keys).await?;
+            let rows = tx.outbox().take_due(now, |consumer, correlation_id| {
+                local(consumer)
+                    && !waiting
+                        .iter()
+                        .any(|(c, id)| c == consumer && *id == correlation_id)
+            });
+            if rows.is_empty() {
+                break;
+            }
+            let messages = rows
+                .into_iter()
+                .map(handed_over)
+                .collect::<Result<Vec<_>, _>>()?;
+            if let Err(failure) = self.run_consumers(tx, &messages, tally).await {
+                tracing::debug!(error = ?failure.error.as_ref().map(ToString::to_string),
+                    "a handed-over message failed; the batch runs again through the queue");
+                // Not a queue row: the careful pass finds nothing of it to record.
+                return Ok(Err(Failure {
+                    row_id: None,
+                    ..failure
+                }));
+            }
+            tally.handed_over += messages.len() as u64;
+        }
+        Ok(Ok(()))
     }
 
     /// Lets each consumer of the batch read ahead for its messages ([`crate::Consumer::prepare`]).
@@ -600,6 +674,59 @@ pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
 
 /// Completes a whole batch: one statement deletes its rows, one records its ids in the inbox
 /// (each given its rows as one JSON array, so the text is the same for every batch size).
+/// Rounds of hand-over per batch: a longer chain continues through the queue.
+const HAND_OVER_ROUNDS: usize = 8;
+
+/// The pairs among `keys` that have messages in the queue (SQLite).
+async fn queued_keys(
+    conn: &mut crate::Conn<'_>,
+    keys: &[(String, Uuid)],
+) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
+    let pairs: Vec<(&str, String)> = keys
+        .iter()
+        .map(|(consumer, id)| (consumer.as_str(), id.to_string()))
+        .collect();
+    let sql = format!(
+        "SELECT DISTINCT q.consumer, q.correlation_id FROM {} \
+         JOIN bus_queue q ON q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1",
+        crate::json_rows(conn.backend(), 1)
+    );
+    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(crate::json_param(&pairs)?)
+        .fetch_all(&mut *conn)
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok((
+                row.try_get::<String, _>("consumer")?,
+                parse_uuid(&row.try_get::<String, _>("correlation_id")?)?,
+            ))
+        })
+        .collect()
+}
+
+/// A message taken from the transaction's log, as a worker handles it (first delivery).
+fn handed_over(row: crate::bus::QueueRow) -> Result<Claimed, sqlx::Error> {
+    Ok(Claimed {
+        // Not a queue row: it is never completed or deleted.
+        row_id: 0,
+        envelope: Envelope {
+            message_id: row.message_id,
+            message_type: row.message_type.to_string(),
+            correlation_id: row.correlation_id,
+            causation_id: row.causation_id,
+            headers: serde_json::from_str(&row.headers)
+                .map_err(|e| sqlx::Error::Decode(e.into()))?,
+            payload: row.payload.to_string(),
+            created_at: row.created_at,
+            available_at: row.available_at,
+            attempts: 0,
+        },
+        consumer: row.consumer,
+        already_done: false,
+    })
+}
+
 async fn complete_all(
     conn: &mut crate::Conn<'_>,
     claimed: &[Claimed],

@@ -106,6 +106,7 @@ pub fn build_bus(db: Db, config: &Config) -> Bus {
     let bus_config = BusConfig {
         workers: config.workers,
         batch_size: config.batch_size,
+        hand_over: config.hand_over,
         ..BusConfig::default()
     };
     let consumers = [

@@ -58,6 +58,10 @@ pub struct BenchArgs {
     /// Messages per worker transaction of the embedded server (as `serve --batch-size`).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
+    /// SQLite: hand messages over within worker batches in the embedded server (as `serve
+    /// --hand-over`; `false` sends every message through the queue).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub hand_over: bool,
     /// Concurrent simulated buyers.
     #[arg(long, default_value_t = 64)]
     pub buyers: usize,
@@ -105,6 +109,7 @@ impl BenchArgs {
             pin_writer: self.pin_writer,
             workers: self.workers.max(1),
             batch_size: self.batch_size.max(1),
+            hand_over: self.hand_over,
             buyers: self.buyers.max(1),
             duration: self.duration,
             checkouts: self.checkouts,
@@ -169,6 +174,11 @@ pub struct ServeArgs {
     /// Messages handled per worker transaction (one fsync per batch).
     #[arg(long, env = "MICROCOMMERCE_BATCH_SIZE", default_value_t = 64)]
     pub batch_size: usize,
+    /// SQLite: a message a worker's consumer sends to another consumer, due at once, is handled
+    /// in the same batch transaction instead of queued, unless something older waits for that
+    /// consumer and order (`false` sends every message through the queue).
+    #[arg(long, env = "MICROCOMMERCE_HAND_OVER", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub hand_over: bool,
     /// Mark the buyer cookie `Secure`; only when clients reach the service over HTTPS.
     #[arg(long, env = "MICROCOMMERCE_SECURE_COOKIES")]
     pub secure_cookies: bool,
@@ -202,6 +212,7 @@ impl ServeArgs {
                 .unwrap_or_default(),
             payment_timeout: self.payment_timeout,
             batch_size: self.batch_size.max(1),
+            hand_over: self.hand_over,
             secure_cookies: self.secure_cookies,
             seed: !self.no_seed,
             saga_retention: self.saga_retention,

@@ -30,6 +30,9 @@ pub struct Config {
     pub workers: usize,
     /// Messages per worker transaction.
     pub batch_size: usize,
+    /// SQLite: hand a message a worker's consumer sends to another consumer over in the same
+    /// batch transaction (see `bus::BusConfig::hand_over`).
+    pub hand_over: bool,
     /// Mark the buyer cookie `Secure` (only when served over HTTPS).
     pub secure_cookies: bool,
     /// Load the demo catalog into an empty database.
@@ -52,6 +55,7 @@ impl Default for Config {
             payment_timeout: Duration::from_secs(15 * 60),
             workers: 1,
             batch_size: 64,
+            hand_over: true,
             secure_cookies: false,
             seed: true,
             saga_retention: Duration::from_secs(30 * 24 * 3600),
@@ -73,6 +77,7 @@ impl std::fmt::Debug for Config {
             .field("payment_timeout", &self.payment_timeout)
             .field("workers", &self.workers)
             .field("batch_size", &self.batch_size)
+            .field("hand_over", &self.hand_over)
             .field("secure_cookies", &self.secure_cookies)
             .field("seed", &self.seed)
             .field("saga_retention", &self.saga_retention)

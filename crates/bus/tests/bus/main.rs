@@ -4,6 +4,7 @@ mod connection;
 mod crash;
 mod delivery;
 mod grouping;
+mod hand_over;
 mod helpers;
 mod publishing;
 mod scheduling;

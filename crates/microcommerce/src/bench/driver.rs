@@ -536,6 +536,7 @@ impl Embedded {
             pin_writer: options.pin_writer,
             workers: options.workers,
             batch_size: options.batch_size,
+            hand_over: options.hand_over,
             admin_token: token.clone(),
             db_pool_size: if postgres { 20 } else { 10 },
             ..Config::default()

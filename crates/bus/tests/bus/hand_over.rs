@@ -1,0 +1,202 @@
+//! Hand-over: a message a worker's consumer sends to another consumer of the bus, due at once,
+//! is handled in the same batch transaction (SQLite), unless the queue holds something for that
+//! consumer and correlation id; a failure falls back to the queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use bus::{
+    BusConfig, ConsumeError, Consumer, Envelope, Message, Outgoing, Timestamp, Tx, async_trait,
+};
+
+use crate::helpers::*;
+
+/// Writes its effect row, then sends the ping on to `next` with `n + 1`; fails (transiently)
+/// its first `failures` calls, after writing the row.
+struct Relay {
+    name: &'static str,
+    next: Option<&'static str>,
+    failures: AtomicUsize,
+}
+
+impl Relay {
+    fn new(name: &'static str, next: Option<&'static str>, failures: usize) -> Arc<Self> {
+        Arc::new(Self {
+            name,
+            next,
+            failures: AtomicUsize::new(failures),
+        })
+    }
+}
+
+#[async_trait]
+impl Consumer for Relay {
+    fn name(&self) -> &str {
+        self.name
+    }
+
+    fn subscriptions(&self) -> Vec<&'static str> {
+        // Only the first relay hears published pings; the others are sent to by name.
+        if self.name == "a" {
+            vec![Ping::TYPE]
+        } else {
+            Vec::new()
+        }
+    }
+
+    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let ping: Ping = message.decode().map_err(ConsumeError::permanent)?;
+        sqlx::query(
+            "INSERT INTO effects (consumer, message_id, correlation_id, n) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(self.name)
+        .bind(message.message_id.to_string())
+        .bind(message.correlation_id.to_string())
+        .bind(i64::from(ping.n))
+        .execute(&mut **tx)
+        .await?;
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+        {
+            return Err(ConsumeError::transient("relay failing once"));
+        }
+        if let Some(next) = self.next {
+            let onward = Ping {
+                id: ping.id,
+                n: ping.n + 1,
+            };
+            tx.send(next, &onward).await?;
+        }
+        Ok(())
+    }
+}
+
+fn relays(db: &bus::Db, relays: &[Arc<Relay>], config: BusConfig) -> bus::Bus {
+    relays
+        .iter()
+        .fold(bus::Bus::builder(db.clone()).config(config), |b, r| {
+            b.consumer(r.clone() as Arc<dyn Consumer>)
+        })
+        .build()
+}
+
+/// The `n` of each effect row of `consumer`.
+async fn seen(db: &bus::Db, consumer: &str) -> Vec<u32> {
+    effects(db, consumer)
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect()
+}
+
+testkit::backend_tests! {
+async fn a_chain_of_sends_is_handled_in_the_batch_that_started_it(backend) {
+    let t = test_db(backend).await;
+    let chain = [
+        Relay::new("a", Some("b"), 0),
+        Relay::new("b", Some("c"), 0),
+        Relay::new("c", None, 0),
+    ];
+    let bus = relays(&t.db, &chain, BusConfig::default());
+    publish(&bus, &ping(0)).await;
+    let claimed = bus.run_pending().await.unwrap();
+    let queued_hops = if backend == Backend::Sqlite { 1 } else { 3 };
+    assert_eq!(claimed, queued_hops, "messages that went through the queue");
+
+    for (consumer, n) in [("a", 0), ("b", 1), ("c", 2)] {
+        assert_eq!(seen(&t.db, consumer).await, [n], "{consumer}");
+    }
+    let stats = bus.stats();
+    assert_eq!(stats.completed, 3);
+    if backend == Backend::Sqlite {
+        assert_eq!((stats.handed_over, stats.batches), (2, 1), "one batch, one commit");
+        assert_eq!(
+            count(&t.db, "SELECT COUNT(*) FROM bus_inbox").await,
+            1,
+            "only the queued message is remembered: the others were never queued"
+        );
+    } else {
+        assert_eq!(stats.handed_over, 0, "PostgreSQL always goes through the queue");
+    }
+    assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
+}
+}
+
+#[tokio::test]
+async fn with_hand_over_off_every_hop_goes_through_the_queue() {
+    let t = test_db(Backend::Sqlite).await;
+    let chain = [
+        Relay::new("a", Some("b"), 0),
+        Relay::new("b", Some("c"), 0),
+        Relay::new("c", None, 0),
+    ];
+    let config = BusConfig {
+        hand_over: false,
+        ..BusConfig::default()
+    };
+    let bus = relays(&t.db, &chain, config);
+    publish(&bus, &ping(0)).await;
+    assert_eq!(bus.run_pending().await.unwrap(), 3);
+    assert_eq!(seen(&t.db, "c").await, [2]);
+    let stats = bus.stats();
+    assert_eq!((stats.handed_over, stats.batches), (0, 3));
+}
+
+#[tokio::test]
+async fn a_message_for_a_consumer_and_order_with_something_queued_waits_its_turn() {
+    let t = test_db(Backend::Sqlite).await;
+    let chain = [Relay::new("a", Some("b"), 0), Relay::new("b", None, 0)];
+    let bus = relays(&t.db, &chain, BusConfig::default());
+    let start = ping(0);
+    // Something for b under the same correlation id is already queued (due much later).
+    let later = Ping {
+        id: start.id,
+        n: 10,
+    };
+    let mut tx = bus.begin().await.unwrap();
+    let far = Timestamp(Timestamp::now().0 + 3_600_000_000);
+    tx.write(&Outgoing::send("b", &later).at(far))
+        .await
+        .unwrap();
+    tx.publish(&start).await.unwrap();
+    tx.commit().await.unwrap();
+
+    bus.run_pending().await.unwrap();
+    assert_eq!(
+        seen(&t.db, "b").await,
+        [1],
+        "b got the relayed ping, through the queue"
+    );
+    let stats = bus.stats();
+    assert_eq!((stats.handed_over, stats.batches), (0, 2));
+    assert_eq!(
+        count(&t.db, "SELECT COUNT(*) FROM bus_queue").await,
+        1,
+        "the later message still waits"
+    );
+}
+
+#[tokio::test]
+async fn a_failing_hand_over_falls_back_to_the_queue_and_applies_everything_once() {
+    let t = test_db(Backend::Sqlite).await;
+    let chain = [Relay::new("a", Some("b"), 0), Relay::new("b", None, 1)];
+    let bus = relays(&t.db, &chain, BusConfig::default());
+    publish(&bus, &ping(0)).await;
+    bus.run_pending().await.unwrap();
+    assert_eq!(
+        seen(&t.db, "a").await,
+        [0],
+        "a's effect once, though its batch ran twice"
+    );
+    assert_eq!(
+        seen(&t.db, "b").await,
+        [1],
+        "the failed hand-over left nothing behind"
+    );
+    assert_eq!(bus.stats().handed_over, 0);
+    assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
+}
