@@ -40,6 +40,8 @@ row "SQLite FULL, engine in-process" --buyers 64 --engine --baseline
 row "SQLite NORMAL, HTTP" --buyers 64 --synchronous normal --baseline
 # The writer lane without its CPU binding: what binding the writer to one CPU gains.
 row "SQLite FULL, HTTP, writer not pinned" --buyers 64 --pin-writer false --baseline
+# Every message through the queue, as before hand-over (see docs/architecture.md).
+row "SQLite FULL, HTTP, hand-over off" --buyers 64 --hand-over false --baseline
 # Peak memory over a long run, to compare with the 64-buyer row above.
 duration=${LONG:-120s} row "SQLite FULL, HTTP, long run (${LONG:-120s})" --buyers 64
 if [ -n "${PG_URL:-}" ]; then
