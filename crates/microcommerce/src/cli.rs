@@ -175,8 +175,8 @@ pub struct ServeArgs {
     #[arg(long, env = "MICROCOMMERCE_BATCH_SIZE", default_value_t = 64)]
     pub batch_size: usize,
     /// SQLite: a message a worker's consumer sends to another consumer, due at once, is handled
-    /// in the same batch transaction instead of queued, unless something older waits for that
-    /// consumer and order (`false` sends every message through the queue).
+    /// in the same batch transaction instead of queued, unless something waits in the queue
+    /// for that consumer and order (`false` sends every message through the queue).
     #[arg(long, env = "MICROCOMMERCE_HAND_OVER", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub hand_over: bool,
     /// Mark the buyer cookie `Secure`; only when clients reach the service over HTTPS.
