@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Row;
 
+use microcommerce::config::Config;
+
 use crate::helpers::{Client, TestApp, eventually, spawn_app, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -116,9 +118,17 @@ async fn settled(buyer: &Client, order: &str, state: &str) -> Value {
 async fn one_book_ordered_without_workers(
     backend: crate::helpers::Backend,
 ) -> (TestApp, Client, String, String) {
+    one_book_ordered_without_workers_with(backend, |config| config).await
+}
+
+/// The same, with the app's configuration adjusted first.
+async fn one_book_ordered_without_workers_with(
+    backend: crate::helpers::Backend,
+    adjust: impl FnOnce(Config) -> Config,
+) -> (TestApp, Client, String, String) {
     let app = spawn_app_with(backend, |mut config| {
         config.workers = 0;
-        config
+        adjust(config)
     })
     .await;
     let book = product(&app, "Book", 2500, 5).await;
@@ -427,15 +437,12 @@ async fn bad_long_polling_parameters_are_validation_problems(backend) {
 /// window opens only when the event goes through the queue, so hand-over is off here.
 #[tokio::test]
 async fn a_payment_before_the_saga_has_seen_the_reservation_is_accepted() {
-    let app = spawn_app_with(crate::helpers::Backend::Sqlite, |mut config| {
-        config.workers = 0;
-        config.hand_over = false;
-        config
-    })
-    .await;
-    let book = product(&app, "Book", 2500, 5).await;
-    let buyer = app.buyer();
-    let order = check_out(&buyer, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    let (app, buyer, order, book) =
+        one_book_ordered_without_workers_with(crate::helpers::Backend::Sqlite, |mut config| {
+            config.hand_over = false;
+            config
+        })
+        .await;
     let hold = "CREATE TRIGGER hold_saga AFTER INSERT ON bus_queue \
                 WHEN NEW.consumer = 'checkout' AND NEW.message_type = 'StockReservationCompleted' \
                 BEGIN UPDATE bus_queue SET available_at = 9000000000000000 WHERE id = NEW.id; END";
