@@ -38,9 +38,10 @@ pub struct BusConfig {
     pub poll_interval: Duration,
     /// How long completed message ids are remembered to drop duplicate deliveries.
     pub inbox_retention: Duration,
-    /// SQLite: a message that a worker's consumer sends to another consumer of this bus, due
-    /// at once, is handled in the same batch transaction instead of being queued, unless
-    /// something older waits for the same consumer and correlation id (see
+    /// A message that a worker's consumer sends to another consumer of this bus, due at once,
+    /// is handled in the same batch transaction instead of being queued, unless something
+    /// older waits for the same consumer and correlation id or (PostgreSQL) another
+    /// transaction holds that correlation's lock (see
     /// `docs/architecture.md`, "Hand-over"). Each hop of a chain of messages then costs no
     /// batch and commit of its own. Off, every message goes through the queue.
     pub hand_over: bool,

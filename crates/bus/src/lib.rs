@@ -14,7 +14,7 @@
 //!   that keep failing, or fail [permanently](ConsumeError::Permanent), to the dead letters
 //!   ([`Bus::dead_letters`], [`Bus::retry_dead_letter`], [`Bus::purge_dead_letters`]).
 //! - Messages with one correlation id are never handled concurrently by one consumer.
-//! - On SQLite a worker batch hands the messages its consumers send to other consumers over
+//! - A worker batch hands the messages its consumers send to other consumers over
 //!   in its own transaction instead of queueing them ([`BusConfig::hand_over`]).
 //! - Workers sleep until a publishing transaction commits or a scheduled message falls due.
 //!

@@ -360,8 +360,10 @@ impl Bus {
     /// otherwise wait for a batch and a commit of its own, and its messages are never queued,
     /// claimed or remembered in the inbox (nothing can deliver them twice). A message stays
     /// for the queue if anything waits there for its consumer and correlation id, so that a
-    /// correlation's messages keep their order. SQLite only: with its one writer nothing else
-    /// can be queueing for that correlation meanwhile. A failure here sends the batch to the
+    /// correlation's messages keep their order. On PostgreSQL the batch first takes the
+    /// (consumer, correlation id) advisory lock that every claim tries ([`claim`]), so no
+    /// instance can handle a message of that correlation until this batch commits; a message
+    /// whose lock is held elsewhere stays for the queue. A failure here sends the batch to the
     /// careful pass, which hands nothing over: the message is then queued and retried as usual.
     async fn hand_over(
         &self,
@@ -369,7 +371,7 @@ impl Bus {
         now: Timestamp,
         tally: &mut Tally,
     ) -> Result<Result<(), Failure>, sqlx::Error> {
-        if !self.inner.config.hand_over || self.inner.db.backend() != Backend::Sqlite {
+        if !self.inner.config.hand_over {
             return Ok(Ok(()));
         }
         let local = |consumer: &str| self.inner.consumers.contains_key(consumer);
@@ -378,7 +380,7 @@ impl Bus {
             if keys.is_empty() {
                 break;
             }
-            let waiting = queued_keys(tx, &keys).await?;
+            let waiting = keys_to_queue(tx, &keys).await?;
             let rows = tx.outbox().take_due(now, |consumer, correlation_id| {
                 local(consumer)
                     && !waiting
@@ -607,6 +609,14 @@ pub(crate) const CHANGED_SQL: &str = "SELECT pg_notify('bus_changed', $1)";
 pub(crate) const WAKE_AND_CHANGED_SQL: &str =
     "SELECT pg_notify('bus_wake', ''), pg_notify('bus_changed', $1)";
 
+/// PostgreSQL: tries the transaction-scoped advisory lock of one (consumer, correlation id),
+/// given as SQL expressions; true if this transaction holds it now (it is re-entrant). Claims
+/// and hand-overs take the same lock, so no two transactions handle one correlation's
+/// messages for one consumer at once.
+fn try_correlation_lock(consumer: &str, correlation_id: &str) -> String {
+    format!("pg_try_advisory_xact_lock(hashtextextended({consumer} || ':' || {correlation_id}, 0))")
+}
+
 /// Due messages for this transaction to handle.
 ///
 /// On SQLite the transaction holds the database's only write lock, so nothing else can claim.
@@ -622,15 +632,14 @@ async fn claim(tx: &mut Tx<'_>, now: Timestamp, limit: usize) -> Result<Vec<Clai
         // query returned; a row whose correlation is busy elsewhere stays row-locked by this
         // transaction (so no one else takes it either) and is simply not handled now.
         Backend::Postgres => format!(
-            "WITH claimed AS ({}) SELECT * FROM claimed \
-             WHERE pg_try_advisory_xact_lock(hashtextextended(consumer || ':' || correlation_id, 0)) \
-             ORDER BY available_at, id",
+            "WITH claimed AS ({}) SELECT * FROM claimed WHERE {} ORDER BY available_at, id",
             CLAIM.replace(
                 "ORDER BY",
                 "AND NOT EXISTS (SELECT 1 FROM bus_queue p WHERE p.consumer = q.consumer \
                  AND p.correlation_id = q.correlation_id AND p.id < q.id AND p.available_at <= $1) \
                  ORDER BY",
-            ) + " FOR UPDATE OF q SKIP LOCKED"
+            ) + " FOR UPDATE OF q SKIP LOCKED",
+            try_correlation_lock("consumer", "correlation_id")
         ),
     };
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -677,8 +686,11 @@ pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
 /// Rounds of hand-over per batch: a longer chain continues through the queue.
 const HAND_OVER_ROUNDS: usize = 8;
 
-/// The pairs among `keys` that have messages in the queue (SQLite).
-async fn queued_keys(
+/// The pairs among `keys` whose messages must go through the queue: those with anything in
+/// the queue already and, on PostgreSQL, those whose advisory lock another transaction holds.
+/// The locks of the others are now this transaction's (it may already hold some: the claim's
+/// lock is re-entrant), so nothing else handles their correlation until it ends.
+async fn keys_to_queue(
     conn: &mut crate::Conn<'_>,
     keys: &[(String, Uuid)],
 ) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
@@ -686,9 +698,17 @@ async fn queued_keys(
         .iter()
         .map(|(consumer, id)| (consumer.as_str(), id.to_string()))
         .collect();
+    let lock_taken = match conn.backend() {
+        Backend::Sqlite => String::new(),
+        Backend::Postgres => format!(
+            " OR NOT {}",
+            try_correlation_lock("(j.value ->> 0)", "(j.value ->> 1)")
+        ),
+    };
     let sql = format!(
-        "SELECT DISTINCT q.consumer, q.correlation_id FROM {} \
-         JOIN bus_queue q ON q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1",
+        "SELECT j.value ->> 0 AS consumer, j.value ->> 1 AS correlation_id FROM {} \
+         WHERE EXISTS (SELECT 1 FROM bus_queue q \
+         WHERE q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1){lock_taken}",
         crate::json_rows(conn.backend(), 1)
     );
     let rows = sqlx::query(sqlx::AssertSqlSafe(sql))

@@ -58,7 +58,7 @@ pub struct BenchArgs {
     /// Messages per worker transaction of the embedded server (as `serve --batch-size`).
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// SQLite: hand messages over within worker batches in the embedded server (as `serve
+    /// Hand messages over within worker batches in the embedded server (as `serve
     /// --hand-over`; `false` sends every message through the queue).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub hand_over: bool,
@@ -174,9 +174,10 @@ pub struct ServeArgs {
     /// Messages handled per worker transaction (one fsync per batch).
     #[arg(long, env = "MICROCOMMERCE_BATCH_SIZE", default_value_t = 64)]
     pub batch_size: usize,
-    /// SQLite: a message a worker's consumer sends to another consumer, due at once, is handled
-    /// in the same batch transaction instead of queued, unless something waits in the queue
-    /// for that consumer and order (`false` sends every message through the queue).
+    /// A message a worker's consumer sends to another consumer, due at once, is handled in the
+    /// same batch transaction instead of queued, unless something waits in the queue for that
+    /// consumer and order, or another instance is handling that order's messages for it
+    /// (`false` sends every message through the queue).
     #[arg(long, env = "MICROCOMMERCE_HAND_OVER", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub hand_over: bool,
     /// Mark the buyer cookie `Secure`; only when clients reach the service over HTTPS.

@@ -30,7 +30,7 @@ pub struct Config {
     pub workers: usize,
     /// Messages per worker transaction.
     pub batch_size: usize,
-    /// SQLite: hand a message a worker's consumer sends to another consumer over in the same
+    /// Hand a message a worker's consumer sends to another consumer over in the same
     /// batch transaction (see `bus::BusConfig::hand_over`).
     pub hand_over: bool,
     /// Mark the buyer cookie `Secure` (only when served over HTTPS).

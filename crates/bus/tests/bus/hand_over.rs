@@ -1,6 +1,7 @@
 //! Hand-over: a message a worker's consumer sends to another consumer of the bus, due at once,
-//! is handled in the same batch transaction (SQLite), unless the queue holds something for that
-//! consumer and correlation id; a failure falls back to the queue.
+//! is handled in the same batch transaction, unless the queue holds something for that consumer
+//! and correlation id (or, on PostgreSQL, another transaction holds its lock); a failure falls
+//! back to the queue.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -103,52 +104,24 @@ async fn a_chain_of_sends_is_handled_in_the_batch_that_started_it(backend) {
     ];
     let bus = relays(&t.db, &chain, BusConfig::default());
     publish(&bus, &ping(0)).await;
-    let claimed = bus.run_pending().await.unwrap();
-    let queued_hops = if backend == Backend::Sqlite { 1 } else { 3 };
-    assert_eq!(claimed, queued_hops, "messages that went through the queue");
+    assert_eq!(bus.run_pending().await.unwrap(), 1, "only the published ping was queued");
 
     for (consumer, n) in [("a", 0), ("b", 1), ("c", 2)] {
         assert_eq!(seen(&t.db, consumer).await, [n], "{consumer}");
     }
     let stats = bus.stats();
     assert_eq!(stats.completed, 3);
-    if backend == Backend::Sqlite {
-        assert_eq!((stats.handed_over, stats.batches), (2, 1), "one batch, one commit");
-        assert_eq!(
-            count(&t.db, "SELECT COUNT(*) FROM bus_inbox").await,
-            1,
-            "only the queued message is remembered: the others were never queued"
-        );
-    } else {
-        assert_eq!(stats.handed_over, 0, "PostgreSQL always goes through the queue");
-    }
+    assert_eq!((stats.handed_over, stats.batches), (2, 1), "one batch, one commit");
+    assert_eq!(
+        count(&t.db, "SELECT COUNT(*) FROM bus_inbox").await,
+        1,
+        "only the queued message is remembered: the others were never queued"
+    );
     assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
 }
-}
 
-#[tokio::test]
-async fn with_hand_over_off_every_hop_goes_through_the_queue() {
-    let t = test_db(Backend::Sqlite).await;
-    let chain = [
-        Relay::new("a", Some("b"), 0),
-        Relay::new("b", Some("c"), 0),
-        Relay::new("c", None, 0),
-    ];
-    let config = BusConfig {
-        hand_over: false,
-        ..BusConfig::default()
-    };
-    let bus = relays(&t.db, &chain, config);
-    publish(&bus, &ping(0)).await;
-    assert_eq!(bus.run_pending().await.unwrap(), 3);
-    assert_eq!(seen(&t.db, "c").await, [2]);
-    let stats = bus.stats();
-    assert_eq!((stats.handed_over, stats.batches), (0, 3));
-}
-
-#[tokio::test]
-async fn a_message_for_a_consumer_and_order_with_something_queued_waits_its_turn() {
-    let t = test_db(Backend::Sqlite).await;
+async fn a_message_for_a_consumer_and_order_with_something_queued_waits_its_turn(backend) {
+    let t = test_db(backend).await;
     let chain = [Relay::new("a", Some("b"), 0), Relay::new("b", None, 0)];
     let bus = relays(&t.db, &chain, BusConfig::default());
     let start = ping(0);
@@ -180,9 +153,8 @@ async fn a_message_for_a_consumer_and_order_with_something_queued_waits_its_turn
     );
 }
 
-#[tokio::test]
-async fn a_failing_hand_over_falls_back_to_the_queue_and_applies_everything_once() {
-    let t = test_db(Backend::Sqlite).await;
+async fn a_failing_hand_over_falls_back_to_the_queue_and_applies_everything_once(backend) {
+    let t = test_db(backend).await;
     let chain = [Relay::new("a", Some("b"), 0), Relay::new("b", None, 1)];
     let bus = relays(&t.db, &chain, BusConfig::default());
     publish(&bus, &ping(0)).await;
@@ -199,4 +171,62 @@ async fn a_failing_hand_over_falls_back_to_the_queue_and_applies_everything_once
     );
     assert_eq!(bus.stats().handed_over, 0);
     assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
+}
+}
+
+#[tokio::test]
+async fn with_hand_over_off_every_hop_goes_through_the_queue() {
+    let t = test_db(Backend::Sqlite).await;
+    let chain = [
+        Relay::new("a", Some("b"), 0),
+        Relay::new("b", Some("c"), 0),
+        Relay::new("c", None, 0),
+    ];
+    let config = BusConfig {
+        hand_over: false,
+        ..BusConfig::default()
+    };
+    let bus = relays(&t.db, &chain, config);
+    publish(&bus, &ping(0)).await;
+    assert_eq!(bus.run_pending().await.unwrap(), 3);
+    assert_eq!(seen(&t.db, "c").await, [2]);
+    let stats = bus.stats();
+    assert_eq!((stats.handed_over, stats.batches), (0, 3));
+}
+
+/// Another instance handling a message of b's correlation holds the lock every claim takes
+/// (the one hand-over takes too): b's message must wait for the queue, not run beside it.
+#[tokio::test]
+async fn on_postgres_a_message_whose_correlation_is_busy_elsewhere_goes_through_the_queue() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let t = test_db(backend).await;
+    let chain = [Relay::new("a", Some("b"), 0), Relay::new("b", None, 0)];
+    let bus = relays(&t.db, &chain, BusConfig::default());
+    let start = ping(0);
+    let mut elsewhere = t.db.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("b:{}", start.id))
+        .execute(&mut *elsewhere)
+        .await
+        .unwrap();
+    publish(&bus, &start).await;
+
+    assert_eq!(
+        bus.run_pending().await.unwrap(),
+        1,
+        "a ran; b's message is not claimable"
+    );
+    assert_eq!(seen(&t.db, "b").await, Vec::<u32>::new(), "b waits");
+    assert_eq!(bus.stats().handed_over, 0);
+    assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 1);
+
+    elsewhere.rollback().await.unwrap();
+    assert_eq!(bus.run_pending().await.unwrap(), 1);
+    assert_eq!(
+        seen(&t.db, "b").await,
+        [1],
+        "handled through the queue once free"
+    );
 }

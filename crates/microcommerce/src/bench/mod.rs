@@ -38,7 +38,7 @@ pub struct BenchOptions {
     pub workers: usize,
     /// Messages per worker transaction of the embedded server.
     pub batch_size: usize,
-    /// SQLite: hand-over within worker batches in the embedded server.
+    /// Hand-over within worker batches in the embedded server.
     pub hand_over: bool,
     /// Concurrent simulated buyers.
     pub buyers: usize,
