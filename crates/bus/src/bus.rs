@@ -41,7 +41,8 @@ pub struct BusConfig {
     /// A message that a worker's consumer sends to another consumer of this bus, due at once,
     /// is handled in the same batch transaction instead of being queued, unless something
     /// older waits for the same consumer and correlation id or (PostgreSQL) another
-    /// transaction holds that correlation's lock (see
+    /// transaction holds that correlation's lock; on SQLite, while workers run, so is one a
+    /// group of requests sends ([`Bus::transact`]) (see
     /// `docs/architecture.md`, "Hand-over"). Each hop of a chain of messages then costs no
     /// batch and commit of its own. Off, every message goes through the queue.
     pub hand_over: bool,
@@ -79,8 +80,8 @@ pub struct BusStats {
     pub grouped_jobs: u64,
     /// Commits of those shared transactions: jobs per commit is what group commit saved.
     pub group_commits: u64,
-    /// Messages handled in the worker transaction that sent them, never queued (SQLite; see
-    /// [`BusConfig::hand_over`]); also counted in `completed`.
+    /// Messages handled in the worker batch or request group that sent them, never queued
+    /// (see [`BusConfig::hand_over`]); also counted in `completed`.
     pub handed_over: u64,
 }
 
@@ -107,6 +108,9 @@ pub(crate) struct Inner {
     pub counters: Counters,
     pub watchers: crate::watch::Watchers,
     pub group: crate::group::GroupCommit,
+    /// Sets of workers started and not shut down: requests hand over only while some run
+    /// (see [`Bus::transact`]).
+    pub running_workers: std::sync::atomic::AtomicUsize,
 }
 
 /// Handle to the bus: cheap to clone, shared by everything that publishes or administers.
@@ -168,6 +172,7 @@ impl BusBuilder {
                 counters: Counters::default(),
                 watchers: Default::default(),
                 group: Default::default(),
+                running_workers: Default::default(),
             }),
         }
     }

@@ -112,7 +112,8 @@ pub trait Consumer: Send + Sync + 'static {
     /// statement what handling them one by one would read with one statement each, and keep it
     /// in [`Tx::scratch`]. Called again, in the same transaction, before each round of messages
     /// handed over within the batch (see [`crate::BusConfig::hand_over`]), after the earlier
-    /// messages' writes: what it keeps must replace what an earlier call kept. Not called when
+    /// messages' writes: what it keeps must replace what an earlier call kept; also called,
+    /// in a savepoint, before each round handed over in a group of requests. Not called when
     /// messages are handled one at a time (a batch that failed runs again that way), so
     /// `consume` must not depend on it. Does nothing by default.
     async fn prepare(&self, messages: &[&Envelope], tx: &mut Tx<'_>) -> Result<(), ConsumeError> {

@@ -12,7 +12,8 @@
 //! runs again, this time each job in its own savepoint: the failing job's writes are undone
 //! alone and the others commit. That is why a job may run more than once, and why it must only
 //! touch the database. If the commit itself fails, every job of the group gets the error and
-//! none was acknowledged.
+//! none was acknowledged. Before committing, the group hands over what its jobs sent (see
+//! [`Bus::transact`]).
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -70,6 +71,12 @@ impl Bus {
     /// (the group runs again with a savepoint per job, see the module docs). On PostgreSQL,
     /// which groups commits itself, each job gets its own transaction.
     ///
+    /// On SQLite, while this instance's workers run, the group also hands over what its jobs
+    /// sent to consumers of this bus, due at once, before it commits (see
+    /// [`crate::BusConfig::hand_over`]): those consumers run in the group's transaction, in a
+    /// savepoint that a failure rolls back, leaving the message to the queue; the jobs'
+    /// callers are answered after that commit either way.
+    ///
     /// A job may run more than once, so it only touches the database (and the whole group
     /// waits for it): the result of its last run, the one that committed, is returned. Call it
     /// from request handlers and tools, never from inside another transaction (a consumer,
@@ -122,6 +129,15 @@ impl Bus {
         }
     }
 
+    /// Adds messages handed over in a committed request transaction to the counters.
+    fn count_handed_over(&self, handed_over: u64) {
+        let counters = &self.inner.counters;
+        counters
+            .handed_over
+            .fetch_add(handed_over, Ordering::Relaxed);
+        counters.completed.fetch_add(handed_over, Ordering::Relaxed);
+    }
+
     fn group_queue(&self) -> &mpsc::UnboundedSender<Job> {
         self.inner.group.queue.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
@@ -140,7 +156,9 @@ async fn write_groups(bus: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Job>)
         let bus = Bus { inner };
         let mut group = vec![first];
         let outcome = run_group(&bus, &mut group, &mut queue).await;
-        let outcome = outcome.map_err(Arc::new);
+        let outcome = outcome
+            .map(|handed_over| bus.count_handed_over(handed_over))
+            .map_err(Arc::new);
         if outcome.is_ok() {
             let counters = &bus.inner.counters;
             counters.group_commits.fetch_add(1, Ordering::Relaxed);
@@ -157,14 +175,15 @@ async fn write_groups(bus: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Job>)
     }
 }
 
-/// Runs the jobs of one group, taking in more as they arrive (up to [`MAX_GROUP`]), then
-/// commits; `group` ends up holding every job that shares the outcome. If a job fails, the
-/// group runs again, a savepoint per job.
+/// Runs the jobs of one group, taking in more as they arrive (up to [`MAX_GROUP`]), hands
+/// over what they sent, then commits; `group` ends up holding every job that shares the
+/// outcome. If a job fails, the group runs again, a savepoint per job (and hands nothing
+/// over: its messages go through the queue). Returns how many messages were handed over.
 async fn run_group(
     bus: &Bus,
     group: &mut Vec<Job>,
     queue: &mut mpsc::UnboundedReceiver<Job>,
-) -> Result<(), sqlx::Error> {
+) -> Result<u64, sqlx::Error> {
     let mut tx = bus.begin().await?;
     let mut next = 0;
     while next < group.len() {
@@ -172,7 +191,8 @@ async fn run_group(
         next += 1;
         if !ok {
             tx.rollback().await?;
-            return run_group_carefully(bus, group).await;
+            run_group_carefully(bus, group).await?;
+            return Ok(0);
         }
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
@@ -181,7 +201,9 @@ async fn run_group(
             }
         }
     }
-    tx.commit().await
+    let handed_over = bus.hand_over_in_request(&mut tx).await?;
+    tx.commit().await?;
+    Ok(handed_over)
 }
 
 /// The group again, each job in its own savepoint, so that a failing job undoes only its own

@@ -86,11 +86,21 @@ impl Outbox {
         self.lock().push(Entry::Changed(correlation_id));
     }
 
-    /// The distinct (consumer, correlation id) pairs of the messages logged so far that are due
-    /// by `now` and addressed to a consumer `local` accepts.
-    pub fn due_keys(&self, now: Timestamp, local: impl Fn(&str) -> bool) -> Vec<(String, Uuid)> {
+    /// How many entries the log holds: where a savepoint opened now begins.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// The distinct (consumer, correlation id) pairs of the messages logged from entry `from`
+    /// on that are due by `now` and addressed to a consumer `local` accepts.
+    pub fn due_keys(
+        &self,
+        now: Timestamp,
+        from: usize,
+        local: impl Fn(&str) -> bool,
+    ) -> Vec<(String, Uuid)> {
         let mut keys: Vec<(String, Uuid)> = Vec::new();
-        for entry in self.lock().iter() {
+        for entry in self.lock().iter().skip(from) {
             if let Entry::Row(row) = entry
                 && row.available_at <= now
                 && local(&row.consumer)
@@ -104,21 +114,33 @@ impl Outbox {
         keys
     }
 
-    /// Takes the messages due by `now` whose (consumer, correlation id) `take` accepts out of
-    /// the log, in log order, so that the commit does not queue them: the worker hands them
-    /// over itself. Call it only with no savepoint open (marks are positions in the log). A
-    /// withdrawal never concerns them: it withdraws only messages due later than its time.
-    pub fn take_due(&self, now: Timestamp, take: impl Fn(&str, Uuid) -> bool) -> Vec<QueueRow> {
+    /// Takes the messages logged from entry `from` on, due by `now`, whose (consumer,
+    /// correlation id) `take` accepts out of the log, in log order, so that the commit does not
+    /// queue them: the bus hands them over itself. `from` must not lie before the start of an
+    /// open savepoint (marks are positions in the log). A withdrawal never concerns them: it
+    /// withdraws only messages due later than its time.
+    pub fn take_due(
+        &self,
+        now: Timestamp,
+        from: usize,
+        take: impl Fn(&str, Uuid) -> bool,
+    ) -> Vec<QueueRow> {
         let mut taken = Vec::new();
-        self.lock().retain(|entry| match entry {
-            Entry::Row(row)
-                if row.available_at <= now && take(&row.consumer, row.correlation_id) =>
-            {
-                taken.push(row.clone());
-                false
-            }
-            _ => true,
-        });
+        let mut log = self.lock();
+        let from = from.min(log.len());
+        let kept: Vec<Entry> = log
+            .drain(from..)
+            .filter_map(|entry| match entry {
+                Entry::Row(row)
+                    if row.available_at <= now && take(&row.consumer, row.correlation_id) =>
+                {
+                    taken.push(row);
+                    None
+                }
+                other => Some(other),
+            })
+            .collect();
+        log.extend(kept);
         taken
     }
 
