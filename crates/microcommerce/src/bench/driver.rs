@@ -239,11 +239,12 @@ impl Inner {
             return error_outcome(started, "checkout", placed.0);
         };
         let path = format!("/api/ordering/orders/{order}");
+        let reported = placed.1["status"].as_str().unwrap_or("Submitted");
         let first = self
-            .wait_http(
+            .settle_http(
                 &cookie,
                 &path,
-                "Submitted",
+                reported,
                 &["StockReserved", "Failed"],
                 tally,
             )
@@ -267,9 +268,10 @@ impl Inner {
             return error_outcome(started, "pay", paid.0);
         }
         // A declined payment leaves the order as it was until the saga fails it.
-        let paid_status = if decline { "StockReserved" } else { "Paid" };
+        let guessed = if decline { "StockReserved" } else { "Paid" };
+        let reported = paid.1["orderStatus"].as_str().unwrap_or(guessed);
         let last = self
-            .wait_http(&cookie, &path, paid_status, &["Confirmed", "Failed"], tally)
+            .settle_http(&cookie, &path, reported, &["Confirmed", "Failed"], tally)
             .await;
         settled(
             last,
@@ -280,18 +282,40 @@ impl Inner {
         )
     }
 
+    /// The order's final answer among `statuses`, starting from the status an answer
+    /// `reported`: one of them needs no waiting (but a failure's reason takes one plain read),
+    /// any other is waited out.
+    async fn settle_http(
+        &self,
+        cookie: &str,
+        path: &str,
+        reported: &str,
+        statuses: &[&str],
+        tally: &Tally,
+    ) -> (String, Option<String>) {
+        match reported {
+            "Failed" => self.wait_http(cookie, path, None, statuses, tally).await,
+            done if statuses.contains(&done) => (done.to_owned(), None),
+            current => {
+                self.wait_http(cookie, path, Some(current), statuses, tally)
+                    .await
+            }
+        }
+    }
+
     /// Waits for one of `statuses` by long polling: each request is held by the server until
-    /// the order leaves `current` (then the status the previous answer showed).
+    /// the order leaves `current` (then the status the previous answer showed); without
+    /// `current` the first request answers at once.
     async fn wait_http(
         &self,
         cookie: &str,
         path: &str,
-        current: &str,
+        current: Option<&str>,
         statuses: &[&str],
         tally: &Tally,
     ) -> (String, Option<String>) {
         let deadline = Instant::now() + SETTLE_LIMIT;
-        let mut seen = Some(current.to_owned());
+        let mut seen = current.map(str::to_owned);
         while Instant::now() < deadline {
             let url = match &seen {
                 Some(status) => format!("{path}?waitWhile={status}&timeoutMs={LONG_POLL_MS}"),

@@ -27,6 +27,10 @@ pub struct CheckoutCreated {
     pub order_id: OrderId,
     /// Its human-friendly number.
     pub order_number: String,
+    /// The order's status as this answer is written: `Submitted`, or already further along
+    /// (`StockReserved`, awaiting payment, or `Failed`) when the saga's first steps committed
+    /// with the checkout. Poll the order only for what comes after.
+    pub status: OrderStatus,
 }
 
 /// Places an order from the given lines or the buyer's cart and starts its checkout saga. The
@@ -47,7 +51,19 @@ pub async fn checkout(
     let key = idempotency_key(&headers)?;
     let valid = request.validate().map_err(Error::Validation)?;
     let placed = check_out(&state, caller.buyer, valid, key).await?;
-    Ok(created(placed.id, placed.order_number))
+    let status = status_now(&state, placed.id)
+        .await?
+        .unwrap_or(placed.status);
+    Ok(created(placed.id, placed.order_number, status))
+}
+
+/// An order's status as committed now, read off the single writer: what an answer written
+/// after a commit that may have moved the order on reports.
+pub(crate) async fn status_now(state: &AppState, order: OrderId) -> Result<Option<OrderStatus>> {
+    let mut reader = state.db.read().await?;
+    Ok(db::find_order(&mut reader, order)
+        .await?
+        .map(|order| order.status))
 }
 
 /// A checkout as the handler runs it, and the in-process benchmark too: an order already
@@ -126,7 +142,7 @@ async fn place_order(
     Ok(order)
 }
 
-fn created(order_id: OrderId, order_number: String) -> Response {
+fn created(order_id: OrderId, order_number: String, status: OrderStatus) -> Response {
     let location = format!("/api/ordering/orders/{order_id}");
     (
         StatusCode::CREATED,
@@ -134,6 +150,7 @@ fn created(order_id: OrderId, order_number: String) -> Response {
         Json(CheckoutCreated {
             order_id,
             order_number,
+            status,
         }),
     )
         .into_response()

@@ -30,6 +30,10 @@ pub struct PaymentResult {
     pub success: bool,
     /// Why not, when it did not.
     pub failure_reason: Option<String>,
+    /// The order's status as this answer is written: `Paid` (or still `StockReserved` after a
+    /// refusal), or already `Confirmed` or `Failed` when the saga's next steps committed with
+    /// the payment. Poll the order only if it is neither.
+    pub order_status: OrderStatus,
 }
 
 /// Pays (or declines) an order that awaits payment; 409 when it does not (stock not yet
@@ -58,7 +62,13 @@ pub async fn pay(
             ))
         })
         .await?;
-    Ok(Json(result))
+    let order_status = crate::ordering::http::status_now(&state, id)
+        .await?
+        .unwrap_or(result.order_status);
+    Ok(Json(PaymentResult {
+        order_status,
+        ..result
+    }))
 }
 
 /// Records the simulated provider's answer for an order that awaits payment, and publishes it
@@ -107,6 +117,11 @@ pub async fn record_payment(
     if recorded == 0 {
         return Err(why_not_recorded(tx, id, payer, timeout, now).await);
     }
+    let order_status = if succeed {
+        OrderStatus::Paid
+    } else {
+        OrderStatus::StockReserved
+    };
     if succeed {
         move_status(tx, id, OrderStatus::Paid, None, now).await?;
         tx.publish(&PaymentCompleted { order_id: id }).await?;
@@ -122,6 +137,7 @@ pub async fn record_payment(
     Ok(PaymentResult {
         success: succeed,
         failure_reason,
+        order_status,
     })
 }
 
