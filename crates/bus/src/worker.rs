@@ -412,10 +412,15 @@ impl Bus {
             return Ok(0);
         }
         let now = tx.now().await?;
-        let first = self.take_for_hand_over(tx, now, 0).await?;
-        if first.is_empty() {
-            return Ok(0);
-        }
+        let first = match self.take_for_hand_over(tx, now, 0).await {
+            Ok(first) if !first.is_empty() => first,
+            Ok(_) => return Ok(0),
+            Err(error) => {
+                // Nothing was taken: the messages are queued by the commit as usual.
+                tracing::debug!(%error, "looking for messages to hand over failed");
+                return Ok(0);
+            }
+        };
         // Entries logged from here on belong to the savepoint: later rounds take only those.
         let from = tx.outbox().len();
         let mut savepoint = tx.savepoint().await?;
