@@ -62,9 +62,7 @@ pub async fn pay(
             ))
         })
         .await?;
-    let order_status = crate::ordering::http::status_now(&state, id)
-        .await?
-        .unwrap_or(result.order_status);
+    let order_status = crate::ordering::http::status_now(&state, id, result.order_status).await;
     Ok(Json(PaymentResult {
         order_status,
         ..result
