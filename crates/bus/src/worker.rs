@@ -405,10 +405,7 @@ impl Bus {
     /// through the rest of the chain and its commit (in-process benchmark, 64 buyers: 621–626
     /// against 686–723 checkouts/s with the single worker handing over).
     pub(crate) async fn hand_over_in_request(&self, tx: &mut Tx<'_>) -> Result<u64, sqlx::Error> {
-        if !self.inner.config.hand_over
-            || self.inner.db.backend() != Backend::Sqlite
-            || self.inner.running_workers.load(Ordering::Relaxed) == 0
-        {
+        if !self.hands_over_in_requests() {
             return Ok(0);
         }
         let now = tx.now().await?;
@@ -448,6 +445,16 @@ impl Bus {
                 Ok(0)
             }
         }
+    }
+
+    /// True if a transaction of [`Bus::transact`] committing now may also commit the steps of
+    /// the consumers its messages went to (hand-over in a group of requests): SQLite, hand-over
+    /// on, and this instance's workers running. When false, what a request committed is
+    /// exactly what it wrote, so it can answer without reading back.
+    pub fn hands_over_in_requests(&self) -> bool {
+        self.inner.config.hand_over
+            && self.inner.db.backend() == Backend::Sqlite
+            && self.inner.running_workers.load(Ordering::Relaxed) > 0
     }
 
     /// Takes out of `tx`'s log, from entry `from` on, the messages due by `now` that may be

@@ -27,9 +27,9 @@ pub struct CheckoutCreated {
     pub order_id: OrderId,
     /// Its human-friendly number.
     pub order_number: String,
-    /// The order's status as this answer is written: `Submitted`, or already further along
+    /// The order's status as the checkout committed it: `Submitted`, or already further along
     /// (`StockReserved`, awaiting payment, or `Failed`) when the saga's first steps committed
-    /// with the checkout. Poll the order only for what comes after.
+    /// with the checkout (SQLite). Poll the order only for what comes after.
     pub status: OrderStatus,
 }
 
@@ -55,15 +55,19 @@ pub async fn checkout(
     Ok(created(placed.id, placed.order_number, status))
 }
 
-/// An order's status as committed now, read off the single writer: what an answer written
-/// after a commit that may have moved the order on reports. The commit stands whatever this
-/// read does, so if it fails the answer reports `known`, the status the request itself left,
-/// rather than an error that would invite a retry of a request that succeeded.
+/// The order's status as the request's commit left it: `known`, the status the request wrote,
+/// unless the saga's next steps may have committed with it (hand-over, see
+/// `bus::Bus::hands_over_in_requests`); then read back off the single writer. The commit
+/// stands whatever this read does, so if it fails the answer reports `known` rather than an
+/// error that would invite a retry of a request that succeeded.
 pub(crate) async fn status_now(
     state: &AppState,
     order: OrderId,
     known: OrderStatus,
 ) -> OrderStatus {
+    if !state.bus.hands_over_in_requests() {
+        return known;
+    }
     let read = async {
         let mut reader = state.db.read().await?;
         db::find_order(&mut reader, order).await

@@ -30,9 +30,9 @@ pub struct PaymentResult {
     pub success: bool,
     /// Why not, when it did not.
     pub failure_reason: Option<String>,
-    /// The order's status as this answer is written: `Paid` (or still `StockReserved` after a
-    /// refusal), or already `Confirmed` or `Failed` when the saga's next steps committed with
-    /// the payment. Poll the order only if it is neither.
+    /// The order's status as the payment committed it: `Paid` (or still `StockReserved` after
+    /// a refusal), or already `Confirmed` or `Failed` when the saga's next steps committed with
+    /// the payment (SQLite). Poll the order only if it is neither.
     pub order_status: OrderStatus,
 }
 
