@@ -323,20 +323,9 @@ impl Tx<'_> {
             mark.keep();
             return Ok(());
         }
-        let crate::outbox::Flushed {
-            wrote,
-            changed,
-            announced,
-        } = self.outbox.flush(&mut self.inner).await?;
+        let crate::outbox::Flushed { wrote, changed } = self.outbox.flush(&mut self.inner).await?;
         if self.bus.inner.db.backend() == crate::Backend::Postgres {
-            let payloads = changed_payloads(&changed);
-            // The insert of the messages may already have said the wake-up and the first ids.
-            let (wake, payloads) = if announced {
-                (false, payloads.get(1..).unwrap_or_default())
-            } else {
-                (wrote, &payloads[..])
-            };
-            self.notify_instances(wake, payloads).await?;
+            self.notify_instances(wrote, &changed).await?;
         }
         self.inner.commit().await?;
         if wrote {
@@ -349,22 +338,23 @@ impl Tx<'_> {
     }
 
     /// PostgreSQL: tells every instance's listener, at commit, that messages were written (its
-    /// workers wake, if `wake`) and which correlation ids changed (its waiters wake; one
-    /// [`changed_payloads`] entry per notification); one round trip when there is both.
+    /// workers wake) and which correlation ids changed (its waiters wake); one round trip when
+    /// there is both.
     async fn notify_instances(
         &mut self,
-        wake: bool,
-        payloads: &[String],
+        wrote: bool,
+        changed: &[uuid::Uuid],
     ) -> Result<(), sqlx::Error> {
-        let mut wake = wake;
-        for payload in payloads {
+        let mut wake = wrote;
+        for ids in changed.chunks(CHANGES_PER_NOTIFY) {
+            let payload: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
             let sql = if wake {
                 crate::worker::WAKE_AND_CHANGED_SQL
             } else {
                 crate::worker::CHANGED_SQL
             };
             sqlx::query(sql)
-                .bind(payload)
+                .bind(payload.join(","))
                 .execute(&mut *self.inner)
                 .await?;
             wake = false;
@@ -598,20 +588,6 @@ pub(crate) struct QueueRow {
 /// Correlation ids per `NOTIFY` payload: 200 ids stay well below PostgreSQL's 8,000 bytes.
 const CHANGES_PER_NOTIFY: usize = 200;
 
-/// The payloads of the `bus_changed` notifications that announce `changed`: comma-separated
-/// ids, [`CHANGES_PER_NOTIFY`] per payload.
-pub(crate) fn changed_payloads(changed: &[uuid::Uuid]) -> Vec<String> {
-    changed
-        .chunks(CHANGES_PER_NOTIFY)
-        .map(|ids| {
-            ids.iter()
-                .map(uuid::Uuid::to_string)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .collect()
-}
-
 /// Rows per INSERT statement: bounds the size of the one JSON text bound to it.
 const ROWS_PER_INSERT: usize = 1_000;
 
@@ -623,19 +599,7 @@ impl QueueRow {
         conn: &mut crate::Conn<'_>,
         rows: &[QueueRow],
     ) -> Result<(), sqlx::Error> {
-        Self::insert_all_announcing(conn, rows, None).await
-    }
-
-    /// [`QueueRow::insert_all`], and on PostgreSQL with `announce` (the first
-    /// [`changed_payloads`] entry, or none) the last statement also sends the commit's
-    /// notifications: the workers' wake-up and, if any, the changed ids, saving a round trip
-    /// per committing transaction. `NOTIFY` is delivered only if the transaction commits.
-    pub async fn insert_all_announcing(
-        conn: &mut crate::Conn<'_>,
-        rows: &[QueueRow],
-        announce: Option<Option<&str>>,
-    ) -> Result<(), sqlx::Error> {
-        let insert = format!(
+        let sql = format!(
             "INSERT INTO bus_queue (message_id, consumer, message_type, correlation_id, \
              causation_id, headers, payload, created_at, available_at) \
              SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
@@ -644,33 +608,12 @@ impl QueueRow {
              ON CONFLICT (message_id, consumer) DO NOTHING",
             crate::json_rows(conn.backend(), 1)
         );
-        let announce = announce.filter(|_| conn.backend() == crate::Backend::Postgres);
-        let last = rows.len().div_ceil(ROWS_PER_INSERT).saturating_sub(1);
-        for (index, chunk) in rows.chunks(ROWS_PER_INSERT).enumerate() {
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
             let fields: Vec<_> = chunk.iter().map(QueueRow::fields).collect();
-            let (sql, changed) = match announce {
-                Some(changed) if index == last => (
-                    match changed {
-                        Some(_) => format!(
-                            "WITH inserted AS ({insert}) SELECT pg_notify('{}', ''), \
-                             pg_notify('{}', $2)",
-                            crate::worker::NOTIFY_CHANNEL,
-                            crate::worker::CHANGED_CHANNEL
-                        ),
-                        None => format!(
-                            "WITH inserted AS ({insert}) SELECT pg_notify('{}', '')",
-                            crate::worker::NOTIFY_CHANNEL
-                        ),
-                    },
-                    changed,
-                ),
-                _ => (insert.clone(), None),
-            };
-            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(crate::json_param(&fields)?);
-            if let Some(changed) = changed {
-                query = query.bind(changed);
-            }
-            query.execute(&mut *conn).await?;
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(crate::json_param(&fields)?)
+                .execute(&mut *conn)
+                .await?;
         }
         Ok(())
     }

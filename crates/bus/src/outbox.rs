@@ -58,9 +58,6 @@ pub(crate) struct Flushed {
     pub wrote: bool,
     /// Correlation ids whose waiters should wake.
     pub changed: Vec<Uuid>,
-    /// PostgreSQL: the insert of the messages also sent the workers' wake-up and the first
-    /// payload of `changed` (see [`QueueRow::insert_all_announcing`]).
-    pub announced: bool,
 }
 
 /// The log of one transaction, shared by its savepoints.
@@ -177,18 +174,10 @@ impl Outbox {
         for chunk in withdrawals.chunks(WITHDRAWALS_PER_DELETE) {
             delete_withdrawn(conn, chunk).await?;
         }
-        let announced = !rows.is_empty() && conn.backend() == crate::Backend::Postgres;
-        let first_changed = if announced {
-            crate::bus::changed_payloads(&changed).into_iter().next()
-        } else {
-            None
-        };
-        let announce = announced.then_some(first_changed.as_deref());
-        QueueRow::insert_all_announcing(conn, &rows, announce).await?;
+        QueueRow::insert_all(conn, &rows).await?;
         Ok(Flushed {
             wrote: !rows.is_empty(),
             changed,
-            announced,
         })
     }
 
