@@ -338,3 +338,64 @@ async fn a_change_announced_by_another_instance_wakes_this_ones_waiters() {
     );
     workers.shutdown().await;
 }
+
+/// On PostgreSQL a committed transaction that both writes messages and announces changes wakes
+/// another instance's workers (a sleepy poll would take an hour) and its waiters; one that
+/// rolls back delivers nothing.
+#[tokio::test]
+async fn messages_and_changes_committed_by_another_instance_wake_its_workers_and_waiters() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let t = test_db(backend).await;
+    let consumer = Scripted::applying("c");
+    let here = bus_with(&t.db, std::slice::from_ref(&consumer), sleepy());
+    let workers = here.start();
+    let elsewhere = bus_with(&open(&t.url).await, &[consumer], sleepy());
+    let order = uuid::Uuid::now_v7();
+
+    let mut undone = elsewhere.begin().await.unwrap();
+    undone.publish(&Ping { id: order, n: 0 }).await.unwrap();
+    undone.announce_change(order);
+    undone.rollback().await.unwrap();
+
+    // The listener connects in the background: send until this instance has handled one.
+    let mut waiting = tokio::spawn(here.changed_next(order));
+    let mut sent = 0;
+    let heard = tokio::time::timeout(LIMIT, async {
+        loop {
+            sent += 1;
+            let mut tx = elsewhere.begin().await.unwrap();
+            tx.publish(&Ping { id: order, n: sent }).await.unwrap();
+            tx.announce_change(order);
+            tx.commit().await.unwrap();
+            if tokio::time::timeout(Duration::from_millis(200), &mut waiting)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        heard.is_ok(),
+        "no announcement from the other instance arrived"
+    );
+    eventually(
+        "the other instance's messages handled here",
+        LIMIT,
+        || async { (effects(&t.db, "c").await.len() as u32 == sent).then_some(()) },
+    )
+    .await;
+    let handled: Vec<u32> = effects(&t.db, "c")
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect();
+    assert!(
+        !handled.contains(&0),
+        "the rolled-back message was delivered: {handled:?}"
+    );
+    workers.shutdown().await;
+}
