@@ -76,13 +76,31 @@ impl Consumer for Relay {
     }
 }
 
-fn relays(db: &bus::Db, relays: &[Arc<Relay>], config: BusConfig) -> bus::Bus {
-    relays
-        .iter()
-        .fold(bus::Bus::builder(db.clone()).config(config), |b, r| {
-            b.consumer(r.clone() as Arc<dyn Consumer>)
-        })
-        .build()
+/// A bus whose consumers relay a ping along `names` in order (the first hears it published);
+/// the last fails its first `last_failures` calls.
+fn relays(
+    db: &bus::Db,
+    names: &[&'static str],
+    last_failures: usize,
+    config: BusConfig,
+) -> bus::Bus {
+    let mut builder = bus::Bus::builder(db.clone()).config(config);
+    for (i, name) in names.iter().enumerate() {
+        let next = names.get(i + 1).copied();
+        let failures = if next.is_none() { last_failures } else { 0 };
+        builder = builder.consumer(Relay::new(name, next, failures) as Arc<dyn Consumer>);
+    }
+    builder.build()
+}
+
+/// Waits until `consumer` has seen exactly the pings `expected`.
+async fn wait_until_seen(db: &bus::Db, consumer: &str, expected: &[u32]) {
+    eventually(
+        &format!("{consumer} saw {expected:?}"),
+        std::time::Duration::from_secs(10),
+        || async { (seen(db, consumer).await == expected).then_some(()) },
+    )
+    .await;
 }
 
 /// The `n` of each effect row of `consumer`.
@@ -97,12 +115,7 @@ async fn seen(db: &bus::Db, consumer: &str) -> Vec<u32> {
 testkit::backend_tests! {
 async fn a_chain_of_sends_is_handled_in_the_batch_that_started_it(backend) {
     let t = test_db(backend).await;
-    let chain = [
-        Relay::new("a", Some("b"), 0),
-        Relay::new("b", Some("c"), 0),
-        Relay::new("c", None, 0),
-    ];
-    let bus = relays(&t.db, &chain, BusConfig::default());
+    let bus = relays(&t.db, &["a", "b", "c"], 0, BusConfig::default());
     publish(&bus, &ping(0)).await;
     assert_eq!(bus.run_pending().await.unwrap(), 1, "only the published ping was queued");
 
@@ -122,8 +135,7 @@ async fn a_chain_of_sends_is_handled_in_the_batch_that_started_it(backend) {
 
 async fn a_message_for_a_consumer_and_order_with_something_queued_waits_its_turn(backend) {
     let t = test_db(backend).await;
-    let chain = [Relay::new("a", Some("b"), 0), Relay::new("b", None, 0)];
-    let bus = relays(&t.db, &chain, BusConfig::default());
+    let bus = relays(&t.db, &["a", "b"], 0, BusConfig::default());
     let start = ping(0);
     // Something for b under the same correlation id is already queued (due much later).
     let later = Ping {
@@ -155,8 +167,7 @@ async fn a_message_for_a_consumer_and_order_with_something_queued_waits_its_turn
 
 async fn a_failing_hand_over_falls_back_to_the_queue_and_applies_everything_once(backend) {
     let t = test_db(backend).await;
-    let chain = [Relay::new("a", Some("b"), 0), Relay::new("b", None, 1)];
-    let bus = relays(&t.db, &chain, BusConfig::default());
+    let bus = relays(&t.db, &["a", "b"], 1, BusConfig::default());
     publish(&bus, &ping(0)).await;
     bus.run_pending().await.unwrap();
     assert_eq!(
@@ -177,16 +188,11 @@ async fn a_failing_hand_over_falls_back_to_the_queue_and_applies_everything_once
 #[tokio::test]
 async fn with_hand_over_off_every_hop_goes_through_the_queue() {
     let t = test_db(Backend::Sqlite).await;
-    let chain = [
-        Relay::new("a", Some("b"), 0),
-        Relay::new("b", Some("c"), 0),
-        Relay::new("c", None, 0),
-    ];
     let config = BusConfig {
         hand_over: false,
         ..BusConfig::default()
     };
-    let bus = relays(&t.db, &chain, config);
+    let bus = relays(&t.db, &["a", "b", "c"], 0, config);
     publish(&bus, &ping(0)).await;
     assert_eq!(bus.run_pending().await.unwrap(), 3);
     assert_eq!(seen(&t.db, "c").await, [2]);
@@ -202,8 +208,7 @@ async fn on_postgres_a_message_whose_correlation_is_busy_elsewhere_goes_through_
         return;
     };
     let t = test_db(backend).await;
-    let chain = [Relay::new("a", Some("b"), 0), Relay::new("b", None, 0)];
-    let bus = relays(&t.db, &chain, BusConfig::default());
+    let bus = relays(&t.db, &["a", "b"], 0, BusConfig::default());
     let start = ping(0);
     let mut elsewhere = t.db.begin().await.unwrap();
     sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
@@ -265,12 +270,7 @@ async fn request(bus: &bus::Bus, start: &Ping) {
 testkit::backend_tests! {
 async fn a_request_hands_over_what_it_sends_while_workers_run_on_sqlite(backend) {
     let t = test_db(backend).await;
-    let chain = [
-        Relay::new("a", Some("b"), 0),
-        Relay::new("b", Some("c"), 0),
-        Relay::new("c", None, 0),
-    ];
-    let bus = relays(&t.db, &chain, BusConfig::default());
+    let bus = relays(&t.db, &["a", "b", "c"], 0, BusConfig::default());
     let workers = bus.start();
     request(&bus, &ping(0)).await;
     if backend == Backend::Sqlite {
@@ -282,10 +282,7 @@ async fn a_request_hands_over_what_it_sends_while_workers_run_on_sqlite(backend)
         assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_inbox").await, 0, "never queued");
     } else {
         // Each request has a transaction of its own there: the worker takes the chain over.
-        eventually("the chain handled", std::time::Duration::from_secs(10), || async {
-            (seen(&t.db, "c").await == [2]).then_some(())
-        })
-        .await;
+        wait_until_seen(&t.db, "c", &[2]).await;
         assert_eq!(bus.stats().handed_over, 2, "the worker handed b and c over");
     }
     assert_eq!(count(&t.db, "SELECT COUNT(*) FROM bus_queue").await, 0);
@@ -296,8 +293,7 @@ async fn a_request_hands_over_what_it_sends_while_workers_run_on_sqlite(backend)
 #[tokio::test]
 async fn a_request_hands_nothing_over_while_no_workers_run() {
     let t = test_db(Backend::Sqlite).await;
-    let chain = [Relay::new("a", None, 0)];
-    let bus = relays(&t.db, &chain, BusConfig::default());
+    let bus = relays(&t.db, &["a"], 0, BusConfig::default());
     request(&bus, &ping(0)).await;
     assert_eq!(seen(&t.db, "a").await, Vec::<u32>::new());
     assert_eq!(
@@ -307,12 +303,7 @@ async fn a_request_hands_nothing_over_while_no_workers_run() {
     );
 
     let workers = bus.start();
-    eventually(
-        "the worker took it",
-        std::time::Duration::from_secs(10),
-        || async { (seen(&t.db, "a").await == [0]).then_some(()) },
-    )
-    .await;
+    wait_until_seen(&t.db, "a", &[0]).await;
     workers.shutdown().await;
     request(&bus, &ping(1)).await;
     assert_eq!(
@@ -327,8 +318,7 @@ async fn a_request_hands_nothing_over_while_no_workers_run() {
 #[tokio::test]
 async fn a_request_whose_hand_over_fails_commits_and_leaves_the_message_to_the_queue() {
     let t = test_db(Backend::Sqlite).await;
-    let chain = [Relay::new("a", Some("b"), 0), Relay::new("b", None, 1)];
-    let bus = relays(&t.db, &chain, BusConfig::default());
+    let bus = relays(&t.db, &["a", "b"], 1, BusConfig::default());
     let workers = bus.start();
     let start = ping(0);
     request(&bus, &start).await;
@@ -338,12 +328,7 @@ async fn a_request_whose_hand_over_fails_commits_and_leaves_the_message_to_the_q
         "the request's own write stands"
     );
 
-    eventually(
-        "the chain handled",
-        std::time::Duration::from_secs(10),
-        || async { (seen(&t.db, "b").await == [1]).then_some(()) },
-    )
-    .await;
+    wait_until_seen(&t.db, "b", &[1]).await;
     workers.shutdown().await;
     assert_eq!(
         seen(&t.db, "a").await,
@@ -357,8 +342,7 @@ async fn a_request_whose_hand_over_fails_commits_and_leaves_the_message_to_the_q
 #[tokio::test]
 async fn a_request_leaves_a_message_behind_one_queued_for_its_consumer_and_order() {
     let t = test_db(Backend::Sqlite).await;
-    let chain = [Relay::new("a", None, 0)];
-    let bus = relays(&t.db, &chain, BusConfig::default());
+    let bus = relays(&t.db, &["a"], 0, BusConfig::default());
     let start = ping(0);
     let mut tx = bus.begin().await.unwrap();
     let far = Timestamp(Timestamp::now().0 + 3_600_000_000);
@@ -378,11 +362,6 @@ async fn a_request_leaves_a_message_behind_one_queued_for_its_consumer_and_order
     let workers = bus.start();
     request(&bus, &start).await;
     assert_eq!(bus.stats().handed_over, 0);
-    eventually(
-        "a handled it through the queue",
-        std::time::Duration::from_secs(10),
-        || async { (seen(&t.db, "a").await == [0]).then_some(()) },
-    )
-    .await;
+    wait_until_seen(&t.db, "a", &[0]).await;
     workers.shutdown().await;
 }

@@ -304,6 +304,39 @@ async fn an_announced_change_wakes_its_waiters_once_committed_and_never_when_rol
 }
 }
 
+/// Runs `commit` (a transaction on another instance, numbered from 1) every 200 ms until
+/// `heard` completes: this instance's listener connects in the background, so the first
+/// commits may go unheard. Returns how many ran.
+async fn commit_until_heard<C, F>(
+    heard: impl Future<Output = ()> + Send + 'static,
+    mut commit: C,
+) -> u32
+where
+    C: FnMut(u32) -> F,
+    F: Future<Output = ()>,
+{
+    let mut heard = tokio::spawn(heard);
+    let mut sent = 0;
+    let arrived = tokio::time::timeout(LIMIT, async {
+        loop {
+            sent += 1;
+            commit(sent).await;
+            if tokio::time::timeout(Duration::from_millis(200), &mut heard)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        arrived.is_ok(),
+        "no announcement from the other instance arrived"
+    );
+    sent
+}
+
 /// On PostgreSQL a change announced by one instance wakes the waiters of another, through the
 /// listener its workers run.
 #[tokio::test]
@@ -316,26 +349,12 @@ async fn a_change_announced_by_another_instance_wakes_this_ones_waiters() {
     let workers = here.start();
     let elsewhere = bus_with(&open(&t.url).await, &[], sleepy());
     let order = uuid::Uuid::now_v7();
-    let mut waiting = tokio::spawn(here.changed_next(order));
-    // The listener connects in the background: announce until it has heard one.
-    let heard = tokio::time::timeout(LIMIT, async {
-        loop {
-            let mut tx = elsewhere.begin().await.unwrap();
-            tx.announce_change(order);
-            tx.commit().await.unwrap();
-            if tokio::time::timeout(Duration::from_millis(200), &mut waiting)
-                .await
-                .is_ok()
-            {
-                return;
-            }
-        }
+    commit_until_heard(here.changed_next(order), |_| async {
+        let mut tx = elsewhere.begin().await.unwrap();
+        tx.announce_change(order);
+        tx.commit().await.unwrap();
     })
     .await;
-    assert!(
-        heard.is_ok(),
-        "no announcement from the other instance arrived"
-    );
     workers.shutdown().await;
 }
 
@@ -359,29 +378,16 @@ async fn messages_and_changes_committed_by_another_instance_wake_its_workers_and
     undone.announce_change(order);
     undone.rollback().await.unwrap();
 
-    // The listener connects in the background: send until this instance has handled one.
-    let mut waiting = tokio::spawn(here.changed_next(order));
-    let mut sent = 0;
-    let heard = tokio::time::timeout(LIMIT, async {
-        loop {
-            sent += 1;
+    let sent = commit_until_heard(here.changed_next(order), |n| {
+        let elsewhere = elsewhere.clone();
+        async move {
             let mut tx = elsewhere.begin().await.unwrap();
-            tx.publish(&Ping { id: order, n: sent }).await.unwrap();
+            tx.publish(&Ping { id: order, n }).await.unwrap();
             tx.announce_change(order);
             tx.commit().await.unwrap();
-            if tokio::time::timeout(Duration::from_millis(200), &mut waiting)
-                .await
-                .is_ok()
-            {
-                return;
-            }
         }
     })
     .await;
-    assert!(
-        heard.is_ok(),
-        "no announcement from the other instance arrived"
-    );
     eventually(
         "the other instance's messages handled here",
         LIMIT,
