@@ -67,7 +67,9 @@ pub struct DbOptions {
     pub busy_timeout: Duration,
     /// How long a caller waits for a free connection before it gets an error.
     pub acquire_timeout: Duration,
-    /// PostgreSQL: connections in the pool (shared by reads and writes).
+    /// PostgreSQL: connections in the pool shared by reads and requests' writes. The bus
+    /// workers have a pool of their own, as large at most, opened as they need them (one per
+    /// worker).
     pub max_connections: u32,
     /// PostgreSQL: longest a statement may run before the server cancels it.
     pub statement_timeout: Duration,
@@ -136,8 +138,8 @@ pub struct Db {
     write: Writer,
     read: AnyPool,
     acquire_timeout: Duration,
-    /// SQLite: where the tasks that write run; `None` on PostgreSQL, whose writers are many.
-    lane: Option<Arc<WriterLane>>,
+    /// Where the tasks that write run (the bus workers; on SQLite the group-commit writer too).
+    lane: Arc<WriterLane>,
 }
 
 /// Where write transactions come from.
@@ -145,8 +147,9 @@ pub struct Db {
 enum Writer {
     /// SQLite's one write connection; `None` once the `Db` is closed.
     Sqlite(Arc<Mutex<Option<SqliteWriter>>>),
-    /// PostgreSQL's pool (the same as the readers').
-    Pool(AnyPool),
+    /// PostgreSQL's pools: `shared` with the readers, for requests; `on_lane` for transactions
+    /// begun on the writer lane, whose connections the lane's own runtime drives.
+    Pool { shared: AnyPool, on_lane: AnyPool },
 }
 
 impl Db {
@@ -156,31 +159,25 @@ impl Db {
         let backend = backend_of(&options.url)?;
         if backend == Backend::Postgres {
             let connect = AnyConnectOptions::from_str(&options.url)?;
-            let pool = pool_options(
-                options.max_connections.max(1),
-                options,
-                postgres_setup(options),
-            )
-            .test_before_acquire(false)
-            .before_acquire(|conn, meta| {
-                Box::pin(async move {
-                    // A connection in steady use has just proved itself; one that sat idle may
-                    // have been cut (a database restart) and is checked before it is handed out.
-                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
-                        sqlx::Connection::ping(conn).await?;
-                    }
-                    Ok(true)
-                })
-            })
-            .connect_with(connect)
-            .await?;
+            let shared = postgres_pool(options).connect_with(connect.clone()).await?;
+            // The lane's pool opens its connections from the lane (lazily, as its workers need
+            // them), so their sockets belong to the lane's runtime.
+            let lane = WriterLane::start(false).await?;
+            let lane_options = options.clone();
+            let on_lane = lane
+                .spawn(async move { postgres_pool(&lane_options).connect_lazy_with(connect) })
+                .await
+                .map_err(|_| std::io::Error::other("the writer thread ended while starting"))?;
             return Ok(Self {
                 backend,
                 url: options.url.clone(),
-                write: Writer::Pool(pool.clone()),
-                read: pool,
+                write: Writer::Pool {
+                    shared: shared.clone(),
+                    on_lane,
+                },
+                read: shared,
                 acquire_timeout: options.acquire_timeout,
-                lane: None,
+                lane: Arc::new(lane),
             });
         }
         let url = sqlite_url_with_create(&options.url);
@@ -209,21 +206,20 @@ impl Db {
             write: Writer::Sqlite(Arc::new(Mutex::new(Some(writer)))),
             read,
             acquire_timeout: options.acquire_timeout,
-            lane: Some(Arc::new(lane)),
+            lane: Arc::new(lane),
         })
     }
 
-    /// Runs a task that writes: on SQLite on the writer lane (next to the write connection's
-    /// thread), on PostgreSQL on the current runtime.
+    /// Runs a task that writes on the writer lane: on SQLite next to the write connection's
+    /// thread; on PostgreSQL its transactions get connections of the lane's own, so that each
+    /// of its statements wakes the lane's thread directly instead of queueing behind request
+    /// tasks on the shared runtime (see `docs/architecture.md`, "The writer lane").
     pub(crate) fn spawn_writing<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        match &self.lane {
-            Some(lane) => lane.spawn(future),
-            None => tokio::spawn(future),
-        }
+        self.lane.spawn(future)
     }
 
     /// The backend chosen at start-up.
@@ -241,7 +237,14 @@ impl Db {
                     .map_err(|_| sqlx::Error::PoolTimedOut)?;
                 Transaction::sqlite(guard)
             }
-            Writer::Pool(pool) => Ok(Transaction::sqlx(pool.begin().await?)),
+            Writer::Pool { shared, on_lane } => {
+                let pool = if WriterLane::is_current() {
+                    on_lane
+                } else {
+                    shared
+                };
+                Ok(Transaction::sqlx(pool.begin().await?))
+            }
         }
     }
 
@@ -305,8 +308,11 @@ impl Db {
 
     /// Closes every connection; pending statements finish first.
     pub async fn close(&self) {
-        if let Writer::Sqlite(writer) = &self.write {
-            writer.lock().await.take();
+        match &self.write {
+            Writer::Sqlite(writer) => {
+                writer.lock().await.take();
+            }
+            Writer::Pool { on_lane, .. } => on_lane.close().await,
         }
         self.read.close().await;
     }
@@ -326,6 +332,27 @@ fn backend_of(url: &str) -> Result<Backend, DbError> {
 /// one is not, which saves a round trip per transaction under load. A connection cut while in
 /// use fails its request with 503, like any other database outage.
 const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A PostgreSQL pool of `options.max_connections`, each connection set up with the search path
+/// and statement timeout, pinged only after sitting idle.
+fn postgres_pool(options: &DbOptions) -> AnyPoolOptions {
+    pool_options(
+        options.max_connections.max(1),
+        options,
+        postgres_setup(options),
+    )
+    .test_before_acquire(false)
+    .before_acquire(|conn, meta| {
+        Box::pin(async move {
+            // A connection in steady use has just proved itself; one that sat idle may have
+            // been cut (a database restart) and is checked before it is handed out.
+            if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                sqlx::Connection::ping(conn).await?;
+            }
+            Ok(true)
+        })
+    })
+}
 
 fn postgres_setup(options: &DbOptions) -> String {
     let schemas: Vec<String> = options
@@ -458,7 +485,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("lane.db").display());
         let db = Db::connect(&DbOptions::new(url)).await.expect("opens");
-        let lane_cpu = db.lane.as_ref().and_then(|lane| lane.cpu());
+        let lane_cpu = db.lane.cpu();
         let allowed = sched_getaffinity(None).expect("affinity readable");
         let Some(cpu) = lane_cpu else {
             assert!(allowed.count() < 2, "with several CPUs the writer is bound");

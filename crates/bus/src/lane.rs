@@ -1,11 +1,15 @@
-//! The writer lane (SQLite): the tasks that drive the single write connection (the bus workers
-//! and the group-commit writer) run on a thread of their own, optionally bound to one CPU.
+//! The writer lane: the tasks that write for the bus (its workers, and on SQLite the
+//! group-commit writer) run on a thread of their own, on SQLite optionally bound to one CPU.
 //!
-//! The write connection runs each statement on the thread that holds it (`crate::sqlite`), so
-//! on the lane SQLite's work stays on one thread and one CPU, next to its page cache, and a
-//! request that queues a job for the group-commit writer wakes one known thread. See
-//! `docs/architecture.md` ("The writer lane and the in-place write connection").
+//! On SQLite the write connection runs each statement on the thread that holds it
+//! (`crate::sqlite`), so on the lane SQLite's work stays on one thread and one CPU, next to its
+//! page cache, and a request that queues a job for the group-commit writer wakes one known
+//! thread. On PostgreSQL a worker's batch is a chain of statements, each waiting for the
+//! server; transactions begun on the lane take connections the lane's runtime drives, so each
+//! answer wakes the lane's thread at once instead of waiting its turn behind the request tasks
+//! of the shared runtime. See `docs/architecture.md` ("The writer lane").
 
+use std::cell::Cell;
 use std::future::Future;
 use std::io;
 
@@ -24,7 +28,17 @@ pub(crate) struct WriterLane {
     _stop: oneshot::Sender<()>,
 }
 
+thread_local! {
+    /// True on a lane's thread, whose runtime runs only lane tasks.
+    static ON_LANE: Cell<bool> = const { Cell::new(false) };
+}
+
 impl WriterLane {
+    /// True when called from a task running on a writer lane.
+    pub(crate) fn is_current() -> bool {
+        ON_LANE.with(Cell::get)
+    }
+
     /// Starts the thread; with `pin`, binds it to the last CPU the process may use.
     pub(crate) async fn start(pin: bool) -> io::Result<Self> {
         let (ready, started) = oneshot::channel();
@@ -32,6 +46,7 @@ impl WriterLane {
         std::thread::Builder::new()
             .name("bus-writer".into())
             .spawn(move || {
+                ON_LANE.with(|on_lane| on_lane.set(true));
                 let cpu = if pin { pin_to_last_cpu() } else { None };
                 match tokio::runtime::Builder::new_current_thread()
                     .enable_all()

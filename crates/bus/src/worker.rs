@@ -121,8 +121,8 @@ const INBOX_PRUNE_EVERY: Duration = Duration::from_secs(60);
 const INBOX_PRUNE_CHUNK: i64 = 10_000;
 
 impl Bus {
-    /// Starts the configured number of worker tasks: on SQLite on the writer lane (see
-    /// [`DbOptions::pin_writer`](crate::DbOptions)), on PostgreSQL on the current runtime.
+    /// Starts the configured number of worker tasks on the writer lane, a thread of their own
+    /// (on SQLite bound to one CPU, see [`DbOptions::pin_writer`](crate::DbOptions)).
     pub fn start(&self) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<()>> = (0..self.inner.config.workers.max(1))

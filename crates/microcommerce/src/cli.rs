@@ -143,7 +143,8 @@ pub struct DatabaseArgs {
     /// last one the process may use (`false` lets the system place it).
     #[arg(long, env = "MICROCOMMERCE_PIN_WRITER", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub pin_writer: bool,
-    /// PostgreSQL connections per instance.
+    /// PostgreSQL connections per instance for requests and reads; the bus workers open one
+    /// each of their own.
     #[arg(long, env = "MICROCOMMERCE_DB_POOL_SIZE", default_value_t = 10)]
     pub db_pool_size: u32,
     /// PostgreSQL: longest a statement may run before the server cancels it.

@@ -405,3 +405,23 @@ async fn messages_and_changes_committed_by_another_instance_wake_its_workers_and
     );
     workers.shutdown().await;
 }
+
+testkit::backend_tests! {
+/// Workers run on the writer lane, a thread of their own, with connections the lane drives
+/// (on PostgreSQL connections of its own): a batch completes while the runtime serving requests
+/// (this test's, which has one thread) is too busy to poll anything.
+async fn a_batch_completes_while_the_request_runtime_is_busy(backend) {
+    let t = test_db(backend).await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
+    publish(&bus, &ping(1)).await;
+    let workers = bus.start();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while bus.stats().completed == 0 && std::time::Instant::now() < deadline {
+        // Blocks this runtime's only thread: nothing it drives makes progress meanwhile.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(bus.stats().completed, 1, "the lane finished the batch on its own");
+    workers.shutdown().await;
+    assert_eq!(effects(&t.db, "a").await.len(), 1);
+}
+}
