@@ -214,12 +214,23 @@ impl Db {
     /// thread; on PostgreSQL its transactions get connections of the lane's own, so that each
     /// of its statements wakes the lane's thread directly instead of queueing behind request
     /// tasks on the shared runtime (see `docs/architecture.md`, "The writer lane").
-    pub(crate) fn spawn_writing<F>(&self, future: F) -> tokio::task::JoinHandle<F::Output>
+    ///
+    /// The task also ends when the runtime that spawned it shuts down, as one of that
+    /// runtime's own tasks would: a worker holds the `Db`, so without that a bus whose workers
+    /// were never shut down would keep the lane, and its connections, alive for good.
+    pub(crate) fn spawn_writing<F>(&self, task: F) -> tokio::task::JoinHandle<()>
     where
-        F: Future + Send + 'static,
-        F::Output: Send + 'static,
+        F: Future<Output = ()> + Send + 'static,
     {
-        self.lane.spawn(future)
+        let (mut alive, spawner_gone) = tokio::sync::oneshot::channel::<()>();
+        // Lives as long as the task does, or until its runtime drops it, which drops `alive`.
+        tokio::spawn(async move { alive.closed().await });
+        self.lane.spawn(async move {
+            tokio::select! {
+                () = task => {}
+                _ = spawner_gone => {}
+            }
+        })
     }
 
     /// The backend chosen at start-up.
@@ -492,19 +503,18 @@ mod tests {
             return;
         };
         let writer = db.clone();
-        let (thread, affinity, one) = db
-            .spawn_writing(async move {
-                let mut tx = writer.begin().await.expect("begins");
-                let one: i64 = sqlx::query_scalar("SELECT 1")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .expect("runs");
-                tx.commit().await.expect("commits");
-                let thread = std::thread::current().name().map(str::to_owned);
-                (thread, sched_getaffinity(None).expect("affinity"), one)
-            })
-            .await
-            .expect("the lane runs the task");
+        let (seen, heard) = tokio::sync::oneshot::channel();
+        db.spawn_writing(async move {
+            let mut tx = writer.begin().await.expect("begins");
+            let one: i64 = sqlx::query_scalar("SELECT 1")
+                .fetch_one(&mut *tx)
+                .await
+                .expect("runs");
+            tx.commit().await.expect("commits");
+            let thread = std::thread::current().name().map(str::to_owned);
+            let _ = seen.send((thread, sched_getaffinity(None).expect("affinity"), one));
+        });
+        let (thread, affinity, one) = heard.await.expect("the lane runs the task");
         assert_eq!(one, 1);
         assert_eq!(thread.as_deref(), Some("bus-writer"));
         assert_eq!(affinity.count(), 1, "the lane is bound to one CPU");

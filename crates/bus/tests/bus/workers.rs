@@ -425,3 +425,51 @@ async fn a_batch_completes_while_the_request_runtime_is_busy(backend) {
     assert_eq!(effects(&t.db, "a").await.len(), 1);
 }
 }
+
+/// Workers never shut down still end with the runtime that started them, as that runtime's own
+/// tasks would: they hold the database, so otherwise its lane and its connections would live
+/// on after the application that used them is gone.
+#[test]
+fn workers_never_shut_down_end_with_the_runtime_that_started_them() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let started = runtime();
+    let t = started.block_on(async {
+        let t = test_db(backend).await;
+        let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
+        publish(&bus, &ping(1)).await;
+        let _running = bus.start();
+        eventually("the worker to consume", LIMIT, || async {
+            (bus.stats().completed == 1).then_some(())
+        })
+        .await;
+        t
+    });
+    let url = t.url.clone();
+    drop(t);
+    drop(started);
+    runtime().block_on(async {
+        use sqlx::Connection;
+        let mut watcher = sqlx::AnyConnection::connect(&url).await.unwrap();
+        let deadline = tokio::time::Instant::now() + LIMIT;
+        let mut others = i64::MAX;
+        while others > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            others = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+        }
+        assert_eq!(others, 0, "connections left open");
+    });
+}
