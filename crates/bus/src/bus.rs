@@ -108,6 +108,7 @@ pub(crate) struct Inner {
     pub counters: Counters,
     pub watchers: crate::watch::Watchers,
     pub group: crate::group::GroupCommit,
+    pub notifications: crate::notify::Notifications,
     /// Sets of workers started and not shut down: requests hand over only while some run
     /// (see [`Bus::transact`]).
     pub running_workers: std::sync::atomic::AtomicUsize,
@@ -172,6 +173,7 @@ impl BusBuilder {
                 counters: Counters::default(),
                 watchers: Default::default(),
                 group: Default::default(),
+                notifications: Default::default(),
                 running_workers: Default::default(),
             }),
         }
@@ -314,8 +316,9 @@ impl<'c> DerefMut for Tx<'c> {
 }
 
 impl Tx<'_> {
-    /// Commits; on success wakes the workers if messages were written (on PostgreSQL, those
-    /// of every instance, through `NOTIFY`, which is delivered only if the commit succeeds).
+    /// Commits; on success wakes the workers if messages were written, and the waiters of
+    /// the changes announced. On PostgreSQL every instance's are told, once the commit has
+    /// succeeded (see `notify.rs` for why not by the transaction itself).
     pub async fn commit(mut self) -> Result<(), sqlx::Error> {
         if let Some(mark) = self.savepoint.take() {
             // A savepoint: its messages stay in the log, for the outermost commit.
@@ -324,45 +327,16 @@ impl Tx<'_> {
             return Ok(());
         }
         let crate::outbox::Flushed { wrote, changed } = self.outbox.flush(&mut self.inner).await?;
-        if self.bus.inner.db.backend() == crate::Backend::Postgres {
-            self.notify_instances(wrote, &changed).await?;
-        }
         self.inner.commit().await?;
+        if self.bus.inner.db.backend() == crate::Backend::Postgres && (wrote || !changed.is_empty())
+        {
+            self.bus.tell_instances(wrote, &changed);
+        }
         if wrote {
             self.bus.wake_workers();
         }
         if !changed.is_empty() {
             self.bus.inner.watchers.notify(changed);
-        }
-        Ok(())
-    }
-
-    /// PostgreSQL: tells every instance's listener, at commit, that messages were written (its
-    /// workers wake) and which correlation ids changed (its waiters wake); one round trip when
-    /// there is both.
-    async fn notify_instances(
-        &mut self,
-        wrote: bool,
-        changed: &[uuid::Uuid],
-    ) -> Result<(), sqlx::Error> {
-        let mut wake = wrote;
-        for ids in changed.chunks(CHANGES_PER_NOTIFY) {
-            let payload: Vec<String> = ids.iter().map(uuid::Uuid::to_string).collect();
-            let sql = if wake {
-                crate::worker::WAKE_AND_CHANGED_SQL
-            } else {
-                crate::worker::CHANGED_SQL
-            };
-            sqlx::query(sql)
-                .bind(payload.join(","))
-                .execute(&mut *self.inner)
-                .await?;
-            wake = false;
-        }
-        if wake {
-            sqlx::query(crate::worker::NOTIFY_SQL)
-                .execute(&mut *self.inner)
-                .await?;
         }
         Ok(())
     }
@@ -584,9 +558,6 @@ pub(crate) struct QueueRow {
     pub created_at: Timestamp,
     pub available_at: Timestamp,
 }
-
-/// Correlation ids per `NOTIFY` payload: 200 ids stay well below PostgreSQL's 8,000 bytes.
-const CHANGES_PER_NOTIFY: usize = 200;
 
 /// Rows per INSERT statement: bounds the size of the one JSON text bound to it.
 const ROWS_PER_INSERT: usize = 1_000;

@@ -83,6 +83,7 @@ mod dead_letters;
 mod group;
 mod lane;
 mod message;
+mod notify;
 mod outbox;
 mod retry;
 mod sqlite;

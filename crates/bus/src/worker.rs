@@ -16,7 +16,6 @@ use crate::Backend;
 use crate::bus::QueueRow;
 use crate::db::POSTGRES_NOW;
 use crate::{Bus, ConsumeError, Envelope, MessageId, Timestamp, Tx};
-use sqlx::postgres::PgListener;
 
 /// The running worker tasks; dropping it leaves them running, [`Workers::shutdown`] stops them.
 pub struct Workers {
@@ -139,40 +138,6 @@ impl Bus {
             stop,
             tasks,
             bus: self.clone(),
-        }
-    }
-
-    /// PostgreSQL: wakes this instance's workers when any instance commits messages, and its
-    /// waiters for changes any instance announced.
-    async fn listen(self, mut stop: watch::Receiver<bool>) {
-        while !*stop.borrow() {
-            let listener = async {
-                let mut listener = PgListener::connect(self.inner.db.url()).await?;
-                listener
-                    .listen_all([NOTIFY_CHANNEL, CHANGED_CHANNEL])
-                    .await?;
-                loop {
-                    let notification = listener.recv().await?;
-                    if notification.channel() == CHANGED_CHANNEL {
-                        let ids = notification.payload().split(',');
-                        let ids = ids.filter_map(|id| uuid::Uuid::parse_str(id).ok());
-                        self.inner.watchers.notify(ids);
-                    } else {
-                        self.inner.wake.notify_one();
-                    }
-                }
-            };
-            let result: Result<(), sqlx::Error> = tokio::select! {
-                result = listener => result,
-                _ = stop.changed() => return,
-            };
-            if let Err(error) = result {
-                tracing::warn!(%error, "bus listener lost its connection; polling until it is back");
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                    _ = stop.changed() => return,
-                }
-            }
         }
     }
 
@@ -705,18 +670,6 @@ async fn limit_lock_waits(tx: &mut Tx<'_>) -> Result<(), sqlx::Error> {
     }
     Ok(())
 }
-
-/// Channel on which PostgreSQL commits that wrote messages wake every instance's workers.
-pub(crate) const NOTIFY_CHANNEL: &str = "bus_wake";
-/// Sent inside a committing transaction; PostgreSQL delivers it only if the commit succeeds.
-pub(crate) const NOTIFY_SQL: &str = "SELECT pg_notify('bus_wake', '')";
-/// Channel on which commits that announced changes name the changed correlation ids.
-pub(crate) const CHANGED_CHANNEL: &str = "bus_changed";
-/// Sent like [`NOTIFY_SQL`]; its payload is a comma-separated list of correlation ids.
-pub(crate) const CHANGED_SQL: &str = "SELECT pg_notify('bus_changed', $1)";
-/// Both notifications in one round trip.
-pub(crate) const WAKE_AND_CHANGED_SQL: &str =
-    "SELECT pg_notify('bus_wake', ''), pg_notify('bus_changed', $1)";
 
 /// PostgreSQL: tries the transaction-scoped advisory lock of one (consumer, correlation id),
 /// given as SQL expressions; true if this transaction holds it now (it is re-entrant). Claims

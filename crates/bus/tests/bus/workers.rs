@@ -473,3 +473,29 @@ fn workers_never_shut_down_end_with_the_runtime_that_started_them() {
         assert_eq!(others, 0, "connections left open");
     });
 }
+
+/// PostgreSQL: the news of a commit goes out from the bus's sender connection once the commit
+/// succeeded, not from the committing transaction, whose commit would otherwise queue behind
+/// every other notifying commit's disk flush (see `notify.rs`).
+#[tokio::test]
+async fn the_news_of_a_commit_is_sent_by_another_connection_after_it() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let t = test_db(backend).await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
+    let mut listener = sqlx::postgres::PgListener::connect(&t.url).await.unwrap();
+    listener.listen("bus_wake").await.unwrap();
+    let mut tx = bus.begin().await.unwrap();
+    let committing: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *tx)
+        .await
+        .unwrap();
+    tx.publish(&ping(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    let news = tokio::time::timeout(LIMIT, listener.recv())
+        .await
+        .expect("the news arrives")
+        .unwrap();
+    assert_ne!(i64::from(news.process_id()), i64::from(committing));
+}
