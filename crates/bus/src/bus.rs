@@ -108,6 +108,7 @@ pub(crate) struct Inner {
     pub counters: Counters,
     pub watchers: crate::watch::Watchers,
     pub group: crate::group::GroupCommit,
+    /// PostgreSQL: the sender of this bus's news to every instance.
     pub notifications: crate::notify::Notifications,
     /// Sets of workers started and not shut down: requests hand over only while some run
     /// (see [`Bus::transact`]).

@@ -130,7 +130,8 @@ pub enum DbError {
 /// On SQLite writes go through a single connection, driven in place by whoever holds it (see
 /// `sqlite.rs`), so that writers queue for it instead of spinning on the file lock, and every
 /// write transaction starts with `BEGIN IMMEDIATE` so a read-then-write transaction can never
-/// fail to upgrade its lock. On PostgreSQL one pool serves both, at READ COMMITTED.
+/// fail to upgrade its lock. On PostgreSQL one pool serves reads and requests' writes, and the
+/// bus workers have one of their own on the writer lane; both at READ COMMITTED.
 #[derive(Debug, Clone)]
 pub struct Db {
     backend: Backend,
@@ -213,7 +214,8 @@ impl Db {
     /// Runs a task that writes on the writer lane: on SQLite next to the write connection's
     /// thread; on PostgreSQL its transactions get connections of the lane's own, so that each
     /// of its statements wakes the lane's thread directly instead of queueing behind request
-    /// tasks on the shared runtime (see `docs/architecture.md`, "The writer lane").
+    /// tasks on the shared runtime (see `docs/architecture.md`, "The writer lane and the
+    /// in-place write connection").
     ///
     /// The task also ends when the runtime that spawned it shuts down, as one of that
     /// runtime's own tasks would: a worker holds the `Db`, so without that a bus whose workers
@@ -239,7 +241,9 @@ impl Db {
     }
 
     /// Starts a write transaction (`BEGIN IMMEDIATE` on SQLite). On SQLite it holds the one
-    /// write connection until it ends; a caller waits for it at most the acquire timeout.
+    /// write connection until it ends; a caller waits for it at most the acquire timeout. On
+    /// PostgreSQL a task on the writer lane gets a connection of the lane's pool, any other
+    /// caller one of the shared pool.
     pub async fn begin(&self) -> Result<Transaction<'static>, sqlx::Error> {
         match &self.write {
             Writer::Sqlite(writer) => {

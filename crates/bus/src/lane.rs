@@ -7,7 +7,8 @@
 //! thread. On PostgreSQL a worker's batch is a chain of statements, each waiting for the
 //! server; transactions begun on the lane take connections the lane's runtime drives, so each
 //! answer wakes the lane's thread at once instead of waiting its turn behind the request tasks
-//! of the shared runtime. See `docs/architecture.md` ("The writer lane").
+//! of the shared runtime. See `docs/architecture.md` ("The writer lane and the in-place write
+//! connection").
 
 use std::cell::Cell;
 use std::future::Future;
