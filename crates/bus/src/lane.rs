@@ -1,5 +1,5 @@
 //! The writer lane: the tasks that write for the bus (its workers, and on SQLite the
-//! group-commit writer) run on a thread of their own, on SQLite optionally bound to one CPU.
+//! group-commit writer) run on a thread of their own, optionally bound to one CPU.
 //!
 //! On SQLite the write connection runs each statement on the thread that holds it
 //! (`crate::sqlite`), so on the lane SQLite's work stays on one thread and one CPU, next to its
@@ -67,11 +67,15 @@ impl WriterLane {
         let (handle, cpu) = started
             .await
             .map_err(|_| io::Error::other("the writer thread ended while starting"))??;
-        Ok(Self {
+        let lane = Self {
             handle,
             cpu,
             _stop: stop,
-        })
+        };
+        if let Some(cpu) = lane.cpu() {
+            tracing::debug!(cpu, "writer lane bound to one CPU");
+        }
+        Ok(lane)
     }
 
     /// Runs `future` on the lane's thread.

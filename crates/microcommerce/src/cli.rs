@@ -48,8 +48,8 @@ pub struct BenchArgs {
     /// SQLite durability of the embedded server and the baseline.
     #[arg(long, default_value = "full")]
     pub synchronous: bus::Synchronous,
-    /// SQLite: bind the writer of the embedded server and of the baseline to one CPU
-    /// (`false` lets the system place it, to measure what binding gains).
+    /// Bind the writer lane of the embedded server and of the baseline to one CPU (`false`
+    /// lets the system place it, to measure what binding gains).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub pin_writer: bool,
     /// Message workers of the embedded server (as `serve --workers`).
@@ -139,8 +139,8 @@ pub struct DatabaseArgs {
     /// SQLite durability: `full` survives power loss, `normal` only process crashes.
     #[arg(long, env = "MICROCOMMERCE_SQLITE_SYNCHRONOUS", default_value = "full")]
     pub synchronous: bus::Synchronous,
-    /// SQLite: run the single writer (workers and grouped request writes) on one CPU, the
-    /// last one the process may use (`false` lets the system place it).
+    /// Run the writer lane (the bus workers; on SQLite also the grouped request writes) on one
+    /// CPU, the last one the process may use (`false` lets the system place it).
     #[arg(long, env = "MICROCOMMERCE_PIN_WRITER", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub pin_writer: bool,
     /// PostgreSQL connections per instance for requests and reads; the bus workers open one

@@ -18,8 +18,8 @@ pub struct Config {
     pub statement_timeout: Duration,
     /// SQLite durability; `Full` keeps acknowledged writes through power loss.
     pub synchronous: Synchronous,
-    /// SQLite: bind the writer thread to one CPU (see `docs/architecture.md`, "The writer
-    /// lane and the in-place write connection").
+    /// Bind the writer lane (the bus workers; on SQLite the single writer) to one CPU (see
+    /// `docs/architecture.md`, "The writer lane and the in-place write connection").
     pub pin_writer: bool,
     /// Bearer token for admin routes.
     pub admin_token: String,

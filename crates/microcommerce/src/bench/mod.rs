@@ -32,7 +32,7 @@ pub struct BenchOptions {
     pub database_url: Option<String>,
     /// SQLite durability of the embedded server and the baseline.
     pub synchronous: bus::Synchronous,
-    /// SQLite: writer bound to one CPU (the service's default).
+    /// Writer lane bound to one CPU (the service's default).
     pub pin_writer: bool,
     /// Message workers of the embedded server.
     pub workers: usize,
