@@ -56,6 +56,8 @@ if [ -n "${PG_URL:-}" ]; then
   row "PostgreSQL, HTTP, hot product (stock 100)" --buyers 64 --hot-product --hot-stock 100 \
     --database-url "$(fresh_pg)"
   row "PostgreSQL, engine in-process" --buyers 64 --engine --baseline --database-url "$(fresh_pg)"
+  row "PostgreSQL, engine in-process, lane not pinned" --buyers 64 --engine --pin-writer false \
+    --baseline --database-url "$(fresh_pg)"
   row "PostgreSQL, HTTP, hand-over off" --buyers 64 --hand-over false --baseline \
     --database-url "$(fresh_pg)"
 fi
