@@ -493,9 +493,14 @@ mod tests {
             .collect()
     }
 
-    /// Runs a write transaction in a task spawned on `db`'s lane: the thread's name, its
-    /// affinity, and what the transaction read.
-    async fn write_on_the_lane(db: &Db) -> (Option<String>, rustix::thread::CpuSet, i64) {
+    /// Checks that `db`'s lane is bound to one CPU and that a write transaction spawned there
+    /// runs on it; false (nothing checked) when the process may use only one CPU.
+    async fn writes_run_on_a_bound_lane(db: &Db) -> bool {
+        let allowed = sched_getaffinity(None).expect("affinity readable");
+        let Some(cpu) = db.lane.cpu() else {
+            assert!(allowed.count() < 2, "with several CPUs the lane is bound");
+            return false;
+        };
         let writer = db.clone();
         let (seen, heard) = tokio::sync::oneshot::channel();
         db.spawn_writing(async move {
@@ -508,7 +513,12 @@ mod tests {
             let thread = std::thread::current().name().map(str::to_owned);
             let _ = seen.send((thread, sched_getaffinity(None).expect("affinity"), one));
         });
-        heard.await.expect("the lane runs the task")
+        let (thread, affinity, one) = heard.await.expect("the lane runs the task");
+        assert_eq!(one, 1);
+        assert_eq!(thread.as_deref(), Some("bus-writer"));
+        assert_eq!(affinity.count(), 1, "the lane is bound to one CPU");
+        assert!(affinity.is_set(cpu));
+        true
     }
 
     #[tokio::test]
@@ -516,16 +526,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("lane.db").display());
         let db = Db::connect(&DbOptions::new(url)).await.expect("opens");
-        let allowed = sched_getaffinity(None).expect("affinity readable");
-        let Some(cpu) = db.lane.cpu() else {
-            assert!(allowed.count() < 2, "with several CPUs the writer is bound");
+        if !writes_run_on_a_bound_lane(&db).await {
             return;
-        };
-        let (thread, affinity, one) = write_on_the_lane(&db).await;
-        assert_eq!(one, 1);
-        assert_eq!(thread.as_deref(), Some("bus-writer"));
-        assert_eq!(affinity.count(), 1, "the lane is bound to one CPU");
-        assert!(affinity.is_set(cpu));
+        }
+        let allowed = sched_getaffinity(None).expect("affinity readable");
         let threads = sqlite_thread_affinities();
         assert!(!threads.is_empty(), "the readers have connection threads");
         assert!(
@@ -536,7 +540,7 @@ mod tests {
     }
 
     /// PostgreSQL workers' lane is bound to one CPU too (measured: a fifth more checkouts
-    /// in-process); the caller's threads stay free.
+    /// in-process); the caller's thread stays free.
     #[tokio::test]
     async fn postgres_lane_transactions_run_on_a_bound_thread() {
         let Some(backend) = testkit::Backend::postgres() else {
@@ -547,15 +551,7 @@ mod tests {
             .await
             .expect("opens");
         let allowed = sched_getaffinity(None).expect("affinity readable");
-        let Some(cpu) = db.lane.cpu() else {
-            assert!(allowed.count() < 2, "with several CPUs the lane is bound");
-            return;
-        };
-        let (thread, affinity, one) = write_on_the_lane(&db).await;
-        assert_eq!(one, 1);
-        assert_eq!(thread.as_deref(), Some("bus-writer"));
-        assert_eq!(affinity.count(), 1, "the lane is bound to one CPU");
-        assert!(affinity.is_set(cpu));
+        writes_run_on_a_bound_lane(&db).await;
         assert_eq!(
             sched_getaffinity(None).expect("affinity").count(),
             allowed.count()
