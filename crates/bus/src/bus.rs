@@ -278,6 +278,20 @@ impl Bus {
     pub(crate) fn wake_workers(&self) {
         self.inner.wake.notify_one();
     }
+
+    /// After a commit that queued messages (`wrote`) or announced changes: wakes the workers
+    /// and the waiters of those changes, here and, on PostgreSQL, in every instance.
+    pub(crate) fn committed(&self, wrote: bool, changed: Vec<uuid::Uuid>) {
+        if self.inner.db.backend() == crate::Backend::Postgres && (wrote || !changed.is_empty()) {
+            self.tell_instances(wrote, &changed);
+        }
+        if wrote {
+            self.wake_workers();
+        }
+        if !changed.is_empty() {
+            self.inner.watchers.notify(changed);
+        }
+    }
 }
 
 /// A write transaction that can also publish messages (the transactional outbox).
@@ -329,16 +343,7 @@ impl Tx<'_> {
         }
         let crate::outbox::Flushed { wrote, changed } = self.outbox.flush(&mut self.inner).await?;
         self.inner.commit().await?;
-        if self.bus.inner.db.backend() == crate::Backend::Postgres && (wrote || !changed.is_empty())
-        {
-            self.bus.tell_instances(wrote, &changed);
-        }
-        if wrote {
-            self.bus.wake_workers();
-        }
-        if !changed.is_empty() {
-            self.bus.inner.watchers.notify(changed);
-        }
+        self.bus.committed(wrote, changed);
         Ok(())
     }
 

@@ -103,7 +103,7 @@ impl Bus {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
-        self.wake_workers();
+        self.committed(true, Vec::new());
         tracing::info!(dead_letter = id, message_id = %letter.message_id, "dead letter re-queued");
         Ok(true)
     }

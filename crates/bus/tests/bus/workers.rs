@@ -147,21 +147,22 @@ async fn shutdown_lets_the_batch_in_flight_finish_and_leaves_the_rest_queued(bac
 }
 }
 
+/// Refuses the first message for good (a dead letter) and applies every later one.
+fn refusing_once() -> Script {
+    let refused = std::sync::atomic::AtomicBool::new(false);
+    Arc::new(move |_| {
+        if refused.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            Step::Apply
+        } else {
+            Step::Permanent
+        }
+    })
+}
+
 testkit::backend_tests! {
 async fn a_retried_dead_letter_wakes_an_idle_worker(backend) {
     let t = test_db(backend).await;
-    let refused_once = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let script: Script = {
-        let refused_once = refused_once.clone();
-        Arc::new(move |_| {
-            if refused_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
-                Step::Apply
-            } else {
-                Step::Permanent
-            }
-        })
-    };
-    let bus = bus_with(&t.db, &[Scripted::new("a", &[Ping::TYPE], script)], sleepy());
+    let bus = bus_with(&t.db, &[Scripted::new("a", &[Ping::TYPE], refusing_once())], sleepy());
     let workers = bus.start();
     let id = publish(&bus, &ping(1)).await;
     let letter = eventually("the dead letter", LIMIT, || async {
@@ -337,6 +338,47 @@ where
     sent
 }
 
+/// On PostgreSQL a dead letter retried by one instance wakes another instance's idle workers
+/// (a sleepy poll would take an hour), as any commit that queues a message does.
+#[tokio::test]
+async fn a_dead_letter_retried_by_another_instance_wakes_this_ones_workers() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let t = test_db(backend).await;
+    let here = bus_with(
+        &t.db,
+        &[Scripted::new("a", &[Ping::TYPE], refusing_once())],
+        sleepy(),
+    );
+    let workers = here.start();
+    let id = publish(&here, &ping(1)).await;
+    let letter = eventually("the dead letter", LIMIT, || async {
+        here.dead_letters(1, 0).await.unwrap().pop()
+    })
+    .await;
+    let elsewhere = bus_with(&open(&t.url).await, &[Scripted::applying("a")], sleepy());
+    // This instance's listener connects in the background: wait until it hears the other.
+    announce_until_heard(&elsewhere, &here).await;
+    assert!(elsewhere.retry_dead_letter(letter.id).await.unwrap());
+    eventually("the retried message consumed here", LIMIT, || async {
+        (effects(&t.db, "a").await == [(id.to_string(), 1)]).then_some(())
+    })
+    .await;
+    workers.shutdown().await;
+}
+
+/// Announces a change on `elsewhere` until a waiter on `here` hears of it.
+async fn announce_until_heard(elsewhere: &bus::Bus, here: &bus::Bus) {
+    let order = uuid::Uuid::now_v7();
+    commit_until_heard(here.changed_next(order), |_| async {
+        let mut tx = elsewhere.begin().await.unwrap();
+        tx.announce_change(order);
+        tx.commit().await.unwrap();
+    })
+    .await;
+}
+
 /// On PostgreSQL a change announced by one instance wakes the waiters of another, through the
 /// listener its workers run.
 #[tokio::test]
@@ -348,13 +390,7 @@ async fn a_change_announced_by_another_instance_wakes_this_ones_waiters() {
     let here = bus_with(&t.db, &[], sleepy());
     let workers = here.start();
     let elsewhere = bus_with(&open(&t.url).await, &[], sleepy());
-    let order = uuid::Uuid::now_v7();
-    commit_until_heard(here.changed_next(order), |_| async {
-        let mut tx = elsewhere.begin().await.unwrap();
-        tx.announce_change(order);
-        tx.commit().await.unwrap();
-    })
-    .await;
+    announce_until_heard(&elsewhere, &here).await;
     workers.shutdown().await;
 }
 
