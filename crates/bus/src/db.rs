@@ -417,6 +417,34 @@ fn pool_options(size: u32, options: &DbOptions, pragmas: String) -> AnyPoolOptio
         })
 }
 
+/// A statement text that differs by backend, built once per backend on first use: for
+/// statements run on every batch or request, whose text would otherwise be assembled anew
+/// each time. Keep it in a `static`.
+#[derive(Debug, Default)]
+pub struct PerBackend {
+    sqlite: std::sync::OnceLock<String>,
+    postgres: std::sync::OnceLock<String>,
+}
+
+impl PerBackend {
+    /// Nothing built yet.
+    pub const fn new() -> Self {
+        Self {
+            sqlite: std::sync::OnceLock::new(),
+            postgres: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The text for `backend`, from `build` the first time.
+    pub fn get(&'static self, backend: Backend, build: fn(Backend) -> String) -> &'static str {
+        let cell = match backend {
+            Backend::Sqlite => &self.sqlite,
+            Backend::Postgres => &self.postgres,
+        };
+        cell.get_or_init(|| build(backend))
+    }
+}
+
 /// The elements of the JSON array bound as parameter `$param`, as a table `j`: one row per
 /// element in `j.value` (read the fields of an array element with `j.value ->> 0`,
 /// `j.value ->> 1` …; they come back as text on PostgreSQL, so `CAST` numbers) and its position

@@ -95,7 +95,7 @@ pub use bus::{Bus, BusBuilder, BusConfig, BusError, BusStats, Tx};
 pub use conn::{Conn, Transaction};
 pub use consumer::{BoxError, ConsumeError, Consumer};
 pub use db::{
-    Backend, Db, DbError, DbOptions, Synchronous, json_param, json_rows, json_values,
+    Backend, Db, DbError, DbOptions, PerBackend, Synchronous, json_param, json_rows, json_values,
     placeholder_rows, placeholders,
 };
 pub use dead_letters::DeadLetter;

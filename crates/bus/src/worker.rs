@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::Backend;
 use crate::bus::QueueRow;
-use crate::db::POSTGRES_NOW;
+use crate::db::{POSTGRES_NOW, PerBackend};
 use crate::{Bus, ConsumeError, Envelope, MessageId, Timestamp, Tx};
 
 /// The running worker tasks; dropping it leaves them running, [`Workers::shutdown`] stops them.
@@ -390,26 +390,21 @@ impl Bus {
         let outcome = self
             .hand_over_rounds(&mut savepoint, now, from, first.clone(), &mut tally)
             .await;
-        match outcome {
+        let error = match outcome {
             Ok(Ok(())) => {
                 savepoint.commit().await?;
-                Ok(tally.handed_over)
+                return Ok(tally.handed_over);
             }
-            failed => {
-                let error = match failed {
-                    Err(error) => Some(error.to_string()),
-                    Ok(Err(failure)) => failure.error.as_ref().map(ToString::to_string),
-                    Ok(Ok(())) => None,
-                };
-                tracing::debug!(
-                    ?error,
-                    "a message handed over in a request failed; it goes through the queue"
-                );
-                savepoint.rollback().await?;
-                tx.outbox().write(first);
-                Ok(0)
-            }
-        }
+            Ok(Err(failure)) => failure.error.as_ref().map(ToString::to_string),
+            Err(error) => Some(error.to_string()),
+        };
+        tracing::debug!(
+            ?error,
+            "a message handed over in a request failed; it goes through the queue"
+        );
+        savepoint.rollback().await?;
+        tx.outbox().write(first);
+        Ok(0)
     }
 
     /// True if a transaction of [`Bus::transact`] committing now may also commit the steps of
@@ -688,7 +683,18 @@ fn try_correlation_lock(consumer: &str, correlation_id: &str) -> String {
 /// correlation id) keeps two messages of one correlation from being handled at once anywhere,
 /// even when a lower id committed late. Rows whose correlation is busy elsewhere are left.
 async fn claim(tx: &mut Tx<'_>, now: Timestamp, limit: usize) -> Result<Vec<Claimed>, sqlx::Error> {
-    let sql = match tx.bus().db().backend() {
+    static SQL: PerBackend = PerBackend::new();
+    let sql = SQL.get(tx.bus().db().backend(), claim_sql);
+    let rows = sqlx::query(sql)
+        .bind(now.0)
+        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+        .fetch_all(&mut **tx)
+        .await?;
+    rows.iter().map(decode_claimed).collect()
+}
+
+fn claim_sql(backend: Backend) -> String {
+    match backend {
         Backend::Sqlite => CLAIM.to_owned(),
         // One statement claims and locks: the advisory lock is tried on each row the inner
         // query returned; a row whose correlation is busy elsewhere stays row-locked by this
@@ -703,13 +709,7 @@ async fn claim(tx: &mut Tx<'_>, now: Timestamp, limit: usize) -> Result<Vec<Clai
             ) + " FOR UPDATE OF q SKIP LOCKED",
             try_correlation_lock("consumer", "correlation_id")
         ),
-    };
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(now.0)
-        .bind(i64::try_from(limit).unwrap_or(i64::MAX))
-        .fetch_all(&mut **tx)
-        .await?;
-    rows.iter().map(decode_claimed).collect()
+    }
 }
 
 fn decode_claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
@@ -760,20 +760,8 @@ async fn keys_to_queue(
         .iter()
         .map(|(consumer, id)| (consumer.as_str(), id.to_string()))
         .collect();
-    let lock_taken = match conn.backend() {
-        Backend::Sqlite => String::new(),
-        Backend::Postgres => format!(
-            " OR NOT {}",
-            try_correlation_lock("(j.value ->> 0)", "(j.value ->> 1)")
-        ),
-    };
-    let sql = format!(
-        "SELECT j.value ->> 0 AS consumer, j.value ->> 1 AS correlation_id FROM {} \
-         WHERE EXISTS (SELECT 1 FROM bus_queue q \
-         WHERE q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1){lock_taken}",
-        crate::json_rows(conn.backend(), 1)
-    );
-    let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+    static SQL: PerBackend = PerBackend::new();
+    let rows = sqlx::query(SQL.get(conn.backend(), keys_to_queue_sql))
         .bind(crate::json_param(&pairs)?)
         .fetch_all(&mut *conn)
         .await?;
@@ -785,6 +773,22 @@ async fn keys_to_queue(
             ))
         })
         .collect()
+}
+
+fn keys_to_queue_sql(backend: Backend) -> String {
+    let lock_taken = match backend {
+        Backend::Sqlite => String::new(),
+        Backend::Postgres => format!(
+            " OR NOT {}",
+            try_correlation_lock("(j.value ->> 0)", "(j.value ->> 1)")
+        ),
+    };
+    format!(
+        "SELECT j.value ->> 0 AS consumer, j.value ->> 1 AS correlation_id FROM {} \
+         WHERE EXISTS (SELECT 1 FROM bus_queue q \
+         WHERE q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1){lock_taken}",
+        crate::json_rows(backend, 1)
+    )
 }
 
 /// A message taken from the transaction's log, as a worker handles it (first delivery).

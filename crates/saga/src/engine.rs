@@ -431,19 +431,12 @@ impl<S> Default for ReadAhead<S> {
 /// Instances read ahead per statement.
 const READ_AHEAD_CHUNK: usize = 500;
 
-/// The instances of `saga` under `ids` (every id gets an entry), with one statement; the ids
-/// are bound as one JSON array, so the statement is the same for one event's load and for a
-/// batch's read-ahead.
-async fn read_stored(
-    conn: &mut bus::Conn<'_>,
-    saga: &str,
-    ids: &[Uuid],
-) -> Result<HashMap<Uuid, Stored>, sqlx::Error> {
+fn read_stored_sql(backend: bus::Backend) -> String {
     // One index lookup per id. PostgreSQL is told so (a lateral subquery with a limit is
     // never turned into a join): left to plan a join, it estimated the JSON list at 100 rows
     // and hashed every instance of the saga, a cost that grew with the table (1.6 ms a batch
     // after a 10 s benchmark).
-    let instance = match conn.backend() {
+    let instance = match backend {
         bus::Backend::Sqlite => {
             "LEFT JOIN saga_instances i ON i.saga = $1 AND i.correlation_id = ids.id"
         }
@@ -452,16 +445,28 @@ async fn read_stored(
              FROM saga_instances WHERE saga = $1 AND correlation_id = ids.id LIMIT 1) i ON true"
         }
     };
-    let query = sqlx::query(sqlx::AssertSqlSafe(format!(
+    format!(
         "SELECT ids.id AS correlation_id, i.data, i.version, i.completed_at, \
          CASE WHEN i.saga IS NOT NULL THEN i.has_parked \
          WHEN EXISTS (SELECT 1 FROM saga_parked p WHERE p.saga = $1 AND p.correlation_id = ids.id) \
          THEN 1 ELSE 0 END AS has_parked \
          FROM (SELECT j.value AS id FROM {}) AS ids {instance}",
-        bus::json_values(conn.backend(), 2)
-    )))
-    .bind(saga)
-    .bind(bus::json_param(&ids)?);
+        bus::json_values(backend, 2)
+    )
+}
+
+/// The instances of `saga` under `ids` (every id gets an entry), with one statement; the ids
+/// are bound as one JSON array, so the statement is the same for one event's load and for a
+/// batch's read-ahead.
+async fn read_stored(
+    conn: &mut bus::Conn<'_>,
+    saga: &str,
+    ids: &[Uuid],
+) -> Result<HashMap<Uuid, Stored>, sqlx::Error> {
+    static SQL: bus::PerBackend = bus::PerBackend::new();
+    let query = sqlx::query(SQL.get(conn.backend(), read_stored_sql))
+        .bind(saga)
+        .bind(bus::json_param(&ids)?);
     let mut stored = HashMap::with_capacity(ids.len());
     for row in query.fetch_all(conn).await? {
         let id = parse_uuid(row.try_get("correlation_id")?)?;

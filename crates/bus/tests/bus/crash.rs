@@ -110,11 +110,7 @@ async fn a_process_killed_mid_batch_loses_nothing_and_applies_every_effect_once(
         "killed by SIGKILL"
     );
 
-    let before_restart: Vec<u32> = effects(&t.db, "crashy")
-        .await
-        .into_iter()
-        .map(|(_, n)| n)
-        .collect();
+    let before_restart: Vec<u32> = seen(&t.db, "crashy").await;
     assert_eq!(
         before_restart,
         (0..BLOCK_AT - 1).collect::<Vec<_>>(),
@@ -123,11 +119,7 @@ async fn a_process_killed_mid_batch_loses_nothing_and_applies_every_effect_once(
     let db = open(&t.url).await;
     let restarted = bus_with(&db, &[Scripted::applying("crashy")], BusConfig::default());
     restarted.run_pending().await.unwrap();
-    let mut applied: Vec<u32> = effects(&db, "crashy")
-        .await
-        .into_iter()
-        .map(|(_, n)| n)
-        .collect();
+    let mut applied: Vec<u32> = seen(&db, "crashy").await;
     applied.sort();
     assert_eq!(
         applied,

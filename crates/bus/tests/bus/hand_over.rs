@@ -103,15 +103,6 @@ async fn wait_until_seen(db: &bus::Db, consumer: &str, expected: &[u32]) {
     .await;
 }
 
-/// The `n` of each effect row of `consumer`.
-async fn seen(db: &bus::Db, consumer: &str) -> Vec<u32> {
-    effects(db, consumer)
-        .await
-        .into_iter()
-        .map(|(_, n)| n)
-        .collect()
-}
-
 testkit::backend_tests! {
 async fn a_chain_of_sends_is_handled_in_the_batch_that_started_it(backend) {
     let t = test_db(backend).await;

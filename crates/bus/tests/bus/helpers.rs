@@ -246,6 +246,15 @@ pub async fn effects(db: &Db, consumer: &str) -> Vec<(String, u32)> {
     rows.into_iter().map(|(id, n)| (id, n as u32)).collect()
 }
 
+/// The `n` of each effect row of `consumer`, in the order they were written.
+pub async fn seen(db: &Db, consumer: &str) -> Vec<u32> {
+    effects(db, consumer)
+        .await
+        .into_iter()
+        .map(|(_, n)| n)
+        .collect()
+}
+
 /// A queue row as the tests look at it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Queued {

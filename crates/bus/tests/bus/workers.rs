@@ -43,11 +43,7 @@ async fn messages_of_one_correlation_are_consumed_in_order_and_never_concurrentl
         (effects(&t.db, "ordered").await.len() == 100).then_some(())
     })
     .await;
-    let order: Vec<u32> = effects(&t.db, "ordered")
-        .await
-        .into_iter()
-        .map(|(_, n)| n)
-        .collect();
+    let order: Vec<u32> = seen(&t.db, "ordered").await;
     assert_eq!(order, (0..100).collect::<Vec<_>>());
     assert_eq!(
         ordered
@@ -430,11 +426,7 @@ async fn messages_and_changes_committed_by_another_instance_wake_its_workers_and
         || async { (effects(&t.db, "c").await.len() as u32 == sent).then_some(()) },
     )
     .await;
-    let handled: Vec<u32> = effects(&t.db, "c")
-        .await
-        .into_iter()
-        .map(|(_, n)| n)
-        .collect();
+    let handled: Vec<u32> = seen(&t.db, "c").await;
     assert!(
         !handled.contains(&0),
         "the rolled-back message was delivered: {handled:?}"

@@ -80,11 +80,16 @@ fn checkout_body(items: Option<Value>) -> Value {
     body
 }
 
+/// Checks out `items` (or the cart when `None`); the answer as it came.
+async fn post_checkout(buyer: &Client, items: Option<Value>) -> crate::helpers::Reply {
+    buyer
+        .post("/api/ordering/checkout", checkout_body(items))
+        .await
+}
+
 /// Checks out `items` (or the cart when `None`) and returns the order id.
 async fn check_out(buyer: &Client, items: Option<Value>) -> String {
-    let reply = buyer
-        .post("/api/ordering/checkout", checkout_body(items))
-        .await;
+    let reply = post_checkout(buyer, items).await;
     assert_eq!(reply.status, 201, "{:?}", reply.body);
     reply.body["orderId"].as_str().unwrap().to_owned()
 }
@@ -162,12 +167,7 @@ async fn the_answers_to_checkout_and_payment_report_the_order_status_as_committe
     let app = spawn_app(backend).await;
     let mug = product(&app, "Mug", 1250, 20).await;
     let buyer = app.buyer();
-    let placed = buyer
-        .post(
-            "/api/ordering/checkout",
-            checkout_body(Some(json!([{ "productId": mug, "quantity": 1 }]))),
-        )
-        .await;
+    let placed = post_checkout(&buyer, Some(json!([{ "productId": mug, "quantity": 1 }]))).await;
     assert_eq!(placed.status, 201, "{:?}", placed.body);
     let order = placed.body["orderId"].as_str().unwrap().to_owned();
     let paid_answer = if backend == crate::helpers::Backend::Sqlite {
@@ -197,12 +197,7 @@ async fn without_workers_the_answers_report_the_status_the_request_left(backend)
     assert_eq!(paid.status, 200, "{:?}", paid.body);
     assert_eq!(paid.body["orderStatus"], "Paid");
     let pen = product(&app, "Pen", 150, 5).await;
-    let again = buyer
-        .post(
-            "/api/ordering/checkout",
-            checkout_body(Some(json!([{ "productId": pen, "quantity": 1 }]))),
-        )
-        .await;
+    let again = post_checkout(&buyer, Some(json!([{ "productId": pen, "quantity": 1 }]))).await;
     assert_eq!(again.status, 201, "{:?}", again.body);
     assert_eq!(again.body["status"], "Submitted", "nothing was handed over");
 }
