@@ -7,11 +7,10 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use bus::{
-    Bus, BusConfig, ConsumeError, Consumer, Db, DbOptions, Envelope, Message, Synchronous, Tx,
-    async_trait,
-};
+use bus::{Bus, BusConfig, ConsumeError, Consumer, Envelope, Message, Tx, async_trait};
+
 use serde::{Deserialize, Serialize};
+use storage::{Db, DbOptions, Synchronous};
 use uuid::Uuid;
 
 #[derive(Serialize, Deserialize)]

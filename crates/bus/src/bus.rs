@@ -9,9 +9,8 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use crate::outbox::{Mark, Outbox};
-use crate::{
-    Consumer, Db, Delivery, Destination, Message, MessageId, Outgoing, RetryPolicy, Timestamp,
-};
+use crate::{Consumer, Delivery, Destination, Message, MessageId, Outgoing, RetryPolicy};
+use storage::{Db, Timestamp};
 
 /// Errors of the publishing and administration API.
 #[derive(Debug, thiserror::Error)]
@@ -192,11 +191,12 @@ impl Bus {
     }
 
     /// Creates the bus tables if they are missing.
-    pub async fn migrate(db: &Db) -> Result<(), crate::DbError> {
-        match db.backend() {
-            crate::Backend::Sqlite => db.migrate(sqlx::migrate!("./migrations/sqlite")).await,
-            crate::Backend::Postgres => db.migrate(sqlx::migrate!("./migrations/postgres")).await,
-        }
+    pub async fn migrate(db: &Db) -> Result<(), storage::DbError> {
+        db.migrate(storage::Migrations {
+            sqlite: sqlx::migrate!("./migrations/sqlite"),
+            postgres: sqlx::migrate!("./migrations/postgres"),
+        })
+        .await
     }
 
     /// The database the bus lives in.
@@ -282,7 +282,7 @@ impl Bus {
     /// After a commit that queued messages (`wrote`) or announced changes: wakes the workers
     /// and the waiters of those changes, here and, on PostgreSQL, in every instance.
     pub(crate) fn committed(&self, wrote: bool, changed: Vec<uuid::Uuid>) {
-        if self.inner.db.backend() == crate::Backend::Postgres && (wrote || !changed.is_empty()) {
+        if self.inner.db.is_shared() && (wrote || !changed.is_empty()) {
             self.tell_instances(wrote, &changed);
         }
         if wrote {
@@ -301,7 +301,7 @@ impl Bus {
 /// messages are inserted into `bus_queue` by that commit, so the transaction's own statements
 /// do not see them in the table.
 pub struct Tx<'c> {
-    inner: crate::Transaction<'c>,
+    inner: storage::Transaction<'c>,
     bus: Bus,
     /// The message being consumed, recorded as the cause of everything published here.
     causation: Option<MessageId>,
@@ -317,15 +317,15 @@ pub struct Tx<'c> {
 }
 
 impl<'c> Deref for Tx<'c> {
-    type Target = crate::Conn<'c>;
+    type Target = storage::Conn<'c>;
 
-    fn deref(&self) -> &crate::Conn<'c> {
+    fn deref(&self) -> &storage::Conn<'c> {
         &self.inner
     }
 }
 
 impl<'c> DerefMut for Tx<'c> {
-    fn deref_mut(&mut self) -> &mut crate::Conn<'c> {
+    fn deref_mut(&mut self) -> &mut storage::Conn<'c> {
         &mut self.inner
     }
 }
@@ -573,7 +573,7 @@ impl QueueRow {
     /// statement, passed as one JSON array; a row whose message id its consumer already has
     /// queued is skipped.
     pub async fn insert_all(
-        conn: &mut crate::Conn<'_>,
+        conn: &mut storage::Conn<'_>,
         rows: &[QueueRow],
     ) -> Result<(), sqlx::Error> {
         let sql = format!(
@@ -583,12 +583,12 @@ impl QueueRow {
              j.value ->> 5, j.value ->> 6, CAST(j.value ->> 7 AS BIGINT), \
              CAST(j.value ->> 8 AS BIGINT) FROM {} WHERE true ORDER BY j.key \
              ON CONFLICT (message_id, consumer) DO NOTHING",
-            crate::json_rows(conn.backend(), 1)
+            storage::json_rows(conn.backend(), 1)
         );
         for chunk in rows.chunks(ROWS_PER_INSERT) {
             let fields: Vec<_> = chunk.iter().map(QueueRow::fields).collect();
             sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
-                .bind(crate::json_param(&fields)?)
+                .bind(storage::json_param(&fields)?)
                 .execute(&mut *conn)
                 .await?;
         }

@@ -5,7 +5,8 @@ use sqlx::any::AnyRow;
 
 use crate::bus::QueueRow;
 use crate::worker::parse_uuid;
-use crate::{Bus, BusError, Headers, MessageId, Timestamp};
+use crate::{Bus, BusError, Headers, MessageId};
+use storage::Timestamp;
 
 /// A message that exhausted its attempts or failed permanently.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -88,7 +88,7 @@ impl Bus {
         T: Send + 'static,
         E: From<GroupError> + From<sqlx::Error> + Send + 'static,
     {
-        if self.db().backend() == crate::Backend::Postgres {
+        if !self.db().has_single_writer() {
             let mut tx = self.begin().await?;
             let value = AssertUnwindSafe(job(&mut tx))
                 .catch_unwind()

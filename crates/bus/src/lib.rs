@@ -23,7 +23,8 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use bus::{async_trait, Bus, ConsumeError, Consumer, Db, DbOptions, Envelope, Message, Tx};
+//! use bus::{async_trait, Bus, ConsumeError, Consumer, Envelope, Message, Tx};
+//! use storage::{Db, DbOptions};
 //! use serde::{Deserialize, Serialize};
 //!
 //! #[derive(Serialize, Deserialize)]
@@ -76,32 +77,21 @@
 #![warn(missing_docs)]
 
 mod bus;
-mod conn;
 mod consumer;
-mod db;
 mod dead_letters;
 mod group;
-mod lane;
 mod message;
 mod notify;
 mod outbox;
 mod retry;
-mod sqlite;
 mod watch;
 mod worker;
 
 pub use async_trait::async_trait;
 pub use bus::{Bus, BusBuilder, BusConfig, BusError, BusStats, Tx};
-pub use conn::{Conn, Transaction};
 pub use consumer::{BoxError, ConsumeError, Consumer};
-pub use db::{
-    Backend, Db, DbError, DbOptions, PerBackend, Synchronous, json_param, json_rows, json_values,
-    placeholder_rows, placeholders,
-};
 pub use dead_letters::DeadLetter;
 pub use group::{GroupError, TxFuture};
-pub use message::{
-    Delivery, Destination, Envelope, Headers, Message, MessageId, Outgoing, Timestamp,
-};
+pub use message::{Delivery, Destination, Envelope, Headers, Message, MessageId, Outgoing};
 pub use retry::RetryPolicy;
 pub use worker::Workers;

@@ -2,47 +2,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use storage::Timestamp;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
-
-/// Microseconds since the Unix epoch: an integer so that both backends compare it exactly.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct Timestamp(pub i64);
-
-impl Timestamp {
-    /// The current wall-clock time.
-    pub fn now() -> Self {
-        let since = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        Self(i64::try_from(since.as_micros()).unwrap_or(i64::MAX))
-    }
-
-    /// This instant moved `by` into the future, saturating instead of overflowing.
-    pub fn plus(self, by: Duration) -> Self {
-        let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
-        Self(self.0.saturating_add(micros))
-    }
-
-    /// This instant moved `by` into the past, saturating instead of overflowing.
-    pub fn minus(self, by: Duration) -> Self {
-        let micros = i64::try_from(by.as_micros()).unwrap_or(i64::MAX);
-        Self(self.0.saturating_sub(micros))
-    }
-
-    /// How long from `self` until `later`; zero if `later` is not later.
-    pub fn until(self, later: Timestamp) -> Duration {
-        Duration::from_micros(u64::try_from(later.0 - self.0).unwrap_or(0))
-    }
-
-    /// Milliseconds since the epoch, for display.
-    pub fn as_millis(self) -> i64 {
-        self.0 / 1000
-    }
-}
 
 /// Identity of one message; a UUID v7, so ids sort by creation time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

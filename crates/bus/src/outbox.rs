@@ -13,8 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use crate::Timestamp;
 use crate::bus::QueueRow;
+use storage::Timestamp;
 
 /// Withdrawals per `DELETE`: bounds the size of the one JSON text bound to it.
 const WITHDRAWALS_PER_DELETE: usize = 1_000;
@@ -156,7 +156,7 @@ impl Outbox {
 
     /// Applies the log on `conn` (the outermost commit does, just before committing): the
     /// withdrawals first, so that they cannot touch the rows inserted after them.
-    pub async fn flush(&self, conn: &mut crate::Conn<'_>) -> Result<Flushed, sqlx::Error> {
+    pub async fn flush(&self, conn: &mut storage::Conn<'_>) -> Result<Flushed, sqlx::Error> {
         let log = std::mem::take(&mut *self.lock());
         let mut rows = Vec::new();
         let mut withdrawals = Vec::new();
@@ -213,12 +213,15 @@ impl Drop for Mark {
 }
 
 /// One statement for a chunk of withdrawals of already committed messages.
-async fn delete_withdrawn(conn: &mut crate::Conn<'_>, chunk: &[Entry]) -> Result<(), sqlx::Error> {
+async fn delete_withdrawn(
+    conn: &mut storage::Conn<'_>,
+    chunk: &[Entry],
+) -> Result<(), sqlx::Error> {
     let sql = format!(
         "DELETE FROM bus_queue WHERE id IN (SELECT q.id FROM {} \
          JOIN bus_queue q ON q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1 \
          WHERE q.attempts = 0 AND q.available_at > CAST(j.value ->> 2 AS BIGINT))",
-        crate::json_rows(conn.backend(), 1)
+        storage::json_rows(conn.backend(), 1)
     );
     let fields: Vec<(&str, String, i64)> = chunk
         .iter()
@@ -232,7 +235,7 @@ async fn delete_withdrawn(conn: &mut crate::Conn<'_>, chunk: &[Entry]) -> Result
         })
         .collect();
     sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(crate::json_param(&fields)?)
+        .bind(storage::json_param(&fields)?)
         .execute(conn)
         .await?;
     Ok(())

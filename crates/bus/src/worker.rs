@@ -12,10 +12,11 @@ use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::Backend;
 use crate::bus::QueueRow;
-use crate::db::{POSTGRES_NOW, PerBackend};
-use crate::{Bus, ConsumeError, Envelope, MessageId, Timestamp, Tx};
+use crate::{Bus, ConsumeError, Envelope, MessageId, Tx};
+use storage::Backend;
+use storage::Timestamp;
+use storage::sql::{POSTGRES_NOW, PerBackend};
 
 /// The running worker tasks; dropping it leaves them running, [`Workers::shutdown`] stops them.
 pub struct Workers {
@@ -121,7 +122,7 @@ const INBOX_PRUNE_CHUNK: i64 = 10_000;
 
 impl Bus {
     /// Starts the configured number of worker tasks on the writer lane, a thread of their own
-    /// (on SQLite bound to one CPU, see [`DbOptions::pin_writer`](crate::DbOptions)).
+    /// (on SQLite bound to one CPU, see [`DbOptions::pin_writer`](storage::DbOptions)).
     pub fn start(&self) -> Workers {
         let (stop, stopped) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<()>> = (0..self.inner.config.workers.max(1))
@@ -753,7 +754,7 @@ const HAND_OVER_ROUNDS: usize = 8;
 /// The locks of the others are now this transaction's (it may already hold some: the claim's
 /// lock is re-entrant), so nothing else handles their correlation until it ends.
 async fn keys_to_queue(
-    conn: &mut crate::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     keys: &[(String, Uuid)],
 ) -> Result<Vec<(String, Uuid)>, sqlx::Error> {
     let pairs: Vec<(&str, String)> = keys
@@ -762,7 +763,7 @@ async fn keys_to_queue(
         .collect();
     static SQL: PerBackend = PerBackend::new();
     let rows = sqlx::query(SQL.get(conn.backend(), keys_to_queue_sql))
-        .bind(crate::json_param(&pairs)?)
+        .bind(storage::json_param(&pairs)?)
         .fetch_all(&mut *conn)
         .await?;
     rows.iter()
@@ -787,7 +788,7 @@ fn keys_to_queue_sql(backend: Backend) -> String {
         "SELECT j.value ->> 0 AS consumer, j.value ->> 1 AS correlation_id FROM {} \
          WHERE EXISTS (SELECT 1 FROM bus_queue q \
          WHERE q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1){lock_taken}",
-        crate::json_rows(backend, 1)
+        storage::json_rows(backend, 1)
     )
 }
 
@@ -814,18 +815,18 @@ fn handed_over(row: QueueRow) -> Result<Claimed, sqlx::Error> {
 }
 
 async fn complete_all(
-    conn: &mut crate::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     claimed: &[Claimed],
     now: Timestamp,
 ) -> Result<(), sqlx::Error> {
     let backend = conn.backend();
     let delete = format!(
         "DELETE FROM bus_queue WHERE id IN (SELECT CAST(j.value AS BIGINT) FROM {})",
-        crate::json_values(backend, 1)
+        storage::json_values(backend, 1)
     );
     let ids: Vec<i64> = claimed.iter().map(|message| message.row_id).collect();
     sqlx::query(sqlx::AssertSqlSafe(delete))
-        .bind(crate::json_param(&ids)?)
+        .bind(storage::json_param(&ids)?)
         .execute(&mut *conn)
         .await?;
     let fresh: Vec<(&str, String)> = claimed
@@ -843,10 +844,10 @@ async fn complete_all(
         "INSERT INTO bus_inbox (consumer, message_id, processed_at) \
          SELECT j.value ->> 0, j.value ->> 1, CAST($2 AS BIGINT) FROM {} WHERE true \
          ON CONFLICT (consumer, message_id) DO NOTHING",
-        crate::json_rows(backend, 1)
+        storage::json_rows(backend, 1)
     );
     sqlx::query(sqlx::AssertSqlSafe(insert))
-        .bind(crate::json_param(&fresh)?)
+        .bind(storage::json_param(&fresh)?)
         .bind(now.0)
         .execute(conn)
         .await?;
@@ -855,7 +856,7 @@ async fn complete_all(
 
 /// Records that `consumer` completed `message_id`; false if it already had.
 async fn remember_in_inbox(
-    conn: &mut crate::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     consumer: &str,
     message_id: MessageId,
     now: Timestamp,
@@ -873,7 +874,7 @@ async fn remember_in_inbox(
     Ok(inserted == 1)
 }
 
-async fn delete_queued(conn: &mut crate::Conn<'_>, row_id: i64) -> Result<(), sqlx::Error> {
+async fn delete_queued(conn: &mut storage::Conn<'_>, row_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("DELETE FROM bus_queue WHERE id = $1")
         .bind(row_id)
         .execute(conn)
@@ -882,7 +883,7 @@ async fn delete_queued(conn: &mut crate::Conn<'_>, row_id: i64) -> Result<(), sq
 }
 
 async fn dead_letter(
-    conn: &mut crate::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     message: &Claimed,
     attempts: u32,
     error: &str,

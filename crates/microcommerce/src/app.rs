@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use bus::{Backend, Bus, BusConfig, Db, DbOptions, Workers};
+use bus::{Bus, BusConfig, Workers};
+use storage::{Db, DbOptions};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -52,7 +53,7 @@ impl AppState {
 pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
-    Db(#[from] bus::DbError),
+    Db(#[from] storage::DbError),
     /// Seeding or another statement failed.
     #[error("database: {0}")]
     Sql(#[from] sqlx::Error),
@@ -83,10 +84,11 @@ pub async fn prepare_database(config: &Config) -> Result<Db, StartError> {
     let db = Db::connect(&options).await?;
     Bus::migrate(&db).await?;
     saga::migrate(&db).await?;
-    match db.backend() {
-        Backend::Sqlite => db.migrate(sqlx::migrate!("./migrations/sqlite")).await?,
-        Backend::Postgres => db.migrate(sqlx::migrate!("./migrations/postgres")).await?,
-    }
+    db.migrate(storage::Migrations {
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+        postgres: sqlx::migrate!("./migrations/postgres"),
+    })
+    .await?;
     Ok(db)
 }
 

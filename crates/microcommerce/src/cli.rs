@@ -47,7 +47,7 @@ pub struct BenchArgs {
     pub database_url: Option<String>,
     /// SQLite durability of the embedded server and the baseline.
     #[arg(long, default_value = "full")]
-    pub synchronous: bus::Synchronous,
+    pub synchronous: storage::Synchronous,
     /// Bind the writer lane of the embedded server and of the baseline to one CPU (`false`
     /// lets the system place it, to measure what binding gains).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
@@ -138,7 +138,7 @@ pub struct DatabaseArgs {
     pub database_url: String,
     /// SQLite durability: `full` survives power loss, `normal` only process crashes.
     #[arg(long, env = "MICROCOMMERCE_SQLITE_SYNCHRONOUS", default_value = "full")]
-    pub synchronous: bus::Synchronous,
+    pub synchronous: storage::Synchronous,
     /// Run the writer lane (the bus workers; on SQLite also the grouped request writes) on one
     /// CPU, the last one the process may use (`false` lets the system place it).
     #[arg(long, env = "MICROCOMMERCE_PIN_WRITER", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use bus::Synchronous;
+use storage::Synchronous;
 
 /// Everything the service needs to start; `Config::default()` is what `serve` uses when
 /// nothing is set.

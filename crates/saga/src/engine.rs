@@ -3,8 +3,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use bus::{ConsumeError, Consumer, Envelope, Headers, MessageId, Outgoing, Timestamp, Tx};
+use bus::{ConsumeError, Consumer, Envelope, Headers, MessageId, Outgoing, Tx};
+
 use sqlx::Row;
+use storage::Timestamp;
 use uuid::Uuid;
 
 use crate::store::{decode_error, parse_uuid};
@@ -74,7 +76,7 @@ impl<S: Saga> Engine<S> {
 
     /// The typed current state of one instance, if it exists.
     pub async fn state(
-        conn: &mut bus::Conn<'_>,
+        conn: &mut storage::Conn<'_>,
         id: Uuid,
     ) -> Result<Option<S::State>, sqlx::Error> {
         Ok(match load::<S>(conn, id).await? {
@@ -351,12 +353,7 @@ impl Step<'_> {
         } else {
             ADVANCE_INSTANCE
         };
-        let sql = match tx.bus().db().backend() {
-            bus::Backend::Sqlite => format!("{write}; {TIMELINE_COLUMNS} WHERE changes() = 1"),
-            bus::Backend::Postgres => {
-                format!("WITH written AS ({write} RETURNING 1) {TIMELINE_COLUMNS} FROM written")
-            }
-        };
+        let sql = storage::sql::insert_if_written(tx.bus().db().backend(), write, TIMELINE_COLUMNS);
         let types: Vec<&str> = self.sent.iter().map(|m| m.message_type).collect();
         let written = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(self.saga)
@@ -383,7 +380,10 @@ impl Step<'_> {
 
 /// The instance, or whether events wait for it: one statement either way, so that starting an
 /// instance costs no separate look for events parked before it.
-async fn load<S: Saga>(conn: &mut bus::Conn<'_>, id: Uuid) -> Result<Found<S::State>, sqlx::Error> {
+async fn load<S: Saga>(
+    conn: &mut storage::Conn<'_>,
+    id: Uuid,
+) -> Result<Found<S::State>, sqlx::Error> {
     let mut stored = read_stored(conn, S::NAME, &[id]).await?;
     decode::<S>(stored.remove(&id).unwrap_or_default())
 }
@@ -431,27 +431,21 @@ impl<S> Default for ReadAhead<S> {
 /// Instances read ahead per statement.
 const READ_AHEAD_CHUNK: usize = 500;
 
-fn read_stored_sql(backend: bus::Backend) -> String {
-    // One index lookup per id. PostgreSQL is told so (a lateral subquery with a limit is
-    // never turned into a join): left to plan a join, it estimated the JSON list at 100 rows
-    // and hashed every instance of the saga, a cost that grew with the table (1.6 ms a batch
-    // after a 10 s benchmark).
-    let instance = match backend {
-        bus::Backend::Sqlite => {
-            "LEFT JOIN saga_instances i ON i.saga = $1 AND i.correlation_id = ids.id"
-        }
-        bus::Backend::Postgres => {
-            "LEFT JOIN LATERAL (SELECT saga, data, version, completed_at, has_parked \
-             FROM saga_instances WHERE saga = $1 AND correlation_id = ids.id LIMIT 1) i ON true"
-        }
-    };
+fn read_stored_sql(backend: storage::Backend) -> String {
+    let instance = storage::sql::left_join_one(
+        backend,
+        "saga_instances",
+        "i",
+        "saga, data, version, completed_at, has_parked",
+        "saga = $1 AND correlation_id = ids.id",
+    );
     format!(
         "SELECT ids.id AS correlation_id, i.data, i.version, i.completed_at, \
          CASE WHEN i.saga IS NOT NULL THEN i.has_parked \
          WHEN EXISTS (SELECT 1 FROM saga_parked p WHERE p.saga = $1 AND p.correlation_id = ids.id) \
          THEN 1 ELSE 0 END AS has_parked \
          FROM (SELECT j.value AS id FROM {}) AS ids {instance}",
-        bus::json_values(backend, 2)
+        storage::json_values(backend, 2)
     )
 }
 
@@ -459,14 +453,14 @@ fn read_stored_sql(backend: bus::Backend) -> String {
 /// are bound as one JSON array, so the statement is the same for one event's load and for a
 /// batch's read-ahead.
 async fn read_stored(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     saga: &str,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Stored>, sqlx::Error> {
-    static SQL: bus::PerBackend = bus::PerBackend::new();
+    static SQL: storage::sql::PerBackend = storage::sql::PerBackend::new();
     let query = sqlx::query(SQL.get(conn.backend(), read_stored_sql))
         .bind(saga)
-        .bind(bus::json_param(&ids)?);
+        .bind(storage::json_param(&ids)?);
     let mut stored = HashMap::with_capacity(ids.len());
     for row in query.fetch_all(conn).await? {
         let id = parse_uuid(row.try_get("correlation_id")?)?;

@@ -21,7 +21,8 @@
 //! # Example
 //!
 //! ```
-//! use bus::{Bus, Db, DbOptions, Envelope, Message, Outgoing};
+//! use bus::{Bus, Envelope, Message, Outgoing};
+//! use storage::{Db, DbOptions};
 //! use saga::{Engine, Rejected, Saga, Transition};
 //! use serde::{Deserialize, Serialize};
 //! use uuid::Uuid;
@@ -104,9 +105,10 @@ pub use store::{
 };
 
 /// Creates the saga tables if they are missing.
-pub async fn migrate(db: &bus::Db) -> Result<(), bus::DbError> {
-    match db.backend() {
-        bus::Backend::Sqlite => db.migrate(sqlx::migrate!("./migrations/sqlite")).await,
-        bus::Backend::Postgres => db.migrate(sqlx::migrate!("./migrations/postgres")).await,
-    }
+pub async fn migrate(db: &storage::Db) -> Result<(), storage::DbError> {
+    db.migrate(storage::Migrations {
+        sqlite: sqlx::migrate!("./migrations/sqlite"),
+        postgres: sqlx::migrate!("./migrations/postgres"),
+    })
+    .await
 }

@@ -1,9 +1,11 @@
 //! Reading saga instances back: for the HTTP API, for operators hunting stuck instances, and
 //! for tests.
 
-use bus::{MessageId, Timestamp};
+use bus::MessageId;
+
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
+use storage::Timestamp;
 use uuid::Uuid;
 
 /// An instance with its whole history.
@@ -95,13 +97,13 @@ pub struct Filter {
 
 /// One instance of `saga` with its timeline and parked events.
 pub async fn get(pool: &AnyPool, saga: &str, id: Uuid) -> Result<Option<Instance>, sqlx::Error> {
-    let mut conn = bus::Conn::from(pool.acquire().await?);
+    let mut conn = storage::Conn::from(pool.acquire().await?);
     get_on(&mut conn, saga, id).await
 }
 
 /// [`get`] on a given connection or transaction.
 pub async fn get_on(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     saga: &str,
     id: Uuid,
 ) -> Result<Option<Instance>, sqlx::Error> {

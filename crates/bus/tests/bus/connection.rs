@@ -236,9 +236,9 @@ async fn a_closed_database_refuses_new_write_transactions(backend) {
 async fn waiting_for_the_write_connection_ends_at_the_acquire_timeout() {
     let dir = tempfile::tempdir().unwrap();
     let mut options =
-        bus::DbOptions::new(format!("sqlite://{}", dir.path().join("busy.db").display()));
+        storage::DbOptions::new(format!("sqlite://{}", dir.path().join("busy.db").display()));
     options.acquire_timeout = std::time::Duration::from_millis(50);
-    let db = bus::Db::connect(&options).await.unwrap();
+    let db = storage::Db::connect(&options).await.unwrap();
     let holder = db.begin().await.unwrap();
     let waited = db.begin().await.unwrap_err();
     assert!(matches!(waited, sqlx::Error::PoolTimedOut), "{waited:?}");

@@ -4,7 +4,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use bus::{BusConfig, MessageId, Outgoing, Timestamp};
+use bus::{BusConfig, MessageId, Outgoing};
+
+use storage::Timestamp;
 
 use bus::Message;
 

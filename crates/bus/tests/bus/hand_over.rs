@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use bus::{
-    BusConfig, ConsumeError, Consumer, Envelope, Message, Outgoing, Timestamp, Tx, async_trait,
-};
+use bus::{BusConfig, ConsumeError, Consumer, Envelope, Message, Outgoing, Tx, async_trait};
+
+use storage::Timestamp;
 
 use crate::helpers::*;
 
@@ -79,7 +79,7 @@ impl Consumer for Relay {
 /// A bus whose consumers relay a ping along `names` in order (the first hears it published);
 /// the last fails its first `last_failures` calls.
 fn relays(
-    db: &bus::Db,
+    db: &storage::Db,
     names: &[&'static str],
     last_failures: usize,
     config: BusConfig,
@@ -94,7 +94,7 @@ fn relays(
 }
 
 /// Waits until `consumer` has seen exactly the pings `expected`.
-async fn wait_until_seen(db: &bus::Db, consumer: &str, expected: &[u32]) {
+async fn wait_until_seen(db: &storage::Db, consumer: &str, expected: &[u32]) {
     eventually(
         &format!("{consumer} saw {expected:?}"),
         std::time::Duration::from_secs(10),

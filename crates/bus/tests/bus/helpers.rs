@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bus::{
-    Bus, BusConfig, ConsumeError, Consumer, Db, DbOptions, Envelope, Message, RetryPolicy,
-    Synchronous, Tx, async_trait,
+    Bus, BusConfig, ConsumeError, Consumer, Envelope, Message, RetryPolicy, Tx, async_trait,
 };
+
 use serde::{Deserialize, Serialize};
+use storage::{Db, DbOptions, Synchronous};
 pub use testkit::{Backend, eventually};
 use uuid::Uuid;
 
@@ -42,8 +43,8 @@ pub async fn test_db(backend: Backend) -> TestDb {
 /// The table every scripted consumer writes one row to per message it handles.
 pub async fn create_effects(db: &Db) {
     let seq = match db.backend() {
-        bus::Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
-        bus::Backend::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        storage::Backend::Sqlite => "INTEGER PRIMARY KEY AUTOINCREMENT",
+        storage::Backend::Postgres => "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
     };
     db.execute(sqlx::query(sqlx::AssertSqlSafe(format!(
         "CREATE TABLE effects (consumer TEXT NOT NULL, message_id TEXT NOT NULL, \

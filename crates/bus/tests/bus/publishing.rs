@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use bus::{BusConfig, BusError, DbError, DbOptions, Message, Outgoing};
+use bus::{BusConfig, BusError, Message, Outgoing};
+
+use storage::{DbError, DbOptions};
 
 use crate::helpers::*;
 
@@ -253,7 +255,7 @@ async fn messages_published_by_a_consumer_name_their_cause(backend) {
 
 #[tokio::test]
 async fn an_unsupported_url_is_refused() {
-    let error = bus::Db::connect(&DbOptions::new("mysql://x"))
+    let error = storage::Db::connect(&DbOptions::new("mysql://x"))
         .await
         .unwrap_err();
     assert!(matches!(error, DbError::UnsupportedUrl(url) if url == "mysql://x"));
@@ -261,7 +263,9 @@ async fn an_unsupported_url_is_refused() {
         "sqlite::memory:",
         "sqlite://shared?mode=memory&cache=shared",
     ] {
-        let error = bus::Db::connect(&DbOptions::new(url)).await.unwrap_err();
+        let error = storage::Db::connect(&DbOptions::new(url))
+            .await
+            .unwrap_err();
         assert!(
             matches!(&error, DbError::InMemory(given) if given == url),
             "{error}"
@@ -271,14 +275,14 @@ async fn an_unsupported_url_is_refused() {
 
 #[test]
 fn durability_modes_are_named_full_and_normal() {
-    assert_eq!("full".parse(), Ok(bus::Synchronous::Full));
-    assert_eq!("NORMAL".parse(), Ok(bus::Synchronous::Normal));
-    assert!("off".parse::<bus::Synchronous>().is_err());
-    assert_eq!(bus::Synchronous::default(), bus::Synchronous::Full);
+    assert_eq!("full".parse(), Ok(storage::Synchronous::Full));
+    assert_eq!("NORMAL".parse(), Ok(storage::Synchronous::Normal));
+    assert!("off".parse::<storage::Synchronous>().is_err());
+    assert_eq!(storage::Synchronous::default(), storage::Synchronous::Full);
 }
 
 /// `PRAGMA synchronous` and `journal_mode` as a connection reports them.
-async fn durability(conn: &mut bus::Conn<'_>) -> (i64, String) {
+async fn durability(conn: &mut storage::Conn<'_>) -> (i64, String) {
     let synchronous = sqlx::query_scalar("PRAGMA synchronous")
         .fetch_one(&mut *conn)
         .await
@@ -294,8 +298,8 @@ async fn durability(conn: &mut bus::Conn<'_>) -> (i64, String) {
 async fn sqlite_opens_and_delivers_with_synchronous_full_and_normal() {
     let dir = tempfile::tempdir().unwrap();
     for (file, mode, level) in [
-        ("full.db", bus::Synchronous::Full, 2),
-        ("normal.db", bus::Synchronous::Normal, 1),
+        ("full.db", storage::Synchronous::Full, 2),
+        ("normal.db", storage::Synchronous::Normal, 1),
     ] {
         let db = open_with(
             &format!("sqlite://{}", dir.path().join(file).display()),

@@ -3,7 +3,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bus::{BusConfig, Message, Outgoing, Timestamp};
+use bus::{BusConfig, Message, Outgoing};
+
+use storage::Timestamp;
 
 use crate::helpers::*;
 

@@ -271,7 +271,7 @@ async fn pay_and_settle(
     Ok("Confirmed")
 }
 
-fn order(buyer: BuyerId, now: bus::Timestamp) -> Order {
+fn order(buyer: BuyerId, now: storage::Timestamp) -> Order {
     Order {
         id: OrderId::new(),
         order_number: crate::ordering::domain::new_order_number(),

@@ -31,7 +31,7 @@ pub struct BenchOptions {
     /// Database of the embedded server (and of the baseline); `None` is a temporary SQLite file.
     pub database_url: Option<String>,
     /// SQLite durability of the embedded server and the baseline.
-    pub synchronous: bus::Synchronous,
+    pub synchronous: storage::Synchronous,
     /// Writer lane bound to one CPU (the service's default).
     pub pin_writer: bool,
     /// Message workers of the embedded server.

@@ -7,7 +7,7 @@ use crate::ids::{BuyerId, ProductId};
 /// The product and quantity of every line of `buyer`'s cart, oldest line first; empty if the
 /// buyer has no cart.
 pub async fn cart_lines(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     buyer: BuyerId,
 ) -> Result<Vec<(ProductId, u32)>, sqlx::Error> {
     let rows = sqlx::query(

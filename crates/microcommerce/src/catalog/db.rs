@@ -61,7 +61,7 @@ pub struct ProductSnapshot {
 
 /// The products among `ids` that exist, in no particular order.
 pub async fn find_products(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     ids: &[ProductId],
 ) -> Result<Vec<ProductSnapshot>, sqlx::Error> {
     let mut found = Vec::with_capacity(ids.len());
@@ -70,7 +70,7 @@ pub async fn find_products(
         let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, category_id, name, price_cents, image_url, status FROM products \
              WHERE id IN ({})",
-            bus::placeholders(1, chunk.len())
+            storage::placeholders(1, chunk.len())
         )));
         for id in chunk {
             query = query.bind(id.to_string());

@@ -149,7 +149,7 @@ fn escape_like(text: &str) -> String {
         .replace('_', "\\_")
 }
 
-async fn load_product(conn: &mut bus::Conn<'_>, id: ProductId) -> Result<Option<ProductView>> {
+async fn load_product(conn: &mut storage::Conn<'_>, id: ProductId) -> Result<Option<ProductView>> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{PRODUCT_SELECT} WHERE p.id = $1"
     )))

@@ -5,7 +5,7 @@
 //! `MC-ELEC-006` (3), `MC-HOME-006` (7), `MC-TOYS-006` (5) and `MC-SPRT-006` (10), and
 //! `MC-BOOK-006` and `MC-BEAU-006` are out of stock (0).
 
-use bus::Db;
+use storage::Db;
 
 use crate::ids::{CategoryId, ProductId};
 

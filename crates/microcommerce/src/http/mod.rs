@@ -11,7 +11,7 @@ pub use extract::{Json, Path, Query};
 pub use retry::retry_conflicts;
 pub use system::{fallback, method_not_allowed, router};
 
-use bus::Timestamp;
+use storage::Timestamp;
 
 /// RFC 3339 text of a stored timestamp, as the API returns times.
 pub fn rfc3339(at: Timestamp) -> String {

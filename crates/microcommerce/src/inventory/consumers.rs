@@ -6,8 +6,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use bus::{ConsumeError, Consumer, Envelope, Message, Timestamp, Tx};
+use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
+
 use sqlx::Row;
+use storage::Timestamp;
 
 use crate::ids::{OrderId, ProductId};
 use crate::ordering::messages::{

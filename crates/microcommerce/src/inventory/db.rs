@@ -5,10 +5,10 @@ use crate::ids::ProductId;
 /// Creates the stock item of a new product with `on_hand` units (0 for products created
 /// through the API), in the caller's transaction so that a product never lacks one.
 pub async fn create_stock_item(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     product_id: ProductId,
     on_hand: i64,
-    now: bus::Timestamp,
+    now: storage::Timestamp,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
         "INSERT INTO stock_items (product_id, on_hand, reserved, updated_at) VALUES ($1, $2, 0, $3)",

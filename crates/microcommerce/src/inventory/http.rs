@@ -81,7 +81,7 @@ pub async fn list_stock(
     // Only numbered placeholders are spliced in; the ids themselves are bound.
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT product_id, on_hand, reserved FROM stock_items WHERE product_id IN ({})",
-        bus::placeholders(1, ids.len())
+        storage::placeholders(1, ids.len())
     ));
     let rows = ids
         .iter()
@@ -254,7 +254,7 @@ pub async fn adjustments(
                 quantity_after: row.try_get("quantity_after")?,
                 reason: row.try_get("reason")?,
                 adjusted_by: row.try_get("adjusted_by")?,
-                at: rfc3339(bus::Timestamp(row.try_get("at")?)),
+                at: rfc3339(storage::Timestamp(row.try_get("at")?)),
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;

@@ -505,8 +505,8 @@ mod tests {
                 causation_id: None,
                 headers: Default::default(),
                 payload: outgoing.payload,
-                created_at: bus::Timestamp(0),
-                available_at: bus::Timestamp(0),
+                created_at: storage::Timestamp(0),
+                available_at: storage::Timestamp(0),
                 attempts: 0,
             };
             assert_eq!(saga.decode(&envelope).unwrap(), event);

@@ -1,8 +1,8 @@
 //! Order statements, shared by the handlers, the status consumer and payment.
 
-use bus::Timestamp;
 use sqlx::Row;
 use sqlx::any::AnyRow;
+use storage::Timestamp;
 
 use super::domain::{OrderStatus, ShippingAddress, Totals};
 use crate::ids::{BuyerId, OrderId, ProductId};
@@ -54,7 +54,7 @@ const ORDER_COLUMNS: &str = "id, order_number, buyer_id, buyer_email, ship_name,
 
 /// One order by id.
 pub async fn find_order(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     id: OrderId,
 ) -> Result<Option<Order>, sqlx::Error> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -68,7 +68,7 @@ pub async fn find_order(
 
 /// The order a buyer already placed with this idempotency key, if any.
 pub async fn find_by_idempotency_key(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     buyer: BuyerId,
     key: &str,
 ) -> Result<Option<Order>, sqlx::Error> {
@@ -84,7 +84,7 @@ pub async fn find_by_idempotency_key(
 
 /// One order by id with its lines, in one statement: what a buyer reads most.
 pub async fn find_order_with_items(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     id: OrderId,
 ) -> Result<Option<(Order, Vec<OrderItem>)>, sqlx::Error> {
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -122,7 +122,7 @@ fn item_from_row(row: &AnyRow) -> Result<OrderItem, sqlx::Error> {
 /// Writes a new order (status Submitted) and its lines; false (nothing written) if its order
 /// number is taken, so that the caller can draw another without a savepoint.
 pub async fn insert_order(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     order: &Order,
     items: &[OrderItem],
     idempotency_key: Option<&str>,
@@ -162,7 +162,7 @@ pub async fn insert_order(
         let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
             "INSERT INTO order_items (order_id, line, product_id, product_name, \
              unit_price_cents, quantity, image_url) VALUES {}",
-            bus::placeholder_rows(1, chunk.len(), 7)
+            storage::placeholder_rows(1, chunk.len(), 7)
         )));
         for (offset, item) in chunk.iter().enumerate() {
             let line = chunk_index * ITEMS_PER_INSERT + offset;

@@ -112,7 +112,7 @@ pub async fn check_out(
 /// The lines of a checkout (given, or the buyer's cart) with their catalog snapshot; a 400 for
 /// an empty cart or a product that is not for sale.
 async fn order_items(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     buyer: BuyerId,
     valid: &ValidCheckout,
 ) -> Result<Vec<OrderItem>> {
@@ -186,7 +186,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     }
 }
 
-async fn cart_lines(conn: &mut bus::Conn<'_>, buyer: BuyerId) -> Result<BTreeMap<ProductId, u32>> {
+async fn cart_lines(
+    conn: &mut storage::Conn<'_>,
+    buyer: BuyerId,
+) -> Result<BTreeMap<ProductId, u32>> {
     let lines: BTreeMap<_, _> = crate::cart::db::cart_lines(conn, buyer)
         .await?
         .into_iter()
@@ -199,7 +202,7 @@ async fn cart_lines(conn: &mut bus::Conn<'_>, buyer: BuyerId) -> Result<BTreeMap
 
 /// Names, prices and pictures come from the catalog at this moment, never from the client.
 async fn snapshot_lines(
-    conn: &mut bus::Conn<'_>,
+    conn: &mut storage::Conn<'_>,
     lines: &BTreeMap<ProductId, u32>,
 ) -> Result<Vec<OrderItem>> {
     let ids: Vec<ProductId> = lines.keys().copied().collect();
@@ -239,7 +242,7 @@ fn new_order(
     valid: &ValidCheckout,
     buyer: BuyerId,
     items: &[OrderItem],
-    now: bus::Timestamp,
+    now: storage::Timestamp,
 ) -> Order {
     Order {
         id: OrderId::new(),
@@ -593,7 +596,7 @@ pub async fn list_orders(
                 status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Submitted),
                 total: Money(row.try_get("total_cents")?),
                 item_count: row.try_get("item_count")?,
-                created_at: rfc3339(bus::Timestamp(row.try_get("created_at")?)),
+                created_at: rfc3339(storage::Timestamp(row.try_get("created_at")?)),
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;

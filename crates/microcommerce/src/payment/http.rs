@@ -146,7 +146,7 @@ async fn why_not_recorded(
     id: OrderId,
     payer: Option<BuyerId>,
     timeout: std::time::Duration,
-    now: bus::Timestamp,
+    now: storage::Timestamp,
 ) -> Error {
     let order = match find_order(tx, id).await {
         Ok(Some(order)) if payer.is_none_or(|buyer| buyer == order.buyer_id) => order,
@@ -180,7 +180,7 @@ async fn ensure_awaiting_payment(
     tx: &mut bus::Tx<'_>,
     order: &crate::ordering::db::Order,
     timeout: std::time::Duration,
-    now: bus::Timestamp,
+    now: storage::Timestamp,
 ) -> Result<()> {
     let saga = sqlx::query(
         "SELECT state, updated_at FROM saga_instances WHERE saga = $1 AND correlation_id = $2",
@@ -206,7 +206,7 @@ async fn ensure_awaiting_payment(
             order.status.as_str()
         )));
     }
-    let reserved_at = bus::Timestamp(saga.try_get("updated_at")?);
+    let reserved_at = storage::Timestamp(saga.try_get("updated_at")?);
     if now > reserved_at.plus(timeout) {
         return Err(not_awaiting("the payment window has closed".into()));
     }

@@ -10,7 +10,7 @@ fn small(engine: bool, hot_product: bool) -> BenchOptions {
         url: None,
         admin_token: None,
         database_url: None,
-        synchronous: bus::Synchronous::Normal,
+        synchronous: storage::Synchronous::Normal,
         // The engine run exercises the writer without binding it to a CPU.
         pin_writer: !engine,
         workers: 1,

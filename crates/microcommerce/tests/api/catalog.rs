@@ -368,7 +368,7 @@ async fn instances_starting_together_seed_the_catalog_once(backend) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let config = microcommerce::config::Config {
         database_url: backend.fresh_url(dir.path()).await,
-        synchronous: bus::Synchronous::Normal,
+        synchronous: storage::Synchronous::Normal,
         ..Default::default()
     };
     let db = microcommerce::app::prepare_database(&config)

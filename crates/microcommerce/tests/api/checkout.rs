@@ -16,7 +16,7 @@ const WAIT: Duration = Duration::from_secs(20);
 async fn product(app: &TestApp, name: &str, price_cents: i64, on_hand: i64) -> String {
     let id = uuid::Uuid::now_v7().to_string();
     let category = uuid::Uuid::now_v7().to_string();
-    let now = bus::Timestamp::now();
+    let now = storage::Timestamp::now();
     let mut tx = app.state.bus.begin().await.unwrap();
     sqlx::query("INSERT INTO categories (id, name, description) VALUES ($1, $2, 'test')")
         .bind(&category)

@@ -57,7 +57,7 @@ pub async fn spawn_instance(
         database_url: url,
         workers: if postgres { 4 } else { 1 },
         admin_token: ADMIN_TOKEN.into(),
-        synchronous: bus::Synchronous::Normal,
+        synchronous: storage::Synchronous::Normal,
         ..Config::default()
     });
     let app = App::build(config).await.expect("app builds");

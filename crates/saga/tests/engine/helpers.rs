@@ -4,12 +4,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{
-    Bus, BusConfig, ConsumeError, Consumer, Db, DbOptions, Envelope, Message, MessageId, Outgoing,
-    Synchronous, Tx, async_trait,
+    Bus, BusConfig, ConsumeError, Consumer, Envelope, Message, MessageId, Outgoing, Tx, async_trait,
 };
+
 pub use saga::Saga;
 use saga::{Engine, Rejected, Transition};
 use serde::{Deserialize, Serialize};
+use storage::{Db, DbOptions, Synchronous};
 pub use testkit::{Backend, eventually};
 use uuid::Uuid;
 

@@ -57,7 +57,7 @@ async fn instances_are_listed_by_state_age_and_activity_oldest_update_first(back
     );
     assert!(list(stuck_since(updated_at(open).await)).await.is_empty());
     let stuck_and_active = Filter {
-        updated_before: Some(bus::Timestamp(i64::MAX)),
+        updated_before: Some(storage::Timestamp(i64::MAX)),
         ..active
     };
     assert_eq!(list(stuck_and_active).await, [open, reserved]);
@@ -108,7 +108,7 @@ async fn pruning_removes_only_instances_completed_before_the_cutoff_with_their_h
     assert!(t.instance(older).await.unwrap().completed_at.unwrap() < cutoff);
 
     assert_eq!(
-        saga::prune_completed(&t.bus, OrderSaga::NAME, bus::Timestamp(0))
+        saga::prune_completed(&t.bus, OrderSaga::NAME, storage::Timestamp(0))
             .await
             .unwrap(),
         0

@@ -13,7 +13,7 @@ use tokio::sync::OwnedMutexGuard;
 use crate::Backend;
 use crate::sqlite::{SqliteWriter, Step};
 
-/// A database connection: a write transaction's ([`crate::Db::begin`], [`crate::Tx`]) or a
+/// A database connection: a write transaction's ([`crate::Db::begin`], or the bus's `Tx` around it) or a
 /// reader's ([`crate::Db::read`]). Statements run on it as on any sqlx connection:
 /// `query.execute(&mut *conn)`.
 pub struct Conn<'c> {

@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use crate::Timestamp;
 use crate::conn::{Conn, Transaction};
 use crate::lane::WriterLane;
+use crate::sql::POSTGRES_NOW;
 use crate::sqlite::SqliteWriter;
 
 /// Which database engine a [`Db`] talks to; the few statements that differ branch on it.
@@ -23,11 +24,6 @@ pub enum Backend {
     /// A server shared by several service instances.
     Postgres,
 }
-
-/// The database clock in microseconds since the epoch, on PostgreSQL: every instance judges
-/// deadlines by the same clock.
-pub(crate) const POSTGRES_NOW: &str =
-    "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)";
 
 /// How hard SQLite works to keep an acknowledged commit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +96,16 @@ impl DbOptions {
             pin_writer: true,
         }
     }
+}
+
+/// One crate's schema migrations, a set per backend (`sqlx::migrate!("./migrations/sqlite")`
+/// and `…/postgres`), for [`Db::migrate`] to pick from.
+#[derive(Debug)]
+pub struct Migrations {
+    /// The set run on SQLite.
+    pub sqlite: sqlx::migrate::Migrator,
+    /// The set run on PostgreSQL.
+    pub postgres: sqlx::migrate::Migrator,
 }
 
 /// Errors opening or preparing the database.
@@ -218,7 +224,7 @@ impl Db {
     /// The task also ends when the runtime that spawned it shuts down, as one of that
     /// runtime's own tasks would: a worker holds the `Db`, so without that a bus whose workers
     /// were never shut down would keep the lane, and its connections, alive for good.
-    pub(crate) fn spawn_writing<F>(&self, task: F) -> tokio::task::JoinHandle<()>
+    pub fn spawn_writing<F>(&self, task: F) -> tokio::task::JoinHandle<()>
     where
         F: Future<Output = ()> + Send + 'static,
     {
@@ -283,14 +289,31 @@ impl Db {
         &self.read
     }
 
-    /// Runs a migration set (one per crate and backend), leaving the other crates' migrations
-    /// alone.
-    pub async fn migrate(&self, mut migrator: sqlx::migrate::Migrator) -> Result<(), DbError> {
+    /// Runs one crate's migrations for the backend in use, leaving the other crates'
+    /// migrations alone: each crate keeps a folder per backend and passes both.
+    pub async fn migrate(&self, migrations: Migrations) -> Result<(), DbError> {
+        let mut migrator = match self.backend {
+            Backend::Sqlite => migrations.sqlite,
+            Backend::Postgres => migrations.postgres,
+        };
         migrator.set_ignore_missing(true);
         // On SQLite a pooled connection takes the file's write lock for the migration like
         // any writer would (waiting up to the busy timeout for the write connection).
         migrator.run(&self.read).await?;
         Ok(())
+    }
+
+    /// True when other processes may write to this database too (a server, PostgreSQL): what
+    /// one instance commits must then be told to the others.
+    pub fn is_shared(&self) -> bool {
+        !self.has_single_writer()
+    }
+
+    /// True when every write transaction of the process goes through one connection (SQLite):
+    /// concurrent writers then gain from sharing a transaction and its commit. A server
+    /// (PostgreSQL) groups concurrent commits itself.
+    pub fn has_single_writer(&self) -> bool {
+        matches!(self.write, Writer::Sqlite(_))
     }
 
     /// The process clock, for decisions that need no agreement between instances (display,
@@ -315,7 +338,7 @@ impl Db {
     }
 
     /// The URL the database was opened with (PostgreSQL listeners open their own connection).
-    pub(crate) fn url(&self) -> &str {
+    pub fn url(&self) -> &str {
         &self.url
     }
 
@@ -415,90 +438,6 @@ fn pool_options(size: u32, options: &DbOptions, pragmas: String) -> AnyPoolOptio
                 Ok(())
             })
         })
-}
-
-/// A statement text that differs by backend, built once per backend on first use: for
-/// statements run on every batch or request, whose text would otherwise be assembled anew
-/// each time. Keep it in a `static`.
-#[derive(Debug, Default)]
-pub struct PerBackend {
-    sqlite: std::sync::OnceLock<String>,
-    postgres: std::sync::OnceLock<String>,
-}
-
-impl PerBackend {
-    /// Nothing built yet.
-    pub const fn new() -> Self {
-        Self {
-            sqlite: std::sync::OnceLock::new(),
-            postgres: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The text for `backend`, from `build` the first time.
-    pub fn get(&'static self, backend: Backend, build: fn(Backend) -> String) -> &'static str {
-        let cell = match backend {
-            Backend::Sqlite => &self.sqlite,
-            Backend::Postgres => &self.postgres,
-        };
-        cell.get_or_init(|| build(backend))
-    }
-}
-
-/// The elements of the JSON array bound as parameter `$param`, as a table `j`: one row per
-/// element in `j.value` (read the fields of an array element with `j.value ->> 0`,
-/// `j.value ->> 1` …; they come back as text on PostgreSQL, so `CAST` numbers) and its position
-/// in `j.key` (for `ORDER BY`).
-///
-/// For statements over a variable number of rows: the text is the same for any number, so it is
-/// prepared once and stays in the statement cache (a list of placeholders makes a new statement
-/// for every length, and the cache of 100 churned), and it binds one parameter where a list
-/// binds hundreds (sqlx looks up each numbered SQLite parameter by a linear search, so binding
-/// is quadratic in their number: 7 % of the writer's CPU with multi-row `VALUES`).
-pub fn json_rows(backend: Backend, param: usize) -> String {
-    json_table(backend, param, "json_array_elements")
-}
-
-/// Like [`json_rows`] for an array of plain values (ids, numbers): `j.value` is the value
-/// itself (as text on PostgreSQL).
-pub fn json_values(backend: Backend, param: usize) -> String {
-    json_table(backend, param, "json_array_elements_text")
-}
-
-/// SQLite's `json_each` serves both shapes; PostgreSQL names a function for each.
-fn json_table(backend: Backend, param: usize, postgres_function: &str) -> String {
-    match backend {
-        Backend::Sqlite => format!("json_each(${param}) AS j"),
-        Backend::Postgres => {
-            format!("{postgres_function}(CAST(${param} AS json)) WITH ORDINALITY AS j(value, key)")
-        }
-    }
-}
-
-/// The JSON text to bind for a [`json_rows`] or [`json_values`] table.
-pub fn json_param(rows: &impl serde::Serialize) -> Result<String, sqlx::Error> {
-    serde_json::to_string(rows).map_err(|e| sqlx::Error::Encode(e.into()))
-}
-
-/// Numbered placeholders `$first, $first+1, …` (`count` of them), for an `IN (…)` list whose
-/// values are bound: only these numbers are spliced into the SQL, never the values.
-pub fn placeholders(first: usize, count: usize) -> String {
-    let numbers: Vec<String> = (first..first + count).map(|n| format!("${n}")).collect();
-    numbers.join(", ")
-}
-
-/// `rows` parenthesised groups of `columns` numbered placeholders from `$first`, for a
-/// multi-row `VALUES` list.
-///
-/// ```
-/// assert_eq!(bus::placeholder_rows(2, 2, 2), "($2, $3), ($4, $5)");
-/// assert_eq!(bus::placeholders(1, 3), "$1, $2, $3");
-/// ```
-pub fn placeholder_rows(first: usize, rows: usize, columns: usize) -> String {
-    let groups: Vec<String> = (0..rows)
-        .map(|row| format!("({})", placeholders(first + row * columns, columns)))
-        .collect();
-    groups.join(", ")
 }
 
 #[cfg(test)]

@@ -1,0 +1,42 @@
+//! The storage seam: the one place that knows which database runs.
+//!
+//! A [`Db`] is opened once at start-up from a URL (`sqlite://…` or `postgres://…`); the bus,
+//! the saga engine and the service then write portable SQL through its [`Conn`] and
+//! [`Transaction`] and never name a backend in their signatures. Behind it:
+//!
+//! - on SQLite, one write connection driven in place by whoever holds it (`sqlite.rs`) and a
+//!   pool of readers; on PostgreSQL, a shared pool and one for the writer lane;
+//! - the writer lane (`lane.rs`): a thread of its own for the tasks that write in bulk;
+//! - [`Timestamp`] and the database clock ([`Db::now_in`]);
+//! - the few statement fragments that differ by backend ([`sql`]).
+//!
+//! # Example
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # let dir = tempfile::tempdir()?;
+//! # let url = format!("sqlite://{}", dir.path().join("example.db").display());
+//! let db = storage::Db::connect(&storage::DbOptions::new(url)).await?;
+//! db.execute(sqlx::query("CREATE TABLE notes (body TEXT)")).await?;
+//! let mut tx = db.begin().await?;
+//! sqlx::query("INSERT INTO notes (body) VALUES ($1)").bind("hello").execute(&mut *tx).await?;
+//! tx.commit().await?;
+//! let notes: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM notes").fetch_one(db.reader()).await?;
+//! assert_eq!(notes, 1);
+//! # Ok(())
+//! # }
+//! ```
+#![warn(missing_docs)]
+
+mod conn;
+mod db;
+mod lane;
+pub mod sql;
+mod sqlite;
+mod time;
+
+pub use conn::{Conn, Transaction};
+pub use db::{Backend, Db, DbError, DbOptions, Migrations, Synchronous};
+pub use sql::{json_param, json_rows, json_values, placeholder_rows, placeholders};
+pub use time::Timestamp;
