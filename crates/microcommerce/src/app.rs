@@ -2,51 +2,17 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use bus::{Bus, BusConfig, Workers};
+use bus::{Bus, BusConfig};
 use storage::{Db, DbOptions};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::{cart, catalog, http, inventory, ordering, payment};
-
-/// Largest request body accepted (64 KiB); larger ones get a 413 problem.
-pub const BODY_LIMIT: usize = 64 * 1024;
-
-/// What every handler can reach: cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
-    /// The database.
-    pub db: Db,
-    /// The bus, for publishing in handlers' transactions.
-    pub bus: Bus,
-    /// The configuration the app was built with.
-    pub config: Arc<Config>,
-    /// The running workers, for readiness and shutdown.
-    workers: Arc<Mutex<Option<Workers>>>,
-    /// Turns true when shutdown begins, so that requests held open (waiting for an order to
-    /// change) answer at once instead of delaying it.
-    stopping: Arc<tokio::sync::watch::Sender<bool>>,
-}
-
-impl AppState {
-    /// True while the bus workers are alive.
-    pub fn workers_running(&self) -> bool {
-        self.workers
-            .lock()
-            .map(|slot| slot.as_ref().is_some_and(Workers::is_running))
-            .unwrap_or(false)
-    }
-
-    /// Completes once shutdown has begun.
-    pub async fn stopping(&self) {
-        let mut stopping = self.stopping.subscribe();
-        let _ = stopping.wait_for(|stopping| *stopping).await;
-    }
-}
+use crate::http::BODY_LIMIT;
+use crate::state::AppState;
+use crate::{cart, catalog, http, inventory, openapi, ordering, payment};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -141,13 +107,7 @@ impl App {
                     addr: config.addr.clone(),
                     source,
                 })?;
-        let state = AppState {
-            db,
-            bus,
-            config: Arc::new(config),
-            workers: Arc::new(Mutex::new(None)),
-            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
-        };
+        let state = AppState::new(db, bus, config);
         Ok(Self { state, listener })
     }
 
@@ -171,22 +131,21 @@ impl App {
     ) -> std::io::Result<()> {
         let state = self.state.clone();
         if state.config.workers > 0 {
-            *state.workers.lock().expect("workers lock") = Some(state.bus.start());
+            state.set_workers(state.bus.start());
         }
         tracing::info!(addr = %self.local_addr(), "serving");
         let (stop_maintenance, stopped) = tokio::sync::watch::channel(false);
         let maintenance = tokio::spawn(prune_finished_checkouts(state.clone(), stopped));
-        let stopping = state.stopping.clone();
+        let stopping = state.clone();
         let result = axum::serve(self.listener, router(state.clone()))
             .with_graceful_shutdown(async move {
                 shutdown.await;
-                stopping.send_replace(true);
+                stopping.begin_stopping();
             })
             .await;
         let _ = stop_maintenance.send(true);
         let _ = maintenance.await;
-        let workers = state.workers.lock().expect("workers lock").take();
-        if let Some(workers) = workers {
+        if let Some(workers) = state.take_workers() {
             workers.shutdown().await;
         }
         state.db.close().await;
@@ -220,6 +179,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/cart", cart::router())
         .nest("/api/ordering", ordering::router().merge(payment::router()))
         .merge(http::router())
+        .merge(openapi::router())
         .fallback(http::fallback)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::middleware::from_fn(http::retry_conflicts))

@@ -9,8 +9,11 @@
 //!
 //! Tools: [`bench`] (the `microcommerce bench` load generator).
 //!
-//! The edges: [`http`] (extractors, identity, problem documents via [`error`]), [`app`]
-//! (start-up), [`cli`] and [`config`]. Shared types: [`money`], [`ids`].
+//! Below them: [`contracts`] (the checkout's messages, which the modules exchange) and
+//! [`state`] (what every handler can reach). Shared types: [`money`], [`ids`].
+//!
+//! The edges: [`http`] (extractors, identity, problem documents via [`error`]), [`openapi`],
+//! [`app`] (start-up, the only module that names every other), [`cli`] and [`config`].
 #![warn(missing_docs)]
 
 pub mod app;
@@ -19,6 +22,7 @@ pub mod cart;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod contracts;
 pub mod error;
 pub mod http;
 pub mod ids;
@@ -27,5 +31,6 @@ pub mod money;
 pub mod openapi;
 pub mod ordering;
 pub mod payment;
+pub mod state;
 
 pub use error::{Error, Result};

@@ -1,6 +1,16 @@
 //! The OpenAPI document, generated from the handlers' and types' annotations.
 
+use axum::Router;
+use axum::routing::get;
 use utoipa::OpenApi;
+
+use crate::http::Json;
+use crate::state::AppState;
+
+/// `GET /api/openapi.json`.
+pub fn router() -> Router<AppState> {
+    Router::new().route("/api/openapi.json", get(|| async { Json(document()) }))
+}
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 
 /// The API description served at `/api/openapi.json`.

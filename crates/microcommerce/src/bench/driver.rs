@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{BenchError, BenchOptions, Outcome, Summary, Tally};
-use crate::app::{App, AppState};
+use crate::app::App;
 use crate::config::Config;
 use crate::ids::{BuyerId, OrderId, ProductId};
 use crate::ordering::domain::ValidCheckout;
+use crate::state::AppState;
 
 /// Longest a buyer waits for one order to settle before calling it stuck.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);

@@ -2,7 +2,7 @@
 
 use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
 
-use crate::ordering::messages::ClearCart;
+use crate::contracts::ClearCart;
 
 /// Removes exactly the checked-out quantities: a line added (or topped up) after the checkout
 /// keeps what was added. Applied once per message: the bus inbox drops a redelivered message id,

@@ -8,11 +8,11 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::app::AppState;
 use crate::catalog::db::{ProductSnapshot, ProductStatus, find_products};
 use crate::http::{Caller, Json, Path};
 use crate::ids::{BuyerId, CartItemId, ProductId};
 use crate::money::Money;
+use crate::state::AppState;
 use crate::{Error, Result};
 
 /// Most units of one product in a cart.

@@ -11,7 +11,7 @@ use axum::Router;
 use axum::routing::{get, post, put};
 use utoipa::OpenApi;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Routes under `/api/cart`.
 pub fn router() -> Router<AppState> {

@@ -8,10 +8,10 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::db::{ProductStatus, decode_status, parse_id};
-use crate::app::AppState;
 use crate::http::{Admin, Caller, Json, Page, Paging, Path, Query};
 use crate::ids::{CategoryId, ProductId};
 use crate::money::Money;
+use crate::state::AppState;
 use crate::{Error, Result};
 
 /// A category.

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::routing::{get, patch};
 use utoipa::OpenApi;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub use seed::seed_if_empty;
 

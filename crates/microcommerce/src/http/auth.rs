@@ -8,8 +8,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::Error;
-use crate::app::AppState;
 use crate::ids::BuyerId;
+use crate::state::AppState;
 
 const COOKIE_NAME: &str = "buyer_id";
 

@@ -1,5 +1,5 @@
 //! The HTTP edge shared by every module: extractors that turn bad input into problems, buyer
-//! identity, admin authentication, health, dead-letter administration and the OpenAPI document.
+//! identity, admin authentication, health and dead-letter administration.
 
 mod auth;
 mod extract;
@@ -12,6 +12,9 @@ pub use retry::retry_conflicts;
 pub use system::{fallback, method_not_allowed, router};
 
 use storage::Timestamp;
+
+/// Largest request body accepted (64 KiB); larger ones get a 413 problem.
+pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// RFC 3339 text of a stored timestamp, as the API returns times.
 pub fn rfc3339(at: Timestamp) -> String {

@@ -5,7 +5,7 @@ use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::app::BODY_LIMIT;
+use super::BODY_LIMIT;
 use crate::error::RetryableConflict;
 
 /// Attempts in all before a lost race is answered (503, `Retry-After`).

@@ -1,4 +1,4 @@
-//! Routes that belong to no business module: health, OpenAPI, dead-letter administration.
+//! Routes that belong to no business module: health and dead-letter administration.
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -7,15 +7,14 @@ use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 
 use super::{Admin, Json, Path, Query, rfc3339};
-use crate::app::AppState;
+use crate::state::AppState;
 use crate::{Error, Result};
 
-/// Health, OpenAPI and `/api/messaging`.
+/// Health and `/api/messaging`.
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
-        .route("/api/openapi.json", get(openapi))
         .route(
             "/api/messaging/dead-letters",
             get(list_dead_letters).delete(purge_dead_letters),
@@ -59,10 +58,6 @@ async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> i
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(Readiness { database, workers }))
-}
-
-async fn openapi() -> impl IntoResponse {
-    Json(crate::openapi::document())
 }
 
 /// A dead letter as administrators see it.

@@ -11,11 +11,11 @@ use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
 use sqlx::Row;
 use storage::Timestamp;
 
-use crate::ids::{OrderId, ProductId};
-use crate::ordering::messages::{
+use crate::contracts::{
     DeductStock, OrderLine, ReleaseStockReservations, ReserveStockForOrder,
     StockReservationCompleted, StockReservationFailed,
 };
+use crate::ids::{OrderId, ProductId};
 
 /// The three inventory consumers.
 pub fn all() -> Vec<Arc<dyn Consumer>> {

@@ -6,9 +6,9 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::app::AppState;
 use crate::http::{Admin, Json, Path, Query, rfc3339};
 use crate::ids::ProductId;
+use crate::state::AppState;
 use crate::{Error, Result};
 
 /// Available units at or below which a product counts as low on stock.

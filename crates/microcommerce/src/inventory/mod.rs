@@ -13,7 +13,7 @@ use axum::Router;
 use axum::routing::{get, post};
 use utoipa::OpenApi;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 /// Routes under `/api/inventory`.
 pub fn router() -> Router<AppState> {

@@ -10,10 +10,10 @@ use sqlx::Row;
 use super::db;
 use super::domain::OrderStatus;
 use super::http::{OrderFilter, OrderSummary, list_orders};
-use crate::app::AppState;
 use crate::http::{Admin, Json, Page, Path, Query};
 use crate::ids::OrderId;
 use crate::money::Money;
+use crate::state::AppState;
 use crate::{Error, Result};
 
 /// Every order, newest first.

@@ -9,7 +9,7 @@ use bus::{Envelope, Message, Outgoing};
 use saga::{Rejected, Saga, Transition};
 use serde::{Deserialize, Serialize};
 
-use super::messages::*;
+use crate::contracts::*;
 use crate::ids::BuyerId;
 
 /// Failure reason when the payment provider declines.

@@ -4,7 +4,7 @@ use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
 
 use super::db::move_status;
 use super::domain::OrderStatus;
-use super::messages::{ConfirmOrder, OrderFailed, StockReservationCompleted};
+use crate::contracts::{ConfirmOrder, OrderFailed, StockReservationCompleted};
 use crate::ids::OrderId;
 
 /// Applies the saga's outcomes to the order row. Every update is conditional on the statuses

@@ -11,12 +11,12 @@ use serde::Serialize;
 use super::checkout::{CheckoutSaga, CheckoutState};
 use super::db::{self, Order, OrderItem};
 use super::domain::{CheckoutRequest, OrderStatus, ShippingAddress, Totals, ValidCheckout};
-use super::messages::{CheckoutStarted, OrderLine};
-use crate::app::AppState;
 use crate::catalog::db::{ProductStatus, find_products};
+use crate::contracts::{CheckoutStarted, OrderLine};
 use crate::http::{Caller, Json, Page, Paging, Path, Query, rfc3339};
 use crate::ids::{BuyerId, OrderId, ProductId};
 use crate::money::Money;
+use crate::state::AppState;
 use crate::{Error, Result};
 
 /// The answer to a checkout.

@@ -8,7 +8,6 @@ pub mod consumers;
 pub mod db;
 pub mod domain;
 pub mod http;
-pub mod messages;
 
 use std::sync::Arc;
 
@@ -16,8 +15,8 @@ use axum::Router;
 use axum::routing::{get, patch, post};
 use utoipa::OpenApi;
 
-use crate::app::AppState;
 use crate::config::Config;
+use crate::state::AppState;
 
 /// Routes under `/api/ordering` (payment adds `/orders/{id}/pay`).
 pub fn router() -> Router<AppState> {

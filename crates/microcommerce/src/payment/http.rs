@@ -4,13 +4,13 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
-use crate::app::AppState;
+use crate::contracts::{PaymentCompleted, PaymentFailed, PaymentTimedOut};
 use crate::http::{Caller, Json, Path};
 use crate::ids::{BuyerId, OrderId};
 use crate::ordering::checkout::{CheckoutSaga, PAYMENT_DECLINED};
 use crate::ordering::db::{find_order, move_status};
 use crate::ordering::domain::OrderStatus;
-use crate::ordering::messages::{PaymentCompleted, PaymentFailed, PaymentTimedOut};
+use crate::state::AppState;
 use crate::{Error, Result};
 use bus::Message;
 

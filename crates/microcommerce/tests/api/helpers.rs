@@ -2,8 +2,9 @@
 
 #![allow(dead_code)]
 
-use microcommerce::app::{App, AppState};
+use microcommerce::app::App;
 use microcommerce::config::Config;
+use microcommerce::state::AppState;
 use serde_json::Value;
 pub use testkit::{Backend, eventually};
 

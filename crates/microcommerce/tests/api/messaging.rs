@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use microcommerce::contracts::StockReservationFailed;
 use microcommerce::ids::OrderId;
-use microcommerce::ordering::messages::StockReservationFailed;
 use serde_json::json;
 
 use crate::helpers::{eventually, spawn_app};

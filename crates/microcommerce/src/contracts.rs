@@ -1,4 +1,6 @@
-//! The checkout's messages, named as in the original system, each correlated by order id.
+//! The checkout's messages: the contract between ordering (whose saga sends and receives
+//! them), inventory, cart and payment, so that none of those modules depends on another's
+//! internals. Named as in the original system, each correlated by order id.
 
 use bus::Message;
 use serde::{Deserialize, Serialize};
