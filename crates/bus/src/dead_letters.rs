@@ -4,7 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::bus::QueueRow;
-use crate::worker::parse_uuid;
+use crate::queue::parse_uuid;
 use crate::{Bus, BusError, Headers, MessageId};
 use storage::Timestamp;
 

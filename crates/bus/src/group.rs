@@ -6,11 +6,10 @@
 //! writer task runs whatever has queued up in one transaction and answers every caller only
 //! after that transaction committed, so an acknowledged write is as durable as before.
 //!
-//! Jobs run straight in the shared transaction, without a savepoint each (two statements per
-//! job saved, about a quarter of the throughput on a busy 2-core machine). If one fails, its
-//! writes are mixed with the others', so the whole transaction is rolled back and the group
-//! runs again, this time each job in its own savepoint: the failing job's writes are undone
-//! alone and the others commit. That is why a job may run more than once, and why it must only
+//! Jobs run straight in the shared transaction, without a savepoint each (which saves two
+//! statements per job). If one fails, its writes are mixed with the others', so the whole
+//! transaction is rolled back and the group runs again, this time each job in its own
+//! savepoint: the failing job's writes are undone alone and the others commit. That is why a job may run more than once, and why it must only
 //! touch the database. If the commit itself fails, every job of the group gets the error and
 //! none was acknowledged. Before committing, the group hands over what its jobs sent (see
 //! [`Bus::transact`]).

@@ -83,6 +83,7 @@ mod group;
 mod message;
 mod notify;
 mod outbox;
+mod queue;
 mod retry;
 mod watch;
 mod worker;

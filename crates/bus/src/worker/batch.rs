@@ -1,0 +1,214 @@
+//! A batch and its fast pass: every consumer runs straight in the batch transaction, which two
+//! statements complete. If one fails, the batch rolls back and the careful pass takes over.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use tracing::Instrument;
+
+use super::{Outcome, Tally, message_span, panic_text};
+use crate::queue::{self, Claimed};
+use crate::{Bus, ConsumeError, Envelope, Tx};
+use storage::Timestamp;
+
+/// How the fast pass over a batch ended.
+enum BatchEnd {
+    /// Every message was handled and the batch committed.
+    Committed(Tally),
+    /// The batch lost a lock race and rolled back; its messages stay queued as they were.
+    Contended,
+    /// A consumer failed and the batch rolled back: the careful pass records the failure.
+    Failed(Failure),
+}
+
+/// How running consumers in a transaction ended, before the transaction does.
+pub(super) enum Ran {
+    /// Every consumer succeeded: the transaction may commit.
+    AllDone,
+    /// A consumer failed: what ran must be rolled back.
+    Failed(Failure),
+}
+
+/// A consumer failure in the fast pass.
+pub(super) struct Failure {
+    /// The message that failed; `None` when a consumer failed to prepare for the batch (the
+    /// careful pass then handles every message as usual).
+    pub row_id: Option<i64>,
+    /// The consumer's error; `None` when no consumer is registered under the row's name (the
+    /// careful pass dead-letters it).
+    pub error: Option<ConsumeError>,
+}
+
+impl Failure {
+    /// The message's consumer is not registered.
+    fn unregistered(message: &Claimed) -> Self {
+        Self {
+            row_id: Some(message.row_id),
+            error: None,
+        }
+    }
+
+    /// The consumer lost a lock race: the whole batch steps back.
+    fn is_contention(&self) -> bool {
+        self.error.as_ref().is_some_and(ConsumeError::is_contention)
+    }
+}
+
+impl Bus {
+    /// Claims up to a batch of due messages and handles them in one transaction: the fast
+    /// pass, or, if a consumer fails, the careful pass. Returns how many it claimed.
+    pub(super) async fn process_batch(&self) -> Result<usize, sqlx::Error> {
+        let mut tx = self.begin().await?;
+        queue::limit_lock_waits(&mut tx).await?;
+        let now = tx.now().await?;
+        let claimed = queue::claim(&mut tx, now, self.inner.config.batch_size).await?;
+        if claimed.is_empty() {
+            tx.rollback().await?;
+            return Ok(0);
+        }
+        let tally = match self.fast_pass(tx, &claimed, now).await? {
+            BatchEnd::Committed(tally) => tally,
+            BatchEnd::Contended => {
+                self.step_back().await;
+                return Ok(0);
+            }
+            BatchEnd::Failed(failure) => self.careful_pass(failure, now).await?,
+        };
+        tally.add_to(&self.inner.counters);
+        Ok(claimed.len())
+    }
+
+    /// Runs the batch in `tx` and commits it, or rolls it back at the first failure.
+    async fn fast_pass(
+        &self,
+        mut tx: Tx<'_>,
+        claimed: &[Claimed],
+        now: Timestamp,
+    ) -> Result<BatchEnd, sqlx::Error> {
+        let mut tally = Tally::default();
+        match self.run_batch(&mut tx, claimed, now, &mut tally).await? {
+            Ran::AllDone => {
+                tx.commit().await?;
+                Ok(BatchEnd::Committed(tally))
+            }
+            Ran::Failed(failure) => {
+                tx.rollback().await?;
+                if failure.is_contention() {
+                    Ok(BatchEnd::Contended)
+                } else {
+                    Ok(BatchEnd::Failed(failure))
+                }
+            }
+        }
+    }
+
+    /// Every consumer of the batch in the one transaction, then whatever they handed over;
+    /// stops at the first failure and returns it, so that the careful pass records it without
+    /// running that consumer again.
+    async fn run_batch(
+        &self,
+        tx: &mut Tx<'_>,
+        claimed: &[Claimed],
+        now: Timestamp,
+        tally: &mut Tally,
+    ) -> Result<Ran, sqlx::Error> {
+        if let Err(failure) = self.run_consumers(tx, claimed, tally).await {
+            return Ok(Ran::Failed(failure));
+        }
+        queue::complete_all(tx, claimed, now).await?;
+        self.hand_over(tx, now, tally).await
+    }
+
+    /// After a lost lock race: another transaction holds rows this batch needs, perhaps
+    /// waiting for ours, so a short random pause breaks the tie.
+    async fn step_back(&self) {
+        self.inner
+            .counters
+            .contended
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::debug!("batch lost a lock race; it runs again");
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=10))).await;
+    }
+
+    /// Lets the consumers read ahead, then runs each message's consumer in order, in `tx`.
+    pub(super) async fn run_consumers(
+        &self,
+        tx: &mut Tx<'_>,
+        messages: &[Claimed],
+        tally: &mut Tally,
+    ) -> Result<(), Failure> {
+        if let Err(error) = self.prepare_consumers(tx, messages).await {
+            return Err(Failure {
+                row_id: None,
+                error: Some(error),
+            });
+        }
+        for message in messages {
+            if message.already_done {
+                tracing::info!(message_id = %message.envelope.message_id, "skipped a duplicate delivery");
+                tally.add(Outcome::Duplicate);
+                continue;
+            }
+            let Some(consumer) = self.inner.consumers.get(&message.consumer) else {
+                return Err(Failure::unregistered(message));
+            };
+            tx.set_causation(Some(message.envelope.message_id));
+            let result = AssertUnwindSafe(consumer.consume(&message.envelope, tx))
+                .catch_unwind()
+                .instrument(message_span(message))
+                .await
+                .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))));
+            tx.set_causation(None);
+            if let Err(error) = result {
+                return Err(Failure {
+                    row_id: Some(message.row_id),
+                    error: Some(error),
+                });
+            }
+            tally.add(Outcome::Completed);
+        }
+        Ok(())
+    }
+
+    /// Lets each consumer of the batch read ahead for its messages ([`crate::Consumer::prepare`]).
+    async fn prepare_consumers(
+        &self,
+        tx: &mut Tx<'_>,
+        claimed: &[Claimed],
+    ) -> Result<(), ConsumeError> {
+        for (name, envelopes) in by_consumer(claimed) {
+            let Some(consumer) = self.inner.consumers.get(name) else {
+                continue;
+            };
+            let prepared = AssertUnwindSafe(consumer.prepare(&envelopes, tx))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))));
+            if let Err(error) = prepared {
+                if !error.is_contention() {
+                    tracing::warn!(consumer = name, %error,
+                        "reading ahead for a batch failed; its messages are handled one by one");
+                }
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The fresh messages of a batch by consumer, consumers in order of first appearance.
+fn by_consumer(claimed: &[Claimed]) -> Vec<(&str, Vec<&Envelope>)> {
+    let mut by_consumer: Vec<(&str, Vec<&Envelope>)> = Vec::new();
+    for message in claimed.iter().filter(|message| !message.already_done) {
+        match by_consumer
+            .iter_mut()
+            .find(|(name, _)| *name == message.consumer)
+        {
+            Some((_, envelopes)) => envelopes.push(&message.envelope),
+            None => by_consumer.push((&message.consumer, vec![&message.envelope])),
+        }
+    }
+    by_consumer
+}

@@ -1,0 +1,234 @@
+//! Workers: claim due messages, run their consumers, and complete them in one transaction.
+//!
+//! This module is the loop; a batch and its fast pass are in [`batch`], the careful pass in
+//! [`careful`], hand-over in [`hand_over`], and the statements in [`crate::queue`].
+
+mod batch;
+mod careful;
+mod hand_over;
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::Bus;
+use crate::bus::Counters;
+use crate::queue::{self, Claimed};
+
+/// The running worker tasks; dropping it leaves them running, [`Workers::shutdown`] stops them.
+pub struct Workers {
+    /// Tells every task to stop.
+    stop: watch::Sender<bool>,
+    /// The worker tasks and, on PostgreSQL, the listener.
+    tasks: Vec<JoinHandle<()>>,
+    /// The bus they work for.
+    bus: Bus,
+}
+
+impl Workers {
+    /// Stops claiming, lets in-flight batches commit, and waits for every worker to exit.
+    /// Messages not yet claimed stay queued for the next start.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        self.bus
+            .inner
+            .running_workers
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// True while at least one worker task is alive.
+    pub fn is_running(&self) -> bool {
+        self.tasks.iter().any(|task| !task.is_finished())
+    }
+}
+
+/// What happened to one claimed message inside a batch.
+enum Outcome {
+    /// Its consumer succeeded.
+    Completed,
+    /// Its consumer had already completed it.
+    Duplicate,
+    /// It failed and will be tried again.
+    Retried,
+    /// It failed for good.
+    DeadLettered,
+    /// Lost a lock race: rolled back and left queued as it was, for the next round.
+    Contended,
+}
+
+/// Tallies of one batch, added to the bus counters only once the batch has committed.
+#[derive(Default)]
+struct Tally {
+    /// Messages whose consumer succeeded.
+    completed: u64,
+    /// Duplicate deliveries skipped.
+    duplicates: u64,
+    /// Failures scheduled for retry.
+    retried: u64,
+    /// Messages moved to the dead letters.
+    dead_lettered: u64,
+    /// Of `completed`, those handed over in the batch (never queued).
+    handed_over: u64,
+}
+
+impl Tally {
+    /// Counts one message's outcome.
+    fn add(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Completed => self.completed += 1,
+            Outcome::Duplicate => self.duplicates += 1,
+            Outcome::Retried => self.retried += 1,
+            Outcome::DeadLettered => self.dead_lettered += 1,
+            Outcome::Contended => {}
+        }
+    }
+
+    /// Adds a committed batch to the bus counters.
+    fn add_to(&self, counters: &Counters) {
+        counters
+            .completed
+            .fetch_add(self.completed, Ordering::Relaxed);
+        counters
+            .duplicates
+            .fetch_add(self.duplicates, Ordering::Relaxed);
+        counters.retried.fetch_add(self.retried, Ordering::Relaxed);
+        counters
+            .dead_lettered
+            .fetch_add(self.dead_lettered, Ordering::Relaxed);
+        counters
+            .handed_over
+            .fetch_add(self.handed_over, Ordering::Relaxed);
+        counters.batches.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Shortest sleep of an idle worker that found nothing it could claim.
+const MIN_IDLE_WAIT: Duration = Duration::from_millis(5);
+/// How often the first worker forgets inbox entries older than the retention.
+const INBOX_PRUNE_EVERY: Duration = Duration::from_secs(60);
+/// Inbox entries forgotten per transaction, so that pruning never holds the writer long.
+const INBOX_PRUNE_CHUNK: i64 = 10_000;
+
+impl Bus {
+    /// Starts the configured number of worker tasks on the writer lane, a thread of their own
+    /// (on SQLite bound to one CPU, see [`DbOptions::pin_writer`](storage::DbOptions)).
+    pub fn start(&self) -> Workers {
+        let (stop, stopped) = watch::channel(false);
+        let mut tasks: Vec<JoinHandle<()>> = (0..self.inner.config.workers.max(1))
+            .map(|index| {
+                let worker = self.clone().work(index, stopped.clone());
+                self.inner.db.spawn_writing(worker)
+            })
+            .collect();
+        // Other instances commit to a shared database: their news arrives by listening.
+        if self.inner.db.is_shared() {
+            tasks.push(tokio::spawn(self.clone().listen(stopped)));
+        }
+        self.inner.running_workers.fetch_add(1, Ordering::Relaxed);
+        Workers {
+            stop,
+            tasks,
+            bus: self.clone(),
+        }
+    }
+
+    /// Processes batches until no message is due; returns how many messages were handled.
+    /// Tests and tools use it to drive the bus step by step instead of starting workers.
+    pub async fn run_pending(&self) -> Result<usize, sqlx::Error> {
+        let mut total = 0;
+        loop {
+            let handled = self.process_batch().await?;
+            if handled == 0 {
+                return Ok(total);
+            }
+            total += handled;
+        }
+    }
+
+    /// One worker: batch after batch while messages are due, then sleep until woken, the next
+    /// scheduled message or `stop`; after a failed batch, back off exponentially.
+    async fn work(self, index: usize, mut stop: watch::Receiver<bool>) {
+        tracing::debug!(worker = index, "bus worker started");
+        let mut failures = 0u32;
+        let mut last_prune = Instant::now();
+        while !*stop.borrow() {
+            let wait = match self.process_batch().await {
+                Ok(0) => {
+                    failures = 0;
+                    self.idle_wait().await
+                }
+                Ok(_) => {
+                    failures = 0;
+                    continue;
+                }
+                Err(error) => {
+                    failures += 1;
+                    tracing::error!(worker = index, %error, "bus batch failed; retrying");
+                    Duration::from_millis(50u64 << failures.min(7))
+                }
+            };
+            tokio::select! {
+                _ = self.inner.wake.notified() => {}
+                _ = tokio::time::sleep(wait) => {}
+                _ = stop.changed() => {}
+            }
+            if index == 0 && last_prune.elapsed() >= INBOX_PRUNE_EVERY {
+                last_prune = Instant::now();
+                if let Err(error) = self.prune_inbox().await {
+                    tracing::warn!(%error, "pruning the inbox failed");
+                }
+            }
+        }
+        tracing::debug!(worker = index, "bus worker stopped");
+    }
+
+    /// How long an idle worker may sleep: until the next scheduled message, at most the poll
+    /// interval (which catches messages committed by other processes).
+    async fn idle_wait(&self) -> Duration {
+        let poll = self.inner.config.poll_interval;
+        match queue::next_available_in(&self.inner.db).await {
+            // A message that is due but was not claimable (another instance holds it) must not
+            // make an idle worker spin: look again after a short pause at the earliest.
+            Ok(Some(micros)) => Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+                .clamp(MIN_IDLE_WAIT, poll.max(MIN_IDLE_WAIT)),
+            _ => poll,
+        }
+    }
+
+    /// Forgets the inbox entries older than the retention, a chunk per transaction.
+    async fn prune_inbox(&self) -> Result<(), sqlx::Error> {
+        let cutoff = self.inner.db.now().minus(self.inner.config.inbox_retention);
+        loop {
+            let mut tx = self.begin().await?;
+            let deleted = queue::prune_inbox(&mut tx, cutoff, INBOX_PRUNE_CHUNK).await?;
+            tx.commit().await?;
+            if deleted < INBOX_PRUNE_CHUNK as u64 {
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// The span every log line about one message runs in.
+fn message_span(message: &Claimed) -> tracing::Span {
+    tracing::info_span!("message",
+        order_id = %message.envelope.correlation_id,
+        message_id = %message.envelope.message_id,
+        message_type = %message.envelope.message_type,
+        consumer = %message.consumer)
+}
+
+/// A consumer's panic as the text of a transient error.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    let detail = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "non-string panic".to_owned());
+    format!("consumer panicked: {detail}")
+}
