@@ -38,6 +38,9 @@ pub enum Error {
         /// Human-readable explanation.
         detail: String,
     },
+    /// A payment for an order that does not await one.
+    #[error("{0}")]
+    NotAwaitingPayment(NotAwaitingPayment),
     /// The request is understood but a business rule forbids it.
     #[error("{detail}")]
     Unprocessable {
@@ -55,6 +58,23 @@ pub enum Error {
     /// A grouped write transaction did not commit; never shown to the client.
     #[error("transaction error")]
     Group(#[from] bus::GroupError),
+}
+
+/// Why an order does not take a payment now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotAwaitingPayment {
+    /// The order's checkout saga has not started.
+    #[error("the order's checkout has not started yet")]
+    NotStarted,
+    /// The order is in this status, which takes no payment.
+    #[error("the order is {0} and does not await payment")]
+    InStatus(&'static str),
+    /// A payment was recorded already.
+    #[error("a payment for this order was already recorded")]
+    AlreadyPaid,
+    /// The payment window closed (its timeout fired or is being handled).
+    #[error("the payment window has closed")]
+    WindowClosed,
 }
 
 /// Result alias for the service.
@@ -85,6 +105,9 @@ impl Error {
                 "Method Not Allowed",
             ),
             Self::Conflict { kind, .. } => (StatusCode::CONFLICT, kind, "Conflict"),
+            Self::NotAwaitingPayment(_) => {
+                (StatusCode::CONFLICT, "not-awaiting-payment", "Conflict")
+            }
             Self::Unprocessable { kind, .. } => {
                 (StatusCode::UNPROCESSABLE_ENTITY, kind, "Unprocessable")
             }

@@ -33,4 +33,4 @@ pub mod ordering;
 pub mod payment;
 pub mod state;
 
-pub use error::{Error, Result};
+pub use error::{Error, NotAwaitingPayment, Result};

@@ -101,7 +101,8 @@ mod store;
 pub use definition::{Rejected, Saga, Transition};
 pub use engine::{Engine, EngineError};
 pub use store::{
-    Filter, Instance, ParkedEvent, Summary, TimelineEntry, get, get_on, list, prune_completed,
+    Current, Filter, Instance, ParkedEvent, Summary, TimelineEntry, current, get, get_on, list,
+    prune_completed,
 };
 
 /// Creates the saga tables if they are missing.

@@ -3,6 +3,8 @@
 
 use bus::MessageId;
 
+use crate::Saga;
+
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use storage::Timestamp;
@@ -82,6 +84,16 @@ pub struct Summary {
     pub completed_at: Option<Timestamp>,
 }
 
+/// An instance's state decoded into the saga's own type: what another module gets when it
+/// asks a saga where it stands, so that a renamed or added state breaks its build.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Current<S> {
+    /// The state, data included.
+    pub state: S,
+    /// When the instance last changed state.
+    pub updated_at: Timestamp,
+}
+
 /// Which instances [`list`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -99,6 +111,27 @@ pub struct Filter {
 pub async fn get(pool: &AnyPool, saga: &str, id: Uuid) -> Result<Option<Instance>, sqlx::Error> {
     let mut conn = storage::Conn::from(pool.acquire().await?);
     get_on(&mut conn, saga, id).await
+}
+
+/// The current state of `S`'s instance `id`, typed, read on `conn` (inside a transaction it
+/// sees that transaction's writes); `None` before the instance starts.
+pub async fn current<S: Saga>(
+    conn: &mut storage::Conn<'_>,
+    id: Uuid,
+) -> Result<Option<Current<S::State>>, sqlx::Error> {
+    let row = sqlx::query(
+        "SELECT data, updated_at FROM saga_instances WHERE saga = $1 AND correlation_id = $2",
+    )
+    .bind(S::NAME)
+    .bind(id.to_string())
+    .fetch_optional(conn)
+    .await?;
+    let Some(row) = row else { return Ok(None) };
+    let data: String = row.try_get("data")?;
+    Ok(Some(Current {
+        state: serde_json::from_str(&data).map_err(|error| sqlx::Error::Decode(error.into()))?,
+        updated_at: Timestamp(row.try_get("updated_at")?),
+    }))
 }
 
 /// [`get`] on a given connection or transaction.

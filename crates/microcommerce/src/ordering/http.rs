@@ -27,9 +27,9 @@ pub struct CheckoutCreated {
     pub order_id: OrderId,
     /// Its human-friendly number.
     pub order_number: String,
-    /// The order's status as the checkout committed it: `Submitted`, or already further along
-    /// (`StockReserved`, awaiting payment, or `Failed`) when the saga's first steps committed
-    /// with the checkout (SQLite). Poll the order only for what comes after.
+    /// The order's status as the checkout placed it: `Submitted` on every backend (a repeated
+    /// request with the same `Idempotency-Key` answers the order's status now). The saga then
+    /// reserves stock: follow it with `GET /api/ordering/orders/{id}?waitWhile=Submitted`.
     pub status: OrderStatus,
 }
 
@@ -51,36 +51,7 @@ pub async fn checkout(
     let key = idempotency_key(&headers)?;
     let valid = request.validate().map_err(Error::Validation)?;
     let placed = check_out(&state, caller.buyer, valid, key).await?;
-    let status = status_now(&state, placed.id, placed.status).await;
-    Ok(created(placed.id, placed.order_number, status))
-}
-
-/// The order's status as the request's commit left it: `known`, the status the request wrote,
-/// unless the saga's next steps may have committed with it (hand-over, see
-/// `bus::Bus::hands_over_in_requests`); then read back off the single writer. The commit
-/// stands whatever this read does, so if it fails the answer reports `known` rather than an
-/// error that would invite a retry of a request that succeeded.
-pub(crate) async fn status_now(
-    state: &AppState,
-    order: OrderId,
-    known: OrderStatus,
-) -> OrderStatus {
-    if !state.bus.hands_over_in_requests() {
-        return known;
-    }
-    let read = async {
-        let mut reader = state.db.read().await?;
-        db::find_order(&mut reader, order).await
-    };
-    match read.await {
-        Ok(Some(order)) => order.status,
-        Ok(None) => known,
-        Err(error) => {
-            tracing::warn!(order_id = %order, %error,
-                "reading the order's status after its commit failed; answering the status it was left in");
-            known
-        }
-    }
+    Ok(created(placed.id, placed.order_number, placed.status))
 }
 
 /// A checkout as the handler runs it, and the in-process benchmark too: an order already

@@ -2,17 +2,17 @@
 
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
-use sqlx::Row;
 
 use crate::contracts::{PaymentCompleted, PaymentFailed, PaymentTimedOut};
 use crate::http::{Caller, Json, Path};
 use crate::ids::{BuyerId, OrderId};
-use crate::ordering::checkout::{CheckoutSaga, PAYMENT_DECLINED};
+use crate::ordering::checkout::{CheckoutSaga, CheckoutState, PAYMENT_DECLINED};
 use crate::ordering::db::{find_order, move_status};
 use crate::ordering::domain::OrderStatus;
 use crate::state::AppState;
-use crate::{Error, Result};
+use crate::{Error, NotAwaitingPayment, Result};
 use bus::Message;
+use storage::Timestamp;
 
 /// What the simulated provider should answer.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -30,9 +30,9 @@ pub struct PaymentResult {
     pub success: bool,
     /// Why not, when it did not.
     pub failure_reason: Option<String>,
-    /// The order's status as the payment committed it: `Paid` (or still `StockReserved` after
-    /// a refusal), or already `Confirmed` or `Failed` when the saga's next steps committed with
-    /// the payment (SQLite). Poll the order only if it is neither.
+    /// The order's status as this payment left it: `Paid`, or `StockReserved` after a refusal,
+    /// on every backend. The saga then confirms or fails the order: follow it with
+    /// `GET /api/ordering/orders/{id}?waitWhile=…`.
     pub order_status: OrderStatus,
 }
 
@@ -62,11 +62,7 @@ pub async fn pay(
             ))
         })
         .await?;
-    let order_status = crate::ordering::http::status_now(&state, id, result.order_status).await;
-    Ok(Json(PaymentResult {
-        order_status,
-        ..result
-    }))
+    Ok(Json(result))
 }
 
 /// Records the simulated provider's answer for an order that awaits payment, and publishes it
@@ -89,31 +85,29 @@ pub async fn record_payment(
     let timeout_taken = tx
         .take_scheduled(CheckoutSaga::NAME, id.0, PaymentTimedOut::TYPE)
         .await?;
-    // One statement checks that the order is the payer's and that its saga awaits payment
-    // (see `ensure_awaiting_payment`), and records the answer; only when it records nothing is
-    // it worth finding out why. A saga still behind the reservation has no timeout yet.
+    let gate = Gate::of(saga::current::<CheckoutSaga>(tx, id.0).await?, now, timeout);
+    // One statement checks that the order is the payer's (and, while the saga takes in the
+    // reservation, that the order shows it) and records the answer; only when it records
+    // nothing is it worth finding out why.
     let recorded = sqlx::query(
         "INSERT INTO payments (order_id, succeeded, failure_reason, at) \
-         SELECT $1, $2, $3, $4 FROM saga_instances s JOIN orders o ON o.id = s.correlation_id \
-         WHERE s.saga = $5 AND s.correlation_id = $1 AND ($7 IS NULL OR o.buyer_id = $7) \
-         AND ((s.state = 'StockReserved' AND s.updated_at >= $6 AND $9 = 1) \
-              OR (s.state = 'Submitted' AND o.status = $8)) \
+         SELECT $1, $2, $3, $4 FROM orders o WHERE o.id = $1 AND ($5 IS NULL OR o.buyer_id = $5) \
+         AND ($6 = 1 OR ($7 = 1 AND o.status = $8)) \
          ON CONFLICT (order_id) DO NOTHING",
     )
     .bind(id.to_string())
     .bind(i64::from(succeed))
     .bind(failure_reason.as_deref())
     .bind(now.0)
-    .bind(CheckoutSaga::NAME)
-    .bind(now.minus(timeout).0)
     .bind(payer.map(|buyer| buyer.to_string()))
+    .bind(i64::from(gate == Gate::Open && timeout_taken))
+    .bind(i64::from(gate == Gate::IfOrderShowsReservation))
     .bind(OrderStatus::StockReserved.as_str())
-    .bind(i64::from(timeout_taken))
     .execute(&mut **tx)
     .await?
     .rows_affected();
     if recorded == 0 {
-        return Err(why_not_recorded(tx, id, payer, timeout, now).await);
+        return Err(why_not_recorded(tx, id, payer, gate).await);
     }
     let order_status = if succeed {
         OrderStatus::Paid
@@ -139,83 +133,77 @@ pub async fn record_payment(
     })
 }
 
+/// Whether the checkout saga lets a payment in, by its typed state: the saga is the source of
+/// truth, so a payment can never race the timeout that releases the stock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gate {
+    /// Stock is reserved and the payment window is open.
+    Open,
+    /// The saga has not yet taken in the reservation. The order row and the saga take it in as
+    /// two consumers of one event, so a buyer may see `StockReserved` a moment before the saga
+    /// does: such a payment is accepted, and the saga parks it until it catches up.
+    IfOrderShowsReservation,
+    /// The checkout has not started yet.
+    NotStarted,
+    /// Stock was reserved too long ago.
+    WindowClosed,
+    /// The checkout has finished.
+    Finished,
+}
+
+impl Gate {
+    fn of(
+        checkout: Option<saga::Current<CheckoutState>>,
+        now: Timestamp,
+        timeout: std::time::Duration,
+    ) -> Self {
+        let Some(checkout) = checkout else {
+            return Self::NotStarted;
+        };
+        match checkout.state {
+            CheckoutState::Submitted { .. } => Self::IfOrderShowsReservation,
+            CheckoutState::StockReserved { .. } if now > checkout.updated_at.plus(timeout) => {
+                Self::WindowClosed
+            }
+            CheckoutState::StockReserved { .. } => Self::Open,
+            CheckoutState::Confirmed | CheckoutState::Failed { .. } => Self::Finished,
+        }
+    }
+}
+
 /// Why [`record_payment`] recorded nothing: the order is not the payer's (or does not exist),
 /// it does not await payment, or it was paid already.
 async fn why_not_recorded(
     tx: &mut bus::Tx<'_>,
     id: OrderId,
     payer: Option<BuyerId>,
-    timeout: std::time::Duration,
-    now: storage::Timestamp,
+    gate: Gate,
 ) -> Error {
     let order = match find_order(tx, id).await {
         Ok(Some(order)) if payer.is_none_or(|buyer| buyer == order.buyer_id) => order,
         Ok(_) => return Error::NotFound("order"),
         Err(error) => return error.into(),
     };
-    if let Err(error) = ensure_awaiting_payment(tx, &order, timeout, now).await {
-        return error;
-    }
-    let paid: std::result::Result<Option<i64>, sqlx::Error> =
-        sqlx::query_scalar("SELECT 1 FROM payments WHERE order_id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&mut **tx)
-            .await;
-    match paid {
-        Ok(Some(_)) => not_awaiting("a payment for this order was already recorded".into()),
-        // The saga awaits payment but its timeout was not there to take: it is being handled.
-        Ok(None) => not_awaiting("the payment window has closed".into()),
-        Err(error) => error.into(),
-    }
-}
-
-/// The saga is the source of truth: it must await payment, and its payment window (which
-/// opened when stock was reserved) must still be open, so that a payment can never race the
-/// timeout that releases the stock.
-///
-/// The order row and the saga take in the reservation as two consumers of the same event, so
-/// a buyer may see `StockReserved` a moment before the saga does. Such a payment is accepted:
-/// the saga parks it until it has taken in the reservation, and its window has not opened yet.
-async fn ensure_awaiting_payment(
-    tx: &mut bus::Tx<'_>,
-    order: &crate::ordering::db::Order,
-    timeout: std::time::Duration,
-    now: storage::Timestamp,
-) -> Result<()> {
-    let saga = sqlx::query(
-        "SELECT state, updated_at FROM saga_instances WHERE saga = $1 AND correlation_id = $2",
-    )
-    .bind(CheckoutSaga::NAME)
-    .bind(order.id.to_string())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(saga) = saga else {
-        return Err(not_awaiting(
-            "the order's checkout has not started yet".into(),
-        ));
+    let in_status = NotAwaitingPayment::InStatus(order.status.as_str());
+    let why = match gate {
+        Gate::NotStarted => NotAwaitingPayment::NotStarted,
+        Gate::WindowClosed => NotAwaitingPayment::WindowClosed,
+        Gate::Finished => in_status,
+        Gate::IfOrderShowsReservation if order.status != OrderStatus::StockReserved => in_status,
+        Gate::Open | Gate::IfOrderShowsReservation => match already_paid(tx, id).await {
+            Ok(true) => NotAwaitingPayment::AlreadyPaid,
+            // The saga awaits payment but its timeout was not there to take: it is being handled.
+            Ok(false) => NotAwaitingPayment::WindowClosed,
+            Err(error) => return error.into(),
+        },
     };
-    let saga_state: String = saga.try_get("state")?;
-    let reservation_in_flight =
-        saga_state == "Submitted" && order.status == OrderStatus::StockReserved;
-    if reservation_in_flight {
-        return Ok(());
-    }
-    if saga_state != "StockReserved" {
-        return Err(not_awaiting(format!(
-            "the order is {} and does not await payment",
-            order.status.as_str()
-        )));
-    }
-    let reserved_at = storage::Timestamp(saga.try_get("updated_at")?);
-    if now > reserved_at.plus(timeout) {
-        return Err(not_awaiting("the payment window has closed".into()));
-    }
-    Ok(())
+    Error::NotAwaitingPayment(why)
 }
 
-fn not_awaiting(detail: String) -> Error {
-    Error::Conflict {
-        kind: "not-awaiting-payment",
-        detail,
-    }
+async fn already_paid(tx: &mut bus::Tx<'_>, id: OrderId) -> sqlx::Result<bool> {
+    let paid: Option<i64> = sqlx::query_scalar("SELECT 1 FROM payments WHERE order_id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut **tx)
+        .await?;
+    Ok(paid.is_some())
 }
