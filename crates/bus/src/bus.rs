@@ -456,14 +456,10 @@ impl Tx<'_> {
     }
 
     /// Takes back, now, the committed messages of type `message_type` that wait for `consumer`
-    /// under `correlation_id` (a pending timeout), and tells whether there were any.
-    ///
-    /// This makes such a message a token that a request and the consumer race for, with one
-    /// winner: a payment that takes its order's payment timeout can never be overtaken by that
-    /// timeout, and one that finds it gone knows the timeout is handled or done. On PostgreSQL a
-    /// worker handling the message holds its row, so this waits for that worker's transaction
-    /// and then finds the message gone. Messages written by this transaction itself are not
-    /// looked at; a rollback (of the transaction or of a savepoint) puts the messages back.
+    /// under `correlation_id` (a pending timeout), and tells whether there were any: a token a
+    /// request and the consumer race for, with one winner (a payment that takes its timeout can
+    /// never be overtaken by it). A worker handling the message holds it, so this waits for that
+    /// worker; a rollback puts the messages back.
     pub async fn take_scheduled(
         &mut self,
         consumer: &str,

@@ -107,15 +107,11 @@ pub trait Consumer: Send + Sync + 'static {
     /// cause.
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError>;
 
-    /// Called once per batch, in the batch's transaction, with the messages of the batch this
-    /// consumer is about to handle, before the first of them: the place to read with one
-    /// statement what handling them one by one would read with one statement each, and keep it
-    /// in [`Tx::scratch`]. Called again, in the same transaction, before each round of messages
-    /// handed over within the batch (see [`crate::BusConfig::hand_over`]), after the earlier
-    /// messages' writes: what it keeps must replace what an earlier call kept; also called,
-    /// in a savepoint, before each round handed over in a group of requests. Not called when
-    /// messages are handled one at a time (a batch that failed runs again that way), so
-    /// `consume` must not depend on it. Does nothing by default.
+    /// Reads ahead, in the batch's transaction, what handling `messages` one by one would read
+    /// with one statement each, and keeps it in [`Tx::scratch`]. Called again before each round
+    /// handed over (see [`crate::BusConfig::hand_over`]), so what it keeps replaces what it
+    /// kept before; never called for messages handled one at a time, so `consume` must not
+    /// depend on it. Does nothing by default.
     async fn prepare(&self, messages: &[&Envelope], tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let _ = (messages, tx);
         Ok(())

@@ -63,24 +63,12 @@ pub enum GroupError {
 }
 
 impl Bus {
-    /// Runs `job` in a write transaction and commits it; returns the job's result only once
-    /// its writes are durable. On SQLite, jobs that arrive while others run share one
-    /// transaction and one commit: group commit, the way to make `synchronous=FULL` fast. A
-    /// job that returns an error has its writes rolled back and does not disturb the others
-    /// (the group runs again with a savepoint per job, see the module docs). On PostgreSQL,
-    /// which groups commits itself, each job gets its own transaction.
-    ///
-    /// On SQLite, while this instance's workers run, the group also hands over what its jobs
-    /// sent to consumers of this bus, due at once, before it commits (see
-    /// [`crate::BusConfig::hand_over`]): those consumers run in the group's transaction, in a
-    /// savepoint that a failure rolls back, leaving the message to the queue; the jobs'
-    /// callers are answered after that commit either way.
-    ///
-    /// A job may run more than once, so it only touches the database (and the whole group
-    /// waits for it): the result of its last run, the one that committed, is returned. Call it
-    /// from request handlers and tools, never from inside another transaction (a consumer,
-    /// or another job): that transaction holds the writer the group needs, so it would wait
-    /// for itself.
+    /// Runs `job` in a write transaction and returns its result once its writes are durable.
+    /// With a single writer (SQLite), concurrent jobs share one transaction and one commit
+    /// (group commit; see the module docs), and the group hands over what they sent before it
+    /// commits; a job that fails is rolled back alone. A job may run more than once, so it
+    /// only touches the database. Never call it from inside another transaction: that one
+    /// holds the writer the group needs.
     pub async fn transact<T, E, F>(&self, job: F) -> Result<T, E>
     where
         F: for<'t, 'c> Fn(&'t mut Tx<'c>) -> TxFuture<'t, Result<T, E>> + Send + Sync + 'static,

@@ -32,7 +32,7 @@ pub enum Synchronous {
     #[default]
     Full,
     /// WAL commits are fsynced only at checkpoints: survives a process crash, but a power loss
-    /// may drop the last commits. Several times faster for small transactions.
+    /// may drop the last commits. Faster for small transactions.
     Normal,
 }
 
@@ -215,15 +215,10 @@ impl Db {
         })
     }
 
-    /// Runs a task that writes on the writer lane: on SQLite next to the write connection's
-    /// thread; on PostgreSQL its transactions get connections of the lane's own, so that each
-    /// of its statements wakes the lane's thread directly instead of queueing behind request
-    /// tasks on the shared runtime (see `docs/architecture.md`, "The writer lane and the
-    /// in-place write connection").
-    ///
-    /// The task also ends when the runtime that spawned it shuts down, as one of that
-    /// runtime's own tasks would: a worker holds the `Db`, so without that a bus whose workers
-    /// were never shut down would keep the lane, and its connections, alive for good.
+    /// Runs a task that writes in bulk (the bus's workers) on the writer lane, whose thread
+    /// drives its connections without queueing behind request tasks (see
+    /// `docs/architecture.md`). The task ends with the runtime that spawned it, as that
+    /// runtime's own tasks do, so a forgotten worker cannot keep the lane alive.
     pub fn spawn_writing<F>(&self, task: F) -> tokio::task::JoinHandle<()>
     where
         F: Future<Output = ()> + Send + 'static,
@@ -506,8 +501,7 @@ mod tests {
         db.close().await;
     }
 
-    /// PostgreSQL workers' lane is bound to one CPU too (measured: a fifth more checkouts
-    /// in-process); the caller's thread stays free.
+    /// PostgreSQL workers' lane is bound to one CPU too; the caller's thread stays free.
     #[tokio::test]
     async fn postgres_lane_transactions_run_on_a_bound_thread() {
         let Some(backend) = testkit::Backend::postgres() else {

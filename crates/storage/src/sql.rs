@@ -36,16 +36,10 @@ impl PerBackend {
     }
 }
 
-/// The elements of the JSON array bound as parameter `$param`, as a table `j`: one row per
-/// element in `j.value` (read the fields of an array element with `j.value ->> 0`,
-/// `j.value ->> 1` …; they come back as text on PostgreSQL, so `CAST` numbers) and its position
-/// in `j.key` (for `ORDER BY`).
-///
-/// For statements over a variable number of rows: the text is the same for any number, so it is
-/// prepared once and stays in the statement cache (a list of placeholders makes a new statement
-/// for every length, and the cache of 100 churned), and it binds one parameter where a list
-/// binds hundreds (sqlx looks up each numbered SQLite parameter by a linear search, so binding
-/// is quadratic in their number: 7 % of the writer's CPU with multi-row `VALUES`).
+/// The elements of the JSON array bound as `$param`, as a table `j`: an element in `j.value`
+/// (its fields `j.value ->> 0` …, text on PostgreSQL, so `CAST` numbers), its position in
+/// `j.key`. One statement text for any number of rows, binding one parameter, where a list of
+/// placeholders makes a new statement per length and binds hundreds.
 pub fn json_rows(backend: Backend, param: usize) -> String {
     json_table(backend, param, "json_array_elements")
 }

@@ -1,15 +1,11 @@
 //! The SQLite write connection, driven on the caller's own thread.
 //!
-//! sqlx runs every SQLite connection on a thread of its own and hands each statement over to it
-//! and each result back: two context switches, channel locks and wake-up system calls per
-//! statement, about 10 µs on the machines we measure on, against 3–4 µs for SQLite's own work.
-//! The single writer runs every write of the process one statement after another, so that
-//! hand-off was most of its time (see `docs/benchmarks.md`). This connection is a plain
-//! `rusqlite` connection owned by the [`crate::Db`] and used by whoever holds its lock: the
-//! statement runs right there, on the writer lane's thread for the bus workers and grouped
-//! transactions. Statements and results keep sqlx's `Any` types, so callers write the same
-//! `sqlx::query(…).bind(…).execute(&mut *conn)` for both backends (see [`crate::Conn`]).
-//! Readers keep sqlx's pool: they run in parallel and gain nothing from this.
+//! sqlx hands each SQLite statement to a connection thread and each result back, which costs
+//! more than SQLite's own work on small statements; the single writer runs every write of the
+//! process in turn, so that hand-off dominated it (see `docs/benchmarks.md`). This connection is
+//! a plain `rusqlite` connection used by whoever holds its lock, on the writer lane's thread for
+//! the bus workers and grouped transactions. Statements and results keep sqlx's `Any` types, so
+//! callers write the same `sqlx::query(…)` for both backends (see [`crate::Conn`]).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -52,11 +48,9 @@ impl SqliteWriter {
         let conn = rusqlite::Connection::open_with_flags(path, flags).map_err(to_sqlx)?;
         conn.busy_timeout(busy_timeout).map_err(to_sqlx)?;
         conn.execute_batch(pragmas).map_err(to_sqlx)?;
-        // SQLite is built with STAT4 here, under which binding a value that the plan may depend
-        // on (a `LIKE` pattern, among others) expires the prepared statement, so the next run
-        // parses and plans it again: in the checkout benchmark about 4 % of the writer's time
-        // (`sqlite3Reprepare` under `sqlite3_step`). The planner's stability guarantee keeps one
-        // plan per statement, which is what a schema without statistics tables gets anyway.
+        // With STAT4, binding a value the plan may depend on (a `LIKE` pattern) expires the
+        // prepared statement and the next run plans it again. The planner's stability guarantee
+        // keeps one plan per statement, as a schema without statistics tables gets anyway.
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
             .map_err(to_sqlx)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);

@@ -37,14 +37,10 @@ impl Bus {
         Ok(ran)
     }
 
-    /// Hand-over in a group of requests' transaction ([`Bus::transact`]), just before it
-    /// commits, so that a saga's first steps commit with the request that started them. In a
-    /// savepoint: if a consumer fails, it rolls back and the messages go to the queue, so no
-    /// request fails for them. Returns how many were handed over.
-    ///
-    /// Not on PostgreSQL: there each request has a transaction of its own, and requests
-    /// handing over at once would contend for the same rows, each holding its row locks
-    /// through the rest of the chain and its commit.
+    /// Hand-over in a group of requests' transaction ([`Bus::transact`]) just before it
+    /// commits, in a savepoint: a consumer that fails rolls it back and leaves its messages to
+    /// the queue, so no request fails for them. Returns how many were handed over. Only with a
+    /// single writer: requests with transactions of their own would contend for the same rows.
     pub(crate) async fn hand_over_in_request(&self, tx: &mut Tx<'_>) -> Result<u64, sqlx::Error> {
         if !self.hands_over_in_requests() {
             return Ok(0);
