@@ -2,9 +2,11 @@
 
 use std::fmt::Debug;
 
-use bus::{Envelope, Outgoing};
+use bus::Outgoing;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+
+use crate::Events;
 
 /// The result of offering an event to a saga: the next state and the messages to send.
 pub type Transition<S> = Result<(S, Vec<Outgoing>), Rejected>;
@@ -29,17 +31,12 @@ pub enum Rejected {
 pub trait Saga: Send + Sync + 'static {
     /// The instance's state, data included. Serialized to JSON in the instance row.
     type State: Serialize + DeserializeOwned + Debug + Clone + Send + Sync;
-    /// Everything the saga reacts to, decoded from bus messages.
-    type Event: Debug + Send + Sync;
+    /// Everything the saga reacts to, declared with [`events!`](crate::events); the engine
+    /// subscribes to its message types and decodes deliveries with it.
+    type Event: Events;
 
     /// Stable name: the consumer name on the bus and the key of stored instances.
     const NAME: &'static str;
-
-    /// Message types the saga consumes.
-    fn subscriptions(&self) -> Vec<&'static str>;
-
-    /// Turns a delivered message into an event; an error dead-letters the message.
-    fn decode(&self, message: &Envelope) -> Result<Self::Event, serde_json::Error>;
 
     /// True for events that create an instance (`Initially` in MassTransit terms).
     fn is_start(&self, event: &Self::Event) -> bool;

@@ -10,7 +10,7 @@ use storage::Timestamp;
 use uuid::Uuid;
 
 use crate::store::{decode_error, parse_uuid};
-use crate::{Rejected, Saga};
+use crate::{Events, Rejected, Saga};
 
 /// Failures of the engine itself, as opposed to rejections by the saga.
 #[derive(Debug, thiserror::Error)]
@@ -86,7 +86,7 @@ impl<S: Saga> Engine<S> {
     }
 
     async fn handle(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
-        let event = self.saga.decode(message)?;
+        let event = S::Event::decode(message)?;
         let id = message.correlation_id;
         let found = match tx.scratch::<ReadAhead<S>>().rows.remove(&id) {
             Some(stored) => decode::<S>(stored)?,
@@ -124,11 +124,8 @@ impl<S: Saga> Engine<S> {
     }
 
     /// The subscription entry equal to `message_type`, which outlives any one message.
-    fn static_type(&self, message_type: &str) -> Option<&'static str> {
-        self.saga
-            .subscriptions()
-            .into_iter()
-            .find(|t| *t == message_type)
+    fn static_type(message_type: &str) -> Option<&'static str> {
+        S::Event::TYPES.iter().copied().find(|t| *t == message_type)
     }
 
     fn rejection_error(&self, message: &Envelope, state: &str, rejected: Rejected) -> ConsumeError {
@@ -240,7 +237,7 @@ impl<S: Saga> Engine<S> {
         }
         let mut still_parked = false;
         for parked in parked_events(tx, S::NAME, id).await? {
-            let event = match self.saga.decode(&parked) {
+            let event = match S::Event::decode(&parked) {
                 Ok(event) => event,
                 Err(_) => continue,
             };
@@ -262,7 +259,7 @@ impl<S: Saga> Engine<S> {
                     // with this reason, where an operator sees it.
                     unpark(tx, S::NAME, id, parked.message_id).await?;
                     tracing::warn!(saga = S::NAME, %reason, "parked event is invalid now");
-                    let Some(message_type) = self.static_type(&parked.message_type) else {
+                    let Some(message_type) = Self::static_type(&parked.message_type) else {
                         continue;
                     };
                     let outgoing = Outgoing {
@@ -291,7 +288,7 @@ impl<S: Saga> Consumer for Engine<S> {
     }
 
     fn subscriptions(&self) -> Vec<&'static str> {
-        self.saga.subscriptions()
+        S::Event::TYPES.to_vec()
     }
 
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {

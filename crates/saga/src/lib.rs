@@ -1,11 +1,12 @@
 //! A saga engine on top of the [`bus`]: long-running processes written as pure functions.
 //!
 //! A saga ([`Saga`]) says which events start an instance and how each event moves an instance
-//! from one state to the next, returning the messages to send as data. The [`Engine`] runs it
-//! as a bus consumer: it correlates an event to its instance, applies the transition, and saves
-//! the new state with a version check together with the outgoing messages and a timeline entry,
-//! all in the transaction that completes the event. Hence a lost update is impossible and a
-//! transition's messages are sent if and only if its state is saved.
+//! from one state to the next, returning the messages to send as data; its events are one enum
+//! declared with [`events!`], from which the subscriptions and decoding follow. The [`Engine`]
+//! runs it as a bus consumer: it correlates an event to its instance, applies the transition,
+//! and saves the new state with a version check together with the outgoing messages and a
+//! timeline entry, all in the transaction that completes the event. Hence a lost update is
+//! impossible and a transition's messages are sent if and only if its state is saved.
 //!
 //! Semantics follow MassTransit's `Initially`/`During`:
 //! - a start event creates the instance exactly once; a duplicate start is a no-op;
@@ -21,19 +22,19 @@
 //! # Example
 //!
 //! ```
-//! use bus::{Bus, Envelope, Message, Outgoing};
+//! use bus::{Bus, Message};
 //! use storage::{Db, DbOptions};
 //! use saga::{Engine, Rejected, Saga, Transition};
 //! use serde::{Deserialize, Serialize};
 //! use uuid::Uuid;
 //!
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Debug, Serialize, Deserialize)]
 //! struct DoorOpened { door: Uuid }
 //! impl Message for DoorOpened {
 //!     const TYPE: &'static str = "DoorOpened";
 //!     fn correlation_id(&self) -> Uuid { self.door }
 //! }
-//! #[derive(Serialize, Deserialize)]
+//! #[derive(Debug, Serialize, Deserialize)]
 //! struct DoorClosed { door: Uuid }
 //! impl Message for DoorClosed {
 //!     const TYPE: &'static str = "DoorClosed";
@@ -42,8 +43,15 @@
 //!
 //! #[derive(Debug, Clone, Serialize, Deserialize)]
 //! enum Door { Open, Closed }
-//! #[derive(Debug)]
-//! enum DoorEvent { Opened, Closed }
+//!
+//! saga::events! {
+//!     /// Each variant subscribes the saga to its payload's message type.
+//!     #[derive(Debug)]
+//!     enum DoorEvent {
+//!         Opened(DoorOpened),
+//!         Closed(DoorClosed),
+//!     }
+//! }
 //!
 //! /// A door that opens once and closes once.
 //! struct DoorSaga;
@@ -52,15 +60,11 @@
 //!     type State = Door;
 //!     type Event = DoorEvent;
 //!     const NAME: &'static str = "door";
-//!     fn subscriptions(&self) -> Vec<&'static str> { vec![DoorOpened::TYPE, DoorClosed::TYPE] }
-//!     fn decode(&self, m: &Envelope) -> Result<DoorEvent, serde_json::Error> {
-//!         Ok(if m.is::<DoorOpened>() { DoorEvent::Opened } else { DoorEvent::Closed })
-//!     }
-//!     fn is_start(&self, event: &DoorEvent) -> bool { matches!(event, DoorEvent::Opened) }
+//!     fn is_start(&self, event: &DoorEvent) -> bool { matches!(event, DoorEvent::Opened(_)) }
 //!     fn initially(&self, _: &DoorEvent) -> Transition<Door> { Ok((Door::Open, vec![])) }
 //!     fn during(&self, state: &Door, event: &DoorEvent) -> Transition<Door> {
 //!         match (state, event) {
-//!             (Door::Open, DoorEvent::Closed) => Ok((Door::Closed, vec![])),
+//!             (Door::Open, DoorEvent::Closed(_)) => Ok((Door::Closed, vec![])),
 //!             _ => Err(Rejected::Invalid("a door closes once".into())),
 //!         }
 //!     }
@@ -96,10 +100,14 @@
 
 mod definition;
 mod engine;
+mod events;
 mod store;
 
 pub use definition::{Rejected, Saga, Transition};
 pub use engine::{Engine, EngineError};
+#[doc(hidden)]
+pub use events::__private;
+pub use events::Events;
 pub use store::{
     Current, Filter, Instance, ParkedEvent, Summary, TimelineEntry, current, get, get_on, list,
     prune_completed,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use bus::{Envelope, Message, Outgoing};
+use bus::Outgoing;
 use saga::{Rejected, Saga, Transition};
 use serde::{Deserialize, Serialize};
 
@@ -48,21 +48,23 @@ pub enum CheckoutState {
     },
 }
 
-/// What the checkout reacts to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CheckoutEvent {
-    /// The order was placed.
-    Started(CheckoutStarted),
-    /// Every line is reserved.
-    StockReserved(StockReservationCompleted),
-    /// Some line could not be reserved.
-    StockShort(StockReservationFailed),
-    /// The buyer paid.
-    Paid(PaymentCompleted),
-    /// The payment was declined.
-    Declined(PaymentFailed),
-    /// The payment window closed.
-    TimedOut(PaymentTimedOut),
+saga::events! {
+    /// What the checkout reacts to.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum CheckoutEvent {
+        /// The order was placed.
+        Started(CheckoutStarted),
+        /// Every line is reserved.
+        StockReserved(StockReservationCompleted),
+        /// Some line could not be reserved.
+        StockShort(StockReservationFailed),
+        /// The buyer paid.
+        Paid(PaymentCompleted),
+        /// The payment was declined.
+        Declined(PaymentFailed),
+        /// The payment window closed.
+        TimedOut(PaymentTimedOut),
+    }
 }
 
 /// The checkout saga definition; holds only configuration.
@@ -82,34 +84,6 @@ impl Saga for CheckoutSaga {
     type Event = CheckoutEvent;
 
     const NAME: &'static str = CheckoutSaga::NAME;
-
-    fn subscriptions(&self) -> Vec<&'static str> {
-        vec![
-            CheckoutStarted::TYPE,
-            StockReservationCompleted::TYPE,
-            StockReservationFailed::TYPE,
-            PaymentCompleted::TYPE,
-            PaymentFailed::TYPE,
-            PaymentTimedOut::TYPE,
-        ]
-    }
-
-    fn decode(&self, message: &Envelope) -> Result<CheckoutEvent, serde_json::Error> {
-        use serde::de::Error;
-        Ok(match message.message_type.as_str() {
-            CheckoutStarted::TYPE => CheckoutEvent::Started(message.decode()?),
-            StockReservationCompleted::TYPE => CheckoutEvent::StockReserved(message.decode()?),
-            StockReservationFailed::TYPE => CheckoutEvent::StockShort(message.decode()?),
-            PaymentCompleted::TYPE => CheckoutEvent::Paid(message.decode()?),
-            PaymentFailed::TYPE => CheckoutEvent::Declined(message.decode()?),
-            PaymentTimedOut::TYPE => CheckoutEvent::TimedOut(message.decode()?),
-            other => {
-                return Err(serde_json::Error::custom(format!(
-                    "not a checkout event: {other}"
-                )));
-            }
-        })
-    }
 
     fn is_start(&self, event: &CheckoutEvent) -> bool {
         matches!(event, CheckoutEvent::Started(_))
@@ -242,6 +216,9 @@ fn fail(
 
 #[cfg(test)]
 mod tests {
+    use bus::Envelope;
+    use saga::Events;
+
     use super::*;
     use crate::ids::{OrderId, ProductId};
 
@@ -287,26 +264,49 @@ mod tests {
         CheckoutState::Failed { reason: "x".into() }
     }
 
-    fn all_events() -> Vec<CheckoutEvent> {
-        let order_id = order();
-        vec![
-            CheckoutEvent::Started(CheckoutStarted {
-                order_id,
-                buyer_id: buyer(),
-                items: lines(),
-                from_cart: true,
-            }),
-            CheckoutEvent::StockReserved(StockReservationCompleted { order_id }),
-            CheckoutEvent::StockShort(StockReservationFailed {
-                order_id,
-                reason: "Insufficient stock for Mug".into(),
-            }),
-            CheckoutEvent::Paid(PaymentCompleted { order_id }),
-            CheckoutEvent::Declined(PaymentFailed {
-                order_id,
-                reason: "declined".into(),
-            }),
-            CheckoutEvent::TimedOut(PaymentTimedOut { order_id }),
+    fn started() -> CheckoutEvent {
+        CheckoutEvent::Started(CheckoutStarted {
+            order_id: order(),
+            buyer_id: buyer(),
+            items: lines(),
+            from_cart: true,
+        })
+    }
+
+    fn stock_reserved() -> CheckoutEvent {
+        CheckoutEvent::StockReserved(StockReservationCompleted { order_id: order() })
+    }
+
+    fn stock_short() -> CheckoutEvent {
+        CheckoutEvent::StockShort(StockReservationFailed {
+            order_id: order(),
+            reason: "Insufficient stock for Mug".into(),
+        })
+    }
+
+    fn paid() -> CheckoutEvent {
+        CheckoutEvent::Paid(PaymentCompleted { order_id: order() })
+    }
+
+    fn declined() -> CheckoutEvent {
+        CheckoutEvent::Declined(PaymentFailed {
+            order_id: order(),
+            reason: "declined".into(),
+        })
+    }
+
+    fn timed_out() -> CheckoutEvent {
+        CheckoutEvent::TimedOut(PaymentTimedOut { order_id: order() })
+    }
+
+    fn all_events() -> [CheckoutEvent; 6] {
+        [
+            started(),
+            stock_reserved(),
+            stock_short(),
+            paid(),
+            declined(),
+            timed_out(),
         ]
     }
 
@@ -316,7 +316,7 @@ mod tests {
 
     #[test]
     fn checkout_started_submits_and_asks_inventory_to_reserve_every_line() {
-        let (state, sent) = saga().initially(&all_events()[0]).unwrap();
+        let (state, sent) = saga().initially(&started()).unwrap();
         assert_eq!(state, submitted());
         let reserve: ReserveStockForOrder = sent[0].decode().unwrap();
         assert_eq!(reserve.items, lines());
@@ -332,15 +332,12 @@ mod tests {
                 matches!(event, CheckoutEvent::Started(_))
             );
         }
-        assert!(matches!(
-            saga.initially(&all_events()[3]),
-            Err(Rejected::Invalid(_))
-        ));
+        assert!(matches!(saga.initially(&paid()), Err(Rejected::Invalid(_))));
     }
 
     #[test]
     fn reserved_stock_awaits_payment_with_a_timeout() {
-        let (state, sent) = saga().during(&submitted(), &all_events()[1]).unwrap();
+        let (state, sent) = saga().during(&submitted(), &stock_reserved()).unwrap();
         assert_eq!(state, reserved());
         assert_eq!(types(&sent), ["PaymentTimedOut"]);
         assert_eq!(
@@ -351,7 +348,7 @@ mod tests {
 
     #[test]
     fn stock_shortage_fails_the_order_with_the_inventory_reason_and_releases_nothing() {
-        let (state, sent) = saga().during(&submitted(), &all_events()[2]).unwrap();
+        let (state, sent) = saga().during(&submitted(), &stock_short()).unwrap();
         assert_eq!(
             state,
             CheckoutState::Failed {
@@ -364,27 +361,21 @@ mod tests {
     #[test]
     fn a_payment_result_before_the_reservation_is_early() {
         let saga = saga();
-        assert_eq!(
-            saga.during(&submitted(), &all_events()[3]),
-            Err(Rejected::Early)
-        );
-        assert_eq!(
-            saga.during(&submitted(), &all_events()[4]),
-            Err(Rejected::Early)
-        );
+        assert_eq!(saga.during(&submitted(), &paid()), Err(Rejected::Early));
+        assert_eq!(saga.during(&submitted(), &declined()), Err(Rejected::Early));
     }
 
     #[test]
     fn a_timeout_before_the_reservation_is_stale() {
         assert!(matches!(
-            saga().during(&submitted(), &all_events()[5]),
+            saga().during(&submitted(), &timed_out()),
             Err(Rejected::Stale(_))
         ));
     }
 
     #[test]
     fn payment_confirms_deducts_and_clears_exactly_the_checked_out_items() {
-        let (state, sent) = saga().during(&reserved(), &all_events()[3]).unwrap();
+        let (state, sent) = saga().during(&reserved(), &paid()).unwrap();
         assert_eq!(state, CheckoutState::Confirmed);
         assert_eq!(types(&sent), ["ConfirmOrder", "DeductStock", "ClearCart"]);
         let clear: ClearCart = sent[2].decode().unwrap();
@@ -398,14 +389,14 @@ mod tests {
             items: lines(),
             from_cart: false,
         };
-        let (state, sent) = saga().during(&explicit, &all_events()[3]).unwrap();
+        let (state, sent) = saga().during(&explicit, &paid()).unwrap();
         assert_eq!(state, CheckoutState::Confirmed);
         assert_eq!(types(&sent), ["ConfirmOrder", "DeductStock"]);
     }
 
     #[test]
     fn payment_decline_releases_every_reservation_and_fails_the_order() {
-        let (state, sent) = saga().during(&reserved(), &all_events()[4]).unwrap();
+        let (state, sent) = saga().during(&reserved(), &declined()).unwrap();
         assert_eq!(
             state,
             CheckoutState::Failed {
@@ -417,7 +408,7 @@ mod tests {
 
     #[test]
     fn payment_timeout_releases_every_reservation_and_fails_the_order() {
-        let (state, sent) = saga().during(&reserved(), &all_events()[5]).unwrap();
+        let (state, sent) = saga().during(&reserved(), &timed_out()).unwrap();
         assert_eq!(
             state,
             CheckoutState::Failed {
@@ -430,7 +421,7 @@ mod tests {
     #[test]
     fn a_second_reservation_while_awaiting_payment_is_stale() {
         assert!(matches!(
-            saga().during(&reserved(), &all_events()[1]),
+            saga().during(&reserved(), &stock_reserved()),
             Err(Rejected::Stale(_))
         ));
     }
@@ -438,7 +429,7 @@ mod tests {
     #[test]
     fn a_shortage_after_reservation_is_never_valid() {
         assert!(matches!(
-            saga().during(&reserved(), &all_events()[2]),
+            saga().during(&reserved(), &stock_short()),
             Err(Rejected::Invalid(_))
         ));
     }
@@ -447,7 +438,7 @@ mod tests {
     fn a_repeated_start_is_stale_in_every_state() {
         for state in [submitted(), reserved(), CheckoutState::Confirmed, failed()] {
             assert!(matches!(
-                saga().during(&state, &all_events()[0]),
+                saga().during(&state, &started()),
                 Err(Rejected::Stale(_))
             ));
         }
@@ -478,26 +469,15 @@ mod tests {
 
     #[test]
     fn every_message_type_decodes_into_its_event() {
-        let saga = saga();
-        for (event, outgoing) in all_events().into_iter().zip([
-            Outgoing::publish(&CheckoutStarted {
-                order_id: order(),
-                buyer_id: buyer(),
-                items: lines(),
-                from_cart: true,
-            }),
-            Outgoing::publish(&StockReservationCompleted { order_id: order() }),
-            Outgoing::publish(&StockReservationFailed {
-                order_id: order(),
-                reason: "Insufficient stock for Mug".into(),
-            }),
-            Outgoing::publish(&PaymentCompleted { order_id: order() }),
-            Outgoing::publish(&PaymentFailed {
-                order_id: order(),
-                reason: "declined".into(),
-            }),
-            Outgoing::publish(&PaymentTimedOut { order_id: order() }),
-        ]) {
+        for event in all_events() {
+            let outgoing = match &event {
+                CheckoutEvent::Started(m) => Outgoing::publish(m),
+                CheckoutEvent::StockReserved(m) => Outgoing::publish(m),
+                CheckoutEvent::StockShort(m) => Outgoing::publish(m),
+                CheckoutEvent::Paid(m) => Outgoing::publish(m),
+                CheckoutEvent::Declined(m) => Outgoing::publish(m),
+                CheckoutEvent::TimedOut(m) => Outgoing::publish(m),
+            };
             let envelope = Envelope {
                 message_id: bus::MessageId::new(),
                 message_type: outgoing.message_type.into(),
@@ -509,7 +489,7 @@ mod tests {
                 available_at: storage::Timestamp(0),
                 attempts: 0,
             };
-            assert_eq!(saga.decode(&envelope).unwrap(), event);
+            assert_eq!(CheckoutEvent::decode(&envelope).unwrap(), event);
         }
     }
 }

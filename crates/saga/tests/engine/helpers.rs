@@ -49,16 +49,18 @@ pub enum OrderState {
     Failed { reason: String },
 }
 
-/// Its events.
-#[derive(Debug, Clone, PartialEq)]
-pub enum OrderEvent {
-    Started,
-    Reserved,
-    Paid,
-    Declined,
-    TimedOut,
-    Noted(u32),
-    Bogus,
+saga::events! {
+    /// Its events, one per message type it consumes.
+    #[derive(Debug, Clone, PartialEq)]
+    pub enum OrderEvent {
+        Started(Started),
+        Reserved(Reserved),
+        Paid(Paid),
+        Declined(Declined),
+        TimedOut(TimedOut),
+        Noted(Noted),
+        Bogus(Bogus),
+    }
 }
 
 /// Started → Open → Reserved (schedules TimedOut) → Confirmed (sends Confirm) or Failed
@@ -71,80 +73,54 @@ pub struct OrderSaga {
 
 impl Saga for OrderSaga {
     type State = OrderState;
-    type Event = (Uuid, OrderEvent);
+    type Event = OrderEvent;
     const NAME: &'static str = "order";
 
-    fn subscriptions(&self) -> Vec<&'static str> {
-        vec![
-            Started::TYPE,
-            Reserved::TYPE,
-            Paid::TYPE,
-            Declined::TYPE,
-            TimedOut::TYPE,
-            Noted::TYPE,
-            Bogus::TYPE,
-        ]
+    fn is_start(&self, event: &OrderEvent) -> bool {
+        matches!(event, OrderEvent::Started(_))
     }
 
-    fn decode(&self, m: &Envelope) -> Result<(Uuid, OrderEvent), serde_json::Error> {
-        let event = match m.message_type.as_str() {
-            "Started" => OrderEvent::Started,
-            "Reserved" => OrderEvent::Reserved,
-            "Paid" => OrderEvent::Paid,
-            "Declined" => OrderEvent::Declined,
-            "TimedOut" => OrderEvent::TimedOut,
-            "Noted" => OrderEvent::Noted(m.decode::<Noted>()?.note),
-            _ => OrderEvent::Bogus,
-        };
-        Ok((m.correlation_id, event))
-    }
-
-    fn is_start(&self, event: &(Uuid, OrderEvent)) -> bool {
-        event.1 == OrderEvent::Started
-    }
-
-    fn initially(&self, event: &(Uuid, OrderEvent)) -> Transition<OrderState> {
-        match event.1 {
-            OrderEvent::Started => Ok((OrderState::Open { notes: vec![] }, vec![])),
+    fn initially(&self, event: &OrderEvent) -> Transition<OrderState> {
+        match event {
+            OrderEvent::Started(_) => Ok((OrderState::Open { notes: vec![] }, vec![])),
             _ => Err(Rejected::Invalid("only Started starts".into())),
         }
     }
 
-    fn during(&self, state: &OrderState, event: &(Uuid, OrderEvent)) -> Transition<OrderState> {
+    fn during(&self, state: &OrderState, event: &OrderEvent) -> Transition<OrderState> {
         use OrderEvent as E;
         use OrderState as S;
-        let id = event.0;
-        match (state, &event.1) {
-            (_, E::Bogus) => Err(Rejected::Invalid("Bogus is never valid".into())),
+        match (state, event) {
+            (_, E::Bogus(_)) => Err(Rejected::Invalid("Bogus is never valid".into())),
             (S::Open { notes }, E::Noted(n)) => Ok((
                 S::Open {
-                    notes: with(notes, *n),
+                    notes: with(notes, n.note),
                 },
                 vec![],
             )),
             (S::Reserved { notes }, E::Noted(n)) => Ok((
                 S::Reserved {
-                    notes: with(notes, *n),
+                    notes: with(notes, n.note),
                 },
                 vec![],
             )),
-            (S::Open { notes }, E::Reserved) => Ok((
+            (S::Open { notes }, E::Reserved(Reserved { id })) => Ok((
                 S::Reserved {
                     notes: notes.clone(),
                 },
-                vec![Outgoing::publish(&TimedOut { id }).after(self.timeout)],
+                vec![Outgoing::publish(&TimedOut { id: *id }).after(self.timeout)],
             )),
-            (S::Open { .. }, E::Paid | E::Declined) => Err(Rejected::Early),
-            (S::Open { .. }, E::TimedOut) => Err(Rejected::Stale("not reserved yet".into())),
-            (S::Reserved { notes }, E::Paid) => Ok((
+            (S::Open { .. }, E::Paid(_) | E::Declined(_)) => Err(Rejected::Early),
+            (S::Open { .. }, E::TimedOut(_)) => Err(Rejected::Stale("not reserved yet".into())),
+            (S::Reserved { notes }, E::Paid(Paid { id })) => Ok((
                 S::Confirmed {
                     notes: notes.clone(),
                 },
-                vec![Outgoing::publish(&Confirm { id })],
+                vec![Outgoing::publish(&Confirm { id: *id })],
             )),
-            (S::Reserved { .. }, E::Declined) => Ok(failed(id, "declined")),
-            (S::Reserved { .. }, E::TimedOut) => Ok(failed(id, "timed out")),
-            (S::Reserved { .. }, E::Reserved) => Err(Rejected::Stale("already reserved".into())),
+            (S::Reserved { .. }, E::Declined(Declined { id })) => Ok(failed(*id, "declined")),
+            (S::Reserved { .. }, E::TimedOut(TimedOut { id })) => Ok(failed(*id, "timed out")),
+            (S::Reserved { .. }, E::Reserved(_)) => Err(Rejected::Stale("already reserved".into())),
             _ => Err(Rejected::Stale("finished or repeated".into())),
         }
     }

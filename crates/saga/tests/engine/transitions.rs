@@ -5,10 +5,13 @@
 use std::time::Duration;
 
 use bus::{Message, Outgoing};
-use saga::{Rejected, Saga};
+use saga::{Engine, Rejected, Saga};
 use uuid::Uuid;
 
-use crate::helpers::{Confirm, OrderEvent as E, OrderSaga, OrderState as S, Release, TimedOut};
+use crate::helpers::{
+    Bogus, Confirm, Declined, Noted, OrderEvent as E, OrderSaga, OrderState as S, Paid, Release,
+    Reserved, Started, TimedOut,
+};
 
 const ID: Uuid = Uuid::from_u128(7);
 
@@ -18,19 +21,43 @@ fn saga() -> OrderSaga {
     }
 }
 
-fn ev(kind: E) -> (Uuid, E) {
-    (ID, kind)
+fn started() -> E {
+    E::Started(Started { id: ID })
+}
+
+fn reserved() -> E {
+    E::Reserved(Reserved { id: ID })
+}
+
+fn paid() -> E {
+    E::Paid(Paid { id: ID })
+}
+
+fn declined() -> E {
+    E::Declined(Declined { id: ID })
+}
+
+fn timed_out() -> E {
+    E::TimedOut(TimedOut { id: ID })
+}
+
+fn noted(note: u32) -> E {
+    E::Noted(Noted { id: ID, note })
+}
+
+fn bogus() -> E {
+    E::Bogus(Bogus { id: ID })
 }
 
 fn all_events() -> [E; 7] {
     [
-        E::Started,
-        E::Reserved,
-        E::Paid,
-        E::Declined,
-        E::TimedOut,
-        E::Noted(1),
-        E::Bogus,
+        started(),
+        reserved(),
+        paid(),
+        declined(),
+        timed_out(),
+        noted(1),
+        bogus(),
     ]
 }
 
@@ -54,7 +81,7 @@ enum Outcome {
 }
 
 fn outcome(state: &S, event: &E) -> Outcome {
-    match saga().during(state, &ev(event.clone())) {
+    match saga().during(state, event) {
         Ok((next, sent)) => Outcome::To(
             OrderSaga::state_name(&next),
             sent.iter().map(|m| m.message_type).collect(),
@@ -70,34 +97,34 @@ fn every_state_and_event_pair_has_the_outcome_the_table_names() {
     use Outcome::{Early, Invalid, Stale, To};
     let to = |state, sent: &[&'static str]| To(state, sent.to_vec());
     let table = [
-        ("Open", E::Started, Stale),
-        ("Open", E::Reserved, to("Reserved", &["TimedOut"])),
-        ("Open", E::Paid, Early),
-        ("Open", E::Declined, Early),
-        ("Open", E::TimedOut, Stale),
-        ("Open", E::Noted(1), to("Open", &[])),
-        ("Open", E::Bogus, Invalid),
-        ("Reserved", E::Started, Stale),
-        ("Reserved", E::Reserved, Stale),
-        ("Reserved", E::Paid, to("Confirmed", &["Confirm"])),
-        ("Reserved", E::Declined, to("Failed", &["Release"])),
-        ("Reserved", E::TimedOut, to("Failed", &["Release"])),
-        ("Reserved", E::Noted(1), to("Reserved", &[])),
-        ("Reserved", E::Bogus, Invalid),
-        ("Confirmed", E::Started, Stale),
-        ("Confirmed", E::Reserved, Stale),
-        ("Confirmed", E::Paid, Stale),
-        ("Confirmed", E::Declined, Stale),
-        ("Confirmed", E::TimedOut, Stale),
-        ("Confirmed", E::Noted(1), Stale),
-        ("Confirmed", E::Bogus, Invalid),
-        ("Failed", E::Started, Stale),
-        ("Failed", E::Reserved, Stale),
-        ("Failed", E::Paid, Stale),
-        ("Failed", E::Declined, Stale),
-        ("Failed", E::TimedOut, Stale),
-        ("Failed", E::Noted(1), Stale),
-        ("Failed", E::Bogus, Invalid),
+        ("Open", started(), Stale),
+        ("Open", reserved(), to("Reserved", &["TimedOut"])),
+        ("Open", paid(), Early),
+        ("Open", declined(), Early),
+        ("Open", timed_out(), Stale),
+        ("Open", noted(1), to("Open", &[])),
+        ("Open", bogus(), Invalid),
+        ("Reserved", started(), Stale),
+        ("Reserved", reserved(), Stale),
+        ("Reserved", paid(), to("Confirmed", &["Confirm"])),
+        ("Reserved", declined(), to("Failed", &["Release"])),
+        ("Reserved", timed_out(), to("Failed", &["Release"])),
+        ("Reserved", noted(1), to("Reserved", &[])),
+        ("Reserved", bogus(), Invalid),
+        ("Confirmed", started(), Stale),
+        ("Confirmed", reserved(), Stale),
+        ("Confirmed", paid(), Stale),
+        ("Confirmed", declined(), Stale),
+        ("Confirmed", timed_out(), Stale),
+        ("Confirmed", noted(1), Stale),
+        ("Confirmed", bogus(), Invalid),
+        ("Failed", started(), Stale),
+        ("Failed", reserved(), Stale),
+        ("Failed", paid(), Stale),
+        ("Failed", declined(), Stale),
+        ("Failed", timed_out(), Stale),
+        ("Failed", noted(1), Stale),
+        ("Failed", bogus(), Invalid),
     ];
     assert_eq!(table.len(), all_states().len() * all_events().len());
     for state in all_states() {
@@ -116,24 +143,21 @@ fn every_state_and_event_pair_has_the_outcome_the_table_names() {
 fn only_started_starts_an_order_and_it_opens_empty() {
     let saga = saga();
     for event in all_events() {
-        assert_eq!(saga.is_start(&ev(event.clone())), event == E::Started);
+        assert_eq!(saga.is_start(&event), event == started());
     }
     assert_eq!(
-        saga.initially(&ev(E::Started)),
+        saga.initially(&started()),
         Ok((S::Open { notes: vec![] }, vec![]))
     );
-    for event in all_events().into_iter().filter(|e| *e != E::Started) {
-        assert!(matches!(
-            saga.initially(&ev(event)),
-            Err(Rejected::Invalid(_))
-        ));
+    for event in all_events().into_iter().filter(|e| *e != started()) {
+        assert!(matches!(saga.initially(&event), Err(Rejected::Invalid(_))));
     }
 }
 
 #[test]
 fn reserving_schedules_the_timeout_after_the_configured_delay() {
     let (_, sent) = saga()
-        .during(&S::Open { notes: vec![] }, &ev(E::Reserved))
+        .during(&S::Open { notes: vec![] }, &reserved())
         .unwrap();
     assert_eq!(
         sent,
@@ -144,21 +168,19 @@ fn reserving_schedules_the_timeout_after_the_configured_delay() {
 #[test]
 fn notes_accumulate_and_survive_until_confirmation() {
     let saga = saga();
-    let (open, _) = saga
-        .during(&S::Open { notes: vec![] }, &ev(E::Noted(1)))
-        .unwrap();
-    let (reserved, _) = saga.during(&open, &ev(E::Reserved)).unwrap();
-    let (reserved, _) = saga.during(&reserved, &ev(E::Noted(2))).unwrap();
-    let (confirmed, sent) = saga.during(&reserved, &ev(E::Paid)).unwrap();
+    let (open, _) = saga.during(&S::Open { notes: vec![] }, &noted(1)).unwrap();
+    let (reserved, _) = saga.during(&open, &reserved()).unwrap();
+    let (reserved, _) = saga.during(&reserved, &noted(2)).unwrap();
+    let (confirmed, sent) = saga.during(&reserved, &paid()).unwrap();
     assert_eq!(confirmed, S::Confirmed { notes: vec![1, 2] });
     assert_eq!(sent, [Outgoing::publish(&Confirm { id: ID })]);
 }
 
 #[test]
 fn a_decline_or_a_timeout_fails_the_order_with_its_reason_and_releases_it() {
-    for (event, reason) in [(E::Declined, "declined"), (E::TimedOut, "timed out")] {
+    for (event, reason) in [(declined(), "declined"), (timed_out(), "timed out")] {
         let (failed, sent) = saga()
-            .during(&S::Reserved { notes: vec![3] }, &ev(event))
+            .during(&S::Reserved { notes: vec![3] }, &event)
             .unwrap();
         assert_eq!(
             failed,
@@ -182,7 +204,7 @@ fn exactly_the_confirmed_and_failed_states_are_final() {
 
 #[test]
 fn the_saga_subscribes_to_every_event_it_decodes() {
-    let subscriptions = saga().subscriptions();
+    let subscriptions = Engine::consumer(saga()).subscriptions();
     for message_type in [
         "Started", "Reserved", "Paid", "Declined", "TimedOut", "Noted", "Bogus",
     ] {
