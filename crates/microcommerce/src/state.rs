@@ -2,8 +2,8 @@
 
 use std::sync::{Arc, Mutex};
 
-use bus::{Bus, Workers};
-use storage::Db;
+use bus::{Bus, Tx, TxFuture, Workers};
+use storage::{Conn, Db};
 
 use crate::config::Config;
 
@@ -33,6 +33,35 @@ impl AppState {
             workers: Arc::new(Mutex::new(None)),
             stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
         }
+    }
+
+    /// A connection for reads: the one way handlers read. It never waits behind the writer
+    /// and sees only committed data.
+    pub async fn read(&self) -> crate::Result<Conn<'static>> {
+        Ok(self.db.read().await?)
+    }
+
+    /// Runs `job` on `input` in a write transaction and returns its result once committed:
+    /// the one way handlers write. What the job publishes commits with its writes. Behind this
+    /// call the bus may share the transaction with other requests' jobs (group commit) and run
+    /// a job again after another job failed, so a job only touches the database and reads its
+    /// input by reference.
+    pub async fn write<I, T, F>(&self, input: I, job: F) -> crate::Result<T>
+    where
+        I: Send + Sync + 'static,
+        T: Send + 'static,
+        F: for<'t, 'c> Fn(&'t mut Tx<'c>, &'t I) -> TxFuture<'t, crate::Result<T>>
+            + Send
+            + Sync
+            + 'static,
+    {
+        let (input, job) = (Arc::new(input), Arc::new(job));
+        self.bus
+            .transact(move |tx| {
+                let (input, job) = (Arc::clone(&input), Arc::clone(&job));
+                Box::pin(async move { job(tx, &input).await })
+            })
+            .await
     }
 
     /// Keeps the started workers, for readiness and shutdown.

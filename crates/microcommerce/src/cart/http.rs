@@ -46,7 +46,7 @@ pub struct CartItemView {
 #[utoipa::path(get, path = "/api/cart", tag = "cart",
     responses((status = 200, body = CartView), (status = 204)))]
 pub async fn get_cart(State(state): State<AppState>, caller: Caller) -> Result<Response> {
-    let mut conn = state.db.read().await?;
+    let mut conn = state.read().await?;
     let rows = sqlx::query(
         "SELECT c.id AS cart_id, i.id, i.product_id, i.quantity \
          FROM carts c JOIN cart_items i ON i.cart_id = c.id \
@@ -136,8 +136,7 @@ pub async fn add_item(
     check_quantity(body.quantity)?;
     let buyer = caller.buyer;
     let item_id = state
-        .bus
-        .transact(move |tx| Box::pin(add_to_cart(tx, buyer, body.clone())))
+        .write(body, move |tx, body| Box::pin(add_to_cart(tx, buyer, body)))
         .await?;
     Ok(Json(ItemAdded { item_id }))
 }
@@ -145,7 +144,7 @@ pub async fn add_item(
 /// Merges `body` into the buyer's cart (created on first use) in the caller's transaction.
 /// The cart is created or touched only if the product is for sale, in the same statement, so
 /// that a 404 writes nothing.
-async fn add_to_cart(tx: &mut bus::Tx<'_>, buyer: BuyerId, body: AddItem) -> Result<CartItemId> {
+async fn add_to_cart(tx: &mut bus::Tx<'_>, buyer: BuyerId, body: &AddItem) -> Result<CartItemId> {
     let now = tx.now().await?;
     let cart_id = uuid::Uuid::now_v7().to_string();
     let touched = sqlx::query(
@@ -255,12 +254,9 @@ async fn change_own_line(
     + 'static,
 ) -> Result<StatusCode> {
     let rows = state
-        .bus
-        .transact(move |tx| {
+        .write(statement, |tx, statement| {
             let statement = statement();
-            Box::pin(
-                async move { Ok::<_, Error>(statement.execute(&mut **tx).await?.rows_affected()) },
-            )
+            Box::pin(async move { Ok(statement.execute(&mut **tx).await?.rows_affected()) })
         })
         .await?;
     if rows == 0 {
@@ -277,7 +273,7 @@ pub async fn count(State(state): State<AppState>, caller: Caller) -> Result<Json
          WHERE c.buyer_id = $1",
     )
     .bind(caller.buyer.to_string())
-    .fetch_one(state.db.reader())
+    .fetch_one(&mut state.read().await?)
     .await?;
     Ok(Json(units))
 }

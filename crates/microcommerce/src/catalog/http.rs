@@ -28,7 +28,7 @@ pub struct CategoryView {
     responses((status = 200, body = Vec<CategoryView>)))]
 pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<CategoryView>>> {
     let rows = sqlx::query("SELECT id, name, description FROM categories ORDER BY name")
-        .fetch_all(state.db.reader())
+        .fetch_all(&mut state.read().await?)
         .await?;
     let categories = rows
         .iter()
@@ -122,7 +122,7 @@ pub async fn products(
     .bind(category.clone())
     .bind(pattern.clone())
     .bind(published_only)
-    .fetch_one(state.db.reader())
+    .fetch_one(&mut state.read().await?)
     .await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "{PRODUCT_SELECT} WHERE {conditions} ORDER BY p.name, p.id LIMIT $4 OFFSET $5"
@@ -132,7 +132,7 @@ pub async fn products(
     .bind(published_only)
     .bind(i64::from(page_size))
     .bind(i64::from(page - 1) * i64::from(page_size))
-    .fetch_all(state.db.reader())
+    .fetch_all(&mut state.read().await?)
     .await?;
     let items = rows.iter().map(product_view).collect::<Result<_, _>>()?;
     Ok(Json(Page {
@@ -168,7 +168,7 @@ pub async fn product(
     caller: Caller,
     Path(id): Path<ProductId>,
 ) -> Result<Json<ProductView>> {
-    let mut conn = state.db.read().await?;
+    let mut conn = state.read().await?;
     match load_product(&mut conn, id).await? {
         Some(p) if caller.is_admin || p.status == ProductStatus::Published => Ok(Json(p)),
         _ => Err(Error::NotFound("product")),
@@ -308,8 +308,21 @@ pub async fn create_product(
     Json(input): Json<ProductInput>,
 ) -> Result<Response> {
     let input = ValidProduct::try_from(input)?;
-    let mut tx = state.bus.begin().await?;
-    ensure_category(&mut tx, input.category_id).await?;
+    let product = state
+        .write(input, |tx, input| Box::pin(insert_product(tx, input)))
+        .await?;
+    let location = format!("/api/catalog/products/{}", product.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(product),
+    )
+        .into_response())
+}
+
+/// A new Draft product with a stock item of 0 units, in the caller's transaction.
+async fn insert_product(tx: &mut bus::Tx<'_>, input: &ValidProduct) -> Result<ProductView> {
+    ensure_category(tx, input.category_id).await?;
     let id = ProductId::new();
     let now = tx.now().await?;
     sqlx::query(
@@ -318,28 +331,20 @@ pub async fn create_product(
          VALUES ($1, $2, $3, $4, $5, 'USD', $6, $7, 'Draft', $8, $8)",
     )
     .bind(id.to_string())
-    .bind(input.sku.unwrap_or_else(generated_sku))
-    .bind(input.name)
-    .bind(input.description)
+    .bind(input.sku.clone().unwrap_or_else(generated_sku))
+    .bind(&input.name)
+    .bind(&input.description)
     .bind(input.price.0)
-    .bind(input.image_url)
+    .bind(&input.image_url)
     .bind(input.category_id.to_string())
     .bind(now.0)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(duplicate_sku)?;
-    crate::inventory::db::create_stock_item(&mut tx, id, 0, now).await?;
-    let product = load_product(&mut tx, id)
+    crate::inventory::db::create_stock_item(tx, id, 0, now).await?;
+    load_product(tx, id)
         .await?
-        .ok_or(Error::NotFound("product"))?;
-    tx.commit().await?;
-    let location = format!("/api/catalog/products/{id}");
-    Ok((
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(product),
-    )
-        .into_response())
+        .ok_or(Error::NotFound("product"))
 }
 
 /// Replaces a product's details (its SKU only when one is given).
@@ -355,32 +360,43 @@ pub async fn update_product(
     Json(input): Json<ProductInput>,
 ) -> Result<Json<ProductView>> {
     let input = ValidProduct::try_from(input)?;
-    let mut tx = state.bus.begin().await?;
-    ensure_category(&mut tx, input.category_id).await?;
+    let product = state
+        .write(input, move |tx, input| {
+            Box::pin(replace_product(tx, id, input))
+        })
+        .await?;
+    Ok(Json(product))
+}
+
+/// Replaces product `id`'s details in the caller's transaction.
+async fn replace_product(
+    tx: &mut bus::Tx<'_>,
+    id: ProductId,
+    input: &ValidProduct,
+) -> Result<ProductView> {
+    ensure_category(tx, input.category_id).await?;
     let updated = sqlx::query(
         "UPDATE products SET name = $1, description = $2, price_cents = $3, image_url = $4, \
          category_id = $5, sku = COALESCE($6, sku), updated_at = $7 WHERE id = $8",
     )
-    .bind(input.name)
-    .bind(input.description)
+    .bind(&input.name)
+    .bind(&input.description)
     .bind(input.price.0)
-    .bind(input.image_url)
+    .bind(&input.image_url)
     .bind(input.category_id.to_string())
-    .bind(input.sku)
+    .bind(&input.sku)
     .bind(tx.now().await?.0)
     .bind(id.to_string())
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await
     .map_err(duplicate_sku)?
     .rows_affected();
     if updated == 0 {
         return Err(Error::NotFound("product"));
     }
-    let product = load_product(&mut tx, id)
+    load_product(tx, id)
         .await?
-        .ok_or(Error::NotFound("product"))?;
-    tx.commit().await?;
-    Ok(Json(product))
+        .ok_or(Error::NotFound("product"))
 }
 
 /// A new lifecycle status.
@@ -405,17 +421,23 @@ pub async fn change_status(
 ) -> Result<StatusCode> {
     let status = ProductStatus::parse(&input.status)
         .ok_or_else(|| Error::invalid("status", "must be Draft, Published or Archived"))?;
-    let mut tx = state.bus.begin().await?;
-    let updated = sqlx::query("UPDATE products SET status = $1, updated_at = $2 WHERE id = $3")
-        .bind(status.as_str())
-        .bind(tx.now().await?.0)
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let updated = state
+        .write((), move |tx, ()| {
+            Box::pin(async move {
+                let sql = "UPDATE products SET status = $1, updated_at = $2 WHERE id = $3";
+                let now = tx.now().await?;
+                let done = sqlx::query(sql)
+                    .bind(status.as_str())
+                    .bind(now.0)
+                    .bind(id.to_string())
+                    .execute(&mut **tx)
+                    .await?;
+                Ok(done.rows_affected())
+            })
+        })
+        .await?;
     if updated == 0 {
         return Err(Error::NotFound("product"));
     }
-    tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

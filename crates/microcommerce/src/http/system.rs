@@ -47,10 +47,10 @@ struct Readiness {
 }
 
 async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
-    let database = sqlx::query("SELECT 1")
-        .execute(state.db.reader())
-        .await
-        .is_ok();
+    let database = match state.read().await {
+        Ok(mut conn) => sqlx::query("SELECT 1").execute(&mut conn).await.is_ok(),
+        Err(_) => false,
+    };
     let workers = state.workers_running();
     let status = if database && workers {
         StatusCode::OK

@@ -56,7 +56,7 @@ pub async fn get_stock(
     let row =
         sqlx::query("SELECT product_id, on_hand, reserved FROM stock_items WHERE product_id = $1")
             .bind(product.to_string())
-            .fetch_optional(state.db.reader())
+            .fetch_optional(&mut state.read().await?)
             .await?
             .ok_or(Error::NotFound("stock item"))?;
     Ok(Json(stock_view(&row)?))
@@ -86,7 +86,7 @@ pub async fn list_stock(
     let rows = ids
         .iter()
         .fold(sqlx::query(sql), |query, id| query.bind(id.to_string()))
-        .fetch_all(state.db.reader())
+        .fetch_all(&mut state.read().await?)
         .await?;
     let mut levels = rows
         .iter()
@@ -157,7 +157,21 @@ pub async fn adjust(
     {
         return Err(Error::invalid("reason", "must be at most 500 characters"));
     }
-    let mut tx = state.bus.begin().await?;
+    state
+        .write(body, move |tx, body| {
+            Box::pin(record_adjustment(tx, product, body))
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Adjusts `product`'s stock by `body` and records why, in the caller's transaction; refused
+/// when it would undercut what is held.
+async fn record_adjustment(
+    tx: &mut bus::Tx<'_>,
+    product: ProductId,
+    body: &Adjustment,
+) -> Result<()> {
     let now = tx.now().await?;
     let after: Option<i64> = sqlx::query_scalar(
         "UPDATE stock_items SET on_hand = on_hand + $1, updated_at = $2 \
@@ -167,10 +181,10 @@ pub async fn adjust(
     .bind(body.adjustment)
     .bind(now.0)
     .bind(product.to_string())
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut **tx)
     .await?;
     let Some(after) = after else {
-        return Err(refusal(&mut tx, product, body.adjustment).await);
+        return Err(refusal(tx, product, body.adjustment).await);
     };
     sqlx::query(
         "INSERT INTO stock_adjustments (product_id, adjustment, quantity_after, reason, adjusted_by, at) \
@@ -181,10 +195,9 @@ pub async fn adjust(
     .bind(after)
     .bind(body.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()))
     .bind(now.0)
-    .execute(&mut *tx)
+    .execute(&mut **tx)
     .await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }
 
 /// Why an adjustment was refused: no such item, or it would undercut what is held.
@@ -233,7 +246,7 @@ pub async fn adjustments(
 ) -> Result<Json<Vec<AdjustmentView>>> {
     let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_items WHERE product_id = $1")
         .bind(product.to_string())
-        .fetch_one(state.db.reader())
+        .fetch_one(&mut state.read().await?)
         .await?;
     if exists == 0 {
         return Err(Error::NotFound("stock item"));
@@ -243,7 +256,7 @@ pub async fn adjustments(
          WHERE product_id = $1 ORDER BY id DESC",
     )
     .bind(product.to_string())
-    .fetch_all(state.db.reader())
+    .fetch_all(&mut state.read().await?)
     .await?;
     let history = rows
         .iter()

@@ -49,7 +49,7 @@ pub struct Dashboard {
     responses((status = 200, body = Dashboard), (status = 401, body = crate::error::Problem)))]
 pub async fn dashboard(_: Admin, State(state): State<AppState>) -> Result<Json<Dashboard>> {
     let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM orders GROUP BY status")
-        .fetch_all(state.db.reader())
+        .fetch_all(&mut state.read().await?)
         .await?;
     let mut counts_by_status: BTreeMap<&'static str, i64> = OrderStatus::ALL
         .iter()
@@ -65,14 +65,14 @@ pub async fn dashboard(_: Admin, State(state): State<AppState>) -> Result<Json<D
         "SELECT CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) FROM orders \
          WHERE status IN ('Confirmed', 'Shipped', 'Delivered')",
     )
-    .fetch_one(state.db.reader())
+    .fetch_one(&mut state.read().await?)
     .await?;
     let now = state.db.now();
     let midnight = now.0 - now.0.rem_euclid(86_400_000_000);
     let todays_orders: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE created_at >= $1")
             .bind(midnight)
-            .fetch_one(state.db.reader())
+            .fetch_one(&mut state.read().await?)
             .await?;
     Ok(Json(Dashboard {
         total_orders: counts_by_status.values().sum(),
@@ -104,8 +104,15 @@ pub async fn change_status(
 ) -> Result<StatusCode> {
     let next = OrderStatus::parse(&change.new_status)
         .ok_or_else(|| Error::invalid("newStatus", "unknown order status"))?;
-    let mut tx = state.bus.begin().await?;
-    let order = db::find_order(&mut tx, id)
+    state
+        .write((), move |tx, ()| Box::pin(move_order(tx, id, next)))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Moves order `id` to `next` in the caller's transaction, if an admin may.
+async fn move_order(tx: &mut bus::Tx<'_>, id: OrderId, next: OrderStatus) -> Result<()> {
+    let order = db::find_order(tx, id)
         .await?
         .ok_or(Error::NotFound("order"))?;
     if !order.status.admin_may_move_to(next) {
@@ -119,7 +126,6 @@ pub async fn change_status(
         });
     }
     let now = tx.now().await?;
-    db::set_status_from(&mut tx, id, order.status, next, now).await?;
-    tx.commit().await?;
-    Ok(StatusCode::NO_CONTENT)
+    db::set_status_from(tx, id, order.status, next, now).await?;
+    Ok(())
 }

@@ -63,7 +63,7 @@ pub async fn check_out(
     valid: ValidCheckout,
     key: Option<String>,
 ) -> Result<Order> {
-    let mut reader = state.db.read().await?;
+    let mut reader = state.read().await?;
     if let Some(key) = key.as_deref()
         && let Some(existing) = db::find_by_idempotency_key(&mut reader, buyer, key).await?
     {
@@ -71,11 +71,10 @@ pub async fn check_out(
     }
     let items = order_items(&mut reader, buyer, &valid).await?;
     drop(reader);
+    let order = (valid, items, key);
     state
-        .bus
-        .transact(move |tx| {
-            let (valid, items, key) = (valid.clone(), items.clone(), key.clone());
-            Box::pin(async move { place_order(tx, buyer, &valid, &items, key.as_deref()).await })
+        .write(order, move |tx, (valid, items, key)| {
+            Box::pin(place_order(tx, buyer, valid, items, key.as_deref()))
         })
         .await
 }
@@ -287,7 +286,7 @@ pub struct OrderItemView {
 
 /// The order if `caller` may see it; 404 otherwise, so strangers learn nothing.
 pub async fn visible_order(state: &AppState, caller: &Caller, id: OrderId) -> Result<Order> {
-    let mut conn = state.db.read().await?;
+    let mut conn = state.read().await?;
     shown_to(caller, db::find_order(&mut conn, id).await?, |order| order)
 }
 
@@ -297,7 +296,7 @@ async fn visible_order_with_items(
     caller: &Caller,
     id: OrderId,
 ) -> Result<(Order, Vec<db::OrderItem>)> {
-    let mut conn = state.db.read().await?;
+    let mut conn = state.read().await?;
     shown_to(
         caller,
         db::find_order_with_items(&mut conn, id).await?,
@@ -450,7 +449,7 @@ pub async fn get_checkout(
     Path(id): Path<OrderId>,
 ) -> Result<Json<CheckoutView>> {
     visible_order(&state, &caller, id).await?;
-    let instance = saga::get(state.db.reader(), CheckoutSaga::NAME, id.0)
+    let instance = saga::get_on(&mut state.read().await?, CheckoutSaga::NAME, id.0)
         .await?
         .ok_or(Error::NotFound("checkout"))?;
     let failure_reason = match serde_json::from_value::<CheckoutState>(instance.data) {
@@ -543,7 +542,7 @@ pub async fn list_orders(
     )))
     .bind(buyer.clone())
     .bind(status)
-    .fetch_one(state.db.reader())
+    .fetch_one(&mut state.read().await?)
     .await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT o.id, o.order_number, o.status, o.total_cents, o.created_at, \
@@ -554,7 +553,7 @@ pub async fn list_orders(
     .bind(status)
     .bind(i64::from(page_size))
     .bind(i64::from((page - 1) * page_size))
-    .fetch_all(state.db.reader())
+    .fetch_all(&mut state.read().await?)
     .await?;
     let items = rows
         .iter()
