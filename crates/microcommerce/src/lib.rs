@@ -7,20 +7,20 @@
 //! - [`ordering`]: orders and the checkout saga ([`ordering::checkout`]).
 //! - [`payment`]: the simulated payment that feeds the saga.
 //!
-//! Tools: [`bench`] (the `microcommerce bench` load generator).
-//!
 //! Below them: [`contracts`] (the checkout's messages, which the modules exchange) and
 //! [`state`] (what every handler can reach). Shared types: [`money`], [`ids`].
 //!
 //! The edges: [`http`] (extractors, identity, problem documents via [`error`]), [`openapi`],
-//! [`app`] (start-up, the only module that names every other), [`cli`] and [`config`].
+//! [`app`] (start-up, the only module that names every other) and [`config`].
+//!
+//! Outside this library: the `microcommerce` binary and its command line (`crates/cli`) and the
+//! `microcommerce bench` load generator (`crates/bench`), which drives this library in-process
+//! and over HTTP.
 #![warn(missing_docs)]
 
 pub mod app;
-pub mod bench;
 pub mod cart;
 pub mod catalog;
-pub mod cli;
 pub mod config;
 pub mod contracts;
 pub mod error;

@@ -1,6 +1,5 @@
 //! API integration tests: one binary, an app on port 0 with a fresh database per test.
 
-mod bench;
 mod cart;
 mod catalog;
 mod checkout;

@@ -1,9 +1,10 @@
 //! The benchmark as a smoke test: a few buyers for a few checkouts, invariants checked and the
-//! report produced. Speed is never asserted here; `docs/benchmarks.md` has the numbers.
+//! report produced. Speed is never asserted here; `docs/benchmarks.md` has the numbers. The
+//! command line's own run is in `crates/cli/tests/cli.rs`.
 
 use std::time::Duration;
 
-use microcommerce::bench::{BenchOptions, run};
+use bench::{BenchOptions, run};
 
 fn small(engine: bool, hot_product: bool) -> BenchOptions {
     BenchOptions {
@@ -80,31 +81,4 @@ async fn a_hot_product_in_process_never_sells_more_than_its_stock() {
         "20 checkouts for 5 units: {}",
         report.table()
     );
-}
-
-#[test]
-fn the_cli_prints_the_report_as_json_on_its_last_line() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"))
-        .args([
-            "bench",
-            "--checkouts",
-            "6",
-            "--buyers",
-            "2",
-            "--synchronous",
-            "normal",
-            "--json",
-        ])
-        .output()
-        .expect("the binary runs");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let last = stdout.lines().last().expect("some output");
-    let json: serde_json::Value = serde_json::from_str(last).expect("the last line is JSON");
-    assert_eq!(json["invariantsOk"], true, "{stdout}");
-    assert!(stdout.contains("checkouts"), "{stdout}");
 }

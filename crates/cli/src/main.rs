@@ -1,8 +1,10 @@
 //! The `microcommerce` binary: parse the command line, set up logging, run the command.
 
+mod cli;
+
 use clap::Parser;
+use cli::{Cli, Command};
 use microcommerce::app::{App, prepare_database};
-use microcommerce::cli::{Cli, Command};
 use microcommerce::config::Config;
 use tracing_subscriber::EnvFilter;
 
@@ -49,7 +51,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Bench(args) => {
             let json = args.json;
-            let report = microcommerce::bench::run(&args.into_options()).await?;
+            let report = bench::run(&args.into_options()).await?;
             print!("{}", report.table());
             if json {
                 println!("{}", report.json());

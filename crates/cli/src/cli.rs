@@ -1,8 +1,8 @@
-//! The command line: `serve` and `migrate`, every option also readable from the environment.
+//! The command line: `serve`, `migrate` and `bench`, every option also readable from the environment.
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Config, parse_duration};
+use microcommerce::config::{Config, parse_duration};
 
 /// microcommerce: a commerce backend whose checkout is a durable saga.
 #[derive(Debug, Parser)]
@@ -100,8 +100,8 @@ pub struct BenchArgs {
 
 impl BenchArgs {
     /// The benchmark these options describe.
-    pub fn into_options(self) -> crate::bench::BenchOptions {
-        crate::bench::BenchOptions {
+    pub fn into_options(self) -> bench::BenchOptions {
+        bench::BenchOptions {
             url: self.url,
             admin_token: self.admin_token,
             database_url: self.database_url,

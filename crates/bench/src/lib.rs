@@ -5,6 +5,7 @@
 //! Three drivers share one loop ([`Driver`]): the real HTTP API (of an embedded server on a
 //! fresh temporary database, or of a deployment given by `--url`), the saga engine in-process
 //! without HTTP (`--engine`), and the baseline (`--baseline`, run after the main one).
+#![warn(missing_docs)]
 
 mod baseline;
 mod driver;
@@ -69,7 +70,7 @@ pub struct BenchOptions {
 pub enum BenchError {
     /// The embedded server did not start.
     #[error(transparent)]
-    Start(#[from] crate::app::StartError),
+    Start(#[from] microcommerce::app::StartError),
     /// A set-up request failed.
     #[error("set-up failed: {0}")]
     Setup(String),
@@ -323,8 +324,8 @@ fn progress_bar(options: &BenchOptions, label: &str, tally: Arc<Tally>) -> Optio
 pub(crate) const BUYER_EMAIL: &str = "bench@example.com";
 
 /// The address every simulated buyer ships to.
-pub(crate) fn buyer_address() -> crate::ordering::domain::ShippingAddress {
-    crate::ordering::domain::ShippingAddress {
+pub(crate) fn buyer_address() -> microcommerce::ordering::domain::ShippingAddress {
+    microcommerce::ordering::domain::ShippingAddress {
         name: "Bench".into(),
         email: BUYER_EMAIL.into(),
         street: "1 Load Lane".into(),

@@ -11,11 +11,11 @@ use std::time::Instant;
 use bus::Bus;
 
 use super::{BenchError, BenchOptions, Outcome, Tally};
-use crate::config::Config;
-use crate::ids::{BuyerId, OrderId};
-use crate::money::Money;
-use crate::ordering::db::{Order, OrderItem};
-use crate::ordering::domain::{OrderStatus, Totals};
+use microcommerce::config::Config;
+use microcommerce::ids::{BuyerId, OrderId};
+use microcommerce::money::Money;
+use microcommerce::ordering::db::{Order, OrderItem};
+use microcommerce::ordering::domain::{OrderStatus, Totals};
 
 /// The plain-SQL driver; cheap to clone.
 #[derive(Clone)]
@@ -46,8 +46,8 @@ impl Baseline {
             db_pool_size: 20,
             ..Config::default()
         };
-        let db = crate::app::prepare_database(&config).await?;
-        crate::catalog::seed_if_empty(&db).await?;
+        let db = microcommerce::app::prepare_database(&config).await?;
+        microcommerce::catalog::seed_if_empty(&db).await?;
         let bus = Bus::builder(db.clone()).build();
         let mut products: Vec<String> =
             sqlx::query_scalar("SELECT id FROM products WHERE status = 'Published' ORDER BY name")
@@ -124,7 +124,7 @@ impl Inner {
         product: &str,
         decline: bool,
         tally: &Tally,
-    ) -> crate::Result<(&'static str, u64)> {
+    ) -> microcommerce::Result<(&'static str, u64)> {
         let buyer = BuyerId(uuid::Uuid::new_v4());
         let cart = uuid::Uuid::now_v7().to_string();
         tally.request();
@@ -168,7 +168,7 @@ async fn fill_cart(
     buyer: BuyerId,
     cart: String,
     product: String,
-) -> crate::Result<()> {
+) -> microcommerce::Result<()> {
     let now = tx.now().await?;
     sqlx::query("INSERT INTO carts (id, buyer_id, created_at, updated_at) VALUES ($1, $2, $3, $3)")
         .bind(&cart)
@@ -193,7 +193,7 @@ async fn place_and_reserve(
     tx: &mut bus::Tx<'_>,
     buyer: BuyerId,
     product: String,
-) -> crate::Result<(OrderId, OrderStatus)> {
+) -> microcommerce::Result<(OrderId, OrderStatus)> {
     let order = order(buyer, tx.now().await?);
     let item = OrderItem {
         product_id: product.parse().unwrap_or_default(),
@@ -202,7 +202,7 @@ async fn place_and_reserve(
         quantity: 1,
         image_url: None,
     };
-    crate::ordering::db::insert_order(tx, &order, &[item], None).await?;
+    microcommerce::ordering::db::insert_order(tx, &order, &[item], None).await?;
     let reserved = sqlx::query(
         "UPDATE stock_items SET reserved = reserved + 1 \
          WHERE product_id = $1 AND on_hand - reserved >= 1",
@@ -235,7 +235,7 @@ async fn pay_and_settle(
     product: String,
     cart: String,
     decline: bool,
-) -> crate::Result<&'static str> {
+) -> microcommerce::Result<&'static str> {
     let now = tx.now().await?;
     sqlx::query(
         "INSERT INTO payments (order_id, succeeded, failure_reason, at) VALUES ($1, $2, NULL, $3)",
@@ -274,7 +274,7 @@ async fn pay_and_settle(
 fn order(buyer: BuyerId, now: storage::Timestamp) -> Order {
     Order {
         id: OrderId::new(),
-        order_number: crate::ordering::domain::new_order_number(),
+        order_number: microcommerce::ordering::domain::new_order_number(),
         buyer_id: buyer,
         buyer_email: super::BUYER_EMAIL.into(),
         address: super::buyer_address(),

@@ -7,11 +7,11 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use super::{BenchError, BenchOptions, Outcome, Summary, Tally};
-use crate::app::App;
-use crate::config::Config;
-use crate::ids::{BuyerId, OrderId, ProductId};
-use crate::ordering::domain::ValidCheckout;
-use crate::state::AppState;
+use microcommerce::app::App;
+use microcommerce::config::Config;
+use microcommerce::ids::{BuyerId, OrderId, ProductId};
+use microcommerce::ordering::domain::ValidCheckout;
+use microcommerce::state::AppState;
 
 /// Longest a buyer waits for one order to settle before calling it stuck.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);
@@ -449,25 +449,25 @@ async fn place_in_process(
     state: &AppState,
     valid: &ValidCheckout,
     tally: &Tally,
-) -> crate::Result<crate::ordering::db::Order> {
+) -> microcommerce::Result<microcommerce::ordering::db::Order> {
     tally.request();
     let buyer = BuyerId(uuid::Uuid::new_v4());
-    crate::ordering::http::check_out(state, buyer, valid.clone(), None).await
+    microcommerce::ordering::http::check_out(state, buyer, valid.clone(), None).await
 }
 
 async fn pay_in_process(
     state: &AppState,
-    order: &crate::ordering::db::Order,
+    order: &microcommerce::ordering::db::Order,
     succeed: bool,
     tally: &Tally,
-) -> crate::Result<()> {
+) -> microcommerce::Result<()> {
     tally.request();
     let (order, timeout) = (order.id, state.config.payment_timeout);
     state
         .bus
         .transact(move |tx| {
             Box::pin(async move {
-                crate::payment::record_payment(tx, order, None, succeed, timeout).await?;
+                microcommerce::payment::record_payment(tx, order, None, succeed, timeout).await?;
                 Ok(())
             })
         })
@@ -484,7 +484,7 @@ async fn wait_in_process(
         // Woken when the order's status changes, as the HTTP API's long polling is.
         let news = state.bus.changed_next(order.0);
         if let Ok(mut conn) = state.db.read().await
-            && let Ok(Some(found)) = crate::ordering::db::find_order(&mut conn, order).await
+            && let Ok(Some(found)) = microcommerce::ordering::db::find_order(&mut conn, order).await
             && statuses.contains(&found.status.as_str())
         {
             return (found.status.as_str().to_owned(), found.failure_reason);
