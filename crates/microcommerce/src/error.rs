@@ -6,6 +6,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::ids::ProductId;
+
 /// Field name → messages, as returned in a validation problem's `errors` member.
 pub type FieldErrors = BTreeMap<String, Vec<String>>;
 
@@ -30,24 +32,37 @@ pub enum Error {
     /// No valid admin token was presented.
     #[error("a valid admin bearer token is required")]
     Unauthorized,
-    /// The request conflicts with the resource's current state (paying twice, say).
-    #[error("{detail}")]
-    Conflict {
-        /// Stable problem slug.
-        kind: &'static str,
-        /// Human-readable explanation.
-        detail: String,
-    },
+    /// Another product has the SKU a create or an update asked for (a unique constraint).
+    #[error("another product already has this SKU")]
+    DuplicateSku,
+    /// Every order number drawn for a new order was taken; drawing again may succeed.
+    #[error("could not allocate an order number; retry")]
+    OrderNumberExhausted,
     /// A payment for an order that does not await one.
     #[error("{0}")]
     NotAwaitingPayment(NotAwaitingPayment),
-    /// The request is understood but a business rule forbids it.
-    #[error("{detail}")]
-    Unprocessable {
-        /// Stable problem slug.
-        kind: &'static str,
-        /// Human-readable explanation.
-        detail: String,
+    /// An admin asked for a status change that only the checkout saga makes, or none does.
+    /// Carries the statuses' names: this module sits below ordering, which owns the statuses.
+    #[error("an order cannot go from {from} to {to}")]
+    InvalidTransition {
+        /// The order's status now.
+        from: &'static str,
+        /// The status asked for.
+        to: &'static str,
+    },
+    /// A stock adjustment would leave fewer units on hand than the checkouts hold reserved.
+    #[error(
+        "adjusting by {adjustment} would leave {on_hand_after} on hand with {reserved} reserved"
+    )]
+    InsufficientStock {
+        /// The product whose stock it is.
+        product: ProductId,
+        /// The units the adjustment asked to add (negative: remove).
+        adjustment: i64,
+        /// What would be on hand after it.
+        on_hand_after: i64,
+        /// What is reserved now.
+        reserved: i64,
     },
     /// A database failure; never shown to the client.
     #[error("database error")]
@@ -80,6 +95,22 @@ pub enum NotAwaitingPayment {
 /// Result alias for the service.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Turns a constraint the database enforces into the domain error it means, at the query that
+/// hit it, so that callers never inspect database errors themselves.
+pub trait ResultExt<T> {
+    /// `error` if the query broke a unique constraint; any other failure stays a database error.
+    fn on_unique_violation(self, error: Error) -> Result<T>;
+}
+
+impl<T> ResultExt<T> for std::result::Result<T, sqlx::Error> {
+    fn on_unique_violation(self, error: Error) -> Result<T> {
+        self.map_err(|failure| match &failure {
+            sqlx::Error::Database(db) if db.is_unique_violation() => error,
+            _ => failure.into(),
+        })
+    }
+}
+
 impl Error {
     /// A validation problem about one field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
@@ -104,13 +135,21 @@ impl Error {
                 "method-not-allowed",
                 "Method Not Allowed",
             ),
-            Self::Conflict { kind, .. } => (StatusCode::CONFLICT, kind, "Conflict"),
+            Self::DuplicateSku => (StatusCode::CONFLICT, "duplicate-sku", "Conflict"),
+            Self::OrderNumberExhausted => (StatusCode::CONFLICT, "order-number", "Conflict"),
             Self::NotAwaitingPayment(_) => {
                 (StatusCode::CONFLICT, "not-awaiting-payment", "Conflict")
             }
-            Self::Unprocessable { kind, .. } => {
-                (StatusCode::UNPROCESSABLE_ENTITY, kind, "Unprocessable")
-            }
+            Self::InvalidTransition { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid-status-transition",
+                "Unprocessable",
+            ),
+            Self::InsufficientStock { .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "insufficient-stock",
+                "Unprocessable",
+            ),
             Self::Database(error) | Self::Bus(bus::BusError::Sql(error))
                 if is_unavailable(error) =>
             {
@@ -230,5 +269,70 @@ impl IntoResponse for Error {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Status, problem slug, title and detail, as the problem document carries them.
+    fn shape(error: &Error) -> (u16, &'static str, &'static str, String) {
+        let (status, kind, title) = error.status_and_kind();
+        (status.as_u16(), kind, title, error.to_string())
+    }
+
+    #[test]
+    fn conflicts_keep_their_problem_documents() {
+        assert_eq!(
+            shape(&Error::DuplicateSku),
+            (
+                409,
+                "duplicate-sku",
+                "Conflict",
+                "another product already has this SKU".into()
+            )
+        );
+        assert_eq!(
+            shape(&Error::OrderNumberExhausted),
+            (
+                409,
+                "order-number",
+                "Conflict",
+                "could not allocate an order number; retry".into()
+            )
+        );
+    }
+
+    #[test]
+    fn refused_business_rules_keep_their_problem_documents() {
+        let transition = Error::InvalidTransition {
+            from: "Paid",
+            to: "Shipped",
+        };
+        assert_eq!(
+            shape(&transition),
+            (
+                422,
+                "invalid-status-transition",
+                "Unprocessable",
+                "an order cannot go from Paid to Shipped".into()
+            )
+        );
+        let stock = Error::InsufficientStock {
+            product: ProductId(uuid::Uuid::nil()),
+            adjustment: -5,
+            on_hand_after: 2,
+            reserved: 3,
+        };
+        assert_eq!(
+            shape(&stock),
+            (
+                422,
+                "insufficient-stock",
+                "Unprocessable",
+                "adjusting by -5 would leave 2 on hand with 3 reserved".into()
+            )
+        );
     }
 }

@@ -8,7 +8,8 @@
 //! - [`payment`]: the simulated payment that feeds the saga.
 //!
 //! Below them: [`contracts`] (the checkout's messages, which the modules exchange) and
-//! [`state`] (what every handler can reach). Shared types: [`money`], [`ids`].
+//! [`state`] (what every handler can reach). Shared types: [`money`], [`ids`],
+//! [`domain`] (the quantity and email parsed at the boundary).
 //!
 //! The edges: [`http`] (extractors, identity, problem documents via [`error`]), [`openapi`],
 //! [`app`] (start-up, the only module that names every other) and [`config`].
@@ -23,6 +24,7 @@ pub mod cart;
 pub mod catalog;
 pub mod config;
 pub mod contracts;
+pub mod domain;
 pub mod error;
 pub mod http;
 pub mod ids;

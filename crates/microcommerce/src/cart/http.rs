@@ -9,14 +9,12 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 
 use crate::catalog::db::{ProductSnapshot, ProductStatus, find_products};
+use crate::domain::Quantity;
 use crate::http::{Caller, Json, Path};
 use crate::ids::{BuyerId, CartItemId, ProductId};
 use crate::money::Money;
 use crate::state::AppState;
 use crate::{Error, Result};
-
-/// Most units of one product in a cart.
-pub const MAX_QUANTITY: i64 = 99;
 
 /// The buyer's cart, priced from the catalog now.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -133,18 +131,25 @@ pub async fn add_item(
     caller: Caller,
     Json(body): Json<AddItem>,
 ) -> Result<Json<ItemAdded>> {
-    check_quantity(body.quantity)?;
+    let line = (body.product_id, parse_quantity(body.quantity)?);
     let buyer = caller.buyer;
     let item_id = state
-        .write(body, move |tx, body| Box::pin(add_to_cart(tx, buyer, body)))
+        .write(line, move |tx, &(product, quantity)| {
+            Box::pin(add_to_cart(tx, buyer, product, quantity))
+        })
         .await?;
     Ok(Json(ItemAdded { item_id }))
 }
 
-/// Merges `body` into the buyer's cart (created on first use) in the caller's transaction.
-/// The cart is created or touched only if the product is for sale, in the same statement, so
-/// that a 404 writes nothing.
-async fn add_to_cart(tx: &mut bus::Tx<'_>, buyer: BuyerId, body: &AddItem) -> Result<CartItemId> {
+/// Merges `quantity` of `product` into the buyer's cart (created on first use) in the
+/// caller's transaction. The cart is created or touched only if the product is for sale, in
+/// the same statement, so that a 404 writes nothing.
+async fn add_to_cart(
+    tx: &mut bus::Tx<'_>,
+    buyer: BuyerId,
+    product: ProductId,
+    quantity: Quantity,
+) -> Result<CartItemId> {
     let now = tx.now().await?;
     let cart_id = uuid::Uuid::now_v7().to_string();
     let touched = sqlx::query(
@@ -155,7 +160,7 @@ async fn add_to_cart(tx: &mut bus::Tx<'_>, buyer: BuyerId, body: &AddItem) -> Re
     .bind(&cart_id)
     .bind(buyer.to_string())
     .bind(now.0)
-    .bind(body.product_id.to_string())
+    .bind(product.to_string())
     .bind(ProductStatus::Published.as_str())
     .execute(&mut **tx)
     .await?
@@ -172,22 +177,19 @@ async fn add_to_cart(tx: &mut bus::Tx<'_>, buyer: BuyerId, body: &AddItem) -> Re
          RETURNING id",
     )
     .bind(CartItemId::new().to_string())
-    .bind(body.product_id.to_string())
-    .bind(body.quantity)
+    .bind(product.to_string())
+    .bind(i64::from(quantity))
     .bind(now.0)
     .bind(buyer.to_string())
-    .bind(MAX_QUANTITY)
+    .bind(i64::from(Quantity::MAX))
     .fetch_one(&mut **tx)
     .await?;
     Ok(parse_id(item_id)?)
 }
 
-fn check_quantity(quantity: i64) -> Result<()> {
-    if (1..=MAX_QUANTITY).contains(&quantity) {
-        Ok(())
-    } else {
-        Err(Error::invalid("quantity", "must be between 1 and 99"))
-    }
+/// The body's `quantity` as a [`Quantity`], or the validation problem about it.
+fn parse_quantity(units: i64) -> Result<Quantity> {
+    Quantity::new(units).map_err(|error| Error::invalid("quantity", error.to_string()))
 }
 
 /// A new quantity for a line.
@@ -209,8 +211,7 @@ pub async fn change_quantity(
     Path(item): Path<CartItemId>,
     Json(body): Json<ChangeQuantity>,
 ) -> Result<StatusCode> {
-    check_quantity(body.quantity)?;
-    let quantity = body.quantity;
+    let quantity = i64::from(parse_quantity(body.quantity)?);
     change_own_line(&state, move || {
         sqlx::query(
             "UPDATE cart_items SET quantity = $1 WHERE id = $2 \

@@ -8,6 +8,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::db::{ProductStatus, decode_status, parse_id};
+use crate::error::ResultExt;
 use crate::http::{Admin, Caller, Json, Page, Paging, Path, Query};
 use crate::ids::{CategoryId, ProductId};
 use crate::money::Money;
@@ -287,16 +288,6 @@ async fn ensure_category(tx: &mut bus::Tx<'_>, id: CategoryId) -> Result<()> {
     Ok(())
 }
 
-fn duplicate_sku(error: sqlx::Error) -> Error {
-    match &error {
-        sqlx::Error::Database(db) if db.is_unique_violation() => Error::Conflict {
-            kind: "duplicate-sku",
-            detail: "another product already has this SKU".into(),
-        },
-        _ => error.into(),
-    }
-}
-
 /// Creates a product as a Draft, with a stock item of 0 units, in one transaction.
 #[utoipa::path(post, path = "/api/catalog/products", tag = "catalog", request_body = ProductInput,
     security(("admin" = [])),
@@ -340,7 +331,7 @@ async fn insert_product(tx: &mut bus::Tx<'_>, input: &ValidProduct) -> Result<Pr
     .bind(now.0)
     .execute(&mut **tx)
     .await
-    .map_err(duplicate_sku)?;
+    .on_unique_violation(Error::DuplicateSku)?;
     crate::inventory::db::create_stock_item(tx, id, 0, now).await?;
     load_product(tx, id)
         .await?
@@ -389,7 +380,7 @@ async fn replace_product(
     .bind(id.to_string())
     .execute(&mut **tx)
     .await
-    .map_err(duplicate_sku)?
+    .on_unique_violation(Error::DuplicateSku)?
     .rows_affected();
     if updated == 0 {
         return Err(Error::NotFound("product"));

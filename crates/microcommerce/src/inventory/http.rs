@@ -210,12 +210,11 @@ async fn refusal(tx: &mut bus::Tx<'_>, product: ProductId, adjustment: i64) -> E
         Ok(Some(row)) => {
             let on_hand: i64 = row.try_get("on_hand").unwrap_or_default();
             let reserved: i64 = row.try_get("reserved").unwrap_or_default();
-            Error::Unprocessable {
-                kind: "insufficient-stock",
-                detail: format!(
-                    "adjusting by {adjustment} would leave {} on hand with {reserved} reserved",
-                    on_hand + adjustment
-                ),
+            Error::InsufficientStock {
+                product,
+                adjustment,
+                on_hand_after: on_hand + adjustment,
+                reserved,
             }
         }
         Ok(None) => Error::NotFound("stock item"),

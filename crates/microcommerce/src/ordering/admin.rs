@@ -116,13 +116,9 @@ async fn move_order(tx: &mut bus::Tx<'_>, id: OrderId, next: OrderStatus) -> Res
         .await?
         .ok_or(Error::NotFound("order"))?;
     if !order.status.admin_may_move_to(next) {
-        return Err(Error::Unprocessable {
-            kind: "invalid-status-transition",
-            detail: format!(
-                "an order cannot go from {} to {}",
-                order.status.as_str(),
-                next.as_str()
-            ),
+        return Err(Error::InvalidTransition {
+            from: order.status.as_str(),
+            to: next.as_str(),
         });
     }
     let now = tx.now().await?;

@@ -218,7 +218,7 @@ fn new_order(
         id: OrderId::new(),
         order_number: super::domain::new_order_number(),
         buyer_id: buyer,
-        buyer_email: valid.email.clone(),
+        buyer_email: valid.email.to_string(),
         address: valid.address.clone(),
         status: OrderStatus::Submitted,
         totals: Totals::of(items.iter().map(|item| (item.unit_price, item.quantity))),
@@ -241,10 +241,7 @@ async fn insert_with_unique_number(
         }
         order.order_number = super::domain::new_order_number();
     }
-    Err(Error::Conflict {
-        kind: "order-number",
-        detail: "could not allocate an order number; retry".into(),
-    })
+    Err(Error::OrderNumberExhausted)
 }
 
 /// An order as its buyer sees it.

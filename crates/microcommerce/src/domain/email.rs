@@ -1,0 +1,116 @@
+//! A buyer's email address.
+
+use std::fmt;
+
+/// An email address that passed [`Email::parse`]: trimmed, one `@`, a non-empty local part, a
+/// dotted domain, no spaces. Stored and returned as the text the buyer sent, trimmed.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Email(String);
+
+/// Text that is not an email address; its text is the validation message clients get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("must be a valid email address")]
+pub struct InvalidEmail;
+
+impl Email {
+    /// Longest address accepted, in bytes (the SMTP path limit).
+    const MAX_LEN: usize = 254;
+
+    /// `text` without surrounding whitespace, if that is an address. A pragmatic check, not
+    /// RFC 5322: the confirmation mail is what proves an address.
+    pub fn parse(text: &str) -> Result<Self, InvalidEmail> {
+        let text = text.trim();
+        if Self::looks_valid(text) {
+            Ok(Self(text.to_owned()))
+        } else {
+            Err(InvalidEmail)
+        }
+    }
+
+    fn looks_valid(text: &str) -> bool {
+        let Some((local, domain)) = text.split_once('@') else {
+            return false;
+        };
+        !local.is_empty()
+            && text.len() <= Self::MAX_LEN
+            && !domain.contains('@')
+            && domain.contains('.')
+            && !domain.starts_with('.')
+            && !domain.ends_with('.')
+            && !text.chars().any(char::is_whitespace)
+    }
+
+    /// The address as stored and sent.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// An address written in the source, such as a constant (like `HeaderValue::from_static`).
+/// Panics if it is not an address: that is a bug in the source, never a client's input.
+impl From<&'static str> for Email {
+    fn from(text: &'static str) -> Self {
+        Self::parse(text).unwrap_or_else(|_| panic!("{text:?} is not an email address"))
+    }
+}
+
+impl From<Email> for String {
+    fn from(email: Email) -> String {
+        email.0
+    }
+}
+
+impl AsRef<str> for Email {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_needs_a_local_part_and_a_dotted_domain() {
+        assert_eq!(Email::parse("a@b.co").unwrap().as_str(), "a@b.co");
+        for bad in [
+            "", "a", "@b.co", "a@b", "a@.co", "a b@c.co", "a@b@c.co", "a@b.co.",
+        ] {
+            assert_eq!(Email::parse(bad), Err(InvalidEmail), "{bad}");
+        }
+    }
+
+    #[test]
+    fn surrounding_whitespace_is_trimmed_and_the_rest_kept_as_sent() {
+        let email = Email::parse("  Ada.Lovelace@Example.com\n").unwrap();
+        assert_eq!(email.as_str(), "Ada.Lovelace@Example.com");
+        assert_eq!(String::from(email), "Ada.Lovelace@Example.com");
+    }
+
+    #[test]
+    fn an_address_longer_than_the_limit_is_refused() {
+        let local = "a".repeat(Email::MAX_LEN - "@b.co".len());
+        assert!(Email::parse(&format!("{local}@b.co")).is_ok());
+        assert!(Email::parse(&format!("{local}a@b.co")).is_err());
+    }
+
+    #[test]
+    fn the_refusal_reads_as_the_validation_message() {
+        assert_eq!(InvalidEmail.to_string(), "must be a valid email address");
+    }
+
+    #[test]
+    fn a_constant_address_converts_and_a_bad_one_panics() {
+        assert_eq!(
+            Email::from("bench@example.com").as_str(),
+            "bench@example.com"
+        );
+        assert!(std::panic::catch_unwind(|| Email::from("not an address")).is_err());
+    }
+}

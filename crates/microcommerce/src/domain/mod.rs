@@ -1,0 +1,10 @@
+//! Values that the cart and the checkout both accept from clients, parsed once at the
+//! boundary so that the code behind it can rely on them. Below every business module, like
+//! [`crate::money`] and [`crate::ids`], so that cart and ordering share them without depending
+//! on each other.
+
+mod email;
+mod quantity;
+
+pub use email::{Email, InvalidEmail};
+pub use quantity::{Quantity, QuantityOutOfRange};
