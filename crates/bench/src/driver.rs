@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::{BenchError, BenchOptions, Outcome, Summary, Tally};
 use microcommerce::app::App;
 use microcommerce::config::Config;
+use microcommerce::domain::Email;
 use microcommerce::ids::{BuyerId, OrderId, ProductId};
 use microcommerce::ordering::domain::ValidCheckout;
 use microcommerce::state::AppState;
@@ -353,8 +354,12 @@ impl Inner {
             .filter_map(|p| p.parse::<ProductId>().ok())
             .map(|p| (p, 1))
             .collect();
+        let email = match Email::parse(super::BUYER_EMAIL) {
+            Ok(email) => email,
+            Err(error) => return error_outcome(started, &format!("checkout: {error}"), 0),
+        };
         let valid = ValidCheckout {
-            email: super::BUYER_EMAIL.into(),
+            email,
             address: super::buyer_address(),
             lines: Some(lines),
         };

@@ -46,14 +46,6 @@ impl Email {
     }
 }
 
-/// An address written in the source, such as a constant (like `HeaderValue::from_static`).
-/// Panics if it is not an address: that is a bug in the source, never a client's input.
-impl From<&'static str> for Email {
-    fn from(text: &'static str) -> Self {
-        Self::parse(text).unwrap_or_else(|_| panic!("{text:?} is not an email address"))
-    }
-}
-
 impl From<Email> for String {
     fn from(email: Email) -> String {
         email.0
@@ -103,14 +95,5 @@ mod tests {
     #[test]
     fn the_refusal_reads_as_the_validation_message() {
         assert_eq!(InvalidEmail.to_string(), "must be a valid email address");
-    }
-
-    #[test]
-    fn a_constant_address_converts_and_a_bad_one_panics() {
-        assert_eq!(
-            Email::from("bench@example.com").as_str(),
-            "bench@example.com"
-        );
-        assert!(std::panic::catch_unwind(|| Email::from("not an address")).is_err());
     }
 }
