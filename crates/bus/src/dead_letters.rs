@@ -3,7 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::bus::QueueRow;
+use crate::queue::QueueRow;
 use crate::queue::parse_uuid;
 use crate::{Bus, BusError, Headers, MessageId};
 use storage::Timestamp;

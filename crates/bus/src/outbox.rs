@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use uuid::Uuid;
 
-use crate::bus::QueueRow;
+use crate::queue::QueueRow;
 use storage::Timestamp;
 
 /// Withdrawals per `DELETE`: bounds the size of the one JSON text bound to it.

@@ -2,6 +2,8 @@
 //! inbox, retries, dead letters and the hand-over guard. With `storage`, the only place whose
 //! statement text depends on the backend.
 
+use std::sync::Arc;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
@@ -336,4 +338,76 @@ fn keys_to_queue_sql(backend: Backend) -> String {
          WHERE q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1){lock_taken}",
         storage::json_rows(backend, 1)
     )
+}
+
+/// One message as it is queued for one consumer; the text of a message fanned out to several
+/// consumers is shared between their rows.
+#[derive(Clone)]
+pub(crate) struct QueueRow {
+    pub message_id: MessageId,
+    pub consumer: String,
+    pub message_type: Arc<str>,
+    pub correlation_id: uuid::Uuid,
+    pub causation_id: Option<MessageId>,
+    /// The headers as JSON.
+    pub headers: Arc<str>,
+    pub payload: Arc<str>,
+    pub created_at: Timestamp,
+    pub available_at: Timestamp,
+}
+
+/// Rows per INSERT statement: bounds the size of the one JSON text bound to it.
+const ROWS_PER_INSERT: usize = 1_000;
+
+impl QueueRow {
+    /// Inserts `rows` in their order (their ids keep each correlation's order), a thousand per
+    /// statement, passed as one JSON array; a row whose message id its consumer already has
+    /// queued is skipped.
+    pub async fn insert_all(conn: &mut Conn<'_>, rows: &[QueueRow]) -> Result<(), sqlx::Error> {
+        let sql = format!(
+            "INSERT INTO bus_queue (message_id, consumer, message_type, correlation_id, \
+             causation_id, headers, payload, created_at, available_at) \
+             SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+             j.value ->> 5, j.value ->> 6, CAST(j.value ->> 7 AS BIGINT), \
+             CAST(j.value ->> 8 AS BIGINT) FROM {} WHERE true ORDER BY j.key \
+             ON CONFLICT (message_id, consumer) DO NOTHING",
+            storage::json_rows(conn.backend(), 1)
+        );
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let fields: Vec<_> = chunk.iter().map(QueueRow::fields).collect();
+            sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                .bind(storage::json_param(&fields)?)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// The columns in the order `insert_all` reads them.
+    #[allow(clippy::type_complexity)]
+    fn fields(
+        &self,
+    ) -> (
+        String,
+        &str,
+        &str,
+        String,
+        Option<String>,
+        &str,
+        &str,
+        i64,
+        i64,
+    ) {
+        (
+            self.message_id.to_string(),
+            self.consumer.as_str(),
+            &self.message_type,
+            self.correlation_id.to_string(),
+            self.causation_id.map(|id| id.to_string()),
+            &self.headers,
+            &self.payload,
+            self.created_at.0,
+            self.available_at.0,
+        )
+    }
 }

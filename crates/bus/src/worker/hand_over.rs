@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 
 use super::Tally;
 use super::batch::{Failure, Ran};
-use crate::bus::QueueRow;
+use crate::queue::QueueRow;
 use crate::queue::{self, Claimed};
 use crate::{Bus, Envelope, Tx};
 use storage::Timestamp;
