@@ -35,7 +35,7 @@ PY
 }
 echo "| side | checkouts/s | p99 ms | baseline/s | ratio | invariants |"
 echo "|---|---:|---:|---:|---:|---|"
-rows=$(for _ in $(seq "$pairs"); do run A "$a"; run B "$b"; done | tee /dev/stderr)
+rows=$(for _ in $(seq "$pairs"); do run A "$a"; run B "$b"; done | tee -a /dev/stderr)
 python3 - "$rows" <<'PY'
 import statistics, sys
 rows = [line.split("|")[1:-1] for line in sys.argv[1].splitlines()]
