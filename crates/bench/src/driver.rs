@@ -395,10 +395,16 @@ impl Inner {
         tally: &Tally,
     ) -> (u16, Value) {
         tally.request();
+        // A buyer prefers to be answered once the saga has moved on from what its post started
+        // (RFC 7240), rather than ask again; routes without anything to wait for ignore it.
+        let prefer = (method == reqwest::Method::POST).then_some(("prefer", "wait=10"));
         let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
             .header("cookie", cookie);
+        if let Some((name, value)) = prefer {
+            request = request.header(name, value);
+        }
         if let Some(body) = body {
             request = request.json(&body);
         }

@@ -67,3 +67,72 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
             .map_err(|rejection: QueryRejection| Error::BadRequest(rejection.body_text()))
     }
 }
+
+/// The client's `Prefer: wait=N` (RFC 7240): hold the answer of an operation that goes on in
+/// the background for up to N seconds (at most [`PreferWait::LONGEST`]) until it moves on, and
+/// save a round trip to ask again. Absent or malformed, the preference is ignored, as the RFC
+/// says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PreferWait(pub Option<std::time::Duration>);
+
+impl PreferWait {
+    /// The longest wait honoured; a longer one is shortened to it.
+    pub const LONGEST: std::time::Duration = std::time::Duration::from_secs(30);
+
+    /// The `Preference-Applied` header value for a wait that was honoured.
+    pub fn applied(self) -> Option<String> {
+        self.0.map(|wait| format!("wait={}", wait.as_secs()))
+    }
+
+    fn parse(header: &str) -> Option<std::time::Duration> {
+        let seconds = header.split(',').find_map(|preference| {
+            let (name, value) = preference.split_once('=')?;
+            let value = value.split(';').next()?.trim().trim_matches('"');
+            name.trim()
+                .eq_ignore_ascii_case("wait")
+                .then(|| value.parse::<u64>().ok())?
+        })?;
+        Some(std::time::Duration::from_secs(seconds).min(Self::LONGEST))
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for PreferWait {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let wait = parts
+            .headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(Self::parse);
+        Ok(Self(wait))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::PreferWait;
+    use std::time::Duration;
+
+    #[test]
+    fn prefer_wait_reads_seconds_among_other_preferences_and_caps_them() {
+        assert_eq!(PreferWait::parse("wait=5"), Some(Duration::from_secs(5)));
+        assert_eq!(
+            PreferWait::parse("respond-async, Wait = 2"),
+            Some(Duration::from_secs(2))
+        );
+        assert_eq!(
+            PreferWait::parse("wait=\"3\""),
+            Some(Duration::from_secs(3))
+        );
+        assert_eq!(PreferWait::parse("wait=600"), Some(PreferWait::LONGEST));
+    }
+
+    #[test]
+    fn a_malformed_or_absent_wait_is_ignored() {
+        for header in ["", "wait", "wait=soon", "wait=-1", "return=minimal"] {
+            assert_eq!(PreferWait::parse(header), None, "{header:?}");
+        }
+    }
+}

@@ -7,7 +7,7 @@ mod retry;
 mod system;
 
 pub use auth::{Admin, Caller, buyer_identity};
-pub use extract::{Json, Path, Query};
+pub use extract::{Json, Path, PreferWait, Query};
 pub use retry::retry_conflicts;
 pub use system::{fallback, method_not_allowed, router};
 

@@ -13,7 +13,7 @@ use super::db::{self, Order, OrderItem};
 use super::domain::{CheckoutRequest, OrderStatus, ShippingAddress, Totals, ValidCheckout};
 use crate::catalog::db::{ProductStatus, find_products};
 use crate::contracts::{CheckoutStarted, OrderLine};
-use crate::http::{Caller, Json, Page, Paging, Path, Query, rfc3339};
+use crate::http::{Caller, Json, Page, Paging, Path, PreferWait, Query, rfc3339};
 use crate::ids::{BuyerId, OrderId, ProductId};
 use crate::money::Money;
 use crate::state::AppState;
@@ -27,9 +27,10 @@ pub struct CheckoutCreated {
     pub order_id: OrderId,
     /// Its human-friendly number.
     pub order_number: String,
-    /// The order's status as the checkout placed it: `Submitted` on every backend (a repeated
-    /// request with the same `Idempotency-Key` answers the order's status now). The saga then
-    /// reserves stock: follow it with `GET /api/ordering/orders/{id}?waitWhile=Submitted`.
+    /// The order's status: `Submitted`, as the checkout placed it (a repeat with the same
+    /// `Idempotency-Key` answers the order's status now). With `Prefer: wait=N` the answer is
+    /// held until the saga moves the order on (`StockReserved` or `Failed`), N seconds at most.
+    /// The same on every backend.
     pub status: OrderStatus,
 }
 
@@ -40,18 +41,34 @@ pub struct CheckoutCreated {
 /// request return the same order.
 #[utoipa::path(post, path = "/api/ordering/checkout", tag = "ordering",
     request_body = CheckoutRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same order")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same order"),
+        ("Prefer" = Option<String>, Header, description = PREFER_WAIT)),
     responses((status = 201, body = CheckoutCreated), (status = 400, body = crate::error::Problem)))]
 pub async fn checkout(
     State(state): State<AppState>,
     caller: Caller,
+    wait: PreferWait,
     headers: HeaderMap,
     Json(request): Json<CheckoutRequest>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
     let valid = request.validate().map_err(Error::Validation)?;
     let placed = check_out(&state, caller.buyer, valid, key).await?;
-    Ok(created(placed.id, placed.order_number, placed.status))
+    let status = status_after(&state, placed.id, placed.status, wait).await;
+    let mut answer = created(placed.id, placed.order_number, status);
+    mark_applied(&mut answer, wait);
+    Ok(answer)
+}
+
+/// The `Prefer` header's description in the API document.
+pub(crate) const PREFER_WAIT: &str =
+    "wait=N: hold the answer until the saga moves the order on, N seconds at most (30)";
+
+/// Tells the client that its `Prefer: wait` was honoured (RFC 7240 `Preference-Applied`).
+pub(crate) fn mark_applied(answer: &mut Response, wait: PreferWait) {
+    if let Some(applied) = wait.applied().and_then(|text| text.parse().ok()) {
+        answer.headers_mut().insert("preference-applied", applied);
+    }
 }
 
 /// A checkout as the handler runs it, and the in-process benchmark too: an order already
@@ -352,19 +369,67 @@ async fn order_after_change(
     status: OrderStatus,
     timeout: Duration,
 ) -> Result<(Order, Vec<db::OrderItem>)> {
+    let read = || visible_order_with_items(state, caller, id);
+    read_until_moved(state, id, timeout, read, |(order, _)| {
+        order.status != status
+    })
+    .await
+}
+
+/// The order's status once it has left `left`, the status a request left it in, if the client
+/// prefers to wait for that ([`PreferWait`]); `left` otherwise, or if the wait runs out. The
+/// request has committed, so a failed read answers `left` rather than an error that would
+/// invite a retry.
+pub(crate) async fn status_after(
+    state: &AppState,
+    id: OrderId,
+    left: OrderStatus,
+    wait: PreferWait,
+) -> OrderStatus {
+    let Some(timeout) = wait.0 else {
+        return left;
+    };
+    let read = || async {
+        let mut conn = state.read().await?;
+        Ok(db::find_order(&mut conn, id)
+            .await?
+            .map_or(left, |order| order.status))
+    };
+    match read_until_moved(state, id, timeout, read, |status| *status != left).await {
+        Ok(status) => status,
+        Err(error) => {
+            tracing::warn!(order_id = %id, %error,
+                "reading the order's status after its commit failed; answering the status it was left in");
+            left
+        }
+    }
+}
+
+/// Reads with `read` until `moved` holds for what it read, `timeout` passes or the server
+/// begins to shut down, and returns the last read. It watches order `id` before each read, so
+/// that a change between the read and the wait is not missed.
+async fn read_until_moved<T, Fut>(
+    state: &AppState,
+    id: OrderId,
+    timeout: Duration,
+    read: impl Fn() -> Fut,
+    moved: impl Fn(&T) -> bool,
+) -> Result<T>
+where
+    Fut: std::future::Future<Output = Result<T>>,
+{
     let deadline = tokio::time::Instant::now() + timeout;
     loop {
-        // Watch before reading, so that a change between the two is not missed.
         let news = state.bus.changed_next(id.0);
-        let order = visible_order_with_items(state, caller, id).await?;
-        if order.0.status != status || tokio::time::Instant::now() >= deadline {
-            return Ok(order);
+        let found = read().await?;
+        if moved(&found) || tokio::time::Instant::now() >= deadline {
+            return Ok(found);
         }
         let look_again = deadline.min(tokio::time::Instant::now() + RECHECK);
         tokio::select! {
             () = news => {}
             () = tokio::time::sleep_until(look_again) => {}
-            () = state.stopping() => return Ok(order),
+            () = state.stopping() => return Ok(found),
         }
     }
 }

@@ -1,14 +1,16 @@
 //! The pay route.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use crate::contracts::{PaymentCompleted, PaymentFailed, PaymentTimedOut};
-use crate::http::{Caller, Json, Path};
+use crate::http::{Caller, Json, Path, PreferWait};
 use crate::ids::{BuyerId, OrderId};
 use crate::ordering::checkout::{CheckoutSaga, CheckoutState, PAYMENT_DECLINED};
 use crate::ordering::db::{find_order, move_status};
 use crate::ordering::domain::OrderStatus;
+use crate::ordering::http::{PREFER_WAIT, mark_applied, status_after};
 use crate::state::AppState;
 use crate::{Error, NotAwaitingPayment, Result};
 use bus::Message;
@@ -30,24 +32,27 @@ pub struct PaymentResult {
     pub success: bool,
     /// Why not, when it did not.
     pub failure_reason: Option<String>,
-    /// The order's status as this payment left it: `Paid`, or `StockReserved` after a refusal,
-    /// on every backend. The saga then confirms or fails the order: follow it with
-    /// `GET /api/ordering/orders/{id}?waitWhile=…`.
+    /// The order's status: `Paid`, or `StockReserved` after a refusal, as this payment left
+    /// it. With `Prefer: wait=N` the answer is held until the saga confirms or fails the order,
+    /// N seconds at most. The same on every backend.
     pub order_status: OrderStatus,
 }
 
 /// Pays (or declines) an order that awaits payment; 409 when it does not (stock not yet
 /// reserved, already paid or declined, failed, or the payment window closed).
 #[utoipa::path(post, path = "/api/ordering/orders/{id}/pay", tag = "payment",
-    params(("id" = OrderId, Path, description = "Order id")), request_body = PaymentRequest,
+    params(("id" = OrderId, Path, description = "Order id"),
+        ("Prefer" = Option<String>, Header, description = PREFER_WAIT)),
+    request_body = PaymentRequest,
     responses((status = 200, body = PaymentResult), (status = 404, body = crate::error::Problem),
         (status = 409, body = crate::error::Problem)))]
 pub async fn pay(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<OrderId>,
+    wait: PreferWait,
     Json(request): Json<PaymentRequest>,
-) -> Result<Json<PaymentResult>> {
+) -> Result<Response> {
     let timeout = state.config.payment_timeout;
     let payer = (!caller.is_admin).then_some(caller.buyer);
     let succeed = request.should_succeed;
@@ -56,7 +61,14 @@ pub async fn pay(
             Box::pin(record_payment(tx, id, payer, succeed, timeout))
         })
         .await?;
-    Ok(Json(result))
+    let order_status = status_after(&state, id, result.order_status, wait).await;
+    let mut answer = Json(PaymentResult {
+        order_status,
+        ..result
+    })
+    .into_response();
+    mark_applied(&mut answer, wait);
+    Ok(answer)
 }
 
 /// Records the simulated provider's answer for an order that awaits payment, and publishes it

@@ -178,6 +178,31 @@ async fn the_answers_to_checkout_and_payment_report_the_status_the_request_left(
     order_in(&buyer, &order, &["Confirmed"]).await;
 }
 
+async fn answers_that_prefer_to_wait_report_where_the_saga_took_the_order(backend) {
+    let app = spawn_app(backend).await;
+    let mug = product(&app, "Mug", 1250, 20).await;
+    let buyer = app.buyer().preferring("wait=10");
+    let placed = post_checkout(&buyer, Some(json!([{ "productId": mug, "quantity": 1 }]))).await;
+    assert_eq!(placed.status, 201, "{:?}", placed.body);
+    assert_eq!(placed.body["status"], "StockReserved");
+    assert_eq!(placed.headers["preference-applied"], "wait=10");
+    let order = placed.body["orderId"].as_str().unwrap().to_owned();
+    let paid = pay(&buyer, &order, true).await;
+    assert_eq!((paid.status, &paid.body["orderStatus"]), (200, &json!("Confirmed")));
+    assert_eq!(paid.headers["preference-applied"], "wait=10");
+    let mug_again = post_checkout(&buyer, Some(json!([{ "productId": mug, "quantity": 1 }]))).await;
+    let declined = pay(&buyer, mug_again.body["orderId"].as_str().unwrap(), false).await;
+    assert_eq!((declined.status, &declined.body["orderStatus"]), (200, &json!("Failed")));
+}
+
+async fn without_workers_a_wait_runs_out_and_answers_the_status_the_request_left(backend) {
+    let (_app, buyer, _, book) = one_book_ordered_without_workers(backend).await;
+    let waiting = buyer.preferring("wait=1");
+    let placed = post_checkout(&waiting, Some(json!([{ "productId": book, "quantity": 1 }]))).await;
+    assert_eq!((placed.status, &placed.body["status"]), (201, &json!("Submitted")));
+    assert_eq!(placed.headers["preference-applied"], "wait=1");
+}
+
 async fn without_workers_the_answers_report_the_status_the_request_left(backend) {
     let (app, buyer, order, _) = one_book_ordered_without_workers(backend).await;
     let view = buyer.get(&format!("/api/ordering/orders/{order}")).await;

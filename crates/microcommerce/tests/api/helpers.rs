@@ -87,6 +87,7 @@ impl TestApp {
                 .expect("http client"),
             base: self.base.clone(),
             token: None,
+            prefer: None,
         }
     }
 
@@ -116,6 +117,8 @@ pub struct Client {
     pub http: reqwest::Client,
     base: String,
     token: Option<String>,
+    /// A `Prefer` header sent with every request.
+    prefer: Option<String>,
 }
 
 /// A response read whole: status, headers and JSON body (Null when empty or not JSON).
@@ -145,12 +148,25 @@ impl Client {
         &self.base
     }
 
+    /// The same identity, sending `Prefer: preference` with every request.
+    pub fn preferring(&self, preference: &str) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: self.token.clone(),
+            prefer: Some(preference.to_owned()),
+        }
+    }
+
     /// Sends a request with an optional JSON body.
     pub async fn send(&self, method: &str, path: &str, body: Option<Value>) -> Reply {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.http.request(method, format!("{}{}", self.base, path));
         if let Some(token) = &self.token {
             request = request.bearer_auth(token);
+        }
+        if let Some(prefer) = &self.prefer {
+            request = request.header("prefer", prefer);
         }
         if let Some(body) = body {
             request = request.json(&body);
