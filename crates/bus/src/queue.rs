@@ -9,7 +9,7 @@ use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 use crate::{Envelope, MessageId};
-use storage::sql::{POSTGRES_NOW, PerBackend};
+use storage::sql::POSTGRES_NOW;
 use storage::{Backend, Conn, Db, Timestamp};
 
 /// A queue row claimed for processing, or a message handed over as if it were one.
@@ -78,8 +78,7 @@ pub(crate) async fn claim(
     now: Timestamp,
     limit: usize,
 ) -> Result<Vec<Claimed>, sqlx::Error> {
-    static SQL: PerBackend = PerBackend::new();
-    let rows = sqlx::query(SQL.get(conn.backend(), claim_sql))
+    let rows = sqlx::query(sqlx::AssertSqlSafe(claim_sql(conn.backend())))
         .bind(now.0)
         .bind(i64::try_from(limit).unwrap_or(i64::MAX))
         .fetch_all(conn)
@@ -308,8 +307,7 @@ pub(crate) async fn keys_to_queue(
         .iter()
         .map(|(consumer, id)| (consumer.as_str(), id.to_string()))
         .collect();
-    static SQL: PerBackend = PerBackend::new();
-    let rows = sqlx::query(SQL.get(conn.backend(), keys_to_queue_sql))
+    let rows = sqlx::query(sqlx::AssertSqlSafe(keys_to_queue_sql(conn.backend())))
         .bind(storage::json_param(&pairs)?)
         .fetch_all(conn)
         .await?;

@@ -454,8 +454,7 @@ async fn read_stored(
     saga: &str,
     ids: &[Uuid],
 ) -> Result<HashMap<Uuid, Stored>, sqlx::Error> {
-    static SQL: storage::sql::PerBackend = storage::sql::PerBackend::new();
-    let query = sqlx::query(SQL.get(conn.backend(), read_stored_sql))
+    let query = sqlx::query(sqlx::AssertSqlSafe(read_stored_sql(conn.backend())))
         .bind(saga)
         .bind(storage::json_param(&ids)?);
     let mut stored = HashMap::with_capacity(ids.len());

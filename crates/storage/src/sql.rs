@@ -8,34 +8,6 @@ use crate::Backend;
 /// deadlines by the same clock.
 pub const POSTGRES_NOW: &str = "CAST(EXTRACT(EPOCH FROM clock_timestamp()) * 1000000 AS BIGINT)";
 
-/// A statement text that differs by backend, built once per backend on first use: for
-/// statements run on every batch or request, whose text would otherwise be assembled anew
-/// each time. Keep it in a `static`.
-#[derive(Debug, Default)]
-pub struct PerBackend {
-    sqlite: std::sync::OnceLock<String>,
-    postgres: std::sync::OnceLock<String>,
-}
-
-impl PerBackend {
-    /// Nothing built yet.
-    pub const fn new() -> Self {
-        Self {
-            sqlite: std::sync::OnceLock::new(),
-            postgres: std::sync::OnceLock::new(),
-        }
-    }
-
-    /// The text for `backend`, from `build` the first time.
-    pub fn get(&'static self, backend: Backend, build: fn(Backend) -> String) -> &'static str {
-        let cell = match backend {
-            Backend::Sqlite => &self.sqlite,
-            Backend::Postgres => &self.postgres,
-        };
-        cell.get_or_init(|| build(backend))
-    }
-}
-
 /// The elements of the JSON array bound as `$param`, as a table `j`: an element in `j.value`
 /// (its fields `j.value ->> 0` …, text on PostgreSQL, so `CAST` numbers), its position in
 /// `j.key`. One statement text for any number of rows, binding one parameter, where a list of
