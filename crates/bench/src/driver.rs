@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -31,14 +32,17 @@ pub struct Driver {
 
 struct Inner {
     http: reqwest::Client,
-    base: String,
+    /// The instances' base URLs; set-up and checks use the first.
+    bases: Vec<String>,
+    /// Turns of the buyers' checkouts, spread over the instances in order.
+    next_instance: AtomicUsize,
     admin_token: String,
     /// The products buyers pick from.
     products: Vec<String>,
     /// Units on hand of each product once set up.
     initial: BTreeMap<String, i64>,
-    /// The embedded server, when no `--url` was given.
-    embedded: Option<Embedded>,
+    /// The embedded servers, when no `--url` was given.
+    embedded: Vec<Embedded>,
     /// Drive the engine in-process (needs the embedded server's state).
     engine: bool,
 }
@@ -47,39 +51,34 @@ struct Embedded {
     state: AppState,
     shutdown: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
     server: std::sync::Mutex<Option<tokio::task::JoinHandle<std::io::Result<()>>>>,
-    _dir: tempfile::TempDir,
+    /// The temporary folder of a SQLite database, kept by the first server.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Driver {
     /// Starts the embedded server if needed and sets up stock.
     pub async fn prepare(options: &BenchOptions) -> Result<Self, BenchError> {
-        let (base, admin_token, embedded) = match &options.url {
-            Some(url) => {
-                let token = options.admin_token.clone().ok_or_else(|| {
-                    BenchError::Setup(
-                        "--url needs MICROCOMMERCE_ADMIN_TOKEN to set up stock".into(),
-                    )
-                })?;
-                (url.trim_end_matches('/').to_owned(), token, None)
-            }
-            None => {
-                let embedded = Embedded::start(options).await?;
-                let base = embedded.base.clone();
-                (base, embedded.token.clone(), Some(embedded.value))
-            }
+        let (bases, admin_token, embedded) = if options.urls.is_empty() {
+            Embedded::start_all(options).await?
+        } else {
+            let token = options.admin_token.clone().ok_or_else(|| {
+                BenchError::Setup("--url needs MICROCOMMERCE_ADMIN_TOKEN to set up stock".into())
+            })?;
+            let bases = options
+                .urls
+                .iter()
+                .map(|url| url.trim_end_matches('/').to_owned())
+                .collect();
+            (bases, token, Vec::new())
         };
-        if options.engine && embedded.is_none() {
-            return Err(BenchError::Setup(
-                "--engine drives an embedded server; drop --url".into(),
-            ));
-        }
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(options.buyers.max(1) * 2)
             .build()
             .map_err(|e| BenchError::Setup(e.to_string()))?;
         let mut inner = Inner {
             http,
-            base,
+            bases,
+            next_instance: AtomicUsize::new(0),
             admin_token,
             products: Vec::new(),
             initial: BTreeMap::new(),
@@ -133,9 +132,9 @@ impl Driver {
         Ok(problems)
     }
 
-    /// Stops the embedded server, if any.
+    /// Stops the embedded servers, if any.
     pub async fn finish(&self) {
-        if let Some(embedded) = &self.inner.embedded {
+        for embedded in &self.inner.embedded {
             embedded.stop().await;
         }
     }
@@ -205,14 +204,22 @@ impl Inner {
         picked.into_iter().collect()
     }
 
+    /// The instance whose turn it is to serve a whole checkout.
+    fn take_turn(&self) -> usize {
+        self.next_instance.fetch_add(1, Ordering::Relaxed) % self.bases.len().max(1)
+    }
+
     async fn checkout_over_http(&self, picks: &[String], decline: bool, tally: &Tally) -> Outcome {
         let started = Instant::now();
-        let cookie = format!("buyer_id={}", uuid::Uuid::new_v4());
+        let buyer = Buyer {
+            cookie: format!("buyer_id={}", uuid::Uuid::new_v4()),
+            base: &self.bases[self.take_turn()],
+        };
         for product in picks {
             let body = json!({ "productId": product, "quantity": 1 });
             let added = self
                 .send(
-                    &cookie,
+                    &buyer,
                     reqwest::Method::POST,
                     "/api/cart/items",
                     Some(body),
@@ -230,7 +237,7 @@ impl Inner {
         let placed_at = Instant::now();
         let placed = self
             .send(
-                &cookie,
+                &buyer,
                 reqwest::Method::POST,
                 "/api/ordering/checkout",
                 Some(body),
@@ -244,7 +251,7 @@ impl Inner {
         let reported = placed.1["status"].as_str().unwrap_or("Submitted");
         let first = self
             .settle_http(
-                &cookie,
+                &buyer,
                 &path,
                 reported,
                 &["StockReserved", "Failed"],
@@ -259,7 +266,7 @@ impl Inner {
         let pay = json!({ "shouldSucceed": !decline });
         let paid = self
             .send(
-                &cookie,
+                &buyer,
                 reqwest::Method::POST,
                 &format!("{path}/pay"),
                 Some(pay),
@@ -273,7 +280,7 @@ impl Inner {
         let guessed = if decline { "StockReserved" } else { "Paid" };
         let reported = paid.1["orderStatus"].as_str().unwrap_or(guessed);
         let last = self
-            .settle_http(&cookie, &path, reported, &["Confirmed", "Failed"], tally)
+            .settle_http(&buyer, &path, reported, &["Confirmed", "Failed"], tally)
             .await;
         settled(
             last,
@@ -289,17 +296,17 @@ impl Inner {
     /// any other is waited out.
     async fn settle_http(
         &self,
-        cookie: &str,
+        buyer: &Buyer<'_>,
         path: &str,
         reported: &str,
         statuses: &[&str],
         tally: &Tally,
     ) -> (String, Option<String>) {
         match reported {
-            "Failed" => self.wait_http(cookie, path, None, statuses, tally).await,
+            "Failed" => self.wait_http(buyer, path, None, statuses, tally).await,
             done if statuses.contains(&done) => (done.to_owned(), None),
             current => {
-                self.wait_http(cookie, path, Some(current), statuses, tally)
+                self.wait_http(buyer, path, Some(current), statuses, tally)
                     .await
             }
         }
@@ -310,7 +317,7 @@ impl Inner {
     /// `current` the first request answers at once.
     async fn wait_http(
         &self,
-        cookie: &str,
+        buyer: &Buyer<'_>,
         path: &str,
         current: Option<&str>,
         statuses: &[&str],
@@ -324,7 +331,7 @@ impl Inner {
                 None => path.to_owned(),
             };
             let (_, order) = self
-                .send(cookie, reqwest::Method::GET, &url, None, tally)
+                .send(buyer, reqwest::Method::GET, &url, None, tally)
                 .await;
             let status = order["status"].as_str().unwrap_or_default();
             if statuses.contains(&status) {
@@ -344,11 +351,7 @@ impl Inner {
 
     async fn checkout_in_process(&self, picks: &[String], decline: bool, tally: &Tally) -> Outcome {
         let started = Instant::now();
-        let state = &self
-            .embedded
-            .as_ref()
-            .expect("engine mode is embedded")
-            .state;
+        let state = &self.embedded[self.take_turn() % self.embedded.len()].state;
         let lines = picks
             .iter()
             .filter_map(|p| p.parse::<ProductId>().ok())
@@ -388,7 +391,7 @@ impl Inner {
 
     async fn send(
         &self,
-        cookie: &str,
+        buyer: &Buyer<'_>,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
@@ -400,8 +403,8 @@ impl Inner {
         let prefer = (method == reqwest::Method::POST).then_some(("prefer", "wait=10"));
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.base))
-            .header("cookie", cookie);
+            .request(method, format!("{}{path}", buyer.base))
+            .header("cookie", &buyer.cookie);
         if let Some((name, value)) = prefer {
             request = request.header(name, value);
         }
@@ -432,7 +435,7 @@ impl Inner {
     ) -> Result<(u16, Value), BenchError> {
         let mut request = self
             .http
-            .request(method, format!("{}{path}", self.base))
+            .request(method, format!("{}{path}", self.bases[0]))
             .bearer_auth(&self.admin_token);
         if let Some(body) = body {
             request = request.json(&body);
@@ -542,38 +545,52 @@ fn micros(since: Instant) -> u64 {
     u64::try_from(since.elapsed().as_micros()).unwrap_or(u64::MAX)
 }
 
-/// What starting an embedded server yields.
-struct Started {
-    value: Embedded,
-    base: String,
-    token: String,
-}
-
-impl std::ops::Deref for Started {
-    type Target = Embedded;
-    fn deref(&self) -> &Embedded {
-        &self.value
-    }
+/// One buyer's checkout: its cookie and the instance that serves it.
+struct Buyer<'a> {
+    cookie: String,
+    base: &'a str,
 }
 
 impl Embedded {
-    async fn start(options: &BenchOptions) -> Result<Started, BenchError> {
-        let dir = tempfile::tempdir().map_err(|e| BenchError::Setup(e.to_string()))?;
+    /// Starts `options.instances` servers on one database; returns their base URLs, their
+    /// admin token and the servers.
+    async fn start_all(
+        options: &BenchOptions,
+    ) -> Result<(Vec<String>, String, Vec<Embedded>), BenchError> {
         let token = uuid::Uuid::new_v4().simple().to_string();
+        let dir = tempfile::tempdir().map_err(|e| BenchError::Setup(e.to_string()))?;
         let database_url = options
             .database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", dir.path().join("bench.db").display()));
+        let (mut bases, mut servers) = (Vec::new(), Vec::new());
+        for _ in 0..options.instances.max(1) {
+            let (base, server) = Self::start(options, &database_url, &token).await?;
+            bases.push(base);
+            servers.push(server);
+        }
+        if let Some(first) = servers.first_mut() {
+            first._dir = Some(dir);
+        }
+        Ok((bases, token, servers))
+    }
+
+    /// One server on `database_url`; returns its base URL and itself.
+    async fn start(
+        options: &BenchOptions,
+        database_url: &str,
+        token: &str,
+    ) -> Result<(String, Embedded), BenchError> {
         let postgres = database_url.starts_with("postgres");
         let config = Config {
             addr: "127.0.0.1:0".into(),
-            database_url,
+            database_url: database_url.to_owned(),
             synchronous: options.synchronous,
             pin_writer: options.pin_writer,
             workers: options.workers,
             batch_size: options.batch_size,
             hand_over: options.hand_over,
-            admin_token: token.clone(),
+            admin_token: token.to_owned(),
             db_pool_size: if postgres { 20 } else { 10 },
             ..Config::default()
         };
@@ -584,16 +601,13 @@ impl Embedded {
         let server = tokio::spawn(app.run(async {
             let _ = stopped.await;
         }));
-        Ok(Started {
-            value: Embedded {
-                state,
-                shutdown: std::sync::Mutex::new(Some(shutdown)),
-                server: std::sync::Mutex::new(Some(server)),
-                _dir: dir,
-            },
-            base,
-            token,
-        })
+        let embedded = Embedded {
+            state,
+            shutdown: std::sync::Mutex::new(Some(shutdown)),
+            server: std::sync::Mutex::new(Some(server)),
+            _dir: None,
+        };
+        Ok((base, embedded))
     }
 
     async fn stop(&self) {

@@ -9,6 +9,7 @@
 
 mod baseline;
 mod driver;
+mod latency;
 mod report;
 
 use std::collections::BTreeMap;
@@ -20,13 +21,19 @@ use hdrhistogram::Histogram;
 use tokio::sync::Mutex;
 
 pub use driver::Driver;
+pub use latency::{LatencyError, LatencyProxy};
 pub use report::Report;
 
 /// What to run and how hard.
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
-    /// A running deployment to drive; `None` starts an embedded server.
-    pub url: Option<String>,
+    /// Running instances of one deployment to drive, buyers spread over them in turn; none
+    /// starts embedded servers.
+    pub urls: Vec<String>,
+    /// Embedded servers to start on the one database (several need PostgreSQL).
+    pub instances: usize,
+    /// Round trip added between the embedded servers (and the baseline) and PostgreSQL.
+    pub db_latency: Option<Duration>,
     /// Admin token of the deployment (for stock set-up).
     pub admin_token: Option<String>,
     /// Database of the embedded server (and of the baseline); `None` is a temporary SQLite file.
@@ -77,6 +84,12 @@ pub enum BenchError {
     /// A database statement failed.
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
+    /// The delay line in front of the database could not start.
+    #[error(transparent)]
+    Latency(#[from] LatencyError),
+    /// The options contradict each other.
+    #[error("{0}")]
+    Options(String),
 }
 
 /// One finished checkout as a buyer saw it.
@@ -195,6 +208,9 @@ impl Tally {
 
 /// Runs the benchmark described by `options` and returns its report.
 pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
+    check(options)?;
+    let (_proxy, through_proxy) = behind_latency(options)?;
+    let options = through_proxy.as_ref().unwrap_or(options);
     let driver = Driver::prepare(options).await?;
     let measured = drive(options, Target::Checkouts(driver.clone()), "checkouts").await;
     let invariants = driver.check_invariants(&measured.summary).await?;
@@ -206,6 +222,47 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
     };
     driver.finish().await;
     Ok(Report::new(options, measured, invariants, baseline))
+}
+
+/// Refuses combinations of options that cannot mean anything.
+fn check(options: &BenchOptions) -> Result<(), BenchError> {
+    let postgres = options
+        .database_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("postgres"));
+    let refuse = |why: &str| Err(BenchError::Options(why.to_owned()));
+    if !options.urls.is_empty() && (options.instances > 1 || options.db_latency.is_some()) {
+        return refuse(
+            "--instances and --db-latency shape embedded servers; a deployment given by --url \
+             has its own",
+        );
+    }
+    if options.instances > 1 && !postgres {
+        return refuse("--instances above 1 needs a PostgreSQL --database-url: SQLite has one writer");
+    }
+    if options.db_latency.is_some() && !postgres {
+        return refuse("--db-latency needs a PostgreSQL --database-url");
+    }
+    if options.engine && !options.urls.is_empty() {
+        return refuse("--engine drives an embedded server; drop --url");
+    }
+    Ok(())
+}
+
+/// With `--db-latency`, a delay line in front of the database and the options that reach the
+/// database through it, so that the embedded servers and the baseline pay the same distance.
+fn behind_latency(
+    options: &BenchOptions,
+) -> Result<(Option<LatencyProxy>, Option<BenchOptions>), BenchError> {
+    let (Some(round_trip), Some(url)) = (options.db_latency, &options.database_url) else {
+        return Ok((None, None));
+    };
+    let (proxy, through) = LatencyProxy::start(url, round_trip)?;
+    let options = BenchOptions {
+        database_url: Some(through),
+        ..options.clone()
+    };
+    Ok((Some(proxy), Some(options)))
 }
 
 /// The raw results of one driven run.

@@ -12,6 +12,8 @@ use super::{BenchOptions, Measured, peak_rss_mib, percentiles};
 pub struct Report {
     mode: &'static str,
     buyers: usize,
+    instances: usize,
+    db_latency_ms: Option<f64>,
     seconds: f64,
     checkouts: u64,
     checkouts_per_sec: f64,
@@ -42,12 +44,14 @@ impl Report {
         Self {
             mode: if options.engine {
                 "engine (in-process)"
-            } else if options.url.is_some() {
+            } else if !options.urls.is_empty() {
                 "HTTP (remote)"
             } else {
                 "HTTP (embedded)"
             },
             buyers: options.buyers,
+            instances: options.urls.len().max(options.instances).max(1),
+            db_latency_ms: options.db_latency.map(|d| d.as_secs_f64() * 1000.0),
             seconds,
             checkouts: completed,
             checkouts_per_sec: completed as f64 / seconds,
@@ -71,11 +75,18 @@ impl Report {
     /// The summary for a terminal.
     pub fn table(&self) -> String {
         let mut out = String::new();
-        let _ = writeln!(
+        let _ = write!(
             out,
             "mode            {} | {} buyers | {:.1} s",
             self.mode, self.buyers, self.seconds
         );
+        if self.instances > 1 {
+            let _ = write!(out, " | {} instances", self.instances);
+        }
+        if let Some(ms) = self.db_latency_ms {
+            let _ = write!(out, " | database {ms} ms away");
+        }
+        let _ = writeln!(out);
         let _ = writeln!(
             out,
             "checkouts       {} completed, {:.1}/s",
@@ -145,6 +156,8 @@ impl Report {
         let mut report = json!({
             "mode": self.mode,
             "buyers": self.buyers,
+            "instances": self.instances,
+            "dbLatencyMs": self.db_latency_ms,
             "seconds": self.seconds,
             "checkouts": self.checkouts,
             "checkoutsPerSec": self.checkouts_per_sec,

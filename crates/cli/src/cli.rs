@@ -35,10 +35,11 @@ pub enum Command {
 /// Options of `bench`.
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// A running deployment to drive (e.g. `http://127.0.0.1:8080`); without it an embedded
-    /// server starts on a fresh temporary database.
-    #[arg(long)]
-    pub url: Option<String>,
+    /// A running deployment to drive (e.g. `http://127.0.0.1:8080`); repeat it, or separate
+    /// with commas, to spread the buyers over several instances of one deployment. Without it
+    /// embedded servers start on a fresh temporary database.
+    #[arg(long, value_delimiter = ',')]
+    pub url: Vec<String>,
     /// Admin token of the deployment given by `--url`, to set up stock.
     #[arg(long, env = "MICROCOMMERCE_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -52,6 +53,15 @@ pub struct BenchArgs {
     /// lets the system place it, to measure what binding gains).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub pin_writer: bool,
+    /// Embedded servers started on the one `--database-url` (PostgreSQL), buyers spread over
+    /// them in turn, as several instances of one deployment.
+    #[arg(long, default_value_t = 1)]
+    pub instances: usize,
+    /// Round trip added between the embedded servers (and the baseline) and PostgreSQL, half
+    /// each way, by a delay line inside the bench (`1ms`, `500us`): a database one network hop
+    /// away.
+    #[arg(long, value_parser = parse_duration)]
+    pub db_latency: Option<std::time::Duration>,
     /// Message workers of the embedded server (as `serve --workers`).
     #[arg(long, default_value_t = 1)]
     pub workers: usize,
@@ -102,7 +112,9 @@ impl BenchArgs {
     /// The benchmark these options describe.
     pub fn into_options(self) -> bench::BenchOptions {
         bench::BenchOptions {
-            url: self.url,
+            urls: self.url,
+            instances: self.instances.max(1),
+            db_latency: self.db_latency,
             admin_token: self.admin_token,
             database_url: self.database_url,
             synchronous: self.synchronous,

@@ -99,7 +99,7 @@ pub fn redact_password(url: &str) -> String {
     }
 }
 
-/// Parses `90`, `90s`, `15m`, `2h`, `30d` or `500ms` into a duration.
+/// Parses `90`, `90s`, `15m`, `2h`, `30d`, `500ms` or `250us` into a duration.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let split = text
@@ -115,9 +115,10 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "h" => 3600,
         "d" => 86_400,
         "ms" => return Ok(Duration::from_millis(number)),
+        "us" => return Ok(Duration::from_micros(number)),
         _ => {
             return Err(format!(
-                "unknown unit {unit:?} in {text:?}: use ms, s, m, h or d"
+                "unknown unit {unit:?} in {text:?}: use us, ms, s, m, h or d"
             ));
         }
     };
@@ -147,6 +148,7 @@ mod tests {
         assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("500us"), Ok(Duration::from_micros(500)));
         assert!(parse_duration("soon").is_err());
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert!(parse_duration("5w").is_err());

@@ -1,0 +1,221 @@
+//! `--db-latency`: a delay line between the service and its PostgreSQL, so that anyone can
+//! measure what a database one network hop away costs without a network to hand.
+//!
+//! A TCP proxy on 127.0.0.1 forwards every connection to the real server and holds each chunk
+//! half the round trip in each direction. Chunks keep their order and their spacing (a delay
+//! line, not a queue that sleeps per chunk), so pipelined traffic is not slowed beyond the
+//! delay itself. Threads with `std::thread::sleep` keep sub-millisecond delays accurate, which
+//! an async timer, rounding up to whole milliseconds, would not.
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// A running delay line; dropping it stops accepting (open connections end with their pools).
+pub struct LatencyProxy {
+    /// Where the proxy listens.
+    addr: SocketAddr,
+    /// Tells the accepting thread to stop.
+    stop: Arc<AtomicBool>,
+}
+
+/// Why a database URL cannot be put behind the delay line.
+#[derive(Debug, thiserror::Error)]
+pub enum LatencyError {
+    /// The URL names no host this bench can find.
+    #[error("--db-latency: cannot find the database host of `{url}`: {reason}")]
+    Host {
+        /// The URL as given, password hidden.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The proxy could not listen.
+    #[error("--db-latency: cannot listen on 127.0.0.1: {0}")]
+    Listen(io::Error),
+}
+
+impl LatencyProxy {
+    /// Starts a delay line of `round_trip` in front of the server `database_url` names and
+    /// returns it with the URL that reaches the same database through it.
+    pub fn start(database_url: &str, round_trip: Duration) -> Result<(Self, String), LatencyError> {
+        let (authority, rewrite) = split_authority(database_url)
+            .ok_or_else(|| host_error(database_url, "no host in the URL"))?;
+        let target = resolve(authority).map_err(|reason| host_error(database_url, &reason))?;
+        let listener = TcpListener::bind("127.0.0.1:0").map_err(LatencyError::Listen)?;
+        let addr = listener.local_addr().map_err(LatencyError::Listen)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let one_way = round_trip / 2;
+        let stopping = stop.clone();
+        thread::spawn(move || accept(listener, target, one_way, &stopping));
+        Ok((Self { addr, stop }, rewrite(&addr.to_string())))
+    }
+}
+
+impl Drop for LatencyProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        // Wakes the accepting thread so that it sees the flag.
+        let _ = TcpStream::connect(self.addr);
+    }
+}
+
+/// The `host:port` part of a URL (after any `user:password@`), and a function that rebuilds
+/// the URL with another one in its place.
+fn split_authority(url: &str) -> Option<(&str, impl Fn(&str) -> String + '_)> {
+    let scheme_end = url.find("://")? + 3;
+    let rest = &url[scheme_end..];
+    let authority_end = scheme_end + rest.find(['/', '?']).unwrap_or(rest.len());
+    let host_start = url[..authority_end]
+        .rfind('@')
+        .map_or(scheme_end, |at| at + 1);
+    let authority = &url[host_start..authority_end];
+    (!authority.is_empty()).then_some((authority, move |replacement: &str| {
+        format!(
+            "{}{replacement}{}",
+            &url[..host_start],
+            &url[authority_end..]
+        )
+    }))
+}
+
+/// The address of `host[:port]`, PostgreSQL's port 5432 when none is given.
+fn resolve(authority: &str) -> Result<SocketAddr, String> {
+    let with_port = if authority.rsplit_once(':').is_some_and(|(_, port)| {
+        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
+    }) {
+        authority.to_owned()
+    } else {
+        format!("{authority}:5432")
+    };
+    with_port
+        .to_socket_addrs()
+        .map_err(|error| error.to_string())?
+        .next()
+        .ok_or_else(|| "the host has no address".to_owned())
+}
+
+fn host_error(url: &str, reason: &str) -> LatencyError {
+    LatencyError::Host {
+        url: microcommerce::config::redact_password(url),
+        reason: reason.to_owned(),
+    }
+}
+
+/// Accepts connections until stopped; each gets a delay line per direction.
+fn accept(listener: TcpListener, target: SocketAddr, one_way: Duration, stop: &AtomicBool) {
+    for client in listener.incoming() {
+        if stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(client) = client else { continue };
+        let server = match TcpStream::connect(target) {
+            Ok(server) => server,
+            Err(error) => {
+                tracing::warn!(%error, %target, "--db-latency: cannot reach the database");
+                continue;
+            }
+        };
+        if let Err(error) = connect_pair(client, server, one_way) {
+            tracing::warn!(%error, "--db-latency: cannot set up a connection");
+        }
+    }
+}
+
+/// Joins one client connection to its server connection, both ways delayed.
+fn connect_pair(client: TcpStream, server: TcpStream, one_way: Duration) -> io::Result<()> {
+    client.set_nodelay(true)?;
+    server.set_nodelay(true)?;
+    delay_line(client.try_clone()?, server.try_clone()?, one_way);
+    delay_line(server, client, one_way);
+    Ok(())
+}
+
+/// Forwards what `from` sends to `to`, each chunk `delay` after it arrived: one thread reads
+/// and stamps, another waits out each stamp and writes.
+fn delay_line(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+    let (chunks, delayed) = mpsc::channel::<(Instant, Vec<u8>)>();
+    thread::spawn(move || {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            match from.read(&mut buffer) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if chunks.send((Instant::now() + delay, buffer[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    thread::spawn(move || {
+        for (due, chunk) in delayed {
+            thread::sleep(due.saturating_duration_since(Instant::now()));
+            if to.write_all(&chunk).is_err() {
+                break;
+            }
+        }
+        // The reader ended (its peer closed): pass the end on.
+        let _ = to.shutdown(Shutdown::Write);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authority_is_found_after_the_user_and_before_the_path() {
+        let (authority, rewrite) =
+            split_authority("postgres://u:p@db.example:6543/shop?sslmode=disable").unwrap();
+        assert_eq!(authority, "db.example:6543");
+        assert_eq!(
+            rewrite("127.0.0.1:9"),
+            "postgres://u:p@127.0.0.1:9/shop?sslmode=disable"
+        );
+        let (authority, rewrite) = split_authority("postgres://localhost/db").unwrap();
+        assert_eq!(authority, "localhost");
+        assert_eq!(rewrite("127.0.0.1:9"), "postgres://127.0.0.1:9/db");
+    }
+
+    #[test]
+    fn a_url_without_a_host_is_refused() {
+        assert!(split_authority("postgres:///db").is_none());
+        assert!(split_authority("not a url").is_none());
+    }
+
+    #[test]
+    fn bytes_arrive_in_order_after_the_delay() {
+        let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+        let echo_addr = echo.local_addr().unwrap();
+        thread::spawn(move || {
+            let (mut peer, _) = echo.accept().unwrap();
+            let mut buffer = [0u8; 1024];
+            while let Ok(n) = peer.read(&mut buffer) {
+                if n == 0 || peer.write_all(&buffer[..n]).is_err() {
+                    return;
+                }
+            }
+        });
+        let url = format!("postgres://u:p@{echo_addr}/db");
+        let (_proxy, through) = LatencyProxy::start(&url, Duration::from_millis(20)).unwrap();
+        let (authority, _) = split_authority(&through).unwrap();
+        let mut client = TcpStream::connect(authority).unwrap();
+        let sent = Instant::now();
+        client.write_all(b"one").unwrap();
+        client.write_all(b"two").unwrap();
+        let mut received = Vec::new();
+        let mut buffer = [0u8; 16];
+        while received.len() < 6 {
+            let n = client.read(&mut buffer).unwrap();
+            assert!(n > 0, "the proxy closed early");
+            received.extend_from_slice(&buffer[..n]);
+        }
+        assert_eq!(received, b"onetwo");
+        assert!(sent.elapsed() >= Duration::from_millis(20), "no delay applied");
+    }
+}
