@@ -250,13 +250,7 @@ impl Inner {
         let path = format!("/api/ordering/orders/{order}");
         let reported = placed.1["status"].as_str().unwrap_or("Submitted");
         let first = self
-            .settle_http(
-                &buyer,
-                &path,
-                reported,
-                &["StockReserved", "Failed"],
-                tally,
-            )
+            .settle_http(&buyer, &path, reported, &["StockReserved", "Failed"], tally)
             .await;
         let to_awaiting = micros(placed_at);
         if first.0 != "StockReserved" {

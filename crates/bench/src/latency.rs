@@ -85,9 +85,10 @@ fn split_authority(url: &str) -> Option<(&str, impl Fn(&str) -> String + '_)> {
 
 /// The address of `host[:port]`, PostgreSQL's port 5432 when none is given.
 fn resolve(authority: &str) -> Result<SocketAddr, String> {
-    let with_port = if authority.rsplit_once(':').is_some_and(|(_, port)| {
-        !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit())
-    }) {
+    let with_port = if authority
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()))
+    {
         authority.to_owned()
     } else {
         format!("{authority}:5432")
@@ -145,7 +146,10 @@ fn delay_line(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
             match from.read(&mut buffer) {
                 Ok(0) | Err(_) => return,
                 Ok(n) => {
-                    if chunks.send((Instant::now() + delay, buffer[..n].to_vec())).is_err() {
+                    if chunks
+                        .send((Instant::now() + delay, buffer[..n].to_vec()))
+                        .is_err()
+                    {
                         return;
                     }
                 }
@@ -216,6 +220,9 @@ mod tests {
             received.extend_from_slice(&buffer[..n]);
         }
         assert_eq!(received, b"onetwo");
-        assert!(sent.elapsed() >= Duration::from_millis(20), "no delay applied");
+        assert!(
+            sent.elapsed() >= Duration::from_millis(20),
+            "no delay applied"
+        );
     }
 }

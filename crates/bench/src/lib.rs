@@ -238,7 +238,9 @@ fn check(options: &BenchOptions) -> Result<(), BenchError> {
         );
     }
     if options.instances > 1 && !postgres {
-        return refuse("--instances above 1 needs a PostgreSQL --database-url: SQLite has one writer");
+        return refuse(
+            "--instances above 1 needs a PostgreSQL --database-url: SQLite has one writer",
+        );
     }
     if options.db_latency.is_some() && !postgres {
         return refuse("--db-latency needs a PostgreSQL --database-url");
