@@ -423,6 +423,19 @@ impl Tx<'_> {
         self.write(&Outgoing::publish(message)).await
     }
 
+    /// Publishes `message` as caused by `cause`, for a consumer that handles several messages
+    /// at once ([`crate::Consumer::consume_all`]) and answers each.
+    pub async fn publish_caused_by<M: Message>(
+        &mut self,
+        cause: &crate::Envelope,
+        message: &M,
+    ) -> Result<MessageId, BusError> {
+        let outer = self.causation.replace(cause.message_id);
+        let written = self.write(&Outgoing::publish(message)).await;
+        self.causation = outer;
+        written
+    }
+
     /// Sends `message` to the single consumer named `consumer`.
     pub async fn send<M: Message>(
         &mut self,

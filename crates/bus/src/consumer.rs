@@ -32,6 +32,13 @@ impl ConsumeError {
         Self::Permanent(error.into())
     }
 
+    /// A lost race for rows another transaction changed since this one read them (an
+    /// optimistic write that found them changed): the batch runs again, as after a lock
+    /// timeout, without using up any message's attempts.
+    pub fn lost_race(what: impl Into<String>) -> Self {
+        Self::Transient(Box::new(LostRace(what.into())))
+    }
+
     /// True for failures that go straight to the dead letters.
     pub fn is_permanent(&self) -> bool {
         matches!(self, Self::Permanent(_))
@@ -46,6 +53,9 @@ impl ConsumeError {
             Self::Permanent(_) => None,
         };
         while let Some(error) = source {
+            if error.is::<LostRace>() {
+                return true;
+            }
             if let Some(sql) = error.downcast_ref::<sqlx::Error>() {
                 return is_contention(sql);
             }
@@ -54,6 +64,11 @@ impl ConsumeError {
         false
     }
 }
+
+/// See [`ConsumeError::lost_race`].
+#[derive(Debug, thiserror::Error)]
+#[error("lost a race for rows: {0}")]
+struct LostRace(String);
 
 /// Deadlock (40P01), serialization failure (40001) or lock timeout (55P03).
 pub(crate) fn is_contention(error: &sqlx::Error) -> bool {
@@ -115,5 +130,22 @@ pub trait Consumer: Send + Sync + 'static {
     async fn prepare(&self, messages: &[&Envelope], tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let _ = (messages, tx);
         Ok(())
+    }
+
+    /// Handles several messages together, where a few set-based statements do the work of a
+    /// few per message: at a network's distance from the database every statement is a round
+    /// trip. Called in a worker batch with messages of distinct correlation ids, in the order
+    /// they were claimed; messages it publishes name their cause with
+    /// [`Tx::publish_caused_by`]. Its effects must be those of `consume` on each message in
+    /// turn: after a failure the batch rolls back and `consume` handles each message alone.
+    /// Returns `Ok(false)` without doing anything if this consumer handles messages only one
+    /// by one (the default); the bus then calls `consume` for each.
+    async fn consume_all(
+        &self,
+        messages: &[&Envelope],
+        tx: &mut Tx<'_>,
+    ) -> Result<bool, ConsumeError> {
+        let _ = (messages, tx);
+        Ok(false)
     }
 }

@@ -132,7 +132,9 @@ impl Bus {
         tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=10))).await;
     }
 
-    /// Lets the consumers read ahead, then runs each message's consumer in order, in `tx`.
+    /// Lets the consumers read ahead, then runs the messages' consumers in `tx`: level by
+    /// level (see [`levels`]), and within a level each consumer once for all its messages
+    /// where it can ([`crate::Consumer::consume_all`]), else message by message.
     pub(super) async fn run_consumers(
         &self,
         tx: &mut Tx<'_>,
@@ -145,31 +147,89 @@ impl Bus {
                 error: Some(error),
             });
         }
-        for message in messages {
-            if message.already_done {
-                tracing::info!(message_id = %message.envelope.message_id, "skipped a duplicate delivery");
-                tally.add(Outcome::Duplicate);
-                continue;
+        for level in levels(messages) {
+            for (_, group) in by_consumer(&level) {
+                self.run_group(tx, &group, tally).await?;
             }
-            let Some(consumer) = self.inner.consumers.get(&message.consumer) else {
-                return Err(Failure::unregistered(message));
-            };
-            tx.set_causation(Some(message.envelope.message_id));
-            let result = AssertUnwindSafe(consumer.consume(&message.envelope, tx))
-                .catch_unwind()
-                .instrument(message_span(message))
-                .await
-                .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))));
-            tx.set_causation(None);
-            if let Err(error) = result {
-                return Err(Failure {
-                    row_id: Some(message.row_id),
-                    error: Some(error),
-                });
+        }
+        Ok(())
+    }
+
+    /// One consumer's messages of one level: together if the consumer can, else one by one.
+    async fn run_group(
+        &self,
+        tx: &mut Tx<'_>,
+        group: &[&Claimed],
+        tally: &mut Tally,
+    ) -> Result<(), Failure> {
+        let fresh: Vec<&Claimed> = group.iter().copied().filter(|m| !m.already_done).collect();
+        for duplicate in group.iter().filter(|m| m.already_done) {
+            tracing::info!(message_id = %duplicate.envelope.message_id, "skipped a duplicate delivery");
+            tally.add(Outcome::Duplicate);
+        }
+        let Some(first) = fresh.first() else {
+            return Ok(());
+        };
+        let Some(consumer) = self.inner.consumers.get(&first.consumer) else {
+            return Err(Failure::unregistered(first));
+        };
+        if fresh.len() > 1 && self.consume_together(consumer.as_ref(), tx, &fresh).await? {
+            for _ in &fresh {
+                tally.add(Outcome::Completed);
             }
+            return Ok(());
+        }
+        for message in fresh {
+            self.run_one(consumer.as_ref(), tx, message).await?;
             tally.add(Outcome::Completed);
         }
         Ok(())
+    }
+
+    /// Offers `messages` to the consumer's [`crate::Consumer::consume_all`]; false if it
+    /// handles messages only one by one. A failure names no message: the careful pass runs
+    /// each alone.
+    async fn consume_together(
+        &self,
+        consumer: &dyn crate::Consumer,
+        tx: &mut Tx<'_>,
+        messages: &[&Claimed],
+    ) -> Result<bool, Failure> {
+        let envelopes: Vec<&Envelope> = messages.iter().map(|m| &m.envelope).collect();
+        let span = tracing::info_span!(
+            "messages",
+            consumer = consumer.name(),
+            count = messages.len()
+        );
+        AssertUnwindSafe(consumer.consume_all(&envelopes, tx))
+            .catch_unwind()
+            .instrument(span)
+            .await
+            .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))))
+            .map_err(|error| Failure {
+                row_id: None,
+                error: Some(error),
+            })
+    }
+
+    /// One message's consumer, its publications caused by the message.
+    async fn run_one(
+        &self,
+        consumer: &dyn crate::Consumer,
+        tx: &mut Tx<'_>,
+        message: &Claimed,
+    ) -> Result<(), Failure> {
+        tx.set_causation(Some(message.envelope.message_id));
+        let result = AssertUnwindSafe(consumer.consume(&message.envelope, tx))
+            .catch_unwind()
+            .instrument(message_span(message))
+            .await
+            .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))));
+        tx.set_causation(None);
+        result.map_err(|error| Failure {
+            row_id: Some(message.row_id),
+            error: Some(error),
+        })
     }
 
     /// Lets each consumer of the batch read ahead for its messages ([`crate::Consumer::prepare`]).
@@ -178,10 +238,12 @@ impl Bus {
         tx: &mut Tx<'_>,
         claimed: &[Claimed],
     ) -> Result<(), ConsumeError> {
-        for (name, envelopes) in by_consumer(claimed) {
+        let fresh: Vec<&Claimed> = claimed.iter().filter(|m| !m.already_done).collect();
+        for (name, messages) in by_consumer(&fresh) {
             let Some(consumer) = self.inner.consumers.get(name) else {
                 continue;
             };
+            let envelopes: Vec<&Envelope> = messages.iter().map(|m| &m.envelope).collect();
             let prepared = AssertUnwindSafe(consumer.prepare(&envelopes, tx))
                 .catch_unwind()
                 .await
@@ -198,17 +260,35 @@ impl Bus {
     }
 }
 
-/// The fresh messages of a batch by consumer, consumers in order of first appearance.
-fn by_consumer(claimed: &[Claimed]) -> Vec<(&str, Vec<&Envelope>)> {
-    let mut by_consumer: Vec<(&str, Vec<&Envelope>)> = Vec::new();
-    for message in claimed.iter().filter(|message| !message.already_done) {
+/// `messages` by consumer, consumers in order of first appearance, each's in claim order.
+fn by_consumer<'a>(messages: &[&'a Claimed]) -> Vec<(&'a str, Vec<&'a Claimed>)> {
+    let mut by_consumer: Vec<(&str, Vec<&Claimed>)> = Vec::new();
+    for &message in messages {
         match by_consumer
             .iter_mut()
             .find(|(name, _)| *name == message.consumer)
         {
-            Some((_, envelopes)) => envelopes.push(&message.envelope),
-            None => by_consumer.push((&message.consumer, vec![&message.envelope])),
+            Some((_, group)) => group.push(message),
+            None => by_consumer.push((&message.consumer, vec![message])),
         }
     }
     by_consumer
+}
+
+/// The batch in levels: a message's level is the number of messages of its correlation id
+/// before it, so each level holds at most one message per correlation and every correlation's
+/// messages keep their order from level to level. Within a level the consumers may run in any
+/// order, and each on all its messages at once: they concern different orders.
+fn levels(messages: &[Claimed]) -> Vec<Vec<&Claimed>> {
+    let mut seen: std::collections::HashMap<uuid::Uuid, usize> = std::collections::HashMap::new();
+    let mut levels: Vec<Vec<&Claimed>> = Vec::new();
+    for message in messages {
+        let level = seen.entry(message.envelope.correlation_id).or_insert(0);
+        if *level == levels.len() {
+            levels.push(Vec::new());
+        }
+        levels[*level].push(message);
+        *level += 1;
+    }
+    levels
 }

@@ -1,5 +1,7 @@
 //! Clears what a confirmed checkout bought from the buyer's cart.
 
+use std::collections::BTreeMap;
+
 use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
 
 use crate::contracts::ClearCart;
@@ -55,4 +57,58 @@ impl Consumer for ClearCheckedOut {
         );
         Ok(())
     }
+
+    /// Every cart of the set with two statements. Quantities of one buyer's product are
+    /// summed over the set's orders first: removing `a` then `b` units leaves what removing
+    /// `a + b` does.
+    async fn consume_all(
+        &self,
+        messages: &[&Envelope],
+        tx: &mut Tx<'_>,
+    ) -> Result<bool, ConsumeError> {
+        let mut units: BTreeMap<(String, String), i64> = BTreeMap::new();
+        for message in messages {
+            let command: ClearCart = message.decode()?;
+            for line in &command.items {
+                let key = (command.buyer_id.to_string(), line.product_id.to_string());
+                *units.entry(key).or_default() += i64::from(line.quantity);
+            }
+        }
+        let rows: Vec<(&str, &str, i64)> = units
+            .iter()
+            .map(|((buyer, product), quantity)| (buyer.as_str(), product.as_str(), *quantity))
+            .collect();
+        clear_lines(tx, &rows).await?;
+        tracing::info!(
+            carts = messages.len(),
+            lines = rows.len(),
+            "checked-out items cleared from the carts"
+        );
+        Ok(true)
+    }
+}
+
+/// Removes `(buyer, product, units)` from the buyers' carts: a line holding at most that many
+/// goes, a larger one keeps the rest.
+async fn clear_lines(tx: &mut Tx<'_>, rows: &[(&str, &str, i64)]) -> Result<(), sqlx::Error> {
+    let lines = storage::json_rows(tx.backend(), 1);
+    let matches = "c.id = cart_items.cart_id AND c.buyer_id = j.value ->> 0 \
+                   AND cart_items.product_id = j.value ->> 1";
+    let delete = format!(
+        "DELETE FROM cart_items WHERE id IN (SELECT cart_items.id FROM cart_items, carts c, {lines} \
+         WHERE {matches} AND cart_items.quantity <= CAST(j.value ->> 2 AS BIGINT))"
+    );
+    let shrink = format!(
+        "UPDATE cart_items SET quantity = quantity - CAST(j.value ->> 2 AS BIGINT) \
+         FROM carts c, {lines} WHERE {matches} \
+         AND cart_items.quantity > CAST(j.value ->> 2 AS BIGINT)"
+    );
+    let json = storage::json_param(&rows)?;
+    for sql in [delete, shrink] {
+        sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(&json)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
 }

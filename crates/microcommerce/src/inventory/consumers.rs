@@ -3,19 +3,19 @@
 //! Each is idempotent by the reservation rows' status, on top of the bus inbox: a redelivered
 //! message never reserves, deducts or releases twice.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
 
-use sqlx::Row;
 use storage::Timestamp;
+
+use super::sets::{self, Ending, Reservation};
 
 use crate::contracts::{
     DeductStock, OrderLine, ReleaseStockReservations, ReserveStockForOrder,
     StockReservationCompleted, StockReservationFailed,
 };
-use crate::ids::{OrderId, ProductId};
+use crate::ids::OrderId;
 
 /// The three inventory consumers.
 pub fn all() -> Vec<Arc<dyn Consumer>> {
@@ -55,12 +55,45 @@ impl Consumer for ReserveStock {
             tx.publish(&StockReservationCompleted { order_id }).await?;
             return Ok(());
         }
-        let reason = format!("Insufficient stock for {}", short.product_name);
-        tracing::info!(%reason, "stock reservation failed");
-        tx.publish(&StockReservationFailed { order_id, reason })
-            .await?;
+        tx.publish(&failed(order_id, &short)).await?;
         Ok(())
     }
+
+    /// Every order of the set with three statements (see [`sets::reserve`]).
+    async fn consume_all(
+        &self,
+        messages: &[&Envelope],
+        tx: &mut Tx<'_>,
+    ) -> Result<bool, ConsumeError> {
+        let mut orders = Vec::with_capacity(messages.len());
+        for message in messages {
+            let command: ReserveStockForOrder = message.decode()?;
+            orders.push((command.order_id, sets::merge_lines(&command.items)));
+        }
+        let now = tx.now().await?;
+        let outcomes = sets::reserve(tx, &orders, now).await?;
+        for ((message, (order_id, _)), outcome) in messages.iter().zip(&orders).zip(outcomes) {
+            let order_id = *order_id;
+            match outcome {
+                Reservation::Made | Reservation::Recorded => {
+                    tx.publish_caused_by(message, &StockReservationCompleted { order_id })
+                        .await?
+                }
+                Reservation::Short(line) => {
+                    tx.publish_caused_by(message, &failed(order_id, &line))
+                        .await?
+                }
+            };
+        }
+        Ok(true)
+    }
+}
+
+/// The answer to a reservation that `short` made impossible.
+fn failed(order_id: OrderId, short: &OrderLine) -> StockReservationFailed {
+    let reason = format!("Insufficient stock for {}", short.product_name);
+    tracing::info!(%order_id, %reason, "stock reservation failed");
+    StockReservationFailed { order_id, reason }
 }
 
 async fn has_reservations(tx: &mut Tx<'_>, order: OrderId) -> Result<bool, sqlx::Error> {
@@ -82,14 +115,7 @@ async fn reserve_all(
     lines: &[OrderLine],
     now: Timestamp,
 ) -> Result<Result<(), OrderLine>, sqlx::Error> {
-    let mut merged: BTreeMap<ProductId, OrderLine> = BTreeMap::new();
-    // A line of zero units holds nothing (ordering never sends one; the table would refuse it).
-    for line in lines.iter().filter(|line| line.quantity > 0) {
-        merged
-            .entry(line.product_id)
-            .and_modify(|kept| kept.quantity = kept.quantity.saturating_add(line.quantity))
-            .or_insert_with(|| line.clone());
-    }
+    let merged = sets::merge_lines(lines);
     if merged.len() <= 1 {
         return reserve_lines(tx, order, merged.values(), now).await;
     }
@@ -170,9 +196,25 @@ impl Consumer for DeductReserved {
 
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let command: DeductStock = message.decode()?;
-        let ended = end_reservations(tx, command.order_id, Ending::Deducted).await?;
+        let ended = sets::end_reservations(tx, &[command.order_id], Ending::Deducted).await?;
         tracing::info!(lines = ended, "reserved stock deducted");
         Ok(())
+    }
+
+    /// Every order of the set with two statements.
+    async fn consume_all(
+        &self,
+        messages: &[&Envelope],
+        tx: &mut Tx<'_>,
+    ) -> Result<bool, ConsumeError> {
+        let orders = decode_orders(messages, |command: DeductStock| command.order_id)?;
+        let ended = sets::end_reservations(tx, &orders, Ending::Deducted).await?;
+        tracing::info!(
+            orders = orders.len(),
+            lines = ended,
+            "reserved stock deducted"
+        );
+        Ok(true)
     }
 }
 
@@ -191,66 +233,37 @@ impl Consumer for ReleaseReserved {
 
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let command: ReleaseStockReservations = message.decode()?;
-        let ended = end_reservations(tx, command.order_id, Ending::Released).await?;
+        let ended = sets::end_reservations(tx, &[command.order_id], Ending::Released).await?;
         tracing::info!(lines = ended, "reservations released");
         Ok(())
     }
-}
 
-/// How a reservation ends.
-#[derive(Clone, Copy)]
-enum Ending {
-    /// Paid: the units leave the warehouse.
-    Deducted,
-    /// Failed: the units are available again.
-    Released,
-}
-
-/// Ends every Held reservation of `order`; rows already ended are left alone, so running it
-/// twice changes nothing. Returns how many lines ended now.
-///
-/// The status flip comes first and claims the rows in one statement (`… WHERE status = 'Held'
-/// RETURNING`): only the lines this call actually ended move stock, so even two deliveries racing
-/// each other (or a deduct racing a release) can never apply a line twice.
-async fn end_reservations(
-    tx: &mut Tx<'_>,
-    order: OrderId,
-    ending: Ending,
-) -> Result<usize, sqlx::Error> {
-    let now = tx.now().await?;
-    let (stock_update, status) = match ending {
-        Ending::Deducted => (
-            "UPDATE stock_items SET on_hand = on_hand - $1, reserved = reserved - $1, \
-             updated_at = $2 WHERE product_id = $3",
-            "Deducted",
-        ),
-        Ending::Released => (
-            "UPDATE stock_items SET reserved = reserved - $1, updated_at = $2 WHERE product_id = $3",
-            "Released",
-        ),
-    };
-    let ended = sqlx::query(
-        "UPDATE stock_reservations SET status = $1, ended_at = $2 \
-         WHERE order_id = $3 AND status = 'Held' RETURNING product_id, quantity",
-    )
-    .bind(status)
-    .bind(now.0)
-    .bind(order.to_string())
-    .fetch_all(&mut **tx)
-    .await?;
-    let mut lines = ended
-        .iter()
-        .map(|row| Ok((row.try_get("product_id")?, row.try_get("quantity")?)))
-        .collect::<Result<Vec<(String, i64)>, sqlx::Error>>()?;
-    // Stock rows in product-id order, the same lock order as reserving.
-    lines.sort();
-    for (product, quantity) in &lines {
-        sqlx::query(stock_update)
-            .bind(quantity)
-            .bind(now.0)
-            .bind(product)
-            .execute(&mut **tx)
-            .await?;
+    /// Every order of the set with two statements.
+    async fn consume_all(
+        &self,
+        messages: &[&Envelope],
+        tx: &mut Tx<'_>,
+    ) -> Result<bool, ConsumeError> {
+        let orders = decode_orders(messages, |command: ReleaseStockReservations| {
+            command.order_id
+        })?;
+        let ended = sets::end_reservations(tx, &orders, Ending::Released).await?;
+        tracing::info!(
+            orders = orders.len(),
+            lines = ended,
+            "reservations released"
+        );
+        Ok(true)
     }
-    Ok(lines.len())
+}
+
+/// The orders that `messages` (commands of type `C`) name.
+fn decode_orders<C: Message>(
+    messages: &[&Envelope],
+    order_of: impl Fn(C) -> OrderId,
+) -> Result<Vec<OrderId>, ConsumeError> {
+    messages
+        .iter()
+        .map(|message| Ok(order_of(message.decode()?)))
+        .collect()
 }

@@ -1,11 +1,13 @@
 //! Inventory: a stock item per product (on hand, reserved), its adjustment history, and the
-//! reservations the checkout holds. Reserving is all or nothing with one conditional update per
-//! line; a reservation ends only through the saga (deducted or released). The database enforces
+//! reservations the checkout holds. Reserving is all or nothing per order, with conditional
+//! updates (one per line for a lone order, one per set for a worker batch's orders, see
+//! `sets`); a reservation ends only through the saga (deducted or released). The database enforces
 //! `on_hand >= 0` and `0 <= reserved <= on_hand` as well.
 
 pub mod consumers;
 pub mod db;
 pub mod http;
+mod sets;
 
 use std::sync::Arc;
 

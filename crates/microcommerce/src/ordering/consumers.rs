@@ -2,7 +2,7 @@
 
 use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
 
-use super::db::move_status;
+use super::db::{move_status, move_statuses};
 use super::domain::OrderStatus;
 use crate::contracts::{ConfirmOrder, OrderFailed, StockReservationCompleted};
 use crate::ids::OrderId;
@@ -27,29 +27,52 @@ impl Consumer for OrderStatusUpdater {
 
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let now = tx.now().await?;
-        let (order, status, reason) = match message.message_type.as_str() {
-            StockReservationCompleted::TYPE => {
-                let event: StockReservationCompleted = message.decode()?;
-                (event.order_id, OrderStatus::StockReserved, None)
-            }
-            ConfirmOrder::TYPE => {
-                let command: ConfirmOrder = message.decode()?;
-                (command.order_id, OrderStatus::Confirmed, None)
-            }
-            OrderFailed::TYPE => {
-                let command: OrderFailed = message.decode()?;
-                (command.order_id, OrderStatus::Failed, Some(command.reason))
-            }
-            other => {
-                return Err(ConsumeError::permanent(format!(
-                    "order-status does not handle {other}"
-                )));
-            }
-        };
+        let (order, status, reason) = target(message)?;
         let moved = move_status(tx, order, status, reason.as_deref(), now).await?;
         log_outcome(order, status, moved);
         Ok(())
     }
+
+    /// Every order of the set with one statement.
+    async fn consume_all(
+        &self,
+        messages: &[&Envelope],
+        tx: &mut Tx<'_>,
+    ) -> Result<bool, ConsumeError> {
+        let now = tx.now().await?;
+        let moves = messages
+            .iter()
+            .map(|message| target(message))
+            .collect::<Result<Vec<_>, _>>()?;
+        let moved = move_statuses(tx, &moves, now).await?;
+        for (order, status, _) in &moves {
+            log_outcome(*order, *status, moved.contains(order));
+        }
+        Ok(true)
+    }
+}
+
+/// The order a message is about, the status it moves the order to, and the failure reason.
+fn target(message: &Envelope) -> Result<(OrderId, OrderStatus, Option<String>), ConsumeError> {
+    Ok(match message.message_type.as_str() {
+        StockReservationCompleted::TYPE => {
+            let event: StockReservationCompleted = message.decode()?;
+            (event.order_id, OrderStatus::StockReserved, None)
+        }
+        ConfirmOrder::TYPE => {
+            let command: ConfirmOrder = message.decode()?;
+            (command.order_id, OrderStatus::Confirmed, None)
+        }
+        OrderFailed::TYPE => {
+            let command: OrderFailed = message.decode()?;
+            (command.order_id, OrderStatus::Failed, Some(command.reason))
+        }
+        other => {
+            return Err(ConsumeError::permanent(format!(
+                "order-status does not handle {other}"
+            )));
+        }
+    })
 }
 
 fn log_outcome(order: OrderId, status: OrderStatus, moved: bool) {

@@ -193,11 +193,7 @@ pub async fn move_status(
     failure_reason: Option<&str>,
     now: Timestamp,
 ) -> Result<bool, sqlx::Error> {
-    let allowed: Vec<String> = to
-        .reachable_from()
-        .iter()
-        .map(|status| format!("'{}'", status.as_str()))
-        .collect();
+    let allowed = quoted_statuses(to.reachable_from());
     if allowed.is_empty() {
         return Ok(false);
     }
@@ -205,8 +201,7 @@ pub async fn move_status(
     let updated = sqlx::query(sqlx::AssertSqlSafe(format!(
         "UPDATE orders SET status = $1, failure_reason = COALESCE($2, failure_reason), \
          paid_at = COALESCE($3, paid_at), updated_at = $4 \
-         WHERE id = $5 AND status IN ({})",
-        allowed.join(", ")
+         WHERE id = $5 AND status IN ({allowed})"
     )))
     .bind(to.as_str())
     .bind(failure_reason)
@@ -220,6 +215,66 @@ pub async fn move_status(
         tx.announce_change(id.0);
     }
     Ok(updated == 1)
+}
+
+/// The statuses as SQL string literals, `'Submitted', 'Paid'`: only these fixed names are
+/// spliced into SQL.
+fn quoted_statuses(statuses: &[OrderStatus]) -> String {
+    let quoted: Vec<String> = statuses
+        .iter()
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect();
+    quoted.join(", ")
+}
+
+/// [`move_status`] for many orders in one statement, each order at most once: `(order, new
+/// status, failure reason)`. Returns the orders that moved, whose long polls wake once `tx`
+/// commits.
+pub async fn move_statuses(
+    tx: &mut bus::Tx<'_>,
+    moves: &[(OrderId, OrderStatus, Option<String>)],
+    now: Timestamp,
+) -> Result<Vec<OrderId>, sqlx::Error> {
+    let mut targets: Vec<OrderStatus> = moves.iter().map(|(_, to, _)| *to).collect();
+    targets.sort_by_key(|status| status.as_str());
+    targets.dedup();
+    let allowed: Vec<String> = targets
+        .iter()
+        .filter(|to| !to.reachable_from().is_empty())
+        .map(|to| {
+            format!(
+                "WHEN '{}' THEN orders.status IN ({})",
+                to.as_str(),
+                quoted_statuses(to.reachable_from())
+            )
+        })
+        .collect();
+    let sql = format!(
+        "UPDATE orders SET status = j.value ->> 1, \
+         failure_reason = COALESCE(j.value ->> 2, failure_reason), \
+         paid_at = CASE WHEN j.value ->> 1 = 'Paid' THEN $2 ELSE paid_at END, updated_at = $2 \
+         FROM {} WHERE orders.id = j.value ->> 0 \
+         AND (CASE j.value ->> 1 {} ELSE false END) RETURNING orders.id",
+        storage::json_rows(tx.backend(), 1),
+        allowed.join(" ")
+    );
+    let rows: Vec<(String, &str, Option<&str>)> = moves
+        .iter()
+        .map(|(id, to, reason)| (id.to_string(), to.as_str(), reason.as_deref()))
+        .collect();
+    let moved = sqlx::query(sqlx::AssertSqlSafe(sql))
+        .bind(storage::json_param(&rows)?)
+        .bind(now.0)
+        .fetch_all(&mut **tx)
+        .await?;
+    let mut ids = Vec::with_capacity(moved.len());
+    for row in moved {
+        let id: String = row.try_get("id")?;
+        let id: OrderId = id.parse().map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        tx.announce_change(id.0);
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 /// Sets a status chosen by an admin after the caller checked the transition; conditional on

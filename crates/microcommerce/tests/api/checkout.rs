@@ -961,3 +961,59 @@ async fn fifty_buyers_racing_for_ten_units_confirm_exactly_ten(backend) {
     assert!(samples > 0);
 }
 }
+
+testkit::backend_tests! {
+async fn orders_handled_in_one_batch_come_out_as_one_by_one(backend) {
+    // Without workers every checkout waits; one run then reserves all five together (the
+    // reservations of a batch are one set), in checkout order, all or nothing per order.
+    let app = spawn_app_with(backend, |mut config| {
+        config.workers = 0;
+        config
+    })
+    .await;
+    let lamp = product(&app, "Lamp", 1000, 3).await;
+    let desk = product(&app, "Desk", 9000, 5).await;
+    let line = |product: &str, quantity: u32| json!({ "productId": product, "quantity": quantity });
+    let wishes = [
+        json!([line(&lamp, 2)]),
+        json!([line(&lamp, 2)]),
+        json!([line(&desk, 2), line(&lamp, 1)]),
+        json!([line(&desk, 4)]),
+        json!([line(&desk, 3)]),
+    ];
+    let mut orders = Vec::new();
+    for items in wishes {
+        let buyer = app.buyer();
+        let order = check_out(&buyer, Some(items)).await;
+        orders.push((buyer, order));
+    }
+    app.state.bus.run_pending().await.unwrap();
+    let mut statuses = Vec::new();
+    for (buyer, order) in &orders {
+        let seen = order_in(buyer, order, &["StockReserved", "Failed"]).await;
+        statuses.push((seen["status"].clone(), seen["failureReason"].clone()));
+    }
+    assert_eq!(
+        statuses,
+        [
+            (json!("StockReserved"), Value::Null),
+            (json!("Failed"), json!("Insufficient stock for Lamp")),
+            (json!("StockReserved"), Value::Null),
+            (json!("Failed"), json!("Insufficient stock for Desk")),
+            (json!("StockReserved"), Value::Null),
+        ]
+    );
+    assert_eq!((stock(&app, &lamp).await, stock(&app, &desk).await), ((3, 3), (5, 5)));
+    // Two payments and a decline, handled together: two deductions and a release.
+    for (index, succeed) in [(0, true), (2, true), (4, false)] {
+        let (buyer, order) = &orders[index];
+        assert_eq!(pay(buyer, order, succeed).await.status, 200);
+    }
+    app.state.bus.run_pending().await.unwrap();
+    for (index, status) in [(0, "Confirmed"), (2, "Confirmed"), (4, "Failed")] {
+        let (buyer, order) = &orders[index];
+        assert_eq!(order_in(buyer, order, &["Confirmed", "Failed"]).await["status"], status);
+    }
+    assert_eq!((stock(&app, &lamp).await, stock(&app, &desk).await), ((0, 0), (3, 0)));
+}
+}
