@@ -110,9 +110,6 @@ pub(crate) struct Inner {
     pub group: crate::group::GroupCommit,
     /// PostgreSQL: the sender of this bus's news to every instance.
     pub notifications: crate::notify::Notifications,
-    /// Sets of workers started and not shut down: requests hand over only while some run
-    /// (see [`Bus::transact`]).
-    pub running_workers: std::sync::atomic::AtomicUsize,
 }
 
 /// Handle to the bus: cheap to clone, shared by everything that publishes or administers.
@@ -175,7 +172,6 @@ impl BusBuilder {
                 watchers: Default::default(),
                 group: Default::default(),
                 notifications: Default::default(),
-                running_workers: Default::default(),
             }),
         }
     }

@@ -116,15 +116,6 @@ impl Bus {
         }
     }
 
-    /// Adds messages handed over in a committed request transaction to the counters.
-    fn count_handed_over(&self, handed_over: u64) {
-        let counters = &self.inner.counters;
-        counters
-            .handed_over
-            .fetch_add(handed_over, Ordering::Relaxed);
-        counters.completed.fetch_add(handed_over, Ordering::Relaxed);
-    }
-
     fn group_queue(&self) -> &mpsc::UnboundedSender<Job> {
         self.inner.group.queue.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
@@ -142,9 +133,8 @@ async fn write_groups(bus: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Job>)
         let Some(inner) = bus.upgrade() else { return };
         let bus = Bus { inner };
         let mut group = vec![first];
-        let outcome = run_group(&bus, &mut group, &mut queue).await;
-        let outcome = outcome
-            .map(|handed_over| bus.count_handed_over(handed_over))
+        let outcome = run_group(&bus, &mut group, &mut queue)
+            .await
             .map_err(Arc::new);
         if outcome.is_ok() {
             let counters = &bus.inner.counters;
@@ -162,15 +152,14 @@ async fn write_groups(bus: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Job>)
     }
 }
 
-/// Runs the jobs of one group, taking in more as they arrive (up to [`MAX_GROUP`]), hands
-/// over what they sent, then commits; `group` ends up holding every job that shares the
-/// outcome. If a job fails, the group runs again, a savepoint per job (and hands nothing
-/// over: its messages go through the queue). Returns how many messages were handed over.
+/// Runs the jobs of one group, taking in more as they arrive (up to [`MAX_GROUP`]), then
+/// commits; `group` ends up holding every job that shares the outcome. If a job fails, the
+/// group runs again, a savepoint per job.
 async fn run_group(
     bus: &Bus,
     group: &mut Vec<Job>,
     queue: &mut mpsc::UnboundedReceiver<Job>,
-) -> Result<u64, sqlx::Error> {
+) -> Result<(), sqlx::Error> {
     let mut tx = bus.begin().await?;
     let mut next = 0;
     while next < group.len() {
@@ -178,8 +167,7 @@ async fn run_group(
         next += 1;
         if !ok {
             tx.rollback().await?;
-            run_group_carefully(bus, group).await?;
-            return Ok(0);
+            return run_group_carefully(bus, group).await;
         }
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
@@ -188,9 +176,7 @@ async fn run_group(
             }
         }
     }
-    let handed_over = bus.hand_over_in_request(&mut tx).await?;
-    tx.commit().await?;
-    Ok(handed_over)
+    tx.commit().await
 }
 
 /// The group again, each job in its own savepoint, so that a failing job undoes only its own

@@ -15,8 +15,7 @@
 //!   ([`Bus::dead_letters`], [`Bus::retry_dead_letter`], [`Bus::purge_dead_letters`]).
 //! - Messages with one correlation id are never handled concurrently by one consumer.
 //! - A worker batch hands the messages its consumers send to other consumers over
-//!   in its own transaction instead of queueing them ([`BusConfig::hand_over`]); on SQLite a
-//!   group of requests does the same before it commits.
+//!   in its own transaction instead of queueing them ([`BusConfig::hand_over`]).
 //! - Workers sleep until a publishing transaction commits or a scheduled message falls due.
 //!
 //! # Example

@@ -1,8 +1,6 @@
 //! Hand-over: the messages a transaction sends to consumers of this bus, due at once, are
 //! handled in that same transaction instead of being queued (see
-//! [`crate::BusConfig::hand_over`]), in a worker batch or in a group of requests.
-
-use std::sync::atomic::Ordering;
+//! [`crate::BusConfig::hand_over`]), in a worker batch.
 
 use super::Tally;
 use super::batch::{Failure, Ran};
@@ -35,58 +33,6 @@ impl Bus {
                 "a handed-over message failed; the batch runs again through the queue");
         }
         Ok(ran)
-    }
-
-    /// Hand-over in a group of requests' transaction ([`Bus::transact`]) just before it
-    /// commits, in a savepoint: a consumer that fails rolls it back and leaves its messages to
-    /// the queue, so no request fails for them. Returns how many were handed over. Only with a
-    /// single writer: requests with transactions of their own would contend for the same rows.
-    pub(crate) async fn hand_over_in_request(&self, tx: &mut Tx<'_>) -> Result<u64, sqlx::Error> {
-        if !self.hands_over_in_requests() {
-            return Ok(0);
-        }
-        let now = tx.now().await?;
-        let first = match self.take_for_hand_over(tx, now, 0).await {
-            Ok(first) if !first.is_empty() => first,
-            Ok(_) => return Ok(0),
-            Err(error) => {
-                // Nothing was taken: the messages are queued by the commit as usual.
-                tracing::debug!(%error, "looking for messages to hand over failed");
-                return Ok(0);
-            }
-        };
-        // Entries logged from here on belong to the savepoint: later rounds take only those.
-        let from = tx.outbox().len();
-        let mut savepoint = tx.savepoint().await?;
-        let mut tally = Tally::default();
-        let ran = self
-            .hand_over_rounds(&mut savepoint, now, from, first.clone(), &mut tally)
-            .await;
-        let error = match ran {
-            Ok(Ran::AllDone) => {
-                savepoint.commit().await?;
-                return Ok(tally.handed_over);
-            }
-            Ok(Ran::Failed(failure)) => failure.error.as_ref().map(ToString::to_string),
-            Err(error) => Some(error.to_string()),
-        };
-        tracing::debug!(
-            ?error,
-            "a message handed over in a request failed; it goes through the queue"
-        );
-        savepoint.rollback().await?;
-        tx.outbox().write(first);
-        Ok(0)
-    }
-
-    /// True if a transaction of [`Bus::transact`] committing now may also commit the steps of
-    /// the consumers its messages went to (hand-over in a group of requests): SQLite, hand-over
-    /// on, and this instance's workers running. When false, what a request committed is
-    /// exactly what it wrote, so it can answer without reading back.
-    pub fn hands_over_in_requests(&self) -> bool {
-        self.inner.config.hand_over
-            && self.inner.db.has_single_writer()
-            && self.inner.running_workers.load(Ordering::Relaxed) > 0
     }
 
     /// Takes out of `tx`'s log, from entry `from` on, the messages due by `now` addressed to a

@@ -35,10 +35,6 @@ impl Workers {
         for task in self.tasks {
             let _ = task.await;
         }
-        self.bus
-            .inner
-            .running_workers
-            .fetch_sub(1, Ordering::Relaxed);
     }
 
     /// True while at least one worker task is alive.
@@ -129,7 +125,6 @@ impl Bus {
         if self.inner.db.is_shared() {
             tasks.push(tokio::spawn(self.clone().listen(stopped)));
         }
-        self.inner.running_workers.fetch_add(1, Ordering::Relaxed);
         Workers {
             stop,
             tasks,
