@@ -432,6 +432,18 @@ impl Tx<'_> {
         written
     }
 
+    /// Writes `outgoing` under fresh ids as caused by `cause` (see [`Tx::publish_caused_by`]).
+    pub async fn write_all_caused_by(
+        &mut self,
+        cause: &crate::Envelope,
+        outgoing: &[Outgoing],
+    ) -> Result<Vec<MessageId>, BusError> {
+        let outer = self.causation.replace(cause.message_id);
+        let written = self.write_all(outgoing).await;
+        self.causation = outer;
+        written
+    }
+
     /// Sends `message` to the single consumer named `consumer`.
     pub async fn send<M: Message>(
         &mut self,

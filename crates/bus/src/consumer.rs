@@ -135,17 +135,18 @@ pub trait Consumer: Send + Sync + 'static {
     /// Handles several messages together, where a few set-based statements do the work of a
     /// few per message: at a network's distance from the database every statement is a round
     /// trip. Called in a worker batch with messages of distinct correlation ids, in the order
-    /// they were claimed; messages it publishes name their cause with
-    /// [`Tx::publish_caused_by`]. Its effects must be those of `consume` on each message in
+    /// they were claimed; what it sends names its cause with [`Tx::publish_caused_by`] or
+    /// [`Tx::write_all_caused_by`]. Its effects must be those of `consume` on each message in
     /// turn: after a failure the batch rolls back and `consume` handles each message alone.
-    /// Returns `Ok(false)` without doing anything if this consumer handles messages only one
-    /// by one (the default); the bus then calls `consume` for each.
+    ///
+    /// Returns the positions in `messages` of those it left alone (the uncommon cases, say),
+    /// which the bus then hands to `consume` one by one. By default it leaves them all.
     async fn consume_all(
         &self,
         messages: &[&Envelope],
         tx: &mut Tx<'_>,
-    ) -> Result<bool, ConsumeError> {
-        let _ = (messages, tx);
-        Ok(false)
+    ) -> Result<Vec<usize>, ConsumeError> {
+        let _ = tx;
+        Ok((0..messages.len()).collect())
     }
 }

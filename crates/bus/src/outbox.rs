@@ -86,11 +86,6 @@ impl Outbox {
         self.lock().push(Entry::Changed(correlation_id));
     }
 
-    /// How many entries the log holds: where a savepoint opened now begins.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
     /// The distinct (consumer, correlation id) pairs of the messages logged from entry `from`
     /// on that are due by `now` and addressed to a consumer `local` accepts.
     pub fn due_keys(

@@ -46,7 +46,7 @@ pub struct Engine<S: Saga> {
 }
 
 /// What the engine finds under a correlation id.
-enum Found<S> {
+pub(crate) enum Found<S> {
     /// The instance.
     Instance(Loaded<S>),
     /// No instance yet; `parked` says whether events arrived before it and wait in
@@ -55,15 +55,20 @@ enum Found<S> {
 }
 
 /// A stored instance as the engine needs it.
-struct Loaded<S> {
-    state: S,
-    version: i64,
-    finished: bool,
+pub(crate) struct Loaded<S> {
+    pub(crate) state: S,
+    pub(crate) version: i64,
+    pub(crate) finished: bool,
     /// Events may wait in `saga_parked` for this instance.
-    has_parked: bool,
+    pub(crate) has_parked: bool,
 }
 
 impl<S: Saga> Engine<S> {
+    /// The saga this engine runs.
+    pub(crate) fn saga(&self) -> &S {
+        &self.saga
+    }
+
     /// Wraps a saga definition.
     pub fn new(saga: S) -> Self {
         Self { saga }
@@ -295,6 +300,15 @@ impl<S: Saga> Consumer for Engine<S> {
         self.handle(message, tx).await
     }
 
+    /// The set's plain steps with a few statements (see `sets.rs`).
+    async fn consume_all(
+        &self,
+        messages: &[&Envelope],
+        tx: &mut Tx<'_>,
+    ) -> Result<Vec<usize>, ConsumeError> {
+        self.consume_set(messages, tx).await
+    }
+
     /// Reads the batch's instances with one statement instead of one per event.
     async fn prepare(&self, messages: &[&Envelope], tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let mut ids: Vec<Uuid> = messages.iter().map(|m| m.correlation_id).collect();
@@ -386,15 +400,15 @@ async fn load<S: Saga>(
 }
 
 /// An instance row as read, or its absence and whether events were parked for it.
-#[derive(Default)]
-struct Stored {
+#[derive(Default, Clone)]
+pub(crate) struct Stored {
     data: Option<String>,
     version: i64,
     finished: bool,
     has_parked: bool,
 }
 
-fn decode<S: Saga>(stored: Stored) -> Result<Found<S::State>, sqlx::Error> {
+pub(crate) fn decode<S: Saga>(stored: Stored) -> Result<Found<S::State>, sqlx::Error> {
     let Some(data) = stored.data else {
         return Ok(Found::Missing {
             parked: stored.has_parked,
@@ -411,8 +425,8 @@ fn decode<S: Saga>(stored: Stored) -> Result<Found<S::State>, sqlx::Error> {
 /// Instances of one batch read ahead by [`Engine`]'s `prepare`, in the batch's transaction.
 /// Each is used by the first load of its id and then forgotten: the engine writes an instance
 /// only after loading it, so an entry is never used once its row may have changed.
-struct ReadAhead<S> {
-    rows: HashMap<Uuid, Stored>,
+pub(crate) struct ReadAhead<S> {
+    pub(crate) rows: HashMap<Uuid, Stored>,
     saga: std::marker::PhantomData<fn() -> S>,
 }
 
@@ -449,7 +463,7 @@ fn read_stored_sql(backend: storage::Backend) -> String {
 /// The instances of `saga` under `ids` (every id gets an entry), with one statement; the ids
 /// are bound as one JSON array, so the statement is the same for one event's load and for a
 /// batch's read-ahead.
-async fn read_stored(
+pub(crate) async fn read_stored(
     conn: &mut storage::Conn<'_>,
     saga: &str,
     ids: &[Uuid],

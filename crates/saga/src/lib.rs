@@ -101,6 +101,7 @@
 mod definition;
 mod engine;
 mod events;
+mod sets;
 mod store;
 
 pub use definition::{Rejected, Saga, Transition};

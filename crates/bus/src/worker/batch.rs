@@ -173,28 +173,33 @@ impl Bus {
         let Some(consumer) = self.inner.consumers.get(&first.consumer) else {
             return Err(Failure::unregistered(first));
         };
-        if fresh.len() > 1 && self.consume_together(consumer.as_ref(), tx, &fresh).await? {
-            for _ in &fresh {
-                tally.add(Outcome::Completed);
-            }
-            return Ok(());
+        let left: Vec<&Claimed> = if fresh.len() > 1 {
+            let left = self.consume_together(consumer.as_ref(), tx, &fresh).await?;
+            left.into_iter()
+                .filter_map(|index| fresh.get(index).copied())
+                .collect()
+        } else {
+            fresh.clone()
+        };
+        for _ in left.len()..fresh.len() {
+            tally.add(Outcome::Completed);
         }
-        for message in fresh {
+        for message in left {
             self.run_one(consumer.as_ref(), tx, message).await?;
             tally.add(Outcome::Completed);
         }
         Ok(())
     }
 
-    /// Offers `messages` to the consumer's [`crate::Consumer::consume_all`]; false if it
-    /// handles messages only one by one. A failure names no message: the careful pass runs
-    /// each alone.
+    /// Offers `messages` to the consumer's [`crate::Consumer::consume_all`]; returns the
+    /// positions of those it left for one-by-one handling. A failure names no message: the
+    /// careful pass runs each alone.
     async fn consume_together(
         &self,
         consumer: &dyn crate::Consumer,
         tx: &mut Tx<'_>,
         messages: &[&Claimed],
-    ) -> Result<bool, Failure> {
+    ) -> Result<Vec<usize>, Failure> {
         let envelopes: Vec<&Envelope> = messages.iter().map(|m| &m.envelope).collect();
         let span = tracing::info_span!(
             "messages",

@@ -23,8 +23,6 @@ pub struct Workers {
     stop: watch::Sender<bool>,
     /// The worker tasks and, on PostgreSQL, the listener.
     tasks: Vec<JoinHandle<()>>,
-    /// The bus they work for.
-    bus: Bus,
 }
 
 impl Workers {
@@ -125,11 +123,7 @@ impl Bus {
         if self.inner.db.is_shared() {
             tasks.push(tokio::spawn(self.clone().listen(stopped)));
         }
-        Workers {
-            stop,
-            tasks,
-            bus: self.clone(),
-        }
+        Workers { stop, tasks }
     }
 
     /// Processes batches until no message is due; returns how many messages were handled.

@@ -65,7 +65,7 @@ impl Consumer for ClearCheckedOut {
         &self,
         messages: &[&Envelope],
         tx: &mut Tx<'_>,
-    ) -> Result<bool, ConsumeError> {
+    ) -> Result<Vec<usize>, ConsumeError> {
         let mut units: BTreeMap<(String, String), i64> = BTreeMap::new();
         for message in messages {
             let command: ClearCart = message.decode()?;
@@ -84,7 +84,7 @@ impl Consumer for ClearCheckedOut {
             lines = rows.len(),
             "checked-out items cleared from the carts"
         );
-        Ok(true)
+        Ok(Vec::new())
     }
 }
 

@@ -64,7 +64,7 @@ impl Consumer for ReserveStock {
         &self,
         messages: &[&Envelope],
         tx: &mut Tx<'_>,
-    ) -> Result<bool, ConsumeError> {
+    ) -> Result<Vec<usize>, ConsumeError> {
         let mut orders = Vec::with_capacity(messages.len());
         for message in messages {
             let command: ReserveStockForOrder = message.decode()?;
@@ -85,7 +85,7 @@ impl Consumer for ReserveStock {
                 }
             };
         }
-        Ok(true)
+        Ok(Vec::new())
     }
 }
 
@@ -206,7 +206,7 @@ impl Consumer for DeductReserved {
         &self,
         messages: &[&Envelope],
         tx: &mut Tx<'_>,
-    ) -> Result<bool, ConsumeError> {
+    ) -> Result<Vec<usize>, ConsumeError> {
         let orders = decode_orders(messages, |command: DeductStock| command.order_id)?;
         let ended = sets::end_reservations(tx, &orders, Ending::Deducted).await?;
         tracing::info!(
@@ -214,7 +214,7 @@ impl Consumer for DeductReserved {
             lines = ended,
             "reserved stock deducted"
         );
-        Ok(true)
+        Ok(Vec::new())
     }
 }
 
@@ -243,7 +243,7 @@ impl Consumer for ReleaseReserved {
         &self,
         messages: &[&Envelope],
         tx: &mut Tx<'_>,
-    ) -> Result<bool, ConsumeError> {
+    ) -> Result<Vec<usize>, ConsumeError> {
         let orders = decode_orders(messages, |command: ReleaseStockReservations| {
             command.order_id
         })?;
@@ -253,7 +253,7 @@ impl Consumer for ReleaseReserved {
             lines = ended,
             "reservations released"
         );
-        Ok(true)
+        Ok(Vec::new())
     }
 }
 

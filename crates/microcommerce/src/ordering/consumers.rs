@@ -38,7 +38,7 @@ impl Consumer for OrderStatusUpdater {
         &self,
         messages: &[&Envelope],
         tx: &mut Tx<'_>,
-    ) -> Result<bool, ConsumeError> {
+    ) -> Result<Vec<usize>, ConsumeError> {
         let now = tx.now().await?;
         let moves = messages
             .iter()
@@ -48,7 +48,7 @@ impl Consumer for OrderStatusUpdater {
         for (order, status, _) in &moves {
             log_outcome(*order, *status, moved.contains(order));
         }
-        Ok(true)
+        Ok(Vec::new())
     }
 }
 

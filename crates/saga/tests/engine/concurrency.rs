@@ -297,3 +297,62 @@ async fn a_transition_aborted_mid_transaction_is_applied_once_after_restart(back
     assert_eq!(queued, [TimedOut::TYPE], "one timeout, scheduled once");
 }
 }
+
+testkit::backend_tests! {
+/// Ten instances started in one batch, three of them with a payment parked early, then moved
+/// on in another: the seven plain steps are written together, the three with parked events go
+/// one by one, and every instance ends as if each event had been handled alone.
+async fn steps_written_together_end_as_one_by_one(backend) {
+    let t = setup(backend, LONG).await;
+    let ids: Vec<Uuid> = (0..10).map(|_| Uuid::now_v7()).collect();
+    for id in &ids {
+        t.publish(&Started { id: *id }).await;
+    }
+    for id in &ids[..3] {
+        t.publish(&Paid { id: *id }).await;
+    }
+    t.bus.run_pending().await.unwrap();
+    let mut reserved = Vec::new();
+    for id in &ids {
+        reserved.push(t.publish(&Reserved { id: *id }).await);
+    }
+    t.bus.run_pending().await.unwrap();
+
+    for (index, id) in ids.iter().enumerate() {
+        let instance = t.instance(*id).await.unwrap();
+        let steps: Vec<(Option<String>, String, Vec<String>)> = instance
+            .timeline
+            .iter()
+            .map(|e| (e.from_state.clone(), e.to_state.clone(), e.messages_sent.clone()))
+            .collect();
+        let open = (None, "Open".to_owned(), vec![]);
+        let reserving = (
+            Some("Open".to_owned()),
+            "Reserved".to_owned(),
+            vec![TimedOut::TYPE.to_owned()],
+        );
+        if index < 3 {
+            let paying = (
+                Some("Reserved".to_owned()),
+                "Confirmed".to_owned(),
+                vec![Confirm::TYPE.to_owned()],
+            );
+            assert_eq!(steps, [open, reserving, paying], "instance {index}");
+            assert_eq!(instance.version, 3);
+            assert!(instance.completed_at.is_some());
+            assert_eq!(t.sent(*id).await, [Confirm::TYPE]);
+        } else {
+            assert_eq!(steps, [open, reserving], "instance {index}");
+            assert_eq!(instance.version, 2);
+            let queued = t.queued(*id).await;
+            assert_eq!(queued.len(), 1, "its payment timeout");
+            assert_eq!(
+                queued[0].causation_id,
+                Some(reserved[index].to_string()),
+                "caused by the event that moved it"
+            );
+        }
+    }
+    assert_eq!(t.bus.dead_letter_count().await.unwrap(), 0);
+}
+}
