@@ -134,8 +134,8 @@ pub trait Consumer: Send + Sync + 'static {
 
     /// Handles several messages together, where a few set-based statements do the work of a
     /// few per message: at a network's distance from the database every statement is a round
-    /// trip. Called in a worker batch with messages of distinct correlation ids, in the order
-    /// they were claimed; what it sends names its cause with [`Tx::publish_caused_by`] or
+    /// trip. Called in a worker batch's fast pass (for one message or more) with messages of
+    /// distinct correlation ids, in the order they were claimed; what it sends names its cause with [`Tx::publish_caused_by`] or
     /// [`Tx::write_all_caused_by`]. Its effects must be those of `consume` on each message in
     /// turn: after a failure the batch rolls back and `consume` handles each message alone.
     ///
@@ -148,5 +148,15 @@ pub trait Consumer: Send + Sync + 'static {
     ) -> Result<Vec<usize>, ConsumeError> {
         let _ = tx;
         Ok((0..messages.len()).collect())
+    }
+
+    /// Writes what [`Consumer::consume_all`] kept back for the end of the batch, just before
+    /// its commit: changes to rows that other transactions change too (stock counts, say),
+    /// which are then locked only from here to the commit instead of through the whole batch.
+    /// Called once per batch whose fast pass reached its end; a failure (a lost race) rolls
+    /// the batch back. Does nothing by default.
+    async fn finish_batch(&self, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let _ = tx;
+        Ok(())
     }
 }

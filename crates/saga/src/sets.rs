@@ -150,6 +150,9 @@ async fn write_steps(
         expect_rows(tx, &sql, saga, now, &rows, "a new instance exists already").await?;
     }
     if !moved.is_empty() {
+        // The saga's name comes with each row, not from `$1`: matched on the whole primary
+        // key from the list, every instance is one index lookup. Given the name as a constant,
+        // SQLite scans every instance of the saga through the by-state index instead.
         let rows: Vec<_> = moved
             .iter()
             .map(|s| {
@@ -159,6 +162,7 @@ async fn write_steps(
                     &s.data,
                     s.version,
                     completed(s),
+                    saga,
                 )
             })
             .collect();
@@ -166,8 +170,9 @@ async fn write_steps(
             "UPDATE saga_instances SET state = j.value ->> 1, data = j.value ->> 2, \
              version = CAST(j.value ->> 3 AS BIGINT), updated_at = $2, \
              completed_at = CAST(j.value ->> 4 AS BIGINT) FROM {json} \
-             WHERE saga_instances.saga = $1 AND saga_instances.correlation_id = j.value ->> 0 \
-             AND saga_instances.version = CAST(j.value ->> 3 AS BIGINT) - 1"
+             WHERE saga_instances.saga = j.value ->> 5 \
+             AND saga_instances.correlation_id = j.value ->> 0 \
+             AND saga_instances.version = CAST(j.value ->> 3 AS BIGINT) - 1 AND j.value ->> 5 = $1"
         );
         expect_rows(
             tx,

@@ -118,7 +118,28 @@ impl Bus {
             return Ok(Ran::Failed(failure));
         }
         queue::complete_all(tx, claimed, now).await?;
-        self.hand_over(tx, now, tally).await
+        match self.hand_over(tx, now, tally).await? {
+            Ran::AllDone => Ok(self.finish_consumers(tx).await),
+            failed => Ok(failed),
+        }
+    }
+
+    /// Lets every consumer write what it kept back for the end of the batch
+    /// ([`crate::Consumer::finish_batch`]), just before the commit.
+    async fn finish_consumers(&self, tx: &mut Tx<'_>) -> Ran {
+        for consumer in self.inner.consumers.values() {
+            let finished = AssertUnwindSafe(consumer.finish_batch(tx))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))));
+            if let Err(error) = finished {
+                return Ran::Failed(Failure {
+                    row_id: None,
+                    error: Some(error),
+                });
+            }
+        }
+        Ran::AllDone
     }
 
     /// After a lost lock race: another transaction holds rows this batch needs, perhaps

@@ -9,7 +9,7 @@ use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
 
 use storage::Timestamp;
 
-use super::sets::{self, Ending, Reservation};
+use super::sets::{self, Ending, Reservation, StockWrite};
 
 use crate::contracts::{
     DeductStock, OrderLine, ReleaseStockReservations, ReserveStockForOrder,
@@ -59,7 +59,8 @@ impl Consumer for ReserveStock {
         Ok(())
     }
 
-    /// Every order of the set with three statements (see [`sets::reserve`]).
+    /// Every order of the set with two statements (see [`sets::reserve`]); the stock counts
+    /// change at the end of the batch.
     async fn consume_all(
         &self,
         messages: &[&Envelope],
@@ -86,6 +87,10 @@ impl Consumer for ReserveStock {
             };
         }
         Ok(Vec::new())
+    }
+
+    async fn finish_batch(&self, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        sets::write_pending(tx).await
     }
 }
 
@@ -196,7 +201,9 @@ impl Consumer for DeductReserved {
 
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let command: DeductStock = message.decode()?;
-        let ended = sets::end_reservations(tx, &[command.order_id], Ending::Deducted).await?;
+        let ended =
+            sets::end_reservations(tx, &[command.order_id], Ending::Deducted, StockWrite::Now)
+                .await?;
         tracing::info!(lines = ended, "reserved stock deducted");
         Ok(())
     }
@@ -208,13 +215,18 @@ impl Consumer for DeductReserved {
         tx: &mut Tx<'_>,
     ) -> Result<Vec<usize>, ConsumeError> {
         let orders = decode_orders(messages, |command: DeductStock| command.order_id)?;
-        let ended = sets::end_reservations(tx, &orders, Ending::Deducted).await?;
+        let ended =
+            sets::end_reservations(tx, &orders, Ending::Deducted, StockWrite::AtBatchEnd).await?;
         tracing::info!(
             orders = orders.len(),
             lines = ended,
             "reserved stock deducted"
         );
         Ok(Vec::new())
+    }
+
+    async fn finish_batch(&self, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        sets::write_pending(tx).await
     }
 }
 
@@ -233,7 +245,9 @@ impl Consumer for ReleaseReserved {
 
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let command: ReleaseStockReservations = message.decode()?;
-        let ended = sets::end_reservations(tx, &[command.order_id], Ending::Released).await?;
+        let ended =
+            sets::end_reservations(tx, &[command.order_id], Ending::Released, StockWrite::Now)
+                .await?;
         tracing::info!(lines = ended, "reservations released");
         Ok(())
     }
@@ -247,13 +261,18 @@ impl Consumer for ReleaseReserved {
         let orders = decode_orders(messages, |command: ReleaseStockReservations| {
             command.order_id
         })?;
-        let ended = sets::end_reservations(tx, &orders, Ending::Released).await?;
+        let ended =
+            sets::end_reservations(tx, &orders, Ending::Released, StockWrite::AtBatchEnd).await?;
         tracing::info!(
             orders = orders.len(),
             lines = ended,
             "reservations released"
         );
         Ok(Vec::new())
+    }
+
+    async fn finish_batch(&self, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        sets::write_pending(tx).await
     }
 }
 

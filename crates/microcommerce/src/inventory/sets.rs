@@ -1,7 +1,9 @@
 //! The stock steps for many orders at once (a worker batch's messages of one kind): a few
 //! set-based statements for the whole set instead of a few per order and line, with the
 //! outcomes handling each order alone would have. At a network's distance from the database
-//! every statement is a round trip, and the stock rows are locked only by the last statement.
+//! every statement is a round trip. The stock counts themselves change only at the end of the
+//! batch ([`write_pending`], one statement), so concurrent batches hold a stock row for the
+//! last round trips before their commits rather than for the whole batch.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -39,16 +41,18 @@ pub(super) enum Reservation {
 }
 
 /// Reserves each order's lines, all or none per order, in the given order: reads free stock
-/// and the orders already reserved (one statement), decides in memory, then writes the
-/// reservations and the stock (one statement each). If another transaction took units in
-/// between (PostgreSQL), the stock no longer covers the set: a lost race, and the batch runs
-/// again.
+/// and the orders already reserved (one statement), counts in what the batch has changed but
+/// not yet written, decides in memory, then writes the reservation rows (one statement). The
+/// units taken join the batch's pending stock changes ([`write_pending`]).
 pub(super) async fn reserve(
     tx: &mut Tx<'_>,
     orders: &[(OrderId, Lines)],
     now: Timestamp,
 ) -> Result<Vec<Reservation>, ConsumeError> {
     let (mut free, recorded) = read_free_and_recorded(tx, orders).await?;
+    for (product, units) in free.iter_mut() {
+        *units += tx.scratch::<PendingStock>().free_change(product);
+    }
     let mut outcomes = Vec::with_capacity(orders.len());
     let mut held: Vec<(String, String, i64)> = Vec::new();
     let mut taken: BTreeMap<String, i64> = BTreeMap::new();
@@ -74,7 +78,10 @@ pub(super) async fn reserve(
         outcomes.push(Reservation::Made);
     }
     record_held(tx, &held, now).await?;
-    take_stock(tx, &taken, now).await?;
+    let pending = tx.scratch::<PendingStock>();
+    for (product, units) in taken {
+        pending.change(product, 0, units);
+    }
     Ok(outcomes)
 }
 
@@ -140,20 +147,48 @@ async fn record_held(
     Ok(())
 }
 
-/// Adds `taken` (units per product) to the reserved stock, each only if still free.
-async fn take_stock(
-    tx: &mut Tx<'_>,
-    taken: &BTreeMap<String, i64>,
-    now: Timestamp,
-) -> Result<(), ConsumeError> {
-    if taken.is_empty() {
+/// Stock changes of a batch not yet written: per product, the change of units on hand and
+/// of units reserved. Kept in [`Tx::scratch`], so a rolled-back batch forgets them.
+#[derive(Default)]
+pub(super) struct PendingStock(BTreeMap<String, (i64, i64)>);
+
+impl PendingStock {
+    fn change(&mut self, product: String, on_hand: i64, reserved: i64) {
+        let entry = self.0.entry(product).or_default();
+        entry.0 += on_hand;
+        entry.1 += reserved;
+    }
+
+    /// How much the pending changes free (positive) or take (negative) of `product`.
+    fn free_change(&self, product: &str) -> i64 {
+        self.0
+            .get(product)
+            .map_or(0, |(on_hand, reserved)| on_hand - reserved)
+    }
+}
+
+/// Writes the batch's pending stock changes with one statement, in product-id order, each
+/// only if the product keeps `0 <= reserved <= on_hand`: if another transaction took the
+/// units since they were read, that is a lost race and the batch runs again.
+pub(super) async fn write_pending(tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+    let pending = std::mem::take(tx.scratch::<PendingStock>());
+    let rows: Vec<(&String, i64, i64)> = pending
+        .0
+        .iter()
+        .filter(|(_, change)| **change != (0, 0))
+        .map(|(product, (on_hand, reserved))| (product, *on_hand, *reserved))
+        .collect();
+    if rows.is_empty() {
         return Ok(());
     }
-    let rows: Vec<(&String, &i64)> = taken.iter().collect();
+    let now = tx.now().await?;
     let sql = format!(
-        "UPDATE stock_items SET reserved = reserved + CAST(j.value ->> 1 AS BIGINT), \
-         updated_at = $2 FROM {} WHERE stock_items.product_id = j.value ->> 0 \
-         AND stock_items.on_hand - stock_items.reserved >= CAST(j.value ->> 1 AS BIGINT)",
+        "UPDATE stock_items SET on_hand = on_hand + CAST(j.value ->> 1 AS BIGINT), \
+         reserved = reserved + CAST(j.value ->> 2 AS BIGINT), updated_at = $2 FROM {} \
+         WHERE stock_items.product_id = j.value ->> 0 \
+         AND stock_items.reserved + CAST(j.value ->> 2 AS BIGINT) >= 0 \
+         AND stock_items.on_hand + CAST(j.value ->> 1 AS BIGINT) \
+         >= stock_items.reserved + CAST(j.value ->> 2 AS BIGINT)",
         storage::json_rows(tx.backend(), 1)
     );
     let updated = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -168,6 +203,15 @@ async fn take_stock(
         ));
     }
     Ok(())
+}
+
+/// When ended reservations move the stock counts.
+#[derive(Clone, Copy)]
+pub(super) enum StockWrite {
+    /// In the same call: a message handled alone.
+    Now,
+    /// At the end of the worker batch ([`write_pending`]).
+    AtBatchEnd,
 }
 
 /// How a reservation ends.
@@ -185,11 +229,12 @@ pub(super) enum Ending {
 /// The status flip comes first and claims the rows in one statement (`… WHERE status = 'Held'
 /// RETURNING`): only the lines this call actually ended move stock, so even two deliveries
 /// racing each other (or a deduct racing a release) can never apply a line twice. The stock
-/// then moves in one statement for all products.
+/// then moves in one statement for all products, now or at the end of the batch.
 pub(super) async fn end_reservations(
     tx: &mut Tx<'_>,
     orders: &[OrderId],
     ending: Ending,
+    write: StockWrite,
 ) -> Result<usize, sqlx::Error> {
     let now = tx.now().await?;
     let status = match ending {
@@ -214,7 +259,18 @@ pub(super) async fn end_reservations(
         *units.entry(row.try_get("product_id")?).or_default() +=
             row.try_get::<i64, _>("quantity")?;
     }
-    move_stock(tx, &units, ending, now).await?;
+    match write {
+        StockWrite::Now => move_stock(tx, &units, ending, now).await?,
+        StockWrite::AtBatchEnd => {
+            let pending = tx.scratch::<PendingStock>();
+            for (product, units) in units {
+                match ending {
+                    Ending::Deducted => pending.change(product, -units, -units),
+                    Ending::Released => pending.change(product, 0, -units),
+                }
+            }
+        }
+    }
     Ok(ended.len())
 }
 
