@@ -207,12 +207,16 @@ fn field(
                 aria-invalid=[invalid.then_some("true")]
                 aria-describedby=[invalid.then_some(&error_id)];
             @if invalid {
-                p.error id=(error_id) {
-                    @for message in &messages { (super::capitalized(message)) " " }
-                }
+                p.error id=(error_id) { (sentences(&messages)) }
             }
         }
     }
+}
+
+/// Messages as one line, each starting with a capital.
+fn sentences(messages: &[&String]) -> String {
+    let capitalized: Vec<String> = messages.iter().map(|m| super::capitalized(m)).collect();
+    capitalized.join(". ")
 }
 
 fn summary(cart: &crate::cart::http::CartView) -> Markup {
