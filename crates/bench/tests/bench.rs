@@ -8,7 +8,9 @@ use bench::{BenchOptions, run};
 
 fn small(engine: bool, hot_product: bool) -> BenchOptions {
     BenchOptions {
-        url: None,
+        urls: Vec::new(),
+        instances: 1,
+        db_latency: None,
         admin_token: None,
         database_url: None,
         synchronous: storage::Synchronous::Normal,

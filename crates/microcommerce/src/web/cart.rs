@@ -91,7 +91,7 @@ fn cart_line(item: &CartItemView, category: &str) -> Markup {
                 span.muted { (price(item.unit_price)) " each" }
             }
             form.qty method="post" action=(format!("/cart/items/{}", item.id)) {
-                label for=(field) { "Quantity of " span.visually-hidden { (item.product_name) } }
+                label for=(field) { "Quantity" span.visually-hidden { " of " (item.product_name) } }
                 input id=(field) type="number" name="quantity" value=(item.quantity) min="1"
                     max="99" inputmode="numeric" required;
                 button type="submit" { "Update" }

@@ -41,13 +41,13 @@ impl Drop for Browser {
 /// The first of `candidates` that exists, or `name` found on the `PATH`.
 fn find_program(name: &str, candidates: &[&str]) -> Option<PathBuf> {
     let listed = candidates.iter().map(PathBuf::from);
-    let on_path = std::env::var_os("PATH")
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
         .map(|path| {
             std::env::split_paths(&path)
                 .map(|dir| dir.join(name))
                 .collect()
         })
-        .unwrap_or_else(Vec::new);
+        .unwrap_or_default();
     listed.chain(on_path).find(|path| path.is_file())
 }
 
@@ -252,8 +252,8 @@ async fn stock_becomes(app: &TestApp, product: &str, expected: (i64, i64)) {
 #[tokio::test]
 async fn a_shopper_searches_buys_two_products_pays_and_sees_confirmed_without_reloading() {
     let app = spawn_app(Backend::Sqlite).await;
-    let teapot = stocked_product(&app, "Copper Teapot", 10).await;
-    let kettle = stocked_product(&app, "Stovetop Kettle", 10).await;
+    let teapot = stocked_product(&app, "Copper Teapot", 50).await;
+    let kettle = stocked_product(&app, "Stovetop Kettle", 50).await;
     let Some(browser) = browser(&app).await else {
         return;
     };
@@ -289,8 +289,8 @@ async fn a_shopper_searches_buys_two_products_pays_and_sees_confirmed_without_re
     assert_eq!(same, json!(true), "the page reloaded");
     browser.screenshot("order-confirmed", 1280).await;
 
-    stock_becomes(&app, &teapot, (8, 0)).await;
-    stock_becomes(&app, &kettle, (9, 0)).await;
+    stock_becomes(&app, &teapot, (48, 0)).await;
+    stock_becomes(&app, &kettle, (49, 0)).await;
     browser.close().await;
     app.stop().await;
 }
