@@ -202,6 +202,16 @@ impl Browser {
         .await
     }
 
+    /// The id of the product whose page is open, from the address bar.
+    async fn product_on_page(&self) -> String {
+        let url = self.client.current_url().await.expect("address");
+        let id = url
+            .path()
+            .strip_prefix("/products/")
+            .expect("a product page");
+        id.to_owned()
+    }
+
     async fn text_of(&self, css: &str) -> String {
         let element = self.client.find(Locator::Css(css)).await.expect("element");
         element.text().await.expect("text")
@@ -252,20 +262,22 @@ async fn stock_becomes(app: &TestApp, product: &str, expected: (i64, i64)) {
 #[tokio::test]
 async fn a_shopper_searches_buys_two_products_pays_and_sees_confirmed_without_reloading() {
     let app = spawn_app(Backend::Sqlite).await;
-    let teapot = stocked_product(&app, "Copper Teapot", 50).await;
-    let kettle = stocked_product(&app, "Stovetop Kettle", 50).await;
     let Some(browser) = browser(&app).await else {
         return;
     };
     browser.open("/").await;
     browser.wait_for(&by_text("h1", "All products")).await;
     browser.screenshot("home", 1280).await;
-    browser.find_product("teapot", "Copper Teapot").await;
+    browser.find_product("mug", "Ceramic Mug").await;
     browser.wait_for_text("In stock").await;
+    let mug = browser.product_on_page().await;
+    let mug_before = stock_on_api(&app, &mug).await;
     browser.screenshot("product", 1280).await;
     browser.screenshot("product-375", 375).await;
     browser.add_to_cart(2).await;
-    browser.find_product("kettle", "Stovetop Kettle").await;
+    browser.find_product("coffee", "Pour-Over Coffee Set").await;
+    let coffee = browser.product_on_page().await;
+    let coffee_before = stock_on_api(&app, &coffee).await;
     browser.add_to_cart(1).await;
     assert_eq!(browser.text_of("#cart-count").await, "3");
     browser.screenshot("cart", 1280).await;
@@ -289,8 +301,8 @@ async fn a_shopper_searches_buys_two_products_pays_and_sees_confirmed_without_re
     assert_eq!(same, json!(true), "the page reloaded");
     browser.screenshot("order-confirmed", 1280).await;
 
-    stock_becomes(&app, &teapot, (48, 0)).await;
-    stock_becomes(&app, &kettle, (49, 0)).await;
+    stock_becomes(&app, &mug, (mug_before.0 - 2, 0)).await;
+    stock_becomes(&app, &coffee, (coffee_before.0 - 1, 0)).await;
     browser.close().await;
     app.stop().await;
 }
