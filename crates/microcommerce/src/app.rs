@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::BODY_LIMIT;
 use crate::state::AppState;
-use crate::{cart, catalog, http, inventory, openapi, ordering, payment};
+use crate::{cart, catalog, http, inventory, openapi, ordering, payment, web};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -180,7 +180,8 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/ordering", ordering::router().merge(payment::router()))
         .merge(http::router())
         .merge(openapi::router())
-        .fallback(http::fallback)
+        .merge(web::router())
+        .fallback(web::fallback)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::middleware::from_fn(http::retry_conflicts))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

@@ -119,6 +119,11 @@ impl Error {
         Self::Validation(errors)
     }
 
+    /// The HTTP status this error maps to.
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status_and_kind().0
+    }
+
     fn status_and_kind(&self) -> (StatusCode, &'static str, &'static str) {
         match self {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not Found"),

@@ -12,6 +12,7 @@
 //! [`domain`] (the quantity and email parsed at the boundary).
 //!
 //! The edges: [`http`] (extractors, identity, problem documents via [`error`]), [`openapi`],
+//! [`web`] (the storefront's HTML pages at `/`, over the same modules),
 //! [`app`] (start-up, the only module that names every other) and [`config`].
 //!
 //! Outside this library: the `microcommerce` binary and its command line (`crates/cli`) and the
@@ -34,5 +35,6 @@ pub mod openapi;
 pub mod ordering;
 pub mod payment;
 pub mod state;
+pub mod web;
 
 pub use error::{Error, NotAwaitingPayment, Result};

@@ -20,23 +20,23 @@ use crate::{Error, Result};
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CartView {
-    id: String,
-    items: Vec<CartItemView>,
-    subtotal: Money,
-    total_items: i64,
+    pub(crate) id: String,
+    pub(crate) items: Vec<CartItemView>,
+    pub(crate) subtotal: Money,
+    pub(crate) total_items: i64,
 }
 
 /// One line of the cart.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CartItemView {
-    id: CartItemId,
-    product_id: ProductId,
-    product_name: String,
-    unit_price: Money,
-    image_url: Option<String>,
-    quantity: i64,
-    line_total: Money,
+    pub(crate) id: CartItemId,
+    pub(crate) product_id: ProductId,
+    pub(crate) product_name: String,
+    pub(crate) unit_price: Money,
+    pub(crate) image_url: Option<String>,
+    pub(crate) quantity: i64,
+    pub(crate) line_total: Money,
 }
 
 /// The caller's cart; 204 when there is none or it is empty. Names, prices and pictures are the
@@ -44,17 +44,25 @@ pub struct CartItemView {
 #[utoipa::path(get, path = "/api/cart", tag = "cart",
     responses((status = 200, body = CartView), (status = 204)))]
 pub async fn get_cart(State(state): State<AppState>, caller: Caller) -> Result<Response> {
+    Ok(match cart_of(&state, caller.buyer).await? {
+        Some(cart) => Json(cart).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+/// `buyer`'s cart priced from the catalog now; `None` when there is none or it is empty.
+pub(crate) async fn cart_of(state: &AppState, buyer: BuyerId) -> Result<Option<CartView>> {
     let mut conn = state.read().await?;
     let rows = sqlx::query(
         "SELECT c.id AS cart_id, i.id, i.product_id, i.quantity \
          FROM carts c JOIN cart_items i ON i.cart_id = c.id \
          WHERE c.buyer_id = $1 ORDER BY i.added_at, i.id",
     )
-    .bind(caller.buyer.to_string())
+    .bind(buyer.to_string())
     .fetch_all(&mut conn)
     .await?;
     let Some(first) = rows.first() else {
-        return Ok(StatusCode::NO_CONTENT.into_response());
+        return Ok(None);
     };
     let cart_id: String = first.try_get("cart_id")?;
     let lines = rows
@@ -90,13 +98,12 @@ pub async fn get_cart(State(state): State<AppState>, caller: Caller) -> Result<R
             })
         })
         .collect();
-    Ok(Json(CartView {
+    Ok(Some(CartView {
         id: cart_id,
         subtotal: items.iter().map(|item| item.line_total).sum(),
         total_items: items.iter().map(|item| item.quantity).sum(),
         items,
-    })
-    .into_response())
+    }))
 }
 
 fn parse_id<T: std::str::FromStr<Err = uuid::Error>>(text: String) -> Result<T, sqlx::Error> {
@@ -131,14 +138,23 @@ pub async fn add_item(
     caller: Caller,
     Json(body): Json<AddItem>,
 ) -> Result<Json<ItemAdded>> {
-    let line = (body.product_id, parse_quantity(body.quantity)?);
-    let buyer = caller.buyer;
-    let item_id = state
+    let item_id = add(&state, caller.buyer, body.product_id, body.quantity).await?;
+    Ok(Json(ItemAdded { item_id }))
+}
+
+/// Adds `units` of `product` to `buyer`'s cart (merged, at most 99); the line it ended up on.
+pub(crate) async fn add(
+    state: &AppState,
+    buyer: BuyerId,
+    product: ProductId,
+    units: i64,
+) -> Result<CartItemId> {
+    let line = (product, parse_quantity(units)?);
+    state
         .write(line, move |tx, &(product, quantity)| {
             Box::pin(add_to_cart(tx, buyer, product, quantity))
         })
-        .await?;
-    Ok(Json(ItemAdded { item_id }))
+        .await
 }
 
 /// Merges `quantity` of `product` into the buyer's cart (created on first use) in the
@@ -211,15 +227,25 @@ pub async fn change_quantity(
     Path(item): Path<CartItemId>,
     Json(body): Json<ChangeQuantity>,
 ) -> Result<StatusCode> {
-    let quantity = i64::from(parse_quantity(body.quantity)?);
-    change_own_line(&state, move || {
+    set_quantity(&state, caller.buyer, item, body.quantity).await
+}
+
+/// Sets line `item` of `buyer`'s cart to `units`; not found unless the line is theirs.
+pub(crate) async fn set_quantity(
+    state: &AppState,
+    buyer: BuyerId,
+    item: CartItemId,
+    units: i64,
+) -> Result<StatusCode> {
+    let quantity = i64::from(parse_quantity(units)?);
+    change_own_line(state, move || {
         sqlx::query(
             "UPDATE cart_items SET quantity = $1 WHERE id = $2 \
              AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $3)",
         )
         .bind(quantity)
         .bind(item.to_string())
-        .bind(caller.buyer.to_string())
+        .bind(buyer.to_string())
     })
     .await
 }
@@ -233,13 +259,22 @@ pub async fn remove_item(
     caller: Caller,
     Path(item): Path<CartItemId>,
 ) -> Result<StatusCode> {
-    change_own_line(&state, move || {
+    remove(&state, caller.buyer, item).await
+}
+
+/// Removes line `item` from `buyer`'s cart; not found unless the line is theirs.
+pub(crate) async fn remove(
+    state: &AppState,
+    buyer: BuyerId,
+    item: CartItemId,
+) -> Result<StatusCode> {
+    change_own_line(state, move || {
         sqlx::query(
             "DELETE FROM cart_items WHERE id = $1 \
              AND cart_id IN (SELECT id FROM carts WHERE buyer_id = $2)",
         )
         .bind(item.to_string())
-        .bind(caller.buyer.to_string())
+        .bind(buyer.to_string())
     })
     .await
 }
@@ -269,12 +304,17 @@ async fn change_own_line(
 /// Units in the caller's cart (0 without one).
 #[utoipa::path(get, path = "/api/cart/count", tag = "cart", responses((status = 200, body = i64)))]
 pub async fn count(State(state): State<AppState>, caller: Caller) -> Result<Json<i64>> {
+    units(&state, caller.buyer).await.map(Json)
+}
+
+/// Units in `buyer`'s cart (0 without one).
+pub(crate) async fn units(state: &AppState, buyer: BuyerId) -> Result<i64> {
     let units: i64 = sqlx::query_scalar(
         "SELECT CAST(COALESCE(SUM(i.quantity), 0) AS BIGINT) FROM cart_items i JOIN carts c ON c.id = i.cart_id \
          WHERE c.buyer_id = $1",
     )
-    .bind(caller.buyer.to_string())
+    .bind(buyer.to_string())
     .fetch_one(&mut state.read().await?)
     .await?;
-    Ok(Json(units))
+    Ok(units)
 }

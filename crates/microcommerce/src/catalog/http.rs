@@ -19,15 +19,20 @@ use crate::{Error, Result};
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct CategoryView {
-    id: CategoryId,
-    name: String,
-    description: String,
+    pub(crate) id: CategoryId,
+    pub(crate) name: String,
+    pub(crate) description: String,
 }
 
 /// Every category, by name.
 #[utoipa::path(get, path = "/api/catalog/categories", tag = "catalog",
     responses((status = 200, body = Vec<CategoryView>)))]
 pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<CategoryView>>> {
+    list_categories(&state).await.map(Json)
+}
+
+/// Every category, by name: the listing the API and the storefront show.
+pub(crate) async fn list_categories(state: &AppState) -> Result<Vec<CategoryView>> {
     let rows = sqlx::query("SELECT id, name, description FROM categories ORDER BY name")
         .fetch_all(&mut state.read().await?)
         .await?;
@@ -41,23 +46,23 @@ pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<Catego
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
-    Ok(Json(categories))
+    Ok(categories)
 }
 
 /// A product as the API shows it.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductView {
-    id: ProductId,
-    sku: String,
-    name: String,
-    description: String,
-    price: Money,
-    currency: String,
-    image_url: Option<String>,
-    category_id: CategoryId,
-    category_name: String,
-    status: ProductStatus,
+    pub(crate) id: ProductId,
+    pub(crate) sku: String,
+    pub(crate) name: String,
+    pub(crate) description: String,
+    pub(crate) price: Money,
+    pub(crate) currency: String,
+    pub(crate) image_url: Option<String>,
+    pub(crate) category_id: CategoryId,
+    pub(crate) category_name: String,
+    pub(crate) status: ProductStatus,
 }
 
 const PRODUCT_SELECT: &str = "SELECT p.id, p.sku, p.name, p.description, p.price_cents, \
@@ -84,13 +89,13 @@ fn product_view(row: &AnyRow) -> Result<ProductView, sqlx::Error> {
 #[serde(rename_all = "camelCase")]
 pub struct ProductFilter {
     /// Only this category.
-    category_id: Option<CategoryId>,
+    pub(crate) category_id: Option<CategoryId>,
     /// Words in the name or description (case-insensitive).
-    search: Option<String>,
+    pub(crate) search: Option<String>,
     /// 1-based page.
-    page: Option<u32>,
+    pub(crate) page: Option<u32>,
     /// Page size, at most 100.
-    page_size: Option<u32>,
+    pub(crate) page_size: Option<u32>,
 }
 
 /// Published products (every status for admins), by name, paged.
@@ -101,6 +106,17 @@ pub async fn products(
     caller: Caller,
     Query(filter): Query<ProductFilter>,
 ) -> Result<Json<Page<ProductView>>> {
+    list_products(&state, !caller.is_admin, filter)
+        .await
+        .map(Json)
+}
+
+/// Products matching `filter` (published ones only if `published_only`), by name, paged.
+pub(crate) async fn list_products(
+    state: &AppState,
+    published_only: bool,
+    filter: ProductFilter,
+) -> Result<Page<ProductView>> {
     let (page, page_size) = Paging {
         page: filter.page,
         page_size: filter.page_size,
@@ -112,7 +128,7 @@ pub async fn products(
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
-    let published_only = i64::from(!caller.is_admin);
+    let published_only = i64::from(published_only);
     let category = filter.category_id.map(|c| c.to_string());
     let conditions = "($1 IS NULL OR p.category_id = $1) \
         AND ($2 IS NULL OR LOWER(p.name) LIKE $2 ESCAPE '\\' OR LOWER(p.description) LIKE $2 ESCAPE '\\') \
@@ -136,12 +152,12 @@ pub async fn products(
     .fetch_all(&mut state.read().await?)
     .await?;
     let items = rows.iter().map(product_view).collect::<Result<_, _>>()?;
-    Ok(Json(Page {
+    Ok(Page {
         items,
         total_count,
         page,
         page_size,
-    }))
+    })
 }
 
 fn escape_like(text: &str) -> String {
@@ -169,9 +185,18 @@ pub async fn product(
     caller: Caller,
     Path(id): Path<ProductId>,
 ) -> Result<Json<ProductView>> {
+    visible_product(&state, caller.is_admin, id).await.map(Json)
+}
+
+/// Product `id` if it is published (or `to_admin`); not found otherwise.
+pub(crate) async fn visible_product(
+    state: &AppState,
+    to_admin: bool,
+    id: ProductId,
+) -> Result<ProductView> {
     let mut conn = state.read().await?;
     match load_product(&mut conn, id).await? {
-        Some(p) if caller.is_admin || p.status == ProductStatus::Published => Ok(Json(p)),
+        Some(p) if to_admin || p.status == ProductStatus::Published => Ok(p),
         _ => Err(Error::NotFound("product")),
     }
 }

@@ -20,12 +20,12 @@ const MAX_IDS: usize = 100;
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StockView {
-    product_id: ProductId,
-    quantity_on_hand: i64,
-    reserved_quantity: i64,
-    available_quantity: i64,
-    is_in_stock: bool,
-    is_low_stock: bool,
+    pub(crate) product_id: ProductId,
+    pub(crate) quantity_on_hand: i64,
+    pub(crate) reserved_quantity: i64,
+    pub(crate) available_quantity: i64,
+    pub(crate) is_in_stock: bool,
+    pub(crate) is_low_stock: bool,
 }
 
 fn stock_view(row: &AnyRow) -> Result<StockView, sqlx::Error> {
@@ -78,6 +78,14 @@ pub async fn list_stock(
     Query(query): Query<StockQuery>,
 ) -> Result<Json<Vec<StockView>>> {
     let ids = parse_ids(query.product_ids.as_deref().unwrap_or_default())?;
+    stock_levels(&state, &ids).await.map(Json)
+}
+
+/// Stock levels of `ids`, in that order; unknown ids are left out.
+pub(crate) async fn stock_levels(state: &AppState, ids: &[ProductId]) -> Result<Vec<StockView>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
     // Only numbered placeholders are spliced in; the ids themselves are bound.
     let sql = sqlx::AssertSqlSafe(format!(
         "SELECT product_id, on_hand, reserved FROM stock_items WHERE product_id IN ({})",
@@ -94,7 +102,7 @@ pub async fn list_stock(
         .collect::<Result<Vec<_>, sqlx::Error>>()?;
     // In the order asked for.
     levels.sort_by_key(|level| ids.iter().position(|id| *id == level.product_id));
-    Ok(Json(levels))
+    Ok(levels)
 }
 
 fn parse_ids(text: &str) -> Result<Vec<ProductId>> {

@@ -305,7 +305,7 @@ pub async fn visible_order(state: &AppState, caller: &Caller, id: OrderId) -> Re
 }
 
 /// The order with its lines if `caller` may see it; 404 otherwise.
-async fn visible_order_with_items(
+pub(crate) async fn visible_order_with_items(
     state: &AppState,
     caller: &Caller,
     id: OrderId,
@@ -362,7 +362,7 @@ impl OrderWait {
 
 /// The order (with its lines) once its status is no longer `status`, or as it is when
 /// `timeout` has passed or the server begins to shut down.
-async fn order_after_change(
+pub(crate) async fn order_after_change(
     state: &AppState,
     caller: &Caller,
     id: OrderId,
@@ -539,17 +539,29 @@ pub async fn get_checkout(
     }))
 }
 
+/// When the payment window of order `id` closes, while its checkout saga awaits payment.
+pub(crate) async fn payment_deadline(
+    state: &AppState,
+    id: OrderId,
+) -> Result<Option<storage::Timestamp>> {
+    let mut conn = state.read().await?;
+    let current = saga::current::<CheckoutSaga>(&mut conn, id.0).await?;
+    Ok(current
+        .filter(|c| matches!(c.state, CheckoutState::StockReserved { .. }))
+        .map(|c| c.updated_at.plus(state.config.payment_timeout)))
+}
+
 /// An order in a listing.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OrderSummary {
-    id: OrderId,
-    order_number: String,
-    status: OrderStatus,
+    pub(crate) id: OrderId,
+    pub(crate) order_number: String,
+    pub(crate) status: OrderStatus,
     #[schema(value_type = f64)]
-    total: Money,
-    item_count: i64,
-    created_at: String,
+    pub(crate) total: Money,
+    pub(crate) item_count: i64,
+    pub(crate) created_at: String,
 }
 
 /// Filters of order listings.
@@ -557,11 +569,11 @@ pub struct OrderSummary {
 #[serde(rename_all = "camelCase")]
 pub struct OrderFilter {
     /// Only orders in this status.
-    status: Option<String>,
+    pub(crate) status: Option<String>,
     /// 1-based page.
-    page: Option<u32>,
+    pub(crate) page: Option<u32>,
     /// Page size, at most 100.
-    page_size: Option<u32>,
+    pub(crate) page_size: Option<u32>,
 }
 
 /// The caller's orders, newest first.

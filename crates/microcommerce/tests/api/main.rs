@@ -1,5 +1,6 @@
 //! API integration tests: one binary, an app on port 0 with a fresh database per test.
 
+mod browser;
 mod cart;
 mod catalog;
 mod checkout;
@@ -8,3 +9,4 @@ mod helpers;
 mod inventory;
 mod messaging;
 mod postgres;
+mod storefront;

@@ -1,0 +1,245 @@
+//! The checkout form: email and shipping address, validated by ordering's own rules, whose
+//! `errors` map is shown beside each field; a valid form places the order from the cart.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::layout::{self, Chrome, price};
+use super::{Form, PageResult, see_other};
+use crate::cart::http::cart_of;
+use crate::error::FieldErrors;
+use crate::http::Caller;
+use crate::ordering::domain::{CheckoutRequest, ShippingAddress, Totals};
+use crate::state::AppState;
+
+/// The form as posted; every field is text, read leniently so that ordering's validation
+/// decides what is wrong.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub(super) struct CheckoutForm {
+    email: String,
+    name: String,
+    street: String,
+    city: String,
+    state: String,
+    zip_code: String,
+    /// Drawn when the form is shown: posting the same form twice places one order.
+    key: String,
+}
+
+/// The form's fields: input name, label, the `errors` keys shown beside it, autocomplete hint.
+const FIELDS: [(&str, &str, &[&str], &str); 6] = [
+    (
+        "email",
+        "Email",
+        &["email", "shippingAddress.email"],
+        "email",
+    ),
+    ("name", "Full name", &["shippingAddress.name"], "name"),
+    (
+        "street",
+        "Street and number",
+        &["shippingAddress.street"],
+        "street-address",
+    ),
+    ("city", "City", &["shippingAddress.city"], "address-level2"),
+    (
+        "state",
+        "State or region",
+        &["shippingAddress.state"],
+        "address-level1",
+    ),
+    (
+        "zipCode",
+        "Postal code",
+        &["shippingAddress.zipCode"],
+        "postal-code",
+    ),
+];
+
+impl CheckoutForm {
+    fn value(&self, field: &str) -> &str {
+        match field {
+            "email" => &self.email,
+            "name" => &self.name,
+            "street" => &self.street,
+            "city" => &self.city,
+            "state" => &self.state,
+            _ => &self.zip_code,
+        }
+    }
+
+    /// The API's checkout request for the buyer's cart; the address's email is the buyer's.
+    fn request(&self) -> CheckoutRequest {
+        CheckoutRequest {
+            email: self.email.clone(),
+            shipping_address: Some(ShippingAddress {
+                name: self.name.clone(),
+                email: self.email.clone(),
+                street: self.street.clone(),
+                city: self.city.clone(),
+                state: self.state.clone(),
+                zip_code: self.zip_code.clone(),
+            }),
+            items: None,
+        }
+    }
+
+    fn idempotency_key(&self) -> Option<String> {
+        let key = self.key.trim();
+        (1..=200).contains(&key.len()).then(|| key.to_owned())
+    }
+}
+
+/// `GET /checkout`: the empty form beside the cart's totals.
+pub(super) async fn form(State(state): State<AppState>, caller: Caller) -> PageResult {
+    let fresh = CheckoutForm {
+        key: uuid::Uuid::new_v4().to_string(),
+        ..CheckoutForm::default()
+    };
+    render(&state, &caller, &fresh, &FieldErrors::new()).await
+}
+
+/// `POST /checkout`: places the order and shows it, or shows the form again with the messages.
+pub(super) async fn submit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Form(form): Form<CheckoutForm>,
+) -> PageResult {
+    let placed = match form.request().validate() {
+        Ok(valid) => {
+            crate::ordering::http::check_out(&state, caller.buyer, valid, form.idempotency_key())
+                .await
+        }
+        Err(errors) => Err(crate::Error::Validation(errors)),
+    };
+    match placed {
+        Ok(order) => Ok(see_other(&format!("/orders/{}", order.id))),
+        Err(crate::Error::Validation(errors)) => render(&state, &caller, &form, &errors).await,
+        Err(other) => Err(other.into()),
+    }
+}
+
+async fn render(
+    state: &AppState,
+    caller: &Caller,
+    form: &CheckoutForm,
+    errors: &FieldErrors,
+) -> PageResult {
+    let cart = cart_of(state, caller.buyer).await?;
+    let chrome = Chrome::of(state, caller).await;
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::UNPROCESSABLE_ENTITY
+    };
+    let main = html! {
+        h1 { "Checkout" }
+        @match &cart {
+            None => section.panel {
+                p { "Your cart is empty: add something before checking out." }
+                p { a.button href="/" { "Start shopping" } }
+            },
+            Some(cart) => div.checkout {
+                (fields(form, errors))
+                (summary(cart))
+            },
+        }
+    };
+    Ok(super::page(status, layout::page("Checkout", &chrome, main)))
+}
+
+fn fields(form: &CheckoutForm, errors: &FieldErrors) -> Markup {
+    let shown: Vec<&str> = FIELDS
+        .iter()
+        .flat_map(|(_, _, keys, _)| *keys)
+        .copied()
+        .collect();
+    let general: Vec<&String> = errors
+        .iter()
+        .filter(|(key, _)| !shown.contains(&key.as_str()))
+        .flat_map(|(_, messages)| messages)
+        .collect();
+    html! {
+        form.checkout-form method="post" action="/checkout" novalidate {
+            @if !errors.is_empty() {
+                div.alert role="alert" {
+                    p { "Please correct the marked fields." }
+                    @for message in &general { p { (super::capitalized(message)) } }
+                }
+            }
+            input type="hidden" name="key" value=(form.key);
+            @for (name, label, keys, autocomplete) in FIELDS {
+                (field(name, label, autocomplete, form.value(name), messages(errors, keys)))
+            }
+            button.primary type="submit" { "Place order" }
+        }
+    }
+}
+
+/// The messages `errors` holds for any of `keys`.
+fn messages<'a>(errors: &'a FieldErrors, keys: &[&str]) -> Vec<&'a String> {
+    let mut found: Vec<&String> = Vec::new();
+    for message in keys.iter().filter_map(|key| errors.get(*key)).flatten() {
+        if !found.contains(&message) {
+            found.push(message);
+        }
+    }
+    found
+}
+
+fn field(
+    name: &str,
+    label: &str,
+    autocomplete: &str,
+    value: &str,
+    messages: Vec<&String>,
+) -> Markup {
+    let error_id = format!("{name}-error");
+    let kind = if name == "email" { "email" } else { "text" };
+    let invalid = !messages.is_empty();
+    html! {
+        div.field {
+            label for=(name) { (label) }
+            input id=(name) name=(name) type=(kind) value=(value) autocomplete=(autocomplete)
+                aria-invalid=[invalid.then_some("true")]
+                aria-describedby=[invalid.then_some(&error_id)];
+            @if invalid {
+                p.error id=(error_id) { (sentences(&messages)) }
+            }
+        }
+    }
+}
+
+/// Messages as one line, each starting with a capital.
+fn sentences(messages: &[&String]) -> String {
+    let capitalized: Vec<String> = messages.iter().map(|m| super::capitalized(m)).collect();
+    capitalized.join(". ")
+}
+
+fn summary(cart: &crate::cart::http::CartView) -> Markup {
+    let totals = Totals::of(
+        cart.items
+            .iter()
+            .map(|item| (item.unit_price, u32::try_from(item.quantity).unwrap_or(0))),
+    );
+    html! {
+        aside.summary aria-label="Order summary" {
+            h2 { "Your order" }
+            ul.plain {
+                @for item in &cart.items {
+                    li { (item.quantity) " × " (item.product_name) " " span.muted { (price(item.line_total)) } }
+                }
+            }
+            dl {
+                dt { "Subtotal" } dd { (price(totals.subtotal)) }
+                dt { "Shipping" } dd { (price(totals.shipping)) }
+                dt { "Tax (8 %)" } dd { (price(totals.tax)) }
+                dt { "Total" } dd.total { (price(totals.total)) }
+            }
+            p { a href="/cart" { "Change the cart" } }
+        }
+    }
+}
