@@ -41,9 +41,8 @@ pub struct BusConfig {
     /// A message that a worker's consumer sends to another consumer of this bus, due at once,
     /// is handled in the same batch transaction instead of being queued, unless something
     /// older waits for the same consumer and correlation id or (PostgreSQL) another
-    /// transaction holds that correlation's lock; on SQLite, while workers run, so is one a
-    /// group of requests sends ([`Bus::transact`]) (see
-    /// `docs/architecture.md`, "Hand-over"). Each hop of a chain of messages then costs no
+    /// transaction holds that correlation's lock (see `docs/architecture.md`, "Hand-over").
+    /// Each hop of a chain of messages then costs no
     /// batch and commit of its own. Off, every message goes through the queue.
     pub hand_over: bool,
 }
@@ -80,7 +79,7 @@ pub struct BusStats {
     pub grouped_jobs: u64,
     /// Commits of those shared transactions: jobs per commit is what group commit saved.
     pub group_commits: u64,
-    /// Messages handled in the worker batch or request group that sent them, never queued
+    /// Messages handled in the worker batch that sent them, never queued
     /// (see [`BusConfig::hand_over`]); also counted in `completed`.
     pub handed_over: u64,
 }

@@ -189,9 +189,8 @@ pub struct ServeArgs {
     pub batch_size: usize,
     /// A message a worker's consumer sends to another consumer, due at once, is handled in the
     /// same batch transaction instead of queued, unless something waits in the queue for that
-    /// consumer and order, or another instance is handling that order's messages for it; on
-    /// SQLite requests hand over what they send the same way before they commit (`false`
-    /// sends every message through the queue).
+    /// consumer and order, or another instance is handling that order's messages for it
+    /// (`false` sends every message through the queue).
     #[arg(long, env = "MICROCOMMERCE_HAND_OVER", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub hand_over: bool,
     /// Mark the buyer cookie `Secure`; only when clients reach the service over HTTPS.
