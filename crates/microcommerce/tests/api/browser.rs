@@ -299,6 +299,10 @@ async fn a_shopper_searches_buys_two_products_pays_and_sees_confirmed_without_re
         .await
         .expect("script ran");
     assert_eq!(same, json!(true), "the page reloaded");
+    // The confirmed order took its items out of the cart; the header's count follows.
+    browser
+        .wait_for("//span[@id='cart-count' and normalize-space(.)='0']")
+        .await;
     browser.screenshot("order-confirmed", 1280).await;
 
     stock_becomes(&app, &mug, (mug_before.0 - 2, 0)).await;

@@ -17,8 +17,29 @@
       var status = document.getElementById("order-status");
       if (status && status.dataset.final) {
         source.close();
+        refreshCartCount();
       }
     });
+  }
+
+  // A confirmed order took its items out of the cart: the header's count follows.
+  function refreshCartCount() {
+    var count = document.getElementById("cart-count");
+    if (!count) {
+      return;
+    }
+    fetch("/api/cart", { credentials: "same-origin" }).then(function (response) {
+      if (response.status === 204) {
+        return { totalItems: 0 }; // no cart left at all
+      }
+      return response.ok ? response.json() : null;
+    }).then(function (cart) {
+      if (cart) {
+        var units = cart.totalItems;
+        count.textContent = String(units);
+        count.setAttribute("aria-label", "Cart: " + units + (units === 1 ? " item" : " items"));
+      }
+    }).catch(function () {});
   }
 
   // Pay and Decline are posted in the background; the stream shows what follows.
