@@ -143,19 +143,21 @@ impl Browser {
     }
 
     async fn click_button(&self, text: &str) {
-        self.wait_for(&by_text("button", text))
-            .await
-            .click()
-            .await
-            .expect("button clicked");
+        self.click(&by_text("button", text)).await;
     }
 
     async fn click_link(&self, text: &str) {
-        self.wait_for(&by_text("a", text))
-            .await
-            .click()
-            .await
-            .expect("link clicked");
+        self.click(&by_text("a", text)).await;
+    }
+
+    /// Clicks the element at `xpath`, finding it again if the live order page replaced it
+    /// between finding and clicking (a stale element), bounded by [`PATIENCE`].
+    async fn click(&self, xpath: &str) {
+        eventually(&format!("clicking {xpath}"), PATIENCE, || async {
+            let element = self.wait_for(xpath).await;
+            element.click().await.ok()
+        })
+        .await;
     }
 
     /// Types `value` into the field labelled `label`, replacing what it held.
