@@ -425,10 +425,10 @@ impl Tx<'_> {
         cause: &crate::Envelope,
         message: &M,
     ) -> Result<MessageId, BusError> {
-        let outer = self.causation.replace(cause.message_id);
-        let written = self.write(&Outgoing::publish(message)).await;
-        self.causation = outer;
-        written
+        let ids = self
+            .write_all_caused_by(cause, &[Outgoing::publish(message)])
+            .await?;
+        Ok(ids[0])
     }
 
     /// Writes `outgoing` under fresh ids as caused by `cause` (see [`Tx::publish_caused_by`]).

@@ -94,7 +94,7 @@ impl<S: Saga> Engine<S> {
         let event = S::Event::decode(message)?;
         let id = message.correlation_id;
         let found = match tx.scratch::<ReadAhead<S>>().rows.remove(&id) {
-            Some(stored) => decode::<S>(stored)?,
+            Some(stored) => decode::<S>(&stored)?,
             None => load::<S>(tx, id).await?,
         };
         match found {
@@ -400,11 +400,11 @@ async fn load<S: Saga>(
     id: Uuid,
 ) -> Result<Found<S::State>, sqlx::Error> {
     let mut stored = read_stored(conn, S::NAME, &[id]).await?;
-    decode::<S>(stored.remove(&id).unwrap_or_default())
+    decode::<S>(&stored.remove(&id).unwrap_or_default())
 }
 
 /// An instance row as read, or its absence and whether events were parked for it.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub(crate) struct Stored {
     data: Option<String>,
     version: i64,
@@ -412,14 +412,14 @@ pub(crate) struct Stored {
     has_parked: bool,
 }
 
-pub(crate) fn decode<S: Saga>(stored: Stored) -> Result<Found<S::State>, sqlx::Error> {
-    let Some(data) = stored.data else {
+pub(crate) fn decode<S: Saga>(stored: &Stored) -> Result<Found<S::State>, sqlx::Error> {
+    let Some(data) = &stored.data else {
         return Ok(Found::Missing {
             parked: stored.has_parked,
         });
     };
     Ok(Found::Instance(Loaded {
-        state: serde_json::from_str(&data).map_err(decode_error)?,
+        state: serde_json::from_str(data).map_err(decode_error)?,
         version: stored.version,
         finished: stored.finished,
         has_parked: stored.has_parked,

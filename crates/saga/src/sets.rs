@@ -68,7 +68,7 @@ impl<S: Saga> Engine<S> {
         let Ok(event) = S::Event::decode(message) else {
             return Ok(None);
         };
-        let found = decode::<S>(stored.clone())?;
+        let found = decode::<S>(stored)?;
         let (from, version, transition) = match found {
             Found::Missing { parked: false } if self.saga().is_start(&event) => {
                 (None, 1, self.saga().initially(&event))

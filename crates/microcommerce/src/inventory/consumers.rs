@@ -21,8 +21,8 @@ use crate::ids::OrderId;
 pub fn all() -> Vec<Arc<dyn Consumer>> {
     vec![
         Arc::new(ReserveStock),
-        Arc::new(DeductReserved),
-        Arc::new(ReleaseReserved),
+        Arc::new(EndReservations(Ending::Deducted)),
+        Arc::new(EndReservations(Ending::Released)),
     ]
 }
 
@@ -186,103 +186,73 @@ async fn reserve_lines(
     Ok(Ok(()))
 }
 
-/// Turns an order's held reservations into permanent deductions.
-pub struct DeductReserved;
+/// Ends an order's held reservations one way: deducted once it is paid, released (the
+/// compensation) once it has failed. One consumer per way, each with its own name.
+pub struct EndReservations(Ending);
+
+impl EndReservations {
+    /// The order a command of this consumer names.
+    fn order_of(&self, message: &Envelope) -> Result<OrderId, ConsumeError> {
+        Ok(match self.0 {
+            Ending::Deducted => message.decode::<DeductStock>()?.order_id,
+            Ending::Released => message.decode::<ReleaseStockReservations>()?.order_id,
+        })
+    }
+
+    /// Ends the reservations of `orders`, writing the stock as `write` says.
+    async fn end(
+        &self,
+        tx: &mut Tx<'_>,
+        orders: &[OrderId],
+        write: StockWrite,
+    ) -> Result<(), ConsumeError> {
+        let ended = sets::end_reservations(tx, orders, self.0, write).await?;
+        let outcome = match self.0 {
+            Ending::Deducted => "reserved stock deducted",
+            Ending::Released => "reservations released",
+        };
+        tracing::info!(orders = orders.len(), lines = ended, "{outcome}");
+        Ok(())
+    }
+}
 
 #[bus::async_trait]
-impl Consumer for DeductReserved {
+impl Consumer for EndReservations {
     fn name(&self) -> &str {
-        "inventory.deduct-stock"
+        match self.0 {
+            Ending::Deducted => "inventory.deduct-stock",
+            Ending::Released => "inventory.release-stock",
+        }
     }
 
     fn subscriptions(&self) -> Vec<&'static str> {
-        vec![DeductStock::TYPE]
+        match self.0 {
+            Ending::Deducted => vec![DeductStock::TYPE],
+            Ending::Released => vec![ReleaseStockReservations::TYPE],
+        }
     }
 
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
-        let command: DeductStock = message.decode()?;
-        let ended =
-            sets::end_reservations(tx, &[command.order_id], Ending::Deducted, StockWrite::Now)
-                .await?;
-        tracing::info!(lines = ended, "reserved stock deducted");
-        Ok(())
+        let order = self.order_of(message)?;
+        self.end(tx, &[order], StockWrite::Now).await
     }
 
-    /// Every order of the set with two statements.
+    /// Every order of the set with one statement; the stock counts change at the end of the
+    /// batch.
     async fn consume_all(
         &self,
         messages: &[&Envelope],
         tx: &mut Tx<'_>,
     ) -> Result<Vec<usize>, ConsumeError> {
-        let orders = decode_orders(messages, |command: DeductStock| command.order_id)?;
-        let ended =
-            sets::end_reservations(tx, &orders, Ending::Deducted, StockWrite::AtBatchEnd).await?;
-        tracing::info!(
-            orders = orders.len(),
-            lines = ended,
-            "reserved stock deducted"
-        );
+        let orders = messages
+            .iter()
+            .map(|message| self.order_of(message))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.end(tx, &orders, StockWrite::AtBatchEnd).await?;
         Ok(Vec::new())
     }
 
     async fn finish_batch(&self, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         sets::write_pending(tx).await
     }
-}
-
-/// Gives an order's held reservations back (compensation).
-pub struct ReleaseReserved;
-
-#[bus::async_trait]
-impl Consumer for ReleaseReserved {
-    fn name(&self) -> &str {
-        "inventory.release-stock"
-    }
-
-    fn subscriptions(&self) -> Vec<&'static str> {
-        vec![ReleaseStockReservations::TYPE]
-    }
-
-    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
-        let command: ReleaseStockReservations = message.decode()?;
-        let ended =
-            sets::end_reservations(tx, &[command.order_id], Ending::Released, StockWrite::Now)
-                .await?;
-        tracing::info!(lines = ended, "reservations released");
-        Ok(())
-    }
-
-    /// Every order of the set with two statements.
-    async fn consume_all(
-        &self,
-        messages: &[&Envelope],
-        tx: &mut Tx<'_>,
-    ) -> Result<Vec<usize>, ConsumeError> {
-        let orders = decode_orders(messages, |command: ReleaseStockReservations| {
-            command.order_id
-        })?;
-        let ended =
-            sets::end_reservations(tx, &orders, Ending::Released, StockWrite::AtBatchEnd).await?;
-        tracing::info!(
-            orders = orders.len(),
-            lines = ended,
-            "reservations released"
-        );
-        Ok(Vec::new())
-    }
-
-    async fn finish_batch(&self, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
-        sets::write_pending(tx).await
-    }
-}
-
-/// The orders that `messages` (commands of type `C`) name.
-fn decode_orders<C: Message>(
-    messages: &[&Envelope],
-    order_of: impl Fn(C) -> OrderId,
-) -> Result<Vec<OrderId>, ConsumeError> {
-    messages
-        .iter()
-        .map(|message| Ok(order_of(message.decode()?)))
-        .collect()
 }

@@ -159,6 +159,13 @@ impl PendingStock {
         entry.1 += reserved;
     }
 
+    /// Adds `other`'s changes to these.
+    fn merge(&mut self, other: PendingStock) {
+        for (product, (on_hand, reserved)) in other.0 {
+            self.change(product, on_hand, reserved);
+        }
+    }
+
     /// How much the pending changes free (positive) or take (negative) of `product`.
     fn free_change(&self, product: &str) -> i64 {
         self.0
@@ -167,12 +174,17 @@ impl PendingStock {
     }
 }
 
-/// Writes the batch's pending stock changes with one statement, in product-id order, each
-/// only if the product keeps `0 <= reserved <= on_hand`: if another transaction took the
-/// units since they were read, that is a lost race and the batch runs again.
+/// Writes the batch's pending stock changes (see [`write_changes`]) and forgets them.
 pub(super) async fn write_pending(tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
     let pending = std::mem::take(tx.scratch::<PendingStock>());
-    let rows: Vec<(&String, i64, i64)> = pending
+    write_changes(tx, &pending).await
+}
+
+/// Applies `changes` with one statement, in product-id order (the stable lock order), each
+/// only if the product keeps `0 <= reserved <= on_hand`: if another transaction took the
+/// units since they were read, that is a lost race and the batch runs again.
+async fn write_changes(tx: &mut Tx<'_>, changes: &PendingStock) -> Result<(), ConsumeError> {
+    let rows: Vec<(&String, i64, i64)> = changes
         .0
         .iter()
         .filter(|(_, change)| **change != (0, 0))
@@ -235,7 +247,7 @@ pub(super) async fn end_reservations(
     orders: &[OrderId],
     ending: Ending,
     write: StockWrite,
-) -> Result<usize, sqlx::Error> {
+) -> Result<usize, ConsumeError> {
     let now = tx.now().await?;
     let status = match ending {
         Ending::Deducted => "Deducted",
@@ -259,46 +271,16 @@ pub(super) async fn end_reservations(
         *units.entry(row.try_get("product_id")?).or_default() +=
             row.try_get::<i64, _>("quantity")?;
     }
-    match write {
-        StockWrite::Now => move_stock(tx, &units, ending, now).await?,
-        StockWrite::AtBatchEnd => {
-            let pending = tx.scratch::<PendingStock>();
-            for (product, units) in units {
-                match ending {
-                    Ending::Deducted => pending.change(product, -units, -units),
-                    Ending::Released => pending.change(product, 0, -units),
-                }
-            }
+    let mut changes = PendingStock::default();
+    for (product, units) in units {
+        match ending {
+            Ending::Deducted => changes.change(product, -units, -units),
+            Ending::Released => changes.change(product, 0, -units),
         }
     }
-    Ok(ended.len())
-}
-
-/// Moves the units of ended reservations, per product in product-id order (the same lock
-/// order as reserving): out of the warehouse, or back to free.
-async fn move_stock(
-    tx: &mut Tx<'_>,
-    units: &BTreeMap<String, i64>,
-    ending: Ending,
-    now: Timestamp,
-) -> Result<(), sqlx::Error> {
-    if units.is_empty() {
-        return Ok(());
+    match write {
+        StockWrite::Now => write_changes(tx, &changes).await?,
+        StockWrite::AtBatchEnd => tx.scratch::<PendingStock>().merge(changes),
     }
-    let on_hand = match ending {
-        Ending::Deducted => "on_hand = on_hand - CAST(j.value ->> 1 AS BIGINT), ",
-        Ending::Released => "",
-    };
-    let sql = format!(
-        "UPDATE stock_items SET {on_hand}reserved = reserved - CAST(j.value ->> 1 AS BIGINT), \
-         updated_at = $2 FROM {} WHERE stock_items.product_id = j.value ->> 0",
-        storage::json_rows(tx.backend(), 1)
-    );
-    let rows: Vec<(&String, &i64)> = units.iter().collect();
-    sqlx::query(sqlx::AssertSqlSafe(sql))
-        .bind(storage::json_param(&rows)?)
-        .bind(now.0)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    Ok(ended.len())
 }
