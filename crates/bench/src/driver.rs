@@ -132,6 +132,20 @@ impl Driver {
         Ok(problems)
     }
 
+    /// The embedded servers' database (none when driving a deployment by `--url`).
+    pub fn database(&self) -> Option<storage::Db> {
+        self.inner.embedded.first().map(|e| e.state.db.clone())
+    }
+
+    /// Sets the stock up again after set-up checkouts (a stored-orders fill) bought some, so
+    /// that the invariants count from the run's own start.
+    pub async fn restock(&mut self, options: &BenchOptions) -> Result<(), BenchError> {
+        let inner = Arc::get_mut(&mut self.inner)
+            .ok_or_else(|| BenchError::Setup("the driver is still shared by buyers".into()))?;
+        inner.initial.clear();
+        inner.set_up_stock(options).await
+    }
+
     /// Stops the embedded servers, if any.
     pub async fn finish(&self) {
         for embedded in &self.inner.embedded {

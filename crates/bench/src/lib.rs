@@ -11,6 +11,7 @@ mod baseline;
 mod driver;
 mod latency;
 mod report;
+mod stored;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -54,6 +55,8 @@ pub struct BenchOptions {
     pub duration: Duration,
     /// Stop after this many checkouts instead.
     pub checkouts: Option<u64>,
+    /// Before the run, fill the database until it holds this many orders.
+    pub stored_orders: Option<u64>,
     /// Products per order.
     pub items: usize,
     /// All buyers want one product with `hot_stock` units, instead of the whole catalog.
@@ -211,7 +214,11 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
     check(options)?;
     let (_proxy, through_proxy) = behind_latency(options)?;
     let options = through_proxy.as_ref().unwrap_or(options);
-    let driver = Driver::prepare(options).await?;
+    let mut driver = Driver::prepare(options).await?;
+    let stored = match options.stored_orders {
+        Some(wanted) => Some(fill_stored(&mut driver, options, wanted).await?),
+        None => None,
+    };
     let measured = drive(options, Target::Checkouts(driver.clone()), "checkouts").await;
     let invariants = driver.check_invariants(&measured.summary).await?;
     let baseline = if options.baseline {
@@ -221,7 +228,38 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
         None
     };
     driver.finish().await;
-    Ok(Report::new(options, measured, invariants, baseline))
+    Ok(Report::new(options, measured, invariants, baseline).with_stored(stored))
+}
+
+/// Brings the database to at least `wanted` orders before the run (real checkouts as a
+/// template, then copies of their rows) and sets the stock up again; returns the orders held.
+async fn fill_stored(
+    driver: &mut Driver,
+    options: &BenchOptions,
+    wanted: u64,
+) -> Result<u64, BenchError> {
+    let db = driver.database().ok_or_else(|| {
+        BenchError::Options(
+            "--stored-orders fills the embedded servers' database; drop --url".into(),
+        )
+    })?;
+    let missing = stored::template_missing(stored::Stored::count(&db).await?, wanted);
+    if missing > 0 {
+        let template = BenchOptions {
+            checkouts: Some(missing),
+            ..options.clone()
+        };
+        let run = drive(&template, Target::Checkouts(driver.clone()), "template").await;
+        if run.summary.completed == 0 {
+            return Err(BenchError::Setup(format!(
+                "the template checkouts settled none: {:?}",
+                run.errors
+            )));
+        }
+    }
+    stored::copy_up_to(&db, wanted, options).await?;
+    driver.restock(options).await?;
+    Ok(stored::Stored::count(&db).await?.total())
 }
 
 /// Refuses combinations of options that cannot mean anything.
@@ -244,6 +282,9 @@ fn check(options: &BenchOptions) -> Result<(), BenchError> {
     }
     if options.db_latency.is_some() && !postgres {
         return refuse("--db-latency needs a PostgreSQL --database-url");
+    }
+    if options.stored_orders.is_some() && !options.urls.is_empty() {
+        return refuse("--stored-orders fills the embedded servers' database; drop --url");
     }
     if options.engine && !options.urls.is_empty() {
         return refuse("--engine drives an embedded server; drop --url");

@@ -14,6 +14,7 @@ pub struct Report {
     buyers: usize,
     instances: usize,
     db_latency_ms: Option<f64>,
+    stored_orders: Option<u64>,
     seconds: f64,
     checkouts: u64,
     checkouts_per_sec: f64,
@@ -52,6 +53,7 @@ impl Report {
             buyers: options.buyers,
             instances: options.urls.len().max(options.instances).max(1),
             db_latency_ms: options.db_latency.map(|d| d.as_secs_f64() * 1000.0),
+            stored_orders: None,
             seconds,
             checkouts: completed,
             checkouts_per_sec: completed as f64 / seconds,
@@ -64,6 +66,14 @@ impl Report {
             problems,
             baseline_per_sec,
             peak_rss_mib: peak_rss_mib(),
+        }
+    }
+
+    /// Notes how many orders the database held when the run began (`--stored-orders`).
+    pub fn with_stored(self, stored_orders: Option<u64>) -> Self {
+        Self {
+            stored_orders,
+            ..self
         }
     }
 
@@ -85,6 +95,9 @@ impl Report {
         }
         if let Some(ms) = self.db_latency_ms {
             let _ = write!(out, " | database {ms} ms away");
+        }
+        if let Some(orders) = self.stored_orders {
+            let _ = write!(out, " | {orders} orders stored before");
         }
         let _ = writeln!(out);
         let _ = writeln!(
@@ -158,6 +171,7 @@ impl Report {
             "buyers": self.buyers,
             "instances": self.instances,
             "dbLatencyMs": self.db_latency_ms,
+            "storedOrders": self.stored_orders,
             "seconds": self.seconds,
             "checkouts": self.checkouts,
             "checkoutsPerSec": self.checkouts_per_sec,

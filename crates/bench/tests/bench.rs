@@ -22,6 +22,7 @@ fn small(engine: bool, hot_product: bool) -> BenchOptions {
         buyers: 4,
         duration: Duration::from_secs(30),
         checkouts: Some(20),
+        stored_orders: None,
         items: 2,
         hot_product,
         hot_stock: 5,
@@ -82,5 +83,81 @@ async fn a_hot_product_in_process_never_sells_more_than_its_stock() {
         shortages >= 10,
         "20 checkouts for 5 units: {}",
         report.table()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_orders_are_whole_copies_of_real_checkouts_and_a_full_database_is_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("stored.db").display());
+    let options = BenchOptions {
+        database_url: Some(url.clone()),
+        stored_orders: Some(1_000),
+        baseline: false,
+        ..small(false, false)
+    };
+    let report = run(&options).await.expect("the bench runs");
+    assert!(report.invariants_ok(), "{}", report.table());
+    let stored = report.json()["storedOrders"].as_u64().unwrap();
+    assert!((1_000..1_050).contains(&stored), "{stored} orders stored");
+
+    let db = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let count = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>(sql)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let copies = count("SELECT COUNT(*) FROM orders WHERE id LIKE '0000%'").await;
+    assert!(copies > 900, "{copies} copies");
+    // Every copied order is whole: its lines, its payment, its saga instance and timeline.
+    for (what, sql) in [
+        (
+            "lines",
+            "SELECT COUNT(*) FROM orders o WHERE o.id LIKE '0000%' AND NOT EXISTS \
+                   (SELECT 1 FROM order_items i WHERE i.order_id = o.id)",
+        ),
+        (
+            "payment",
+            "SELECT COUNT(*) FROM orders o WHERE o.id LIKE '0000%' AND o.paid_at IS NOT NULL \
+                     AND NOT EXISTS (SELECT 1 FROM payments p WHERE p.order_id = o.id)",
+        ),
+        (
+            "saga",
+            "SELECT COUNT(*) FROM orders o WHERE o.id LIKE '0000%' AND NOT EXISTS \
+                  (SELECT 1 FROM saga_instances s WHERE s.correlation_id = o.id \
+                   AND s.completed_at IS NOT NULL)",
+        ),
+        (
+            "timeline",
+            "SELECT COUNT(*) FROM orders o WHERE o.id LIKE '0000%' AND NOT EXISTS \
+                      (SELECT 1 FROM saga_timeline t WHERE t.correlation_id = o.id)",
+        ),
+        (
+            "stock",
+            "SELECT COUNT(*) FROM orders o WHERE o.id LIKE '0000%' AND NOT EXISTS \
+                   (SELECT 1 FROM stock_reservations r WHERE r.order_id = o.id)",
+        ),
+    ] {
+        assert_eq!(count(sql).await, 0, "copied orders without their {what}");
+    }
+
+    db.close().await;
+
+    let again = run(&BenchOptions {
+        checkouts: Some(4),
+        ..options
+    })
+    .await
+    .expect("the bench runs again");
+    assert!(again.invariants_ok(), "{}", again.table());
+    let reused = again.json()["storedOrders"].as_u64().unwrap();
+    assert_eq!(
+        reused,
+        stored + 20,
+        "a database holding enough orders gets no copies"
     );
 }

@@ -81,6 +81,12 @@ pub struct BenchArgs {
     /// Stop after this many checkouts instead of after `--duration`.
     #[arg(long)]
     pub checkouts: Option<u64>,
+    /// Before the run, fill the database until it holds this many orders, to measure the rate
+    /// as the data grows: real checkouts first (up to 1,000), then copies of their rows under
+    /// new ids. A `--database-url` that already holds as many is used as it is, so a database
+    /// is filled once.
+    #[arg(long, value_name = "ORDERS")]
+    pub stored_orders: Option<u64>,
     /// Products per order.
     #[arg(long, default_value_t = 1)]
     pub items: usize,
@@ -125,6 +131,7 @@ impl BenchArgs {
             buyers: self.buyers.max(1),
             duration: self.duration,
             checkouts: self.checkouts,
+            stored_orders: self.stored_orders,
             items: self.items.max(1),
             hot_product: self.hot_product,
             hot_stock: self.hot_stock.max(0),
