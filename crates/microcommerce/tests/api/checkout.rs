@@ -665,6 +665,19 @@ async fn another_buyer_can_neither_see_nor_pay_my_order(backend) {
         me.get("/api/ordering/orders/my").await.body["totalCount"],
         1
     );
+    // Every combination of the listing's filters: by buyer, by status, both, neither.
+    let admin = app.admin();
+    for (who, path, expected) in [
+        (&me, "/api/ordering/orders/my?status=StockReserved", 1),
+        (&me, "/api/ordering/orders/my?status=Confirmed", 0),
+        (&admin, "/api/ordering/orders?status=StockReserved", 1),
+        (&admin, "/api/ordering/orders?status=Failed", 0),
+        (&admin, "/api/ordering/orders", 1),
+    ] {
+        let listed = who.get(path).await.body;
+        assert_eq!(listed["totalCount"], expected, "{path}: {listed}");
+        assert_eq!(listed["items"].as_array().unwrap().len(), expected, "{path}");
+    }
     let unknown = uuid::Uuid::now_v7().to_string();
     assert_eq!(pay(&me, &unknown, true).await.status, 404);
     assert_eq!(count(&app, "SELECT COUNT(*) FROM payments").await, 0);
