@@ -8,9 +8,11 @@ use microcommerce::config::{Config, parse_duration};
 #[derive(Debug, Parser)]
 #[command(name = "microcommerce", version, about, long_about = None)]
 pub struct Cli {
-    /// Log filter (`info`, `debug`, `microcommerce=debug,bus=info`, …) [default: `info`;
-    /// `warn` for `bench`, whose embedded server would otherwise log every message]
-    #[arg(long, env = "MICROCOMMERCE_LOG", global = true)]
+    /// Log filter: a level (`trace`, `debug`, `info`, `warn`, `error`, `off`) and
+    /// `target=level` pairs, comma-separated (`warn,bus=debug`). Without it `RUST_LOG` applies
+    /// (its full syntax); without either `info`, or `warn` for `bench`, whose embedded server
+    /// would otherwise log every message.
+    #[arg(long, env = "MICROCOMMERCE_LOG", global = true, value_parser = crate::logging::parse_log_level)]
     pub log_level: Option<String>,
     /// Print logs as JSON lines instead of text.
     #[arg(long, env = "MICROCOMMERCE_LOG_JSON", global = true)]

@@ -1,22 +1,26 @@
 //! The `microcommerce` binary: parse the command line, set up logging, run the command.
 
 mod cli;
+mod logging;
 
 use clap::Parser;
 use cli::{Cli, Command};
 use microcommerce::app::{App, prepare_database};
 use microcommerce::config::Config;
-use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let quiet_by_default = matches!(cli.command, Command::Bench(_));
-    let filter = cli
-        .log_level
-        .as_deref()
-        .unwrap_or(if quiet_by_default { "warn" } else { "info" });
-    init_logging(filter, cli.log_json);
+    let default = if quiet_by_default { "warn" } else { "info" };
+    let rust_log = std::env::var("RUST_LOG").ok();
+    match logging::choose_filter(cli.log_level.as_deref(), rust_log.as_deref(), default) {
+        Ok(filter) => logging::init(filter, cli.log_json),
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    }
     match run(cli.command).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
@@ -62,18 +66,6 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     Ok(())
-}
-
-fn init_logging(filter: &str, json: bool) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
 }
 
 /// Completes on Ctrl-C or SIGTERM, which starts a graceful shutdown.

@@ -50,3 +50,53 @@ fn every_command_has_help() {
         }
     }
 }
+
+#[test]
+fn a_log_filter_that_does_not_parse_is_an_error_from_the_option_or_rust_log() {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let database = format!("sqlite://{}", dir.path().join("log.db").display());
+    let run = |args: &[&str], rust_log: Option<&str>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"));
+        command.args(args).env_remove("MICROCOMMERCE_LOG");
+        match rust_log {
+            Some(value) => command.env("RUST_LOG", value),
+            None => command.env_remove("RUST_LOG"),
+        };
+        command.output().expect("the binary runs")
+    };
+    let bad_option = run(
+        &[
+            "--log-level",
+            "verbose",
+            "migrate",
+            "--database-url",
+            &database,
+        ],
+        None,
+    );
+    assert_eq!(bad_option.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad_option.stderr);
+    assert!(stderr.contains("`verbose` is neither a level"), "{stderr}");
+
+    let bad_rust_log = run(&["migrate", "--database-url", &database], Some("bus=loud"));
+    assert_eq!(bad_rust_log.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad_rust_log.stderr);
+    assert!(stderr.contains("RUST_LOG"), "{stderr}");
+
+    // The option wins over a RUST_LOG that would not parse.
+    let both = run(
+        &[
+            "--log-level",
+            "warn",
+            "migrate",
+            "--database-url",
+            &database,
+        ],
+        Some("bus=loud"),
+    );
+    assert!(
+        both.status.success(),
+        "{}",
+        String::from_utf8_lossy(&both.stderr)
+    );
+}
