@@ -238,11 +238,9 @@ async fn fill_stored(
     options: &BenchOptions,
     wanted: u64,
 ) -> Result<u64, BenchError> {
-    let db = driver.database().ok_or_else(|| {
-        BenchError::Options(
-            "--stored-orders fills the embedded servers' database; drop --url".into(),
-        )
-    })?;
+    let db = driver
+        .database()
+        .ok_or_else(|| BenchError::Options(STORED_NEEDS_EMBEDDED.into()))?;
     let missing = stored::template_missing(stored::Stored::count(&db).await?, wanted);
     if missing > 0 {
         let template = BenchOptions {
@@ -257,10 +255,14 @@ async fn fill_stored(
             )));
         }
     }
-    stored::copy_up_to(&db, wanted, options).await?;
+    let held = stored::copy_up_to(&db, wanted, options).await?;
     driver.restock(options).await?;
-    Ok(stored::Stored::count(&db).await?.total())
+    Ok(held)
 }
+
+/// Why `--stored-orders` cannot go with `--url`.
+const STORED_NEEDS_EMBEDDED: &str =
+    "--stored-orders fills the embedded servers' database; drop --url";
 
 /// Refuses combinations of options that cannot mean anything.
 fn check(options: &BenchOptions) -> Result<(), BenchError> {
@@ -284,7 +286,7 @@ fn check(options: &BenchOptions) -> Result<(), BenchError> {
         return refuse("--db-latency needs a PostgreSQL --database-url");
     }
     if options.stored_orders.is_some() && !options.urls.is_empty() {
-        return refuse("--stored-orders fills the embedded servers' database; drop --url");
+        return refuse(STORED_NEEDS_EMBEDDED);
     }
     if options.engine && !options.urls.is_empty() {
         return refuse("--engine drives an embedded server; drop --url");

@@ -130,7 +130,7 @@ pub(crate) fn template_missing(stored: Stored, wanted: u64) -> u64 {
 }
 
 /// Copies the real orders' rows until `db` holds at least `wanted` orders; returns how many
-/// orders it added.
+/// orders it holds then.
 pub(crate) async fn copy_up_to(
     db: &Db,
     wanted: u64,
@@ -138,7 +138,7 @@ pub(crate) async fn copy_up_to(
 ) -> Result<u64, BenchError> {
     let stored = Stored::count(db).await?;
     if stored.total() >= wanted {
-        return Ok(0);
+        return Ok(stored.total());
     }
     if stored.real == 0 {
         return Err(BenchError::Setup(
@@ -172,7 +172,7 @@ pub(crate) async fn copy_up_to(
         number = through + 1;
     }
     settle(db).await?;
-    Ok(copies_needed * stored.real)
+    Ok(stored.total() + copies_needed * stored.real)
 }
 
 /// The copy number after the highest one stored (1 for the first fill).
@@ -230,10 +230,9 @@ fn copy_statement(backend: Backend, copied: &Copied, columns: &[String]) -> Stri
 
 /// The value a copy numbered `j.value` (eight hex digits) gets in `column`.
 fn copied_value(copied: &Copied, column: &str) -> String {
-    let column = column.to_owned();
-    if copied.renumbered.contains(&column.as_str()) {
+    if copied.renumbered.contains(&column) {
         renumbered(&format!("t.{column}"))
-    } else if copied.suffixed.contains(&column.as_str()) {
+    } else if copied.suffixed.contains(&column) {
         format!("t.{column} || substr(j.value, 5)")
     } else {
         format!("t.{column}")
