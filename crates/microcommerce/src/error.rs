@@ -35,6 +35,10 @@ pub enum Error {
     /// Another product has the SKU a create or an update asked for (a unique constraint).
     #[error("another product already has this SKU")]
     DuplicateSku,
+    /// An `Idempotency-Key` already used by this buyer for a different request: answering with
+    /// the first request's order would hide that this one was not carried out.
+    #[error("this Idempotency-Key was already used for a different request; use a new key")]
+    IdempotencyKeyReused,
     /// Every order number drawn for a new order was taken; drawing again may succeed.
     #[error("could not allocate an order number; retry")]
     OrderNumberExhausted,
@@ -148,6 +152,11 @@ impl Error {
             Self::InvalidTransition { .. } => (
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "invalid-status-transition",
+                "Unprocessable",
+            ),
+            Self::IdempotencyKeyReused => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency-key-reused",
                 "Unprocessable",
             ),
             Self::InsufficientStock { .. } => (

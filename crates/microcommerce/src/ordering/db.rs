@@ -66,20 +66,39 @@ pub async fn find_order(
     row.as_ref().map(order_from_row).transpose()
 }
 
-/// The order a buyer already placed with this idempotency key, if any.
+/// An `Idempotency-Key` as stored with the order it placed: the key and the fingerprint of the
+/// request it came with ([`super::domain::ValidCheckout::fingerprint`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    /// The key as the client sent it.
+    pub key: String,
+    /// What the request asked for.
+    pub fingerprint: String,
+}
+
+/// The order a buyer already placed with this idempotency key, if any, with the fingerprint
+/// of the request that placed it (none for orders placed before fingerprints were kept).
 pub async fn find_by_idempotency_key(
     conn: &mut storage::Conn<'_>,
     buyer: BuyerId,
     key: &str,
-) -> Result<Option<Order>, sqlx::Error> {
+) -> Result<Option<(Order, Option<String>)>, sqlx::Error> {
     let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {ORDER_COLUMNS} FROM orders WHERE buyer_id = $1 AND idempotency_key = $2"
+        "SELECT {ORDER_COLUMNS}, idempotency_fingerprint FROM orders \
+         WHERE buyer_id = $1 AND idempotency_key = $2"
     )))
     .bind(buyer.to_string())
     .bind(key)
     .fetch_optional(conn)
     .await?;
-    row.as_ref().map(order_from_row).transpose()
+    row.as_ref()
+        .map(|row| {
+            Ok((
+                order_from_row(row)?,
+                row.try_get("idempotency_fingerprint")?,
+            ))
+        })
+        .transpose()
 }
 
 /// One order by id with its lines, in one statement: what a buyer reads most.
@@ -120,19 +139,21 @@ fn item_from_row(row: &AnyRow) -> Result<OrderItem, sqlx::Error> {
 }
 
 /// Writes a new order (status Submitted) and its lines; false (nothing written) if its order
-/// number is taken, so that the caller can draw another without a savepoint.
+/// number is taken or the buyer's idempotency key is, so that the caller can look which
+/// without a savepoint. On PostgreSQL a concurrent insert of the same key makes this one wait
+/// for that transaction to end, so a duplicate never fails on the unique index.
 pub async fn insert_order(
     conn: &mut storage::Conn<'_>,
     order: &Order,
     items: &[OrderItem],
-    idempotency_key: Option<&str>,
+    idempotency_key: Option<&IdempotencyKey>,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO orders (id, order_number, buyer_id, buyer_email, ship_name, ship_email, \
          ship_street, ship_city, ship_state, ship_zip, status, subtotal_cents, shipping_cents, \
-         tax_cents, total_cents, idempotency_key, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $17) \
-         ON CONFLICT (order_number) DO NOTHING",
+         tax_cents, total_cents, idempotency_key, idempotency_fingerprint, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
+         $16, $17, $18, $18) ON CONFLICT DO NOTHING",
     )
     .bind(order.id.to_string())
     .bind(&order.order_number)
@@ -149,7 +170,8 @@ pub async fn insert_order(
     .bind(order.totals.shipping.0)
     .bind(order.totals.tax.0)
     .bind(order.totals.total.0)
-    .bind(idempotency_key)
+    .bind(idempotency_key.map(|key| key.key.as_str()))
+    .bind(idempotency_key.map(|key| key.fingerprint.as_str()))
     .bind(order.created_at.0)
     .execute(&mut *conn)
     .await?

@@ -202,6 +202,23 @@ pub struct ValidCheckout {
     pub lines: Option<BTreeMap<ProductId, u32>>,
 }
 
+impl ValidCheckout {
+    /// What makes two checkouts under one `Idempotency-Key` the same request: a SHA-256 (hex)
+    /// over the parsed request (email, address, lines merged by product), so that spacing, the
+    /// order of fields or of lines in the JSON do not matter, while any value that does is
+    /// seen. Stable across versions and instances: it is stored with the order.
+    pub fn fingerprint(&self) -> String {
+        use sha2::Digest;
+        let canonical = serde_json::json!({
+            "email": self.email.as_str(),
+            "address": self.address,
+            "lines": self.lines,
+        });
+        let digest = sha2::Sha256::digest(canonical.to_string().as_bytes());
+        digest.iter().map(|byte| format!("{byte:02x}")).collect()
+    }
+}
+
 impl CheckoutRequest {
     /// Applies the validation rules of the original system: email format, every address field
     /// present, zip ≤ 10 characters, 1..=50 lines of quantity 1..=99.
@@ -326,6 +343,31 @@ mod tests {
             product_id: ProductId(uuid::Uuid::from_u128(n)),
             quantity,
         }
+    }
+
+    fn fingerprint(items: Vec<RequestedLine>) -> String {
+        request(Some(items))
+            .validate()
+            .expect("valid")
+            .fingerprint()
+    }
+
+    #[test]
+    fn fingerprints_see_values_not_spelling() {
+        let split_and_reordered = fingerprint(vec![line(2, 1), line(1, 2), line(1, 1)]);
+        assert_eq!(
+            fingerprint(vec![line(1, 3), line(2, 1)]),
+            split_and_reordered
+        );
+        assert_ne!(
+            fingerprint(vec![line(1, 3), line(2, 2)]),
+            split_and_reordered
+        );
+        let mut moved = request(Some(vec![line(1, 3), line(2, 1)]));
+        moved.shipping_address.as_mut().expect("address").city = "Paris".into();
+        let moved = moved.validate().expect("valid").fingerprint();
+        assert_ne!(moved, split_and_reordered);
+        assert_eq!(moved.len(), 64);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::checkout::{CheckoutSaga, CheckoutState};
-use super::db::{self, Order, OrderItem};
+use super::db::{self, IdempotencyKey, Order, OrderItem};
 use super::domain::{CheckoutRequest, OrderStatus, ShippingAddress, Totals, ValidCheckout};
 use crate::catalog::db::{ProductStatus, find_products};
 use crate::contracts::{CheckoutStarted, OrderLine};
@@ -28,9 +28,9 @@ pub struct CheckoutCreated {
     /// Its human-friendly number.
     pub order_number: String,
     /// The order's status: `Submitted`, as the checkout placed it (a repeat with the same
-    /// `Idempotency-Key` answers the order's status now). With `Prefer: wait=N` the answer is
-    /// held until the saga moves the order on (`StockReserved` or `Failed`), N seconds at most.
-    /// The same on every backend.
+    /// `Idempotency-Key` answers the same). With `Prefer: wait=N` the answer is held until the
+    /// saga has moved the order on (`StockReserved` or `Failed`), N seconds at most, and says
+    /// where it stands then. The same on every backend.
     pub status: OrderStatus,
 }
 
@@ -54,7 +54,8 @@ pub async fn checkout(
     let key = idempotency_key(&headers)?;
     let valid = request.validate().map_err(Error::Validation)?;
     let placed = check_out(&state, caller.buyer, valid, key).await?;
-    let status = status_after(&state, placed.id, placed.status, wait).await;
+    // The answer as the checkout placed it, for a repeat under its key as for the first.
+    let status = status_after(&state, placed.id, OrderStatus::Submitted, wait).await;
     let mut answer = created(placed.id, placed.order_number, status);
     mark_applied(&mut answer, wait);
     Ok(answer)
@@ -72,28 +73,42 @@ pub(crate) fn mark_applied(answer: &mut Response, wait: PreferWait) {
 }
 
 /// A checkout as the handler runs it, and the in-process benchmark too: an order already
-/// placed under `key` is returned as it is; otherwise the lines and their catalog snapshot are
-/// read on a reader connection, then the order is placed in a grouped write transaction.
+/// placed under `key` is returned as it is (or refused, if the key came with a different
+/// request); otherwise the lines and their catalog snapshot are read on a reader connection,
+/// then the order is placed in a grouped write transaction.
 pub async fn check_out(
     state: &AppState,
     buyer: BuyerId,
     valid: ValidCheckout,
     key: Option<String>,
 ) -> Result<Order> {
+    let key = key.map(|key| IdempotencyKey {
+        key,
+        fingerprint: valid.fingerprint(),
+    });
     let mut reader = state.read().await?;
-    if let Some(key) = key.as_deref()
-        && let Some(existing) = db::find_by_idempotency_key(&mut reader, buyer, key).await?
+    if let Some(key) = &key
+        && let Some(existing) = db::find_by_idempotency_key(&mut reader, buyer, &key.key).await?
     {
-        return Ok(existing);
+        return replay(existing, key);
     }
     let items = order_items(&mut reader, buyer, &valid).await?;
     drop(reader);
     let order = (valid, items, key);
     state
         .write(order, move |tx, (valid, items, key)| {
-            Box::pin(place_order(tx, buyer, valid, items, key.as_deref()))
+            Box::pin(place_order(tx, buyer, valid, items, key.as_ref()))
         })
         .await
+}
+
+/// The order a key placed, for a repeat of its request; the key reused for another request is
+/// refused (IETF draft "The Idempotency-Key HTTP Header Field": 422).
+fn replay((order, fingerprint): (Order, Option<String>), key: &IdempotencyKey) -> Result<Order> {
+    match fingerprint {
+        Some(stored) if stored != key.fingerprint => Err(Error::IdempotencyKeyReused),
+        _ => Ok(order),
+    }
 }
 
 /// The lines of a checkout (given, or the buyer's cart) with their catalog snapshot; a 400 for
@@ -118,16 +133,14 @@ async fn place_order(
     buyer: BuyerId,
     valid: &ValidCheckout,
     items: &[OrderItem],
-    key: Option<&str>,
+    key: Option<&IdempotencyKey>,
 ) -> Result<Order> {
-    if let Some(key) = key
-        && let Some(existing) = db::find_by_idempotency_key(tx, buyer, key).await?
-    {
-        return Ok(existing);
-    }
     let from_cart = valid.lines.is_none();
     let order = new_order(valid, buyer, items, tx.now().await?);
-    let order = insert_with_unique_number(tx, order, items, key).await?;
+    let order = match insert_with_unique_number(tx, buyer, order, items, key).await? {
+        Placed::New(order) => order,
+        Placed::Before(order) => return Ok(order),
+    };
     let started = CheckoutStarted {
         order_id: order.id,
         buyer_id: buyer,
@@ -245,20 +258,33 @@ fn new_order(
     }
 }
 
-/// Inserts the order, drawing a new number if the random one is taken (one in a billion).
+/// Inserts the order, drawing a new number while the random one is taken; the order its
+/// idempotency key placed before, if the key is what was taken.
 async fn insert_with_unique_number(
     tx: &mut bus::Tx<'_>,
+    buyer: BuyerId,
     mut order: Order,
     items: &[OrderItem],
-    key: Option<&str>,
-) -> Result<Order> {
+    key: Option<&IdempotencyKey>,
+) -> Result<Placed> {
     for _ in 0..5 {
         if db::insert_order(tx, &order, items, key).await? {
-            return Ok(order);
+            return Ok(Placed::New(order));
+        }
+        if let Some(key) = key
+            && let Some(existing) = db::find_by_idempotency_key(tx, buyer, &key.key).await?
+        {
+            return replay(existing, key).map(Placed::Before);
         }
         order.order_number = super::domain::new_order_number();
     }
     Err(Error::OrderNumberExhausted)
+}
+
+/// What placing an order under a key found: the new order, or the one the key placed before.
+enum Placed {
+    New(Order),
+    Before(Order),
 }
 
 /// An order as its buyer sees it.

@@ -88,6 +88,7 @@ impl TestApp {
             base: self.base.clone(),
             token: None,
             prefer: None,
+            idempotency_key: None,
         }
     }
 
@@ -119,6 +120,8 @@ pub struct Client {
     token: Option<String>,
     /// A `Prefer` header sent with every request.
     prefer: Option<String>,
+    /// An `Idempotency-Key` header sent with every request.
+    idempotency_key: Option<String>,
 }
 
 /// A response read whole: status, headers and JSON body (Null when empty or not JSON).
@@ -151,10 +154,16 @@ impl Client {
     /// The same identity, sending `Prefer: preference` with every request.
     pub fn preferring(&self, preference: &str) -> Client {
         Client {
-            http: self.http.clone(),
-            base: self.base.clone(),
-            token: self.token.clone(),
             prefer: Some(preference.to_owned()),
+            ..self.clone()
+        }
+    }
+
+    /// The same identity, sending `Idempotency-Key: key` with every request.
+    pub fn with_idempotency_key(&self, key: &str) -> Client {
+        Client {
+            idempotency_key: Some(key.to_owned()),
+            ..self.clone()
         }
     }
 
@@ -167,6 +176,9 @@ impl Client {
         }
         if let Some(prefer) = &self.prefer {
             request = request.header("prefer", prefer);
+        }
+        if let Some(key) = &self.idempotency_key {
+            request = request.header("idempotency-key", key);
         }
         if let Some(body) = body {
             request = request.json(&body);

@@ -6,6 +6,7 @@ mod catalog;
 mod checkout;
 mod edge;
 mod helpers;
+mod idempotency;
 mod inventory;
 mod messaging;
 mod postgres;
