@@ -44,6 +44,7 @@ impl Baseline {
             synchronous: options.synchronous,
             pin_writer: options.pin_writer,
             db_pool_size: 20,
+            limits: microcommerce::config::Limits::off(),
             ..Config::default()
         };
         let db = microcommerce::app::prepare_database(&config).await?;

@@ -600,6 +600,7 @@ impl Embedded {
             hand_over: options.hand_over,
             admin_token: token.to_owned(),
             db_pool_size: if postgres { 20 } else { 10 },
+            limits: microcommerce::config::Limits::off(),
             ..Config::default()
         };
         let app = App::build(config).await?;

@@ -2,7 +2,9 @@
 
 use clap::{Args, Parser, Subcommand};
 
-use microcommerce::config::{Config, parse_duration};
+use std::num::NonZeroU32;
+
+use microcommerce::config::{Config, Limits, parse_duration};
 
 /// microcommerce: a commerce backend whose checkout is a durable saga.
 #[derive(Debug, Parser)]
@@ -211,6 +213,56 @@ pub struct ServeArgs {
     /// How long finished checkouts are kept (timeline readable, late duplicates ignored).
     #[arg(long, env = "MICROCOMMERCE_SAGA_RETENTION", default_value = "30d", value_parser = parse_duration)]
     pub saga_retention: std::time::Duration,
+    /// Limits against abuse and overload.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Limits against abuse and overload; each turned-away request gets a problem with
+/// `Retry-After`.
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Writing requests (POST, PUT, PATCH, DELETE) one client address may send per second on
+    /// average, beyond which it is answered 429; 0 sets no limit. Behind a reverse proxy every
+    /// client has the proxy's address: set 0 and limit there.
+    #[arg(
+        long,
+        env = "MICROCOMMERCE_RATE_LIMIT",
+        default_value_t = 20,
+        value_name = "PER_SECOND"
+    )]
+    pub rate_limit: u32,
+    /// Writing requests a client may send at once before `--rate-limit` applies.
+    #[arg(long, env = "MICROCOMMERCE_RATE_BURST", default_value_t = 40, value_parser = clap::value_parser!(u32).range(1..))]
+    pub rate_burst: u32,
+    /// Longest a request may run before it is answered 503 (`60s`; more than the longest
+    /// `Prefer: wait`, 30 s).
+    #[arg(long, env = "MICROCOMMERCE_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub request_timeout: std::time::Duration,
+    /// Requests held open at once waiting for an order to move on (`Prefer: wait`), across
+    /// clients; one more is answered 503.
+    #[arg(long, env = "MICROCOMMERCE_MAX_LONG_POLLS", default_value_t = 512)]
+    pub max_long_polls: usize,
+}
+
+impl LimitArgs {
+    /// The limits these options describe.
+    pub fn into_limits(self) -> Limits {
+        Limits {
+            writes_per_second: NonZeroU32::new(self.rate_limit),
+            write_burst: NonZeroU32::new(self.rate_burst).unwrap_or(NonZeroU32::MIN),
+            request_timeout: self.request_timeout,
+            long_polls: self.max_long_polls,
+        }
+    }
+}
+
+/// A duration above zero: a zero time limit would turn every request away.
+fn parse_timeout(text: &str) -> Result<std::time::Duration, String> {
+    match parse_duration(text)? {
+        std::time::Duration::ZERO => Err("must be longer than zero".into()),
+        timeout => Ok(timeout),
+    }
 }
 
 impl ServeArgs {
@@ -239,6 +291,7 @@ impl ServeArgs {
             secure_cookies: self.secure_cookies,
             seed: !self.no_seed,
             saga_retention: self.saga_retention,
+            limits: self.limits.into_limits(),
         };
         (config, generated)
     }

@@ -137,7 +137,8 @@ impl App {
         let (stop_maintenance, stopped) = tokio::sync::watch::channel(false);
         let maintenance = tokio::spawn(prune_finished_checkouts(state.clone(), stopped));
         let stopping = state.clone();
-        let result = axum::serve(self.listener, router(state.clone()))
+        let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let result = axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 stopping.begin_stopping();
@@ -184,6 +185,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(web::fallback)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::middleware::from_fn(http::retry_conflicts))
+        .layer(axum::middleware::from_fn_with_state(
+            http::Limiter::new(state.config.limits, &state.config.admin_token),
+            http::enforce_limits,
+        ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,5 +1,6 @@
 //! Configuration: one typed value built from flags and `MICROCOMMERCE_*` variables (see `cli`).
 
+use std::num::NonZeroU32;
 use std::time::Duration;
 
 use storage::Synchronous;
@@ -40,6 +41,46 @@ pub struct Config {
     /// How long finished checkouts stay as tombstones (their timeline readable, a late duplicate
     /// start ignored) before they are pruned.
     pub saga_retention: Duration,
+    /// What one client, or all together, may ask of the service.
+    pub limits: Limits,
+}
+
+/// Limits against abuse and overload (`http::limits` enforces them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Writing requests (any method but GET, HEAD and OPTIONS) one client address may send
+    /// per second, on average; `None` sets no limit (the benchmark, tests of other things).
+    pub writes_per_second: Option<NonZeroU32>,
+    /// Writing requests a client may send at once before its rate applies.
+    pub write_burst: NonZeroU32,
+    /// Longest a request may run before it is answered 503; longer than the longest
+    /// `Prefer: wait` (30 s), so that a held request ends by itself first.
+    pub request_timeout: Duration,
+    /// Requests held open waiting for a change (`Prefer: wait`) at once, across clients;
+    /// one more is answered 503.
+    pub long_polls: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            writes_per_second: NonZeroU32::new(20),
+            write_burst: NonZeroU32::new(40).unwrap_or(NonZeroU32::MIN),
+            request_timeout: Duration::from_secs(60),
+            long_polls: 512,
+        }
+    }
+}
+
+impl Limits {
+    /// No limit but the request timeout: for the benchmark, which is its own abuse.
+    pub fn off() -> Self {
+        Self {
+            writes_per_second: None,
+            long_polls: usize::MAX,
+            ..Self::default()
+        }
+    }
 }
 
 impl Default for Config {
@@ -59,6 +100,7 @@ impl Default for Config {
             secure_cookies: false,
             seed: true,
             saga_retention: Duration::from_secs(30 * 24 * 3600),
+            limits: Limits::default(),
         }
     }
 }
@@ -81,6 +123,7 @@ impl std::fmt::Debug for Config {
             .field("secure_cookies", &self.secure_cookies)
             .field("seed", &self.seed)
             .field("saga_retention", &self.saga_retention)
+            .field("limits", &self.limits)
             .finish()
     }
 }

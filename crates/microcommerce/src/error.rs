@@ -68,6 +68,9 @@ pub enum Error {
         /// What is reserved now.
         reserved: i64,
     },
+    /// A limit that protects the service turned the request away (see `http::limits`).
+    #[error("{0}")]
+    Limited(Limit),
     /// A database failure; never shown to the client.
     #[error("database error")]
     Database(#[from] sqlx::Error),
@@ -96,6 +99,29 @@ pub enum NotAwaitingPayment {
     WindowClosed,
 }
 
+/// Which limit turned a request away, and when to come back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Limit {
+    /// This client sent writing requests faster than its rate allows (429).
+    #[error("too many writing requests from this client; retry after {} s", retry_after_seconds(*.retry_after))]
+    Rate {
+        /// When the client's next request will be let through.
+        retry_after: std::time::Duration,
+    },
+    /// As many requests are held open waiting (`Prefer: wait`) as the service allows (503).
+    #[error("too many requests are waiting for changes; retry, or ask without Prefer: wait")]
+    LongPolls,
+    /// The request took longer than the service gives one (503); its effect may have
+    /// committed, so a checkout retried with its `Idempotency-Key` is safe.
+    #[error("the request took too long and was abandoned; retry shortly")]
+    Timeout,
+}
+
+/// Whole seconds for `Retry-After`, rounded up: a client that waits them is let through.
+fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+}
+
 /// Result alias for the service.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -121,6 +147,15 @@ impl Error {
         let mut errors = FieldErrors::new();
         errors.insert(field.to_owned(), vec![message.into()]);
         Self::Validation(errors)
+    }
+
+    /// Seconds after which the request is worth sending again (`Retry-After`), for the
+    /// answers that have one: 429 and 503.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::Limited(Limit::Rate { retry_after }) => Some(retry_after_seconds(*retry_after)),
+            _ => (self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
+        }
     }
 
     /// The HTTP status this error maps to.
@@ -163,6 +198,21 @@ impl Error {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "insufficient-stock",
                 "Unprocessable",
+            ),
+            Self::Limited(Limit::Rate { .. }) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate-limited",
+                "Too Many Requests",
+            ),
+            Self::Limited(Limit::LongPolls) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too-many-waiting",
+                "Service Unavailable",
+            ),
+            Self::Limited(Limit::Timeout) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "Service Unavailable",
             ),
             Self::Database(error) | Self::Bus(bus::BusError::Sql(error))
                 if is_unavailable(error) =>
@@ -251,7 +301,10 @@ impl IntoResponse for Error {
             Self::Database(error) | Self::Bus(bus::BusError::Sql(error)) => is_conflict_race(error),
             _ => false,
         };
-        let detail = if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = self.retry_after();
+        let detail = if matches!(self, Self::Limited(_)) {
+            self.to_string()
+        } else if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error = ?self, "database unavailable or transaction race");
             "The database is unavailable for a moment; retry shortly.".to_owned()
         } else if status.is_server_error() {
@@ -279,8 +332,8 @@ impl IntoResponse for Error {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/problem+json"),
         );
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -1,9 +1,9 @@
 //! Who is calling: a buyer known by an unguessable cookie, and admins by bearer token.
 
 use axum::extract::{FromRequestParts, Request, State};
-use axum::http::HeaderValue;
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
@@ -75,7 +75,7 @@ impl FromRequestParts<AppState> for Caller {
             .unwrap_or_else(|| BuyerId(uuid::Uuid::new_v4()));
         Ok(Self {
             buyer,
-            is_admin: has_admin_token(parts, &state.config.admin_token),
+            is_admin: has_admin_token(&parts.headers, &state.config.admin_token),
         })
     }
 }
@@ -88,7 +88,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        if has_admin_token(parts, &state.config.admin_token) {
+        if has_admin_token(&parts.headers, &state.config.admin_token) {
             Ok(Self)
         } else {
             Err(Error::Unauthorized)
@@ -96,14 +96,16 @@ impl FromRequestParts<AppState> for Admin {
     }
 }
 
-fn has_admin_token(parts: &Parts, token: &str) -> bool {
-    let presented = parts
-        .headers
+/// True when the request presents the admin token; never when no token is configured.
+pub(super) fn has_admin_token(headers: &HeaderMap, token: &str) -> bool {
+    let presented = headers
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    presented.is_some_and(|presented| constant_time_eq(presented.as_bytes(), token.as_bytes()))
+    !token.is_empty()
+        && presented
+            .is_some_and(|presented| constant_time_eq(presented.as_bytes(), token.as_bytes()))
 }
 
 /// Compares without an early exit, so response timing does not reveal a matching prefix.

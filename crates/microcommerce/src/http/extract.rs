@@ -84,6 +84,16 @@ impl PreferWait {
         self.0.map(|wait| format!("wait={}", wait.as_secs()))
     }
 
+    /// The preference among `headers`, as the extractor reads it.
+    pub fn of(headers: &axum::http::HeaderMap) -> Self {
+        let wait = headers
+            .get_all("prefer")
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .find_map(Self::parse);
+        Self(wait)
+    }
+
     fn parse(header: &str) -> Option<std::time::Duration> {
         let seconds = header.split(',').find_map(|preference| {
             let (name, value) = preference.split_once('=')?;
@@ -100,13 +110,7 @@ impl<S: Send + Sync> FromRequestParts<S> for PreferWait {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let wait = parts
-            .headers
-            .get_all("prefer")
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .find_map(Self::parse);
-        Ok(Self(wait))
+        Ok(Self::of(&parts.headers))
     }
 }
 

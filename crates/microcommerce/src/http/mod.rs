@@ -3,11 +3,13 @@
 
 mod auth;
 mod extract;
+mod limits;
 mod retry;
 mod system;
 
 pub use auth::{Admin, Caller, buyer_identity};
 pub use extract::{Json, Path, PreferWait, Query};
+pub use limits::{Limiter, enforce_limits};
 pub use retry::retry_conflicts;
 pub use system::{fallback, method_not_allowed, router};
 

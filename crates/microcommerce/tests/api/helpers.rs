@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use microcommerce::app::App;
-use microcommerce::config::Config;
+use microcommerce::config::{Config, Limits};
 use microcommerce::state::AppState;
 use serde_json::Value;
 pub use testkit::{Backend, eventually};
@@ -59,6 +59,11 @@ pub async fn spawn_instance(
         workers: if postgres { 4 } else { 1 },
         admin_token: ADMIN_TOKEN.into(),
         synchronous: storage::Synchronous::Normal,
+        // Tests send bursts from one address; the limits' own tests turn the rate on.
+        limits: Limits {
+            writes_per_second: None,
+            ..Limits::default()
+        },
         ..Config::default()
     });
     let app = App::build(config).await.expect("app builds");
@@ -312,4 +317,29 @@ pub async fn stock_of(app: &TestApp, product: microcommerce::ids::ProductId) -> 
         .await
         .expect("stock item exists");
     (row.get("on_hand"), row.get("reserved"))
+}
+
+/// A checkout of `quantity` units of `product`, to a valid address.
+pub fn checkout_request(product: &str, quantity: u32) -> Value {
+    serde_json::json!({
+        "email": "ada@example.com",
+        "shippingAddress": { "name": "Ada Lovelace", "email": "ada@example.com",
+            "street": "12 Analytical Row", "city": "London", "state": "LDN", "zipCode": "N1 9GU" },
+        "items": [{ "productId": product, "quantity": quantity }]
+    })
+}
+
+/// A buyer whose identity cookie is set, so that concurrent requests share it.
+pub async fn known_buyer(app: &TestApp) -> Client {
+    let buyer = app.buyer();
+    assert_eq!(buyer.get("/api/cart/count").await.status, 200);
+    buyer
+}
+
+/// Orders in the database.
+pub async fn order_count(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM orders")
+        .fetch_one(app.state.db.reader())
+        .await
+        .expect("orders counted")
 }

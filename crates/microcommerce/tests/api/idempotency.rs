@@ -5,27 +5,13 @@
 use futures_util::future::join_all;
 use serde_json::{Value, json};
 
-use crate::helpers::{Client, Reply, TestApp, eventually, spawn_app, stocked_product};
+use crate::helpers::{
+    Reply, checkout_request, eventually, known_buyer, order_count, spawn_app, stocked_product,
+};
 
 /// Keys raced at once, and duplicates of each sent together.
 const KEYS: usize = 8;
 const DUPLICATES: usize = 16;
-
-fn checkout(product: &str, quantity: u32) -> Value {
-    json!({
-        "email": "ada@example.com",
-        "shippingAddress": { "name": "Ada Lovelace", "email": "ada@example.com",
-            "street": "12 Analytical Row", "city": "London", "state": "LDN", "zipCode": "N1 9GU" },
-        "items": [{ "productId": product, "quantity": quantity }]
-    })
-}
-
-/// A buyer whose identity cookie is set, so that concurrent requests share it.
-async fn known_buyer(app: &TestApp) -> Client {
-    let buyer = app.buyer();
-    assert_eq!(buyer.get("/api/cart/count").await.status, 200);
-    buyer
-}
 
 /// Status, `Location` and body: what "the same answer" compares.
 fn answer(reply: &Reply) -> (u16, Option<String>, Value) {
@@ -37,13 +23,6 @@ fn answer(reply: &Reply) -> (u16, Option<String>, Value) {
     (reply.status, location, reply.body.clone())
 }
 
-async fn order_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM orders")
-        .fetch_one(app.state.db.reader())
-        .await
-        .expect("orders counted")
-}
-
 testkit::backend_tests! {
 async fn concurrent_duplicates_of_a_key_place_one_order_and_answer_alike(backend) {
     let app = spawn_app(backend).await;
@@ -51,7 +30,7 @@ async fn concurrent_duplicates_of_a_key_place_one_order_and_answer_alike(backend
     let buyers = [known_buyer(&app).await, known_buyer(&app).await];
     let sends = (0..KEYS).flat_map(|key| {
         let client = buyers[key % buyers.len()].with_idempotency_key(&format!("race-{key}"));
-        let body = checkout(&product, 1);
+        let body = checkout_request(&product, 1);
         (0..DUPLICATES).map(move |_| {
             let (client, body) = (client.clone(), body.clone());
             async move { (key, answer(&client.post("/api/ordering/checkout", body).await)) }
@@ -76,7 +55,7 @@ async fn a_repeat_answers_as_the_first_did_after_the_order_moved_on(backend) {
     let app = spawn_app(backend).await;
     let product = stocked_product(&app, "Kettle", 10).await;
     let buyer = known_buyer(&app).await.with_idempotency_key("moved-on");
-    let first = answer(&buyer.post("/api/ordering/checkout", checkout(&product, 1)).await);
+    let first = answer(&buyer.post("/api/ordering/checkout", checkout_request(&product, 1)).await);
     assert_eq!(first.0, 201);
     assert_eq!(first.2["status"], "Submitted");
     let order = first.2["orderId"].as_str().expect("order id").to_owned();
@@ -85,7 +64,7 @@ async fn a_repeat_answers_as_the_first_did_after_the_order_moved_on(backend) {
         (status != "Submitted").then_some(())
     })
     .await;
-    let again = answer(&buyer.post("/api/ordering/checkout", checkout(&product, 1)).await);
+    let again = answer(&buyer.post("/api/ordering/checkout", checkout_request(&product, 1)).await);
     assert_eq!(again, first);
 }
 }
@@ -95,16 +74,16 @@ async fn a_key_reused_for_a_different_request_is_refused(backend) {
     let app = spawn_app(backend).await;
     let product = stocked_product(&app, "Mug", 10).await;
     let buyer = known_buyer(&app).await.with_idempotency_key("one-purpose");
-    let first = answer(&buyer.post("/api/ordering/checkout", checkout(&product, 2)).await);
+    let first = answer(&buyer.post("/api/ordering/checkout", checkout_request(&product, 2)).await);
     assert_eq!(first.0, 201);
 
-    let other = buyer.post("/api/ordering/checkout", checkout(&product, 3)).await;
+    let other = buyer.post("/api/ordering/checkout", checkout_request(&product, 3)).await;
     assert_eq!(other.status, 422, "{:?}", other.body);
     assert_eq!(other.content_type(), "application/problem+json");
     assert_eq!(other.body["type"], "urn:microcommerce:problem:idempotency-key-reused");
 
     // The same request spelled differently (the line split in two) is still the same request.
-    let mut split = checkout(&product, 1);
+    let mut split = checkout_request(&product, 1);
     split["items"] = json!([{ "quantity": 1, "productId": product }, { "productId": product, "quantity": 1 }]);
     let again = answer(&buyer.post("/api/ordering/checkout", split).await);
     assert_eq!(again, first);

@@ -8,6 +8,7 @@ mod edge;
 mod helpers;
 mod idempotency;
 mod inventory;
+mod limits;
 mod messaging;
 mod postgres;
 mod storefront;

@@ -1,0 +1,153 @@
+//! Limits that keep one client, or a crowd, from taking the service down: a rate per client
+//! address on writing requests (429), a cap on requests held open waiting for a change (503),
+//! and a time limit on every request (503). All answer problems with `Retry-After`; handlers
+//! know nothing of them.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+use tokio::sync::Semaphore;
+
+use super::PreferWait;
+use super::auth::has_admin_token;
+use crate::config::Limits;
+use crate::error::{Error, Limit};
+
+type WriteRate = RateLimiter<IpAddr, DefaultKeyedStateStore<IpAddr>, DefaultClock>;
+
+/// The limits' state, shared by every request of one router.
+pub struct Limiter {
+    limits: Limits,
+    /// Requests with the admin token are not rate-limited: operators are not the abuse.
+    admin_token: String,
+    writes: Option<WriteRate>,
+    long_polls: Semaphore,
+    /// Writing requests seen, to forget idle clients now and then.
+    checked: AtomicU32,
+}
+
+/// Every this many writing requests, clients whose rate has recovered are forgotten, so that
+/// the table of clients does not grow with every address ever seen.
+const FORGET_EVERY: u32 = 4096;
+
+impl Limiter {
+    /// The state for `limits`, exempting requests that carry `admin_token` from the rate.
+    pub fn new(limits: Limits, admin_token: &str) -> Arc<Self> {
+        let writes = limits.writes_per_second.map(|rate| {
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(limits.write_burst))
+        });
+        Arc::new(Self {
+            limits,
+            admin_token: admin_token.to_owned(),
+            writes,
+            long_polls: Semaphore::new(limits.long_polls.min(Semaphore::MAX_PERMITS)),
+            checked: AtomicU32::new(0),
+        })
+    }
+
+    /// Lets a writing request from `client` through, or says when to come back.
+    fn admit_write(&self, client: IpAddr) -> Result<(), Limit> {
+        let Some(writes) = &self.writes else {
+            return Ok(());
+        };
+        if self.checked.fetch_add(1, Ordering::Relaxed) % FORGET_EVERY == FORGET_EVERY - 1 {
+            writes.retain_recent();
+            writes.shrink_to_fit();
+        }
+        writes.check_key(&client).map_err(|not_until| Limit::Rate {
+            retry_after: not_until.wait_time_from(DefaultClock::default().now()),
+        })
+    }
+}
+
+/// The middleware: rate (for writes without the admin token), then the long-poll cap, then the time limit around the rest.
+pub async fn enforce_limits(
+    State(limiter): State<Arc<Limiter>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if is_writing(request.method())
+        && !has_admin_token(request.headers(), &limiter.admin_token)
+        && let Err(limit) = limiter.admit_write(client_address(&request))
+    {
+        return Error::Limited(limit).into_response();
+    }
+    let _held = if is_long_poll(&request) {
+        match limiter.long_polls.try_acquire() {
+            Ok(permit) => Some(permit),
+            Err(_) => return Error::Limited(Limit::LongPolls).into_response(),
+        }
+    } else {
+        None
+    };
+    match tokio::time::timeout(limiter.limits.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?limiter.limits.request_timeout, "a request timed out");
+            Error::Limited(Limit::Timeout).into_response()
+        }
+    }
+}
+
+/// A request that may be held open waiting for a change: `Prefer: wait`, or an order read
+/// with `waitWhile`.
+fn is_long_poll(request: &Request) -> bool {
+    let query = request.uri().query().unwrap_or_default();
+    PreferWait::of(request.headers()).0.is_some()
+        || query.split('&').any(|pair| pair.starts_with("waitWhile="))
+}
+
+fn is_writing(method: &Method) -> bool {
+    !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// The peer's address; a router served without connection info (in-process tests) counts as
+/// one client.
+fn client_address(request: &Request) -> IpAddr {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::num::NonZeroU32;
+
+    /// A write burst of one: the second write within a second is refused.
+    fn one_write_per_second() -> Limits {
+        Limits {
+            writes_per_second: NonZeroU32::new(1),
+            write_burst: NonZeroU32::MIN,
+            ..Limits::default()
+        }
+    }
+
+    #[test]
+    fn each_client_has_its_own_rate() {
+        let limiter = Limiter::new(one_write_per_second(), "secret");
+        let (one, two) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        assert_eq!(limiter.admit_write(one), Ok(()));
+        let Err(Limit::Rate { retry_after }) = limiter.admit_write(one) else {
+            panic!("a second write within the second must wait");
+        };
+        assert!(retry_after <= std::time::Duration::from_secs(1));
+        assert_eq!(limiter.admit_write(two), Ok(()));
+    }
+
+    #[test]
+    fn no_rate_lets_every_write_through() {
+        let limiter = Limiter::new(Limits::off(), "secret");
+        let client = IpAddr::from([10, 0, 0, 1]);
+        assert!((0..1000).all(|_| limiter.admit_write(client).is_ok()));
+    }
+}
