@@ -214,32 +214,43 @@ impl Error {
                 "timeout",
                 "Service Unavailable",
             ),
-            Self::Database(error) | Self::Bus(bus::BusError::Sql(error))
-                if is_unavailable(error) =>
-            {
-                (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "unavailable",
-                    "Service Unavailable",
-                )
+            Self::Database(_) | Self::Bus(_) | Self::Group(_) => self.storage_failure(),
+        }
+    }
+
+    /// A database, bus or group failure: 503 when retrying soon may succeed (the database is
+    /// away, busy or out of space), 500 otherwise.
+    fn storage_failure(&self) -> (StatusCode, &'static str, &'static str) {
+        const UNAVAILABLE: &str = "Service Unavailable";
+        let sql = match self {
+            Self::Database(error) | Self::Bus(bus::BusError::Sql(error)) => Some(error),
+            Self::Group(bus::GroupError::Sql(error)) => Some(error.as_ref()),
+            _ => None,
+        };
+        match sql {
+            Some(error) if is_storage_full(error) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "storage-full", UNAVAILABLE)
             }
-            Self::Group(bus::GroupError::Sql(error)) if is_unavailable(error) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Service Unavailable",
-            ),
-            Self::Group(bus::GroupError::ShuttingDown) => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-                "Service Unavailable",
-            ),
-            Self::Database(_) | Self::Bus(_) | Self::Group(_) => (
+            Some(error) if is_unavailable(error) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", UNAVAILABLE)
+            }
+            None if matches!(self, Self::Group(bus::GroupError::ShuttingDown)) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "unavailable", UNAVAILABLE)
+            }
+            _ => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "Internal Server Error",
             ),
         }
     }
+}
+
+/// The database has no room to write: SQLite's disk or `max_page_count` full (13), PostgreSQL's
+/// disk full (53100). Nothing was written; the write succeeds again once space is freed.
+fn is_storage_full(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("13") | Some("53100")))
 }
 
 /// The database is busy, unreachable or restarting, or the transaction lost a serialization
@@ -304,6 +315,10 @@ impl IntoResponse for Error {
         let retry_after = self.retry_after();
         let detail = if matches!(self, Self::Limited(_)) {
             self.to_string()
+        } else if kind == "storage-full" {
+            tracing::error!(error = ?self, "the database has no space left");
+            "The database has no space left to write; nothing was written. Retry once space is freed."
+                .to_owned()
         } else if status == StatusCode::SERVICE_UNAVAILABLE {
             tracing::warn!(error = ?self, "database unavailable or transaction race");
             "The database is unavailable for a moment; retry shortly.".to_owned()

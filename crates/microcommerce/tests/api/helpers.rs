@@ -85,16 +85,7 @@ pub async fn spawn_instance(
 impl TestApp {
     /// A new buyer: a client with its own cookie jar, so it gets its own `buyer_id`.
     pub fn buyer(&self) -> Client {
-        Client {
-            http: reqwest::Client::builder()
-                .cookie_store(true)
-                .build()
-                .expect("http client"),
-            base: self.base.clone(),
-            token: None,
-            prefer: None,
-            idempotency_key: None,
-        }
+        Client::at(&self.base)
     }
 
     /// A client that sends the admin token.
@@ -151,6 +142,26 @@ impl Reply {
 }
 
 impl Client {
+    /// A new buyer of the app at `base` (`http://127.0.0.1:PORT`), which may run in another
+    /// process.
+    pub fn at(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .build()
+                .expect("http client"),
+            base: base.to_owned(),
+            token: None,
+            prefer: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// A new buyer of the same app.
+    pub fn another_buyer(&self) -> Client {
+        Client::at(&self.base)
+    }
+
     /// `http://127.0.0.1:PORT` of the app this client talks to.
     pub fn base(&self) -> &str {
         &self.base

@@ -5,6 +5,7 @@ mod cart;
 mod catalog;
 mod checkout;
 mod edge;
+mod faults;
 mod helpers;
 mod idempotency;
 mod inventory;

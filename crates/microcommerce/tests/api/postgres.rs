@@ -74,12 +74,23 @@ async fn three_instances_on_one_database_confirm_exactly_the_stock_and_apply_eac
     let failed = outcomes.iter().filter(|o| *o == "Failed").count() as i64;
     assert_eq!((confirmed, failed), (50, 150));
 
-    let app = &instances[0];
+    assert_each_effect_once(&instances[0], &product, 50, 150).await;
+    for instance in instances {
+        instance.stop().await;
+    }
+}
+
+/// Once every message is handled: `product` (all its stock sold) was deducted once per
+/// confirmed order, each checkout wrote its timeline once, each payment was recorded once,
+/// and nothing is left queued, dead-lettered or parked.
+async fn assert_each_effect_once(app: &TestApp, product: &str, confirmed: i64, failed: i64) {
     eventually("every message processed", SETTLE, || async {
         bus_settled(app).await.then_some(())
     })
     .await;
-    assert!(scalar(app, "SELECT COUNT(*) FROM bus_inbox").await <= most_inbox_rows(50, 150));
+    assert!(
+        scalar(app, "SELECT COUNT(*) FROM bus_inbox").await <= most_inbox_rows(confirmed, failed)
+    );
     let stock = app
         .buyer()
         .get(&format!("/api/inventory/stock/{product}"))
@@ -98,7 +109,7 @@ async fn three_instances_on_one_database_confirm_exactly_the_stock_and_apply_eac
             "SELECT COUNT(*) FROM stock_reservations WHERE status = 'Deducted'"
         )
         .await,
-        50
+        confirmed
     );
     assert_eq!(
         scalar(
@@ -110,9 +121,12 @@ async fn three_instances_on_one_database_confirm_exactly_the_stock_and_apply_eac
     );
     assert_eq!(
         scalar(app, "SELECT COUNT(*) FROM saga_timeline").await,
-        50 * 3 + 150 * 2
+        confirmed * 3 + failed * 2
     );
-    assert_eq!(scalar(app, "SELECT COUNT(*) FROM payments").await, 50);
+    assert_eq!(
+        scalar(app, "SELECT COUNT(*) FROM payments").await,
+        confirmed
+    );
     assert_eq!(
         scalar(app, "SELECT COUNT(*) FROM bus_queue").await,
         0,
@@ -123,9 +137,102 @@ async fn three_instances_on_one_database_confirm_exactly_the_stock_and_apply_eac
         0
     );
     assert_eq!(scalar(app, "SELECT COUNT(*) FROM saga_parked").await, 0);
-    for instance in instances {
-        instance.stop().await;
+}
+
+/// Where the paused instance's child process finds its database, and says where it listens.
+const CHILD_DB: &str = "MICROCOMMERCE_PAUSED_CHILD_DB";
+const CHILD_ADDRESS: &str = "MICROCOMMERCE_PAUSED_CHILD_ADDRESS";
+
+/// Kills the child process when the test ends, however it ends.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
+}
+
+fn signal(child: &KillOnDrop, name: &str) {
+    let sent = std::process::Command::new("kill")
+        .args([format!("-{name}"), child.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success(), "kill -{name}");
+}
+
+#[tokio::test]
+async fn an_instance_paused_past_its_lock_timeout_applies_nothing_twice_and_strands_no_order() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = backend.fresh_url(dir.path()).await;
+    let working = spawn_instance(url.clone(), tempfile::tempdir().unwrap(), |c| c).await;
+    let product = stocked_product(&working, "Lantern", 40).await;
+    let address_file = dir.path().join("paused-instance-address");
+    let paused = KillOnDrop(
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--ignored",
+                "--exact",
+                "postgres::paused_instance_child",
+                "--nocapture",
+            ])
+            .env(CHILD_DB, &url)
+            .env(CHILD_ADDRESS, &address_file)
+            .spawn()
+            .unwrap(),
+    );
+    let paused_base = eventually("the second instance to serve", SETTLE, || {
+        let written = std::fs::read_to_string(&address_file).ok();
+        std::future::ready(written.filter(|base| base.ends_with('\n')))
+    })
+    .await;
+    let paused_client = Client::at(paused_base.trim());
+
+    // Half the buyers on the instance about to pause, then the rest on the one that works on
+    // while it is stopped, for longer than any lock or statement wait.
+    let buyers_of = |client: &Client, count: usize| {
+        (0..count)
+            .map(|_| {
+                let (buyer, product) = (client.another_buyer(), product.clone());
+                tokio::spawn(async move { check_out_and_pay(&buyer, &product).await })
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut buyers = buyers_of(&paused_client, 30);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    signal(&paused, "STOP");
+    buyers.extend(buyers_of(&working.buyer(), 30));
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    signal(&paused, "CONT");
+
+    let outcomes: Vec<String> = futures_util::future::join_all(buyers)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    let confirmed = outcomes.iter().filter(|o| *o == "Confirmed").count() as i64;
+    let failed = outcomes.iter().filter(|o| *o == "Failed").count() as i64;
+    assert_eq!((confirmed, failed), (40, 20));
+    assert_each_effect_once(&working, &product, 40, 20).await;
+    working.stop().await;
+}
+
+/// The instance the paused-instance test starts in a process of its own, to stop and continue
+/// it with signals: serves on the test's database until killed.
+#[tokio::test]
+#[ignore = "child process of the paused-instance test; run by it, not on its own"]
+async fn paused_instance_child() {
+    let (Ok(url), Ok(address_file)) = (std::env::var(CHILD_DB), std::env::var(CHILD_ADDRESS))
+    else {
+        panic!("run by the paused-instance test only");
+    };
+    let instance = spawn_instance(url, tempfile::tempdir().unwrap(), |c| c).await;
+    let written = format!("{}\n", instance.base);
+    std::fs::write(&address_file, written).unwrap();
+    std::future::pending::<()>().await;
 }
 
 /// Checks out one unit, pays if stock was reserved; returns the final status.
