@@ -32,7 +32,17 @@ fn the_cli_prints_the_report_as_json_on_its_last_line() {
 fn every_command_has_help() {
     for (args, expected) in [
         (&["--help"][..], &["serve", "migrate", "bench"][..]),
-        (&["serve", "--help"], &["--addr", "--database-url"]),
+        (
+            &["serve", "--help"],
+            &[
+                "--addr",
+                "--database-url",
+                "--rate-limit",
+                "--rate-burst",
+                "--request-timeout",
+                "--max-long-polls",
+            ],
+        ),
         (&["migrate", "--help"], &["--database-url"]),
         (
             &["bench", "--help"],
@@ -99,4 +109,17 @@ fn a_log_filter_that_does_not_parse_is_an_error_from_the_option_or_rust_log() {
         "{}",
         String::from_utf8_lossy(&both.stderr)
     );
+}
+
+#[test]
+fn limits_that_would_turn_every_request_away_are_refused() {
+    for (flag, value) in [("--request-timeout", "0s"), ("--rate-burst", "0")] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"))
+            .args(["serve", flag, value])
+            .output()
+            .expect("the binary runs");
+        assert_eq!(output.status.code(), Some(2), "{flag} {value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(flag), "{stderr}");
+    }
 }
