@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use crate::Timestamp;
 use crate::conn::{Conn, Transaction};
 use crate::lane::WriterLane;
+use crate::reach::{self, ConnectCause};
 use crate::sql::POSTGRES_NOW;
 use crate::sqlite::SqliteWriter;
 
@@ -63,6 +64,9 @@ pub struct DbOptions {
     pub busy_timeout: Duration,
     /// How long a caller waits for a free connection before it gets an error.
     pub acquire_timeout: Duration,
+    /// PostgreSQL: how long opening waits for the server to answer, at each of the network and
+    /// the start-up (TLS, authentication), before it fails naming the server and the cause.
+    pub connect_timeout: Duration,
     /// PostgreSQL: connections in the pool shared by reads and requests' writes. The bus
     /// workers have a pool of their own, as large at most, opened as they need them (one per
     /// worker).
@@ -81,8 +85,8 @@ pub struct DbOptions {
 
 impl DbOptions {
     /// Defaults for `url`: `synchronous=FULL`, 4 readers, 5 s busy timeout, 30 s acquire timeout,
-    /// writer pinned to one CPU; on PostgreSQL 10 connections, 30 s statement timeout, search
-    /// path `public, messaging`.
+    /// writer pinned to one CPU; on PostgreSQL 5 s connect timeout, 10 connections,
+    /// 30 s statement timeout, search path `public, messaging`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -90,6 +94,7 @@ impl DbOptions {
             read_connections: 4,
             busy_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
             max_connections: 10,
             statement_timeout: Duration::from_secs(30),
             search_path: vec!["public".into(), "messaging".into()],
@@ -121,6 +126,14 @@ pub enum DbError {
          use sqlite://PATH (a temporary directory for throwaway data)"
     )]
     InMemory(String),
+    /// The first connection to PostgreSQL failed: where, and why (never the URL's password).
+    #[error("cannot connect to PostgreSQL at {server}: {cause}")]
+    Connect {
+        /// `host:port` (or the Unix socket's folder) the URL names.
+        server: String,
+        /// What went wrong: the network, TLS, the server's answer, or no answer in time.
+        cause: ConnectCause,
+    },
     /// The database refused the connection or a statement.
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
@@ -166,6 +179,9 @@ impl Db {
         sqlx::any::install_default_drivers();
         let backend = backend_of(&options.url)?;
         if backend == Backend::Postgres {
+            // The pool would retry a server it cannot reach until its acquire timeout and then
+            // say only that it timed out: one direct attempt first names the server and cause.
+            reach::check(&options.url, options.connect_timeout).await?;
             let connect = AnyConnectOptions::from_str(&options.url)?;
             let shared = postgres_pool(options).connect_with(connect.clone()).await?;
             // The lane's pool opens its connections from the lane (lazily, as its workers need
