@@ -79,13 +79,13 @@ pub struct DbOptions {
     /// Bind the writer lane (the bus workers; on SQLite also the grouped request writes, which
     /// drive the write connection) to one CPU, the last the process may use (see
     /// `docs/architecture.md`). Off, the lane still gets a thread of its own but the system
-    /// places it.
+    /// places it. Linux only; ignored elsewhere.
     pub pin_writer: bool,
 }
 
 impl DbOptions {
     /// Defaults for `url`: `synchronous=FULL`, 4 readers, 5 s busy timeout, 30 s acquire timeout,
-    /// writer pinned to one CPU; on PostgreSQL 5 s connect timeout, 10 connections,
+    /// writer pinned to one CPU (on Linux); on PostgreSQL 5 s connect timeout, 10 connections,
     /// 30 s statement timeout, search path `public, messaging`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -451,7 +451,8 @@ fn pool_options(size: u32, options: &DbOptions, pragmas: String) -> AnyPoolOptio
         })
 }
 
-#[cfg(test)]
+/// The tests check where the writer lane runs through CPU affinity, which only Linux exposes.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use rustix::thread::Pid;
