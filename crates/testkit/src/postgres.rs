@@ -261,8 +261,13 @@ impl Certificates {
         }
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let file = |name: &str| dir.join(name);
+        // A name of its own, so that another authority's certificate is unknown, not forged.
+        let subject = format!(
+            "/CN=microcommerce test CA {}",
+            uuid::Uuid::new_v4().simple()
+        );
         run(openssl(&["req", "-x509", "-nodes", "-days", "2"])
-            .args(["-subj", "/CN=microcommerce test CA"])
+            .args(["-subj", &subject])
             .args(EC_KEY)
             .arg("-keyout")
             .arg(file("ca.key"))
