@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::Connection;
-use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 
 use crate::db::DbError;
 
@@ -48,6 +48,9 @@ pub(crate) async fn check(url: &str, limit: Duration) -> Result<(), DbError> {
         server: server.to_string(),
         cause,
     };
+    if let Some(cause) = unreadable_tls_file(url, options.get_ssl_mode()) {
+        return Err(fail(cause));
+    }
     if options.get_socket().is_none() {
         let address = (options.get_host(), options.get_port());
         match tokio::time::timeout(limit, tokio::net::TcpStream::connect(address)).await {
@@ -64,6 +67,29 @@ pub(crate) async fn check(url: &str, limit: Duration) -> Result<(), DbError> {
             Ok(())
         }
     }
+}
+
+/// A certificate or key file the URL names for the TLS it asks for that cannot be read; the
+/// driver would say only "No such file or directory", without the file's name.
+fn unreadable_tls_file(url: &str, mode: PgSslMode) -> Option<ConnectCause> {
+    let verifies = matches!(mode, PgSslMode::VerifyCa | PgSslMode::VerifyFull);
+    let tls = verifies || matches!(mode, PgSslMode::Prefer | PgSslMode::Require);
+    let url = sqlx_core::Url::parse(url).ok()?;
+    url.query_pairs().find_map(|(key, value)| {
+        let used = match &*key {
+            "sslrootcert" | "ssl-root-cert" | "ssl-ca" => verifies,
+            "sslcert" | "ssl-cert" | "sslkey" | "ssl-key" => tls,
+            _ => false,
+        };
+        let inline_pem = value.trim_start().starts_with("-----BEGIN");
+        if !used || inline_pem {
+            return None;
+        }
+        let error = std::fs::File::open(&*value).err()?;
+        Some(ConnectCause::Tls(format!(
+            "cannot read the {key} file {value}: {error}"
+        )))
+    })
 }
 
 /// Where the server is, as an operator wrote it: `host:port`, or the Unix socket's folder.
@@ -146,6 +172,47 @@ mod tests {
             "cannot connect to PostgreSQL at 127.0.0.1:1: connection refused"
         );
         assert!(!message.contains("secret"));
+    }
+
+    #[tokio::test]
+    async fn a_server_that_accepts_but_never_answers_fails_after_the_connect_timeout() {
+        // The system completes the TCP handshake for a listener that never accepts.
+        let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+        let port = silent.local_addr().expect("bound").port();
+        let mut options = crate::DbOptions::new(format!("postgres://postgres@127.0.0.1:{port}/x"));
+        options.connect_timeout = Duration::from_millis(200);
+        let error = crate::Db::connect(&options)
+            .await
+            .expect_err("no answer")
+            .to_string();
+        assert_eq!(
+            error,
+            format!("cannot connect to PostgreSQL at 127.0.0.1:{port}: no answer within 0.2 s")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_missing_certificate_file_is_named_before_any_connection() {
+        let url = "postgres://u@127.0.0.1:1/x?sslmode=verify-full&sslrootcert=/nowhere/ca.pem";
+        let error = check(url, Duration::from_secs(5))
+            .await
+            .expect_err("no such file")
+            .to_string();
+        assert!(
+            error.starts_with(
+                "cannot connect to PostgreSQL at 127.0.0.1:1: TLS failed: \
+                 cannot read the sslrootcert file /nowhere/ca.pem: "
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_file_is_not_needed_where_the_mode_does_not_read_it() {
+        let url = "postgres://u@h/x?sslmode=require&sslrootcert=/nowhere/ca.pem";
+        assert!(unreadable_tls_file(url, PgSslMode::Require).is_none());
+        let url = "postgres://u@h/x?sslmode=disable&sslcert=/nowhere/c.pem&sslkey=/nowhere/k";
+        assert!(unreadable_tls_file(url, PgSslMode::Disable).is_none());
     }
 
     #[test]
