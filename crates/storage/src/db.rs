@@ -116,7 +116,7 @@ pub struct Migrations {
 /// Errors opening or preparing the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// The URL names no backend this build supports.
+    /// The URL names no backend this build supports (the URL is shown without its password).
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     /// A SQLite database in memory: each connection would get a database of its own, so the
@@ -371,7 +371,19 @@ fn backend_of(url: &str) -> Result<Backend, DbError> {
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(Backend::Postgres)
     } else {
-        Err(DbError::UnsupportedUrl(url.to_owned()))
+        Err(DbError::UnsupportedUrl(without_password(url)))
+    }
+}
+
+/// `url` with any password taken out, fit for an error message.
+fn without_password(url: &str) -> String {
+    match sqlx_core::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(a URL that does not parse)".to_owned(),
     }
 }
 
@@ -449,6 +461,20 @@ fn pool_options(size: u32, options: &DbOptions, pragmas: String) -> AnyPoolOptio
                 Ok(())
             })
         })
+}
+
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn an_unsupported_url_is_shown_without_its_password() {
+        let error = backend_of("mysql://shop:hunter2@db/shop")
+            .expect_err("no MySQL backend")
+            .to_string();
+        assert!(error.contains("\"mysql://shop@db/shop\""), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
 }
 
 /// The tests check where the writer lane runs through CPU affinity, which only Linux exposes.
