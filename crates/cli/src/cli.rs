@@ -54,7 +54,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "full")]
     pub synchronous: storage::Synchronous,
     /// Bind the writer lane of the embedded server and of the baseline to one CPU (`false`
-    /// lets the system place it, to measure what binding gains).
+    /// lets the system place it, to measure what binding gains). Linux only; ignored elsewhere.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub pin_writer: bool,
     /// Embedded servers started on the one `--database-url` (PostgreSQL), buyers spread over
@@ -163,7 +163,8 @@ pub struct DatabaseArgs {
     #[arg(long, env = "MICROCOMMERCE_SQLITE_SYNCHRONOUS", default_value = "full")]
     pub synchronous: storage::Synchronous,
     /// Run the writer lane (the bus workers; on SQLite also the grouped request writes) on one
-    /// CPU, the last one the process may use (`false` lets the system place it).
+    /// CPU, the last one the process may use (`false` lets the system place it). Linux only;
+    /// ignored elsewhere.
     #[arg(long, env = "MICROCOMMERCE_PIN_WRITER", default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub pin_writer: bool,
     /// PostgreSQL connections per instance for requests and reads; the bus workers open one

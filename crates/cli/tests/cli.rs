@@ -123,3 +123,42 @@ fn limits_that_would_turn_every_request_away_are_refused() {
         assert!(stderr.contains(flag), "{stderr}");
     }
 }
+
+#[test]
+fn serve_with_an_unreachable_database_exits_naming_the_server_and_the_cause() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--database-url",
+            "postgres://postgres:hunter2@127.0.0.1:1/shop",
+        ])
+        .env_remove("MICROCOMMERCE_ADMIN_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    // A bound on the whole run, so that a regression fails the test instead of hanging it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while child
+        .try_wait()
+        .expect("the child can be waited on")
+        .is_none()
+    {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("serve was still running after two minutes with no database");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let output = child.wait_with_output().expect("the output is read");
+    assert!(!output.status.success(), "serve exits with an error");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stderr.contains("127.0.0.1:1") && stderr.contains("refused"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"));
+}

@@ -20,7 +20,8 @@ pub struct Config {
     /// SQLite durability; `Full` keeps acknowledged writes through power loss.
     pub synchronous: Synchronous,
     /// Bind the writer lane (the bus workers; on SQLite the single writer) to one CPU (see
-    /// `docs/architecture.md`, "The writer lane and the in-place write connection").
+    /// `docs/architecture.md`, "The writer lane and the in-place write connection"). Linux
+    /// only; ignored elsewhere.
     pub pin_writer: bool,
     /// Bearer token for admin routes.
     pub admin_token: String,

@@ -13,6 +13,7 @@ use tokio::sync::Mutex;
 use crate::Timestamp;
 use crate::conn::{Conn, Transaction};
 use crate::lane::WriterLane;
+use crate::reach::{self, ConnectCause};
 use crate::sql::POSTGRES_NOW;
 use crate::sqlite::SqliteWriter;
 
@@ -63,6 +64,9 @@ pub struct DbOptions {
     pub busy_timeout: Duration,
     /// How long a caller waits for a free connection before it gets an error.
     pub acquire_timeout: Duration,
+    /// PostgreSQL: how long opening waits for the server to answer, at each of the network and
+    /// the start-up (TLS, authentication), before it fails naming the server and the cause.
+    pub connect_timeout: Duration,
     /// PostgreSQL: connections in the pool shared by reads and requests' writes. The bus
     /// workers have a pool of their own, as large at most, opened as they need them (one per
     /// worker).
@@ -75,14 +79,14 @@ pub struct DbOptions {
     /// Bind the writer lane (the bus workers; on SQLite also the grouped request writes, which
     /// drive the write connection) to one CPU, the last the process may use (see
     /// `docs/architecture.md`). Off, the lane still gets a thread of its own but the system
-    /// places it.
+    /// places it. Linux only; ignored elsewhere.
     pub pin_writer: bool,
 }
 
 impl DbOptions {
     /// Defaults for `url`: `synchronous=FULL`, 4 readers, 5 s busy timeout, 30 s acquire timeout,
-    /// writer pinned to one CPU; on PostgreSQL 10 connections, 30 s statement timeout, search
-    /// path `public, messaging`.
+    /// writer pinned to one CPU (on Linux); on PostgreSQL 5 s connect timeout, 10 connections,
+    /// 30 s statement timeout, search path `public, messaging`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -90,6 +94,7 @@ impl DbOptions {
             read_connections: 4,
             busy_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
             max_connections: 10,
             statement_timeout: Duration::from_secs(30),
             search_path: vec!["public".into(), "messaging".into()],
@@ -111,7 +116,7 @@ pub struct Migrations {
 /// Errors opening or preparing the database.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    /// The URL names no backend this build supports.
+    /// The URL names no backend this build supports (the URL is shown without its password).
     #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
     UnsupportedUrl(String),
     /// A SQLite database in memory: each connection would get a database of its own, so the
@@ -121,6 +126,14 @@ pub enum DbError {
          use sqlite://PATH (a temporary directory for throwaway data)"
     )]
     InMemory(String),
+    /// The first connection to PostgreSQL failed: where, and why (never the URL's password).
+    #[error("cannot connect to PostgreSQL at {server}: {cause}")]
+    Connect {
+        /// `host:port` (or the Unix socket's folder) the URL names.
+        server: String,
+        /// What went wrong: the network, TLS, the server's answer, or no answer in time.
+        cause: ConnectCause,
+    },
     /// The database refused the connection or a statement.
     #[error(transparent)]
     Sql(#[from] sqlx::Error),
@@ -166,6 +179,9 @@ impl Db {
         sqlx::any::install_default_drivers();
         let backend = backend_of(&options.url)?;
         if backend == Backend::Postgres {
+            // The pool would retry a server it cannot reach until its acquire timeout and then
+            // say only that it timed out: one direct attempt first names the server and cause.
+            reach::check(&options.url, options.connect_timeout).await?;
             let connect = AnyConnectOptions::from_str(&options.url)?;
             let shared = postgres_pool(options).connect_with(connect.clone()).await?;
             // The lane's pool opens its connections from the lane (lazily, as its workers need
@@ -355,7 +371,19 @@ fn backend_of(url: &str) -> Result<Backend, DbError> {
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
         Ok(Backend::Postgres)
     } else {
-        Err(DbError::UnsupportedUrl(url.to_owned()))
+        Err(DbError::UnsupportedUrl(without_password(url)))
+    }
+}
+
+/// `url` with any password taken out, fit for an error message.
+fn without_password(url: &str) -> String {
+    match sqlx_core::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_owned(),
+        Err(_) => "(a URL that does not parse)".to_owned(),
     }
 }
 
@@ -436,6 +464,21 @@ fn pool_options(size: u32, options: &DbOptions, pragmas: String) -> AnyPoolOptio
 }
 
 #[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn an_unsupported_url_is_shown_without_its_password() {
+        let error = backend_of("mysql://shop:hunter2@db/shop")
+            .expect_err("no MySQL backend")
+            .to_string();
+        assert!(error.contains("\"mysql://shop@db/shop\""), "{error}");
+        assert!(!error.contains("hunter2"), "{error}");
+    }
+}
+
+/// The tests check where the writer lane runs through CPU affinity, which only Linux exposes.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
     use rustix::thread::Pid;

@@ -1,5 +1,6 @@
 //! The writer lane: the tasks that write for the bus (its workers, and on SQLite the
-//! group-commit writer) run on a thread of their own, optionally bound to one CPU.
+//! group-commit writer) run on a thread of their own, optionally bound to one CPU (on Linux;
+//! elsewhere the system places the thread).
 //!
 //! On SQLite the write connection runs each statement on the thread that holds it
 //! (`crate::sqlite`), so on the lane SQLite's work stays on one thread and one CPU, next to its
@@ -96,6 +97,7 @@ impl WriterLane {
 /// Binds the calling thread to the highest-numbered CPU it may run on (the first CPU tends to
 /// take most device interrupts). Nothing is done, and `None` returned, when only one CPU is
 /// allowed or the system refuses.
+#[cfg(target_os = "linux")]
 fn pin_to_last_cpu() -> Option<usize> {
     use rustix::thread::{CpuSet, sched_getaffinity, sched_setaffinity};
     let allowed = sched_getaffinity(None).ok()?;
@@ -116,7 +118,14 @@ fn pin_to_last_cpu() -> Option<usize> {
     }
 }
 
-#[cfg(test)]
+/// Binding a thread to a CPU is done on Linux only; elsewhere the system places the lane.
+#[cfg(not(target_os = "linux"))]
+fn pin_to_last_cpu() -> Option<usize> {
+    None
+}
+
+/// The tests read and check CPU affinity, which only Linux lets them do.
+#[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
 

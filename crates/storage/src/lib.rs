@@ -7,6 +7,7 @@
 //! - on SQLite, one write connection driven in place by whoever holds it (`sqlite.rs`) and a
 //!   pool of readers; on PostgreSQL, a shared pool and one for the writer lane;
 //! - the writer lane (`lane.rs`): a thread of its own for the tasks that write in bulk;
+//! - the first connection to PostgreSQL (`reach.rs`), whose failure names the server and cause;
 //! - [`Timestamp`] and the database clock ([`Db::now_in`]);
 //! - the few statement fragments that differ by backend ([`sql`]).
 //!
@@ -32,11 +33,13 @@
 mod conn;
 mod db;
 mod lane;
+mod reach;
 pub mod sql;
 mod sqlite;
 mod time;
 
 pub use conn::{Conn, Transaction};
 pub use db::{Backend, Db, DbError, DbOptions, Migrations, Synchronous};
+pub use reach::ConnectCause;
 pub use sql::{json_param, json_rows, json_values, placeholder_rows, placeholders};
 pub use time::Timestamp;

@@ -2,6 +2,7 @@
 //!
 //! - [`eventually`]: wait for a condition with a deadline instead of sleeping.
 //! - [`Backend`] and [`backend_tests!`]: run one test body on SQLite and on PostgreSQL.
+//! - [`required`]: skip a test whose needs are missing, loudly, and never in CI.
 //! - [`postgres`]: throwaway PostgreSQL servers started from the system binaries.
 #![warn(missing_docs)]
 
@@ -23,6 +24,22 @@ where
         }
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// What a test needs from the machine (a server, a binary), or `None` after saying SKIPPED
+/// when it is missing on a developer's machine. In CI (`CI` set) a missing need fails the test:
+/// CI must never skip.
+pub fn required<T>(what: &str, found: Result<T, String>) -> Option<T> {
+    match found {
+        Ok(value) => Some(value),
+        Err(reason) if std::env::var_os("CI").is_some() => {
+            panic!("{what} is required in CI: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("SKIPPED: this test needs {what}: {reason}");
+            None
+        }
     }
 }
 

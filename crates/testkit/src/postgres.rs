@@ -2,9 +2,11 @@
 //! `postgres` on the PATH or under `/usr/lib/postgresql/*/bin`), with no Docker.
 //!
 //! Each test process shares one server ([`shared`]) and gives every test its own database;
-//! tests that stop and start the server get a dedicated one ([`Server::start`]). Servers listen
-//! on 127.0.0.1 only, run without fsync (tests need no durability across power loss), and are
-//! stopped and deleted by a watchdog once the test process exits, however it exits.
+//! tests that stop and start the server get a dedicated one ([`Server::start`]), and tests of
+//! TLS one that also accepts TLS with certificates made for it ([`shared_tls`],
+//! [`Certificates`]). Servers listen on 127.0.0.1 only, run without fsync (tests need no
+//! durability across power loss), and are stopped and deleted by a watchdog once the test
+//! process exits, however it exits.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -20,10 +22,13 @@ pub struct Server {
     bin: PathBuf,
     /// When the tests run as root, the server runs as this user (PostgreSQL refuses root).
     run_as: Option<&'static str>,
+    /// The certificates of a server that accepts TLS; `None` for a plain one.
+    tls: Option<Certificates>,
     child: Mutex<Option<Child>>,
 }
 
 static SHARED: OnceLock<Result<Server, String>> = OnceLock::new();
+static SHARED_TLS: OnceLock<Result<Server, String>> = OnceLock::new();
 
 /// The server this test process shares, started on first use; `Err` says why none can run.
 pub fn shared() -> Result<&'static Server, String> {
@@ -33,9 +38,29 @@ pub fn shared() -> Result<&'static Server, String> {
         .map_err(Clone::clone)
 }
 
+/// The server accepting TLS this test process shares, started on first use (see
+/// [`Server::start_with_tls`]); `Err` says why none can run.
+pub fn shared_tls() -> Result<&'static Server, String> {
+    SHARED_TLS
+        .get_or_init(Server::start_with_tls)
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
 impl Server {
     /// Initialises a cluster in a new temporary directory and starts it on a free port.
     pub fn start() -> Result<Server, String> {
+        Self::start_with(false)
+    }
+
+    /// Like [`Server::start`], but the server also accepts TLS (`ssl=on`; plain connections
+    /// still work), with a certificate for `localhost` and 127.0.0.1 signed by a certificate
+    /// authority made for it ([`Server::certificates`]). Needs the `openssl` binary.
+    pub fn start_with_tls() -> Result<Server, String> {
+        Self::start_with(true)
+    }
+
+    fn start_with(tls: bool) -> Result<Server, String> {
         let bin =
             find_binaries().ok_or("no initdb/postgres found (install the postgresql package)")?;
         let run_as = running_as_root().then_some("postgres");
@@ -44,6 +69,14 @@ impl Server {
             .tempdir()
             .map_err(|e| e.to_string())?
             .keep();
+        let tls = if tls {
+            let made = Certificates::generate(&root.join("tls"));
+            Some(made.inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&root);
+            })?)
+        } else {
+            None
+        };
         if let Some(user) = run_as {
             run(Command::new("chown")
                 .arg("-R")
@@ -67,6 +100,7 @@ impl Server {
             root,
             bin,
             run_as,
+            tls,
             child: Mutex::new(None),
         };
         server.launch()?;
@@ -92,6 +126,7 @@ impl Server {
             .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=400", "-c", "shared_buffers=64MB"])
+            .args(self.tls.iter().flat_map(Certificates::settings))
             .stdin(Stdio::null())
             .stdout(log.try_clone().map_err(|e| e.to_string())?)
             .stderr(log);
@@ -143,6 +178,11 @@ impl Server {
     /// The port it listens on (127.0.0.1).
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The certificates of a server started with [`Server::start_with_tls`].
+    pub fn certificates(&self) -> Option<&Certificates> {
+        self.tls.as_ref()
     }
 
     /// A URL to database `name` on this server.
@@ -197,6 +237,116 @@ impl Drop for Server {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.root);
     }
+}
+
+/// A certificate authority made for the tests and a server certificate it signed, for
+/// `localhost` and 127.0.0.1, made with the `openssl` binary and valid for two days.
+#[derive(Debug, Clone)]
+pub struct Certificates {
+    /// The authority's certificate (PEM): what a client verifies the server against
+    /// (`sslrootcert`).
+    pub ca: PathBuf,
+    /// The server's certificate (PEM), for `ssl_cert_file`.
+    pub server_cert: PathBuf,
+    /// The server's private key (PEM, mode 0600), for `ssl_key_file`.
+    pub server_key: PathBuf,
+}
+
+impl Certificates {
+    /// Makes a new authority and server certificate in `dir` (created if missing). Every
+    /// file is readable by its owner only, as PostgreSQL requires of its key.
+    pub fn generate(dir: &Path) -> Result<Self, String> {
+        if Command::new("openssl").arg("version").output().is_err() {
+            return Err("no openssl binary found (install the openssl package)".into());
+        }
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = |name: &str| dir.join(name);
+        // A name of its own, so that another authority's certificate is unknown, not forged.
+        let subject = format!(
+            "/CN=microcommerce test CA {}",
+            uuid::Uuid::new_v4().simple()
+        );
+        run(openssl(&["req", "-x509", "-nodes", "-days", "2"])
+            .args(["-subj", &subject])
+            .args(EC_KEY)
+            .arg("-keyout")
+            .arg(file("ca.key"))
+            .arg("-out")
+            .arg(file("ca.crt")))?;
+        run(
+            openssl(&["req", "-new", "-nodes", "-subj", "/CN=localhost"])
+                .args(EC_KEY)
+                .arg("-keyout")
+                .arg(file("server.key"))
+                .arg("-out")
+                .arg(file("server.csr")),
+        )?;
+        std::fs::write(file("server.ext"), SERVER_EXTENSIONS).map_err(|e| e.to_string())?;
+        let serial = format!("0x{}", uuid::Uuid::new_v4().simple());
+        run(
+            openssl(&["x509", "-req", "-days", "2", "-set_serial", &serial])
+                .arg("-in")
+                .arg(file("server.csr"))
+                .arg("-CA")
+                .arg(file("ca.crt"))
+                .arg("-CAkey")
+                .arg(file("ca.key"))
+                .arg("-extfile")
+                .arg(file("server.ext"))
+                .arg("-out")
+                .arg(file("server.crt")),
+        )?;
+        owner_only(dir)?;
+        Ok(Self {
+            ca: file("ca.crt"),
+            server_cert: file("server.crt"),
+            server_key: file("server.key"),
+        })
+    }
+
+    /// The server settings (`-c` arguments) that turn TLS on with these files.
+    fn settings(&self) -> [String; 6] {
+        [
+            "-c".into(),
+            "ssl=on".into(),
+            "-c".into(),
+            format!("ssl_cert_file={}", self.server_cert.display()),
+            "-c".into(),
+            format!("ssl_key_file={}", self.server_key.display()),
+        ]
+    }
+}
+
+/// A P-256 key: quick to make, and every TLS stack in use takes it.
+const EC_KEY: [&str; 4] = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"];
+
+/// What makes the server certificate usable by a client that checks names (`verify-full`).
+const SERVER_EXTENSIONS: &str = "subjectAltName=DNS:localhost,IP:127.0.0.1\n\
+    basicConstraints=critical,CA:FALSE\n\
+    extendedKeyUsage=serverAuth\n";
+
+fn openssl(args: &[&str]) -> Command {
+    let mut command = Command::new("openssl");
+    command.args(args).stdin(Stdio::null());
+    command
+}
+
+/// Makes every file of `dir` readable and writable by its owner only.
+#[cfg(unix)]
+fn owner_only(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    for entry in std::fs::read_dir(dir).map_err(|e| e.to_string())? {
+        let path = entry.map_err(|e| e.to_string())?.path();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Elsewhere files get the folder's permissions; PostgreSQL checks its key's mode on Unix only.
+#[cfg(not(unix))]
+fn owner_only(_dir: &Path) -> Result<(), String> {
+    Ok(())
 }
 
 fn command(bin: &Path, program: &str, run_as: Option<&str>) -> Command {

@@ -474,3 +474,44 @@ fn count(server_errors: &AtomicUsize) -> Option<String> {
 fn base(client: &Client) -> &str {
     client.base()
 }
+
+/// The service on a database reached over TLS with the server's certificate verified: a
+/// checkout goes through, and every connection it opened (the shared pool, the workers' pool,
+/// the listener) is encrypted.
+#[tokio::test]
+async fn a_checkout_goes_through_over_tls_with_every_connection_encrypted() {
+    let Some(server) = testkit::required(
+        "PostgreSQL with TLS (initdb, postgres and openssl)",
+        testkit::postgres::shared_tls(),
+    ) else {
+        return;
+    };
+    let plain = server.fresh_database().await;
+    let database = plain.rsplit('/').next().unwrap();
+    let ca = &server.certificates().unwrap().ca;
+    let url = format!(
+        "postgres://postgres@localhost:{}/{database}?sslmode=verify-full&sslrootcert={}",
+        server.port(),
+        ca.display()
+    );
+    let app = spawn_instance(url, tempfile::tempdir().unwrap(), |c| c).await;
+    let product = stocked_product(&app, "Sealed Parcel", 5).await;
+    assert_eq!(check_out_and_pay(&app.buyer(), &product).await, "Confirmed");
+    let connections = |encrypted: bool| {
+        let app = &app;
+        async move {
+            let count: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+                 WHERE a.datname = current_database() AND s.ssl = $1",
+            )
+            .bind(encrypted)
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+            count
+        }
+    };
+    assert_eq!(connections(false).await, 0, "no connection in the clear");
+    assert!(connections(true).await >= 2, "a pool and the listener");
+    app.stop().await;
+}
