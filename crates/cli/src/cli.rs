@@ -171,7 +171,9 @@ pub struct DatabaseArgs {
     /// each of their own.
     #[arg(long, env = "MICROCOMMERCE_DB_POOL_SIZE", default_value_t = 10)]
     pub db_pool_size: u32,
-    /// PostgreSQL: longest a statement may run before the server cancels it.
+    /// PostgreSQL: longest a statement may run before the server cancels it, and longest a
+    /// transaction may wait for this instance (paused, cut off) before the server ends it and
+    /// frees its locks.
     #[arg(long, env = "MICROCOMMERCE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub statement_timeout: std::time::Duration,
 }

@@ -15,7 +15,8 @@ pub struct Config {
     pub database_url: String,
     /// PostgreSQL connections per instance.
     pub db_pool_size: u32,
-    /// PostgreSQL: longest a statement may run.
+    /// PostgreSQL: longest a statement may run, and a transaction may sit waiting for this
+    /// instance before the server ends it.
     pub statement_timeout: Duration,
     /// SQLite durability; `Full` keeps acknowledged writes through power loss.
     pub synchronous: Synchronous,

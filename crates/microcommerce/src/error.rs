@@ -266,12 +266,14 @@ fn is_unavailable(error: &sqlx::Error) -> bool {
         sqlx::Error::Database(db) => {
             let code = db.code().unwrap_or_default();
             // SQLite BUSY/LOCKED (and extended codes); PostgreSQL connection failures (08…),
-            // shutdown and restart (57P01–57P03), serialization failure and deadlock.
+            // shutdown and restart (57P01–57P03), serialization failure and deadlock, and a
+            // transaction the server ended because this instance kept it waiting (25P03: it
+            // was paused or cut off; nothing of it committed).
             matches!(code.as_ref(), "5" | "6" | "261" | "517" | "262")
                 || code.starts_with("08")
                 || matches!(
                     code.as_ref(),
-                    "57P01" | "57P02" | "57P03" | "40001" | "40P01"
+                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25P03"
                 )
         }
         _ => false,

@@ -71,7 +71,10 @@ pub struct DbOptions {
     /// workers have a pool of their own, as large at most, opened as they need them (one per
     /// worker).
     pub max_connections: u32,
-    /// PostgreSQL: longest a statement may run before the server cancels it.
+    /// PostgreSQL: longest a statement may run before the server cancels it, and longest a
+    /// transaction may sit waiting for its client before the server ends the session: an
+    /// instance that stops mid-transaction (paused, cut off) releases its locks after it, and
+    /// finds on resuming that its transaction was rolled back.
     pub statement_timeout: Duration,
     /// PostgreSQL: schemas searched for unqualified table names. `public` comes first so that
     /// bookkeeping tables (sqlx's migration table) always live there.
@@ -420,10 +423,11 @@ fn postgres_setup(options: &DbOptions) -> String {
         .filter(|s| s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
         .cloned()
         .collect();
+    let timeout = options.statement_timeout.as_millis();
     format!(
-        "SET search_path TO {}; SET statement_timeout = {};",
+        "SET search_path TO {}; SET statement_timeout = {timeout}; \
+         SET idle_in_transaction_session_timeout = {timeout};",
         schemas.join(", "),
-        options.statement_timeout.as_millis()
     )
 }
 

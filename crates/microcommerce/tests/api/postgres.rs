@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+use microcommerce::config::Config;
+
 use crate::helpers::{Backend, Client, TestApp, eventually, spawn_instance, stocked_product};
 
 const SETTLE: Duration = Duration::from_secs(90);
@@ -192,31 +194,51 @@ async fn an_instance_paused_past_its_lock_timeout_applies_nothing_twice_and_stra
     let paused_client = Client::at(paused_base.trim());
 
     // Half the buyers on the instance about to pause, then the rest on the one that works on
-    // while it is stopped, for longer than any lock or statement wait.
+    // while it is stopped, for longer than its transactions may wait for it.
+    let (server_errors, unavailable) =
+        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let buyers_of = |client: &Client, count: usize| {
         (0..count)
-            .map(|_| {
+            .map(|round| {
                 let (buyer, product) = (client.another_buyer(), product.clone());
-                tokio::spawn(async move { check_out_and_pay(&buyer, &product).await })
+                let (errors, unavailable) = (Arc::clone(&server_errors), Arc::clone(&unavailable));
+                tokio::spawn(async move {
+                    resilient_checkout(&buyer, &product, round, &errors, &unavailable).await
+                })
             })
             .collect::<Vec<_>>()
     };
-    let mut buyers = buyers_of(&paused_client, 30);
+    let on_paused = buyers_of(&paused_client, 30);
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(&paused, "STOP");
-    buyers.extend(buyers_of(&working.buyer(), 30));
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    signal(&paused, "CONT");
-
-    let outcomes: Vec<String> = futures_util::future::join_all(buyers)
+    let on_working = buyers_of(&working.buyer(), 30);
+    // The working instance finishes its buyers while the other is still stopped: the server
+    // ended the stopped one's transactions and freed its locks.
+    let finished = tokio::time::timeout(SETTLE, futures_util::future::join_all(on_working))
         .await
+        .expect("the working instance's buyers finish while the other is stopped");
+    signal(&paused, "CONT");
+    let resumed = futures_util::future::join_all(on_paused).await;
+    let orders: Vec<_> = finished
         .into_iter()
+        .chain(resumed)
         .map(Result::unwrap)
         .collect();
-    let confirmed = outcomes.iter().filter(|o| *o == "Confirmed").count() as i64;
-    let failed = outcomes.iter().filter(|o| *o == "Failed").count() as i64;
-    assert_eq!((confirmed, failed), (40, 20));
+    assert_eq!(server_errors.load(Ordering::SeqCst), 0, "no 500s");
+    assert!(orders.iter().all(Option::is_some));
+
     assert_each_effect_once(&working, &product, 40, 20).await;
+    let confirmed = scalar(
+        &working,
+        "SELECT COUNT(*) FROM orders WHERE status = 'Confirmed'",
+    )
+    .await;
+    let failed = scalar(
+        &working,
+        "SELECT COUNT(*) FROM orders WHERE status = 'Failed'",
+    )
+    .await;
+    assert_eq!((confirmed, failed), (40, 20));
     working.stop().await;
 }
 
@@ -229,7 +251,12 @@ async fn paused_instance_child() {
     else {
         panic!("run by the paused-instance test only");
     };
-    let instance = spawn_instance(url, tempfile::tempdir().unwrap(), |c| c).await;
+    // Its transactions may wait for it one second: the test stops it for longer.
+    let instance = spawn_instance(url, tempfile::tempdir().unwrap(), |config| Config {
+        statement_timeout: Duration::from_secs(1),
+        ..config
+    })
+    .await;
     let written = format!("{}\n", instance.base);
     std::fs::write(&address_file, written).unwrap();
     std::future::pending::<()>().await;
