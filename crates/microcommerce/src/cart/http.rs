@@ -41,7 +41,7 @@ pub struct CartItemView {
 
 /// The caller's cart; 204 when there is none or it is empty. Names, prices and pictures are the
 /// catalog's as of now.
-#[utoipa::path(get, path = "/api/cart", tag = "cart",
+#[utoipa::path(get, path = "/", tag = "cart",
     responses((status = 200, body = CartView), (status = 204)))]
 pub async fn get_cart(State(state): State<AppState>, caller: Caller) -> Result<Response> {
     Ok(match cart_of(&state, caller.buyer).await? {
@@ -118,6 +118,8 @@ pub struct AddItem {
     /// A published product.
     product_id: ProductId,
     /// 1..=99; merged with what the cart holds, capped at 99.
+    #[schema(minimum = 1, maximum = 99)]
+    #[serde(deserialize_with = "crate::http::integer")]
     quantity: i64,
 }
 
@@ -130,7 +132,7 @@ pub struct ItemAdded {
 
 /// Adds a product; a product already in the cart is merged into its line (at most 99).
 /// Any name or price in the body is ignored: the catalog decides.
-#[utoipa::path(post, path = "/api/cart/items", tag = "cart", request_body = AddItem,
+#[utoipa::path(post, path = "/items", tag = "cart", request_body = AddItem,
     responses((status = 200, body = ItemAdded), (status = 400, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem)))]
 pub async fn add_item(
@@ -213,11 +215,13 @@ fn parse_quantity(units: i64) -> Result<Quantity> {
 #[serde(rename_all = "camelCase")]
 pub struct ChangeQuantity {
     /// 1..=99.
+    #[schema(minimum = 1, maximum = 99)]
+    #[serde(deserialize_with = "crate::http::integer")]
     quantity: i64,
 }
 
 /// Sets a line's quantity; 404 unless the line is in the caller's cart.
-#[utoipa::path(put, path = "/api/cart/items/{itemId}", tag = "cart",
+#[utoipa::path(put, path = "/items/{itemId}", tag = "cart",
     params(("itemId" = CartItemId, Path, description = "Cart line id")), request_body = ChangeQuantity,
     responses((status = 204), (status = 400, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem)))]
@@ -251,7 +255,7 @@ pub(crate) async fn set_quantity(
 }
 
 /// Removes a line; 404 unless it is in the caller's cart.
-#[utoipa::path(delete, path = "/api/cart/items/{itemId}", tag = "cart",
+#[utoipa::path(delete, path = "/items/{itemId}", tag = "cart",
     params(("itemId" = CartItemId, Path, description = "Cart line id")),
     responses((status = 204), (status = 404, body = crate::error::Problem)))]
 pub async fn remove_item(
@@ -302,7 +306,8 @@ async fn change_own_line(
 }
 
 /// Units in the caller's cart (0 without one).
-#[utoipa::path(get, path = "/api/cart/count", tag = "cart", responses((status = 200, body = i64)))]
+#[utoipa::path(get, path = "/count", tag = "cart",
+    responses((status = 200, body = i64, content_type = "application/json")))]
 pub async fn count(State(state): State<AppState>, caller: Caller) -> Result<Json<i64>> {
     units(&state, caller.buyer).await.map(Json)
 }

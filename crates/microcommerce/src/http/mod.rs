@@ -7,7 +7,7 @@ mod retry;
 mod system;
 
 pub use auth::{Admin, Caller, buyer_identity};
-pub use extract::{Json, Path, PreferWait, Query};
+pub use extract::{Json, Path, PreferWait, Query, integer};
 pub use retry::retry_conflicts;
 pub use system::{fallback, method_not_allowed, router};
 
@@ -31,10 +31,13 @@ pub fn rfc3339(at: Timestamp) -> String {
 /// Page numbers and sizes as the API accepts them: page ≥ 1, 1 ≤ pageSize ≤ 100.
 #[derive(Debug, Clone, Copy, serde::Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct Paging {
     /// 1-based page number (default 1).
+    #[param(minimum = 1, maximum = 4294967295_u64)]
     pub page: Option<u32>,
-    /// Items per page (default 20, at most 100).
+    /// Items per page (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub page_size: Option<u32>,
 }
 
@@ -55,6 +58,11 @@ impl Paging {
         } else {
             Err(crate::Error::Validation(errors))
         }
+    }
+
+    /// Rows to skip to reach `page` of `size` (never overflows: the values are `u32`s).
+    pub fn offset(page: u32, size: u32) -> i64 {
+        i64::from(page.saturating_sub(1)) * i64::from(size)
     }
 }
 

@@ -150,21 +150,27 @@ pub fn new_order_number() -> String {
 pub struct ShippingAddress {
     /// Recipient.
     #[serde(default)]
+    #[schema(required = true, min_length = 1, max_length = 200, pattern = r"\S")]
     pub name: String,
     /// Recipient's email.
     #[serde(default)]
+    #[schema(required = true, format = Email, max_length = 254)]
     pub email: String,
     /// Street and number.
     #[serde(default)]
+    #[schema(required = true, min_length = 1, max_length = 200, pattern = r"\S")]
     pub street: String,
     /// City.
     #[serde(default)]
+    #[schema(required = true, min_length = 1, max_length = 200, pattern = r"\S")]
     pub city: String,
     /// State or region.
     #[serde(default)]
+    #[schema(required = true, min_length = 1, max_length = 200, pattern = r"\S")]
     pub state: String,
     /// Postal code, at most 10 characters.
     #[serde(default)]
+    #[schema(required = true, min_length = 1, max_length = 10, pattern = r"\S")]
     pub zip_code: String,
 }
 
@@ -175,6 +181,8 @@ pub struct RequestedLine {
     /// The product.
     pub product_id: ProductId,
     /// How many (1..=99).
+    #[schema(minimum = 1, maximum = 99)]
+    #[serde(deserialize_with = "crate::http::integer")]
     pub quantity: i64,
 }
 
@@ -184,10 +192,14 @@ pub struct RequestedLine {
 pub struct CheckoutRequest {
     /// Buyer's email, where confirmations go.
     #[serde(default)]
+    #[schema(required = true, format = Email, max_length = 254)]
     pub email: String,
     /// Where to ship.
+    #[schema(value_type = ShippingAddress, required = true)]
     pub shipping_address: Option<ShippingAddress>,
-    /// Lines to order; absent means "the buyer's cart".
+    /// Lines to order (1 to 50; a product's lines total at most 99 units); absent or null
+    /// means "the buyer's cart".
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Option<Vec<RequestedLine>>,
 }
 
@@ -216,11 +228,9 @@ impl CheckoutRequest {
         let email = Email::parse(&self.email)
             .map_err(|error| fail("email", &error.to_string()))
             .ok();
-        let address = self
-            .shipping_address
-            .map(ShippingAddress::trimmed)
-            .unwrap_or_default();
+        let address = self.shipping_address.unwrap_or_default();
         check_address(&address, &mut fail);
+        let address = address.trimmed();
         let lines = self.items.map(|items| merge_lines(&items, &mut fail));
         match email {
             Some(email) if errors.is_empty() => Ok(ValidCheckout {
@@ -247,7 +257,8 @@ impl ShippingAddress {
     }
 }
 
-/// Every field present and at most 200 characters, a short zip, a valid email.
+/// Every field present (not blank) and at most 200 characters as sent, a short zip, a valid
+/// email.
 fn check_address(address: &ShippingAddress, fail: &mut impl FnMut(&str, &str)) {
     for (field, value) in [
         ("shippingAddress.name", &address.name),
@@ -256,7 +267,7 @@ fn check_address(address: &ShippingAddress, fail: &mut impl FnMut(&str, &str)) {
         ("shippingAddress.state", &address.state),
         ("shippingAddress.zipCode", &address.zip_code),
     ] {
-        if value.is_empty() {
+        if crate::domain::is_blank(value) {
             fail(field, "is required");
         } else if value.chars().count() > 200 {
             fail(field, "must be at most 200 characters");

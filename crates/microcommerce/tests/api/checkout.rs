@@ -818,7 +818,7 @@ async fn checkout_validation_errors_are_problem_documents_with_field_errors(back
     let empty_cart = buyer
         .post("/api/ordering/checkout", checkout_body(None))
         .await;
-    assert_eq!(empty_cart.status, 400);
+    assert_eq!(empty_cart.status, 422);
     assert_eq!(empty_cart.body["errors"]["items"][0], "the cart is empty");
     let unknown = buyer
         .post(
