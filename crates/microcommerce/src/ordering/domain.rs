@@ -281,6 +281,24 @@ fn check_address(address: &ShippingAddress, fail: &mut impl FnMut(&str, &str)) {
     }
 }
 
+/// Why a line was refused when a product's lines add up to more than [`Quantity::MAX`].
+const OVER_THE_TOTAL: &str = "must total at most 99 per product";
+
+/// The API's answer to a refused checkout request: a 422 when the only fault is lines of one
+/// product adding up past the limit (each line is within the document's bounds, which cannot
+/// say how lines add up), a 400 for anything else.
+pub fn refusal(errors: FieldErrors) -> crate::Error {
+    let only_totals = errors
+        .values()
+        .flatten()
+        .all(|message| message == OVER_THE_TOTAL);
+    if only_totals {
+        crate::Error::Unprocessable(errors)
+    } else {
+        crate::Error::Validation(errors)
+    }
+}
+
 fn merge_lines(
     items: &[RequestedLine],
     fail: &mut impl FnMut(&str, &str),
@@ -299,8 +317,7 @@ fn merge_lines(
                 let total: &mut u32 = merged.entry(line.product_id).or_default();
                 *total += quantity.get();
                 if *total > Quantity::MAX.get() {
-                    let message = format!("must total at most {} per product", Quantity::MAX);
-                    fail(&field, &message);
+                    fail(&field, OVER_THE_TOTAL);
                 }
             }
             Err(error) => fail(&field, &error.to_string()),

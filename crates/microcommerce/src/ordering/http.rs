@@ -58,7 +58,7 @@ pub async fn checkout(
     Json(request): Json<CheckoutRequest>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
-    let valid = request.validate().map_err(Error::Validation)?;
+    let valid = request.validate().map_err(super::domain::refusal)?;
     let placed = check_out(&state, caller.buyer, valid, key).await?;
     let status = status_after(&state, placed.id, placed.status, wait).await;
     let mut answer = created(placed.id, placed.order_number, status);

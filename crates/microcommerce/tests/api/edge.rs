@@ -25,6 +25,25 @@ async fn malformed_json_is_a_400_problem(backend) {
 }
 
 testkit::backend_tests! {
+async fn a_body_not_sent_as_json_is_a_415_problem(backend) {
+    let app = spawn_app(backend).await;
+    let reply = app
+        .buyer()
+        .http
+        .post(format!("{}/api/cart/items", app.base))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 415);
+    assert_eq!(reply.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["type"], "urn:microcommerce:problem:unsupported-media-type");
+}
+}
+
+testkit::backend_tests! {
 async fn a_body_over_64_kib_is_a_413_problem(backend) {
     let app = spawn_app(backend).await;
     let huge = json!({ "email": "a".repeat(70 * 1024) });
