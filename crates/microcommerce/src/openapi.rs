@@ -266,7 +266,9 @@ fn complete(doc: &mut Value) {
             continue;
         };
         for (method, operation) in item.iter_mut() {
-            never_null(&mut operation["parameters"]);
+            if let Some(parameters) = operation.get_mut("parameters") {
+                never_null(parameters);
+            }
             let shared = shared_statuses(path, method, operation);
             let responses = &mut operation["responses"];
             problems_as_problem_json(responses);
@@ -286,10 +288,11 @@ fn complete(doc: &mut Value) {
 /// Writes [`LINKS`] into the answers they start from.
 fn add_links(doc: &mut Value) {
     for &(path, method, status, target, parameter, expression) in LINKS {
-        let response = &mut doc["paths"][path][method]["responses"][status];
-        if !response.is_object() {
+        let path = path.replace('~', "~0").replace('/', "~1");
+        let answer = format!("/paths/{path}/{method}/responses/{status}");
+        let Some(response) = doc.pointer_mut(&answer) else {
             continue;
-        }
+        };
         let link = match parameter.split_once('.') {
             Some(("body", field)) => {
                 json!({ "operationId": target, "requestBody": { field: expression } })
@@ -330,7 +333,9 @@ fn shared_statuses(path: &str, method: &str, operation: &Value) -> Vec<&'static 
 /// `Option` field would otherwise declare.
 fn never_null(parameters: &mut Value) {
     for parameter in parameters.as_array_mut().into_iter().flatten() {
-        let types = &mut parameter["schema"]["type"];
+        let Some(types) = parameter.pointer_mut("/schema/type") else {
+            continue;
+        };
         if let Some(list) = types.as_array_mut() {
             list.retain(|kind| kind != "null");
             if let [only] = list.as_slice() {

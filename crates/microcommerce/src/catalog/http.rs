@@ -24,7 +24,8 @@ pub struct CategoryView {
     pub(crate) description: String,
 }
 
-/// Every category, by name.
+/// Every category, by name. Unpaged: the categories are the fixed set the catalog is seeded
+/// with (no route adds one).
 #[utoipa::path(get, path = "/categories", tag = "catalog",
     responses((status = 200, body = Vec<CategoryView>)))]
 pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<CategoryView>>> {

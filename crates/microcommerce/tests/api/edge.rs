@@ -161,6 +161,10 @@ async fn the_openapi_document_describes_every_api_route_and_its_errors() {
     ] {
         assert!(paths.contains_key(path), "{path} missing");
     }
+    assert!(
+        !has_null(&doc),
+        "a null in the document: a rule wrote where nothing was"
+    );
     let adjust = &paths["/api/inventory/stock/{productId}/adjust"]["post"]["responses"];
     for status in ["400", "401", "404", "413", "415", "422", "429", "503"] {
         assert!(adjust.get(status).is_some(), "adjust: {status} missing");
@@ -179,6 +183,16 @@ async fn the_openapi_document_describes_every_api_route_and_its_errors() {
         .iter()
         .find(|p| p["name"] == "Idempotency-Key");
     assert!(key.is_some(), "Idempotency-Key not described");
+}
+
+/// True if a JSON `null` appears anywhere in `value`.
+fn has_null(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(items) => items.iter().any(has_null),
+        serde_json::Value::Object(members) => members.values().any(has_null),
+        _ => false,
+    }
 }
 
 testkit::backend_tests! {
