@@ -16,6 +16,10 @@ use crate::money::Money;
 use crate::state::AppState;
 use crate::{Error, Result};
 
+/// Most products one cart holds: as many lines as one checkout takes, which also bounds the
+/// cart's listing.
+const MAX_LINES: i64 = 50;
+
 /// The buyer's cart, priced from the catalog now.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -40,7 +44,7 @@ pub struct CartItemView {
 }
 
 /// The caller's cart; 204 when there is none or it is empty. Names, prices and pictures are the
-/// catalog's as of now.
+/// catalog's as of now. Unpaged: a cart holds at most 50 products.
 #[utoipa::path(get, path = "/", tag = "cart",
     responses((status = 200, body = CartView), (status = 204)))]
 pub async fn get_cart(State(state): State<AppState>, caller: Caller) -> Result<Response> {
@@ -131,10 +135,13 @@ pub struct ItemAdded {
 }
 
 /// Adds a product; a product already in the cart is merged into its line (at most 99).
-/// Any name or price in the body is ignored: the catalog decides.
+/// Any name or price in the body is ignored: the catalog decides. A cart holds at most 50
+/// products (422 for one more).
 #[utoipa::path(post, path = "/items", tag = "cart", request_body = AddItem,
-    responses((status = 200, body = ItemAdded), (status = 400, body = crate::error::Problem),
-        (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = ItemAdded),
+        (status = 404, description = "No such product for sale", body = crate::error::Problem),
+        (status = 422, description = "The cart holds 50 other products already",
+            body = crate::error::Problem)))]
 pub async fn add_item(
     State(state): State<AppState>,
     caller: Caller,
@@ -185,6 +192,20 @@ async fn add_to_cart(
     .rows_affected();
     if touched == 0 {
         return Err(Error::NotFound("product"));
+    }
+    let other_lines: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM cart_items i JOIN carts c ON c.id = i.cart_id \
+         WHERE c.buyer_id = $1 AND i.product_id <> $2",
+    )
+    .bind(buyer.to_string())
+    .bind(product.to_string())
+    .fetch_one(&mut **tx)
+    .await?;
+    if other_lines >= MAX_LINES {
+        return Err(Error::refused(
+            "productId",
+            format!("a cart holds at most {MAX_LINES} products"),
+        ));
     }
     let item_id: String = sqlx::query_scalar(
         "INSERT INTO cart_items (id, cart_id, product_id, quantity, added_at) \
