@@ -32,7 +32,10 @@ async fn openapi_json() -> Json<&'static Value> {
     info(
         title = "microcommerce",
         description = "Commerce backend whose checkout is a durable saga. Every error is an \
-            RFC 9457 problem document (`application/problem+json`)."
+            RFC 9457 problem document (`application/problem+json`). A buyer is known by the \
+            `buyer_id` cookie (an unguessable UUID, set on the first answer to a client without \
+            one): carts and orders belong to it, so a client that drops the cookie is a new buyer. \
+            Admin routes need the admin bearer token."
     ),
     components(schemas(crate::error::Problem))
 )]
@@ -50,202 +53,121 @@ pub fn document() -> &'static Value {
     })
 }
 
-/// The shared answers, by the name operations refer to them with: status, description, and
-/// whether a `Retry-After` header comes with it.
-const SHARED: [(&str, &str, &str, bool); 8] = [
-    (
-        "400",
-        "BadRequest",
-        "Malformed id, query, header or body, or values outside the documented bounds (`errors` names each field)",
-        false,
-    ),
-    ("401", "Unauthorized", "No valid admin bearer token", false),
-    (
-        "404",
-        "NotFound",
-        "No such resource (or it is not the caller's)",
-        false,
-    ),
-    (
-        "413",
-        "PayloadTooLarge",
-        "The body is larger than 64 KiB",
-        false,
-    ),
-    (
-        "415",
-        "UnsupportedMediaType",
-        "The body is not sent as `application/json`",
-        false,
-    ),
-    (
-        "422",
-        "Unprocessable",
-        "Well-formed, but refused in the current state (`errors` names each field)",
-        false,
-    ),
-    (
-        "429",
-        "TooManyRequests",
-        "Too many writes from this client; retry after `Retry-After` seconds",
-        true,
-    ),
-    (
-        "503",
-        "ServiceUnavailable",
-        "Overloaded, timed out or the database is unavailable; retry after `Retry-After` seconds",
-        true,
-    ),
+/// An answer many operations share, declared once under `components/responses`.
+struct Shared {
+    /// The HTTP status.
+    status: &'static str,
+    /// Its name under `components/responses`.
+    name: &'static str,
+    /// When it is given.
+    description: &'static str,
+    /// Whether a `Retry-After` header says when to come back.
+    retry_after: bool,
+}
+
+/// The shared answers; [`shared_statuses`] decides which operations give which.
+const SHARED: [Shared; 7] = [
+    Shared {
+        status: "400",
+        name: "BadRequest",
+        description: "Malformed id, query, header or body, or values outside the documented \
+            bounds (`errors` names each field)",
+        retry_after: false,
+    },
+    Shared {
+        status: "401",
+        name: "Unauthorized",
+        description: "No valid admin bearer token",
+        retry_after: false,
+    },
+    Shared {
+        status: "404",
+        name: "NotFound",
+        description: "No such resource (or it is not the caller's)",
+        retry_after: false,
+    },
+    Shared {
+        status: "413",
+        name: "PayloadTooLarge",
+        description: "The body is larger than 64 KiB",
+        retry_after: false,
+    },
+    Shared {
+        status: "415",
+        name: "UnsupportedMediaType",
+        description: "The body is not sent as `application/json`",
+        retry_after: false,
+    },
+    Shared {
+        status: "429",
+        name: "TooManyRequests",
+        description: "Too many writes from this client; retry after `Retry-After` seconds",
+        retry_after: true,
+    },
+    Shared {
+        status: "503",
+        name: "ServiceUnavailable",
+        description: "Overloaded, timed out, or the database is unavailable; retry after \
+            `Retry-After` seconds",
+        retry_after: true,
+    },
 ];
 
-/// Where an answer gives the id another operation takes (OpenAPI links), so that a reader, and
+/// Where an answer gives the id other operations take (OpenAPI links), so that a reader, and
 /// schemathesis's stateful phase, can follow a product, a cart line or an order from the answer
-/// that made or listed it: (path, method, status, target operation, `path.NAME` or
-/// `body.NAME`, the runtime expression that reads the id).
-const LINKS: &[(&str, &str, &str, &str, &str, &str)] = &[
+/// that made or listed it: the answer (`method path status`), the expression that reads the id
+/// from it, and the operations that take it (`operationId path.NAME` or `operationId body.NAME`).
+const LINKS: &[(&str, &str, &[&str])] = &[
     (
-        "/api/catalog/products",
-        "post",
-        "201",
-        "product",
-        "path.id",
+        "post /api/catalog/products 201",
         "$response.body#/id",
+        &[
+            "product path.id",
+            "update_product path.id",
+            "change_product_status path.id",
+            "get_stock path.productId",
+            "adjust path.productId",
+            "adjustments path.productId",
+        ],
     ),
     (
-        "/api/catalog/products",
-        "post",
-        "201",
-        "update_product",
-        "path.id",
-        "$response.body#/id",
-    ),
-    (
-        "/api/catalog/products",
-        "post",
-        "201",
-        "change_product_status",
-        "path.id",
-        "$response.body#/id",
-    ),
-    (
-        "/api/catalog/products",
-        "post",
-        "201",
-        "get_stock",
-        "path.productId",
-        "$response.body#/id",
-    ),
-    (
-        "/api/catalog/products",
-        "post",
-        "201",
-        "adjust",
-        "path.productId",
-        "$response.body#/id",
-    ),
-    (
-        "/api/catalog/products",
-        "post",
-        "201",
-        "adjustments",
-        "path.productId",
-        "$response.body#/id",
-    ),
-    (
-        "/api/catalog/products",
-        "get",
-        "200",
-        "product",
-        "path.id",
+        "get /api/catalog/products 200",
         "$response.body#/items/0/id",
+        &[
+            "product path.id",
+            "add_item body.productId",
+            "adjust path.productId",
+        ],
     ),
     (
-        "/api/catalog/products",
-        "get",
-        "200",
-        "add_item",
-        "body.productId",
-        "$response.body#/items/0/id",
-    ),
-    (
-        "/api/catalog/products",
-        "get",
-        "200",
-        "adjust",
-        "path.productId",
-        "$response.body#/items/0/id",
-    ),
-    (
-        "/api/cart/items",
-        "post",
-        "200",
-        "change_quantity",
-        "path.itemId",
+        "post /api/cart/items 200",
         "$response.body#/itemId",
+        &["change_quantity path.itemId", "remove_item path.itemId"],
     ),
     (
-        "/api/cart/items",
-        "post",
-        "200",
-        "remove_item",
-        "path.itemId",
-        "$response.body#/itemId",
-    ),
-    (
-        "/api/ordering/checkout",
-        "post",
-        "201",
-        "get_order",
-        "path.id",
+        "post /api/ordering/checkout 201",
         "$response.body#/orderId",
+        &[
+            "get_order path.id",
+            "get_checkout path.id",
+            "pay path.id",
+            "change_order_status path.id",
+        ],
     ),
     (
-        "/api/ordering/checkout",
-        "post",
-        "201",
-        "get_checkout",
-        "path.id",
-        "$response.body#/orderId",
-    ),
-    (
-        "/api/ordering/checkout",
-        "post",
-        "201",
-        "pay",
-        "path.id",
-        "$response.body#/orderId",
-    ),
-    (
-        "/api/ordering/checkout",
-        "post",
-        "201",
-        "change_order_status",
-        "path.id",
-        "$response.body#/orderId",
-    ),
-    (
-        "/api/ordering/orders/my",
-        "get",
-        "200",
-        "get_order",
-        "path.id",
+        "get /api/ordering/orders/my 200",
         "$response.body#/items/0/id",
+        &["get_order path.id"],
     ),
     (
-        "/api/ordering/orders",
-        "get",
-        "200",
-        "change_order_status",
-        "path.id",
+        "get /api/ordering/orders 200",
         "$response.body#/items/0/id",
+        &["change_order_status path.id"],
     ),
     (
-        "/api/messaging/dead-letters",
-        "get",
-        "200",
-        "retry_dead_letter",
-        "path.id",
+        "get /api/messaging/dead-letters 200",
         "$response.body#/items/0/id",
+        &["retry_dead_letter path.id"],
     ),
 ];
 
@@ -255,8 +177,8 @@ fn complete(doc: &mut Value) {
     add_links(doc);
     let components = &mut doc["components"];
     components["securitySchemes"]["admin"] = json!({ "type": "http", "scheme": "bearer" });
-    for (_, name, description, retry_after) in SHARED {
-        components["responses"][name] = shared_response(description, retry_after);
+    for shared in &SHARED {
+        components["responses"][shared.name] = shared_response(shared);
     }
     let Some(paths) = doc["paths"].as_object_mut() else {
         return;
@@ -269,16 +191,13 @@ fn complete(doc: &mut Value) {
             if let Some(parameters) = operation.get_mut("parameters") {
                 never_null(parameters);
             }
-            let shared = shared_statuses(path, method, operation);
+            let statuses = shared_statuses(path, method, operation);
             let responses = &mut operation["responses"];
             problems_as_problem_json(responses);
-            for status in shared {
-                if responses.get(status).is_none() {
-                    let (_, name, _, _) = SHARED
-                        .iter()
-                        .find(|(s, ..)| *s == status)
-                        .unwrap_or(&SHARED[0]);
-                    responses[status] = json!({ "$ref": format!("#/components/responses/{name}") });
+            for shared in SHARED.iter().filter(|s| statuses.contains(&s.status)) {
+                if responses.get(shared.status).is_none() {
+                    let reference = format!("#/components/responses/{}", shared.name);
+                    responses[shared.status] = json!({ "$ref": reference });
                 }
             }
         }
@@ -287,19 +206,29 @@ fn complete(doc: &mut Value) {
 
 /// Writes [`LINKS`] into the answers they start from.
 fn add_links(doc: &mut Value) {
-    for &(path, method, status, target, parameter, expression) in LINKS {
-        let path = path.replace('~', "~0").replace('/', "~1");
-        let answer = format!("/paths/{path}/{method}/responses/{status}");
-        let Some(response) = doc.pointer_mut(&answer) else {
+    for &(answer, expression, targets) in LINKS {
+        let mut words = answer.split(' ');
+        let (Some(method), Some(path), Some(status)) = (words.next(), words.next(), words.next())
+        else {
             continue;
         };
-        let link = match parameter.split_once('.') {
-            Some(("body", field)) => {
-                json!({ "operationId": target, "requestBody": { field: expression } })
-            }
-            _ => json!({ "operationId": target, "parameters": { parameter: expression } }),
+        let path = path.replace('~', "~0").replace('/', "~1");
+        let Some(response) = doc.pointer_mut(&format!("/paths/{path}/{method}/responses/{status}"))
+        else {
+            continue;
         };
-        response["links"][target] = link;
+        for target in targets {
+            let Some((operation, parameter)) = target.split_once(' ') else {
+                continue;
+            };
+            let link = match parameter.split_once('.') {
+                Some(("body", field)) => {
+                    json!({ "operationId": operation, "requestBody": { field: expression } })
+                }
+                _ => json!({ "operationId": operation, "parameters": { parameter: expression } }),
+            };
+            response["links"][operation] = link;
+        }
     }
 }
 
@@ -364,16 +293,16 @@ fn problems_as_problem_json(responses: &mut Value) {
 }
 
 /// A shared answer: a problem document, with `Retry-After` when the client should come back.
-fn shared_response(description: &str, retry_after: bool) -> Value {
+fn shared_response(shared: &Shared) -> Value {
     let mut response = json!({
-        "description": description,
+        "description": shared.description,
         "content": {
             "application/problem+json": {
                 "schema": { "$ref": "#/components/schemas/Problem" }
             }
         }
     });
-    if retry_after {
+    if shared.retry_after {
         response["headers"] = json!({
             "Retry-After": {
                 "description": "Seconds to wait before retrying",
