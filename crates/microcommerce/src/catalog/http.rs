@@ -95,7 +95,7 @@ pub struct ProductFilter {
     /// Words in the name or description (case-insensitive).
     pub(crate) search: Option<String>,
     /// 1-based page (default 1).
-    #[param(minimum = 1, maximum = 4294967295_u64)]
+    #[param(minimum = 1, maximum = 2147483647)]
     pub(crate) page: Option<u32>,
     /// Page size (default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -152,7 +152,7 @@ pub(crate) async fn list_products(
     .bind(pattern)
     .bind(published_only)
     .bind(i64::from(page_size))
-    .bind(i64::from(page - 1) * i64::from(page_size))
+    .bind(Paging::offset(page, page_size))
     .fetch_all(&mut state.read().await?)
     .await?;
     let items = rows.iter().map(product_view).collect::<Result<_, _>>()?;
@@ -211,7 +211,12 @@ pub(crate) async fn visible_product(
 pub struct ProductInput {
     /// 1..=200 characters, not all blank (surrounding spaces are dropped).
     #[serde(default)]
-    #[schema(required = true, min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\x00-\x20]"
+    )]
     name: String,
     /// Up to 4000 characters.
     #[serde(default)]
@@ -256,7 +261,7 @@ impl TryFrom<ProductInput> for ValidProduct {
         let mut fail = |field: &str, message: &str| {
             errors.entry(field.into()).or_default().push(message.into());
         };
-        let name = input.name.trim().to_owned();
+        let name = crate::domain::trimmed(&input.name).to_owned();
         if !(1..=200).contains(&input.name.chars().count()) || crate::domain::is_blank(&name) {
             fail("name", "must be 1 to 200 characters, not all blank");
         }

@@ -2,7 +2,7 @@
 
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -86,33 +86,16 @@ pub struct DeadLetterView {
     payload: serde_json::Value,
 }
 
-/// Paging of the dead letters.
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(rename_all = "camelCase")]
-#[into_params(parameter_in = Query)]
-struct DeadLetterQuery {
-    /// 1-based page (default 1).
-    #[param(minimum = 1, maximum = 4294967295_u64)]
-    page: Option<u32>,
-    /// Items per page (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-}
-
 /// Dead letters, oldest first, paged.
 #[utoipa::path(get, path = "/api/messaging/dead-letters", tag = "messaging",
-    params(DeadLetterQuery), security(("admin" = [])),
+    params(super::Paging), security(("admin" = [])),
     responses((status = 200, body = super::Page<DeadLetterView>)))]
 async fn list_dead_letters(
     _: Admin,
     axum::extract::State(state): axum::extract::State<AppState>,
-    Query(query): Query<DeadLetterQuery>,
+    Query(paging): Query<super::Paging>,
 ) -> Result<Json<super::Page<DeadLetterView>>> {
-    let (page, page_size) = super::Paging {
-        page: query.page,
-        page_size: query.page_size,
-    }
-    .resolve()?;
+    let (page, page_size) = paging.resolve()?;
     // A page past the last one is empty, however far past.
     let letters = match (page - 1).checked_mul(page_size) {
         Some(offset) => state.bus.dead_letters(page_size, offset).await?,

@@ -150,7 +150,12 @@ pub fn new_order_number() -> String {
 pub struct ShippingAddress {
     /// Recipient.
     #[serde(default)]
-    #[schema(required = true, min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\x00-\x20]"
+    )]
     pub name: String,
     /// Recipient's email.
     #[serde(default)]
@@ -158,19 +163,39 @@ pub struct ShippingAddress {
     pub email: String,
     /// Street and number.
     #[serde(default)]
-    #[schema(required = true, min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\x00-\x20]"
+    )]
     pub street: String,
     /// City.
     #[serde(default)]
-    #[schema(required = true, min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\x00-\x20]"
+    )]
     pub city: String,
     /// State or region.
     #[serde(default)]
-    #[schema(required = true, min_length = 1, max_length = 200, pattern = r"\S")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\x00-\x20]"
+    )]
     pub state: String,
     /// Postal code, at most 10 characters.
     #[serde(default)]
-    #[schema(required = true, min_length = 1, max_length = 10, pattern = r"\S")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 10,
+        pattern = r"[^\x00-\x20]"
+    )]
     pub zip_code: String,
 }
 
@@ -247,12 +272,12 @@ impl ShippingAddress {
     /// The address with the whitespace around every field removed.
     fn trimmed(self) -> Self {
         Self {
-            name: self.name.trim().to_owned(),
-            email: self.email.trim().to_owned(),
-            street: self.street.trim().to_owned(),
-            city: self.city.trim().to_owned(),
-            state: self.state.trim().to_owned(),
-            zip_code: self.zip_code.trim().to_owned(),
+            name: crate::domain::trimmed(&self.name).to_owned(),
+            email: crate::domain::trimmed(&self.email).to_owned(),
+            street: crate::domain::trimmed(&self.street).to_owned(),
+            city: crate::domain::trimmed(&self.city).to_owned(),
+            state: crate::domain::trimmed(&self.state).to_owned(),
+            zip_code: crate::domain::trimmed(&self.zip_code).to_owned(),
         }
     }
 }

@@ -616,7 +616,7 @@ pub struct OrderFilter {
     #[param(value_type = Option<OrderStatus>)]
     pub(crate) status: Option<String>,
     /// 1-based page (default 1).
-    #[param(minimum = 1, maximum = 4294967295_u64)]
+    #[param(minimum = 1, maximum = 2147483647)]
     pub(crate) page: Option<u32>,
     /// Page size (default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -693,7 +693,7 @@ pub async fn list_orders(
     }
     let rows = page_query
         .bind(i64::from(page_size))
-        .bind(i64::from(page - 1) * i64::from(page_size))
+        .bind(Paging::offset(page, page_size))
         .fetch_all(&mut state.read().await?)
         .await?;
     let items = rows
