@@ -20,6 +20,13 @@ pub enum Error {
     /// The request is well-formed but its values break the rules.
     #[error("one or more fields are invalid")]
     Validation(FieldErrors),
+    /// The request is well-formed and within the documented bounds, but refused as things stand
+    /// (an empty cart, a product not for sale, an unknown category).
+    #[error("the request cannot be carried out as it stands")]
+    Unprocessable(FieldErrors),
+    /// The body is not declared as JSON.
+    #[error("the body must be sent as application/json")]
+    UnsupportedMediaType,
     /// The request could not be read (malformed JSON, a malformed id, …).
     #[error("{0}")]
     BadRequest(String),
@@ -149,6 +156,13 @@ impl Error {
         Self::Validation(errors)
     }
 
+    /// A refusal about one field of a well-formed request.
+    pub fn refused(field: &str, message: impl Into<String>) -> Self {
+        let mut errors = FieldErrors::new();
+        errors.insert(field.to_owned(), vec![message.into()]);
+        Self::Unprocessable(errors)
+    }
+
     /// Seconds after which the request is worth sending again (`Retry-After`), for the
     /// answers that have one: 429 and 503.
     fn retry_after(&self) -> Option<u64> {
@@ -167,6 +181,16 @@ impl Error {
         match self {
             Self::NotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not Found"),
             Self::Validation(_) => (StatusCode::BAD_REQUEST, "validation", "Validation failed"),
+            Self::Unprocessable(_) => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "unprocessable",
+                "Unprocessable",
+            ),
+            Self::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported Media Type",
+            ),
             Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad-request", "Bad Request"),
             Self::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
@@ -304,6 +328,7 @@ pub struct Problem {
     pub detail: String,
     /// Field name → messages, for validation problems.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<std::collections::HashMap<String, Vec<String>>>, nullable = false)]
     pub errors: Option<FieldErrors>,
 }
 
@@ -336,7 +361,7 @@ impl IntoResponse for Error {
             status: status.as_u16(),
             detail,
             errors: match self {
-                Self::Validation(errors) => Some(errors),
+                Self::Validation(errors) | Self::Unprocessable(errors) => Some(errors),
                 _ => None,
             },
         };

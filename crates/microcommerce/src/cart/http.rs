@@ -16,6 +16,10 @@ use crate::money::Money;
 use crate::state::AppState;
 use crate::{Error, Result};
 
+/// Most products one cart holds: as many lines as one checkout takes, which also bounds the
+/// cart's listing.
+const MAX_LINES: i64 = 50;
+
 /// The buyer's cart, priced from the catalog now.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
@@ -40,8 +44,8 @@ pub struct CartItemView {
 }
 
 /// The caller's cart; 204 when there is none or it is empty. Names, prices and pictures are the
-/// catalog's as of now.
-#[utoipa::path(get, path = "/api/cart", tag = "cart",
+/// catalog's as of now. Unpaged: a cart holds at most 50 products.
+#[utoipa::path(get, path = "/", tag = "cart",
     responses((status = 200, body = CartView), (status = 204)))]
 pub async fn get_cart(State(state): State<AppState>, caller: Caller) -> Result<Response> {
     Ok(match cart_of(&state, caller.buyer).await? {
@@ -118,6 +122,8 @@ pub struct AddItem {
     /// A published product.
     product_id: ProductId,
     /// 1..=99; merged with what the cart holds, capped at 99.
+    #[schema(minimum = 1, maximum = 99)]
+    #[serde(deserialize_with = "crate::http::integer")]
     quantity: i64,
 }
 
@@ -129,10 +135,13 @@ pub struct ItemAdded {
 }
 
 /// Adds a product; a product already in the cart is merged into its line (at most 99).
-/// Any name or price in the body is ignored: the catalog decides.
-#[utoipa::path(post, path = "/api/cart/items", tag = "cart", request_body = AddItem,
-    responses((status = 200, body = ItemAdded), (status = 400, body = crate::error::Problem),
-        (status = 404, body = crate::error::Problem)))]
+/// Any name or price in the body is ignored: the catalog decides. A cart holds at most 50
+/// products (422 for one more).
+#[utoipa::path(post, path = "/items", tag = "cart", request_body = AddItem,
+    responses((status = 200, body = ItemAdded),
+        (status = 404, description = "No such product for sale", body = crate::error::Problem),
+        (status = 422, description = "The cart holds 50 other products already",
+            body = crate::error::Problem)))]
 pub async fn add_item(
     State(state): State<AppState>,
     caller: Caller,
@@ -184,6 +193,20 @@ async fn add_to_cart(
     if touched == 0 {
         return Err(Error::NotFound("product"));
     }
+    let other_lines: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM cart_items i JOIN carts c ON c.id = i.cart_id \
+         WHERE c.buyer_id = $1 AND i.product_id <> $2",
+    )
+    .bind(buyer.to_string())
+    .bind(product.to_string())
+    .fetch_one(&mut **tx)
+    .await?;
+    if other_lines >= MAX_LINES {
+        return Err(Error::refused(
+            "productId",
+            format!("a cart holds at most {MAX_LINES} products"),
+        ));
+    }
     let item_id: String = sqlx::query_scalar(
         "INSERT INTO cart_items (id, cart_id, product_id, quantity, added_at) \
          SELECT $1, c.id, $2, $3, $4 FROM carts c WHERE c.buyer_id = $5 \
@@ -213,11 +236,13 @@ fn parse_quantity(units: i64) -> Result<Quantity> {
 #[serde(rename_all = "camelCase")]
 pub struct ChangeQuantity {
     /// 1..=99.
+    #[schema(minimum = 1, maximum = 99)]
+    #[serde(deserialize_with = "crate::http::integer")]
     quantity: i64,
 }
 
 /// Sets a line's quantity; 404 unless the line is in the caller's cart.
-#[utoipa::path(put, path = "/api/cart/items/{itemId}", tag = "cart",
+#[utoipa::path(put, path = "/items/{itemId}", tag = "cart",
     params(("itemId" = CartItemId, Path, description = "Cart line id")), request_body = ChangeQuantity,
     responses((status = 204), (status = 400, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem)))]
@@ -251,7 +276,7 @@ pub(crate) async fn set_quantity(
 }
 
 /// Removes a line; 404 unless it is in the caller's cart.
-#[utoipa::path(delete, path = "/api/cart/items/{itemId}", tag = "cart",
+#[utoipa::path(delete, path = "/items/{itemId}", tag = "cart",
     params(("itemId" = CartItemId, Path, description = "Cart line id")),
     responses((status = 204), (status = 404, body = crate::error::Problem)))]
 pub async fn remove_item(
@@ -302,7 +327,8 @@ async fn change_own_line(
 }
 
 /// Units in the caller's cart (0 without one).
-#[utoipa::path(get, path = "/api/cart/count", tag = "cart", responses((status = 200, body = i64)))]
+#[utoipa::path(get, path = "/count", tag = "cart",
+    responses((status = 200, body = i64, content_type = "application/json")))]
 pub async fn count(State(state): State<AppState>, caller: Caller) -> Result<Json<i64>> {
     units(&state, caller.buyer).await.map(Json)
 }

@@ -24,8 +24,9 @@ pub struct CategoryView {
     pub(crate) description: String,
 }
 
-/// Every category, by name.
-#[utoipa::path(get, path = "/api/catalog/categories", tag = "catalog",
+/// Every category, by name. Unpaged: the categories are the fixed set the catalog is seeded
+/// with (no route adds one).
+#[utoipa::path(get, path = "/categories", tag = "catalog",
     responses((status = 200, body = Vec<CategoryView>)))]
 pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<CategoryView>>> {
     list_categories(&state).await.map(Json)
@@ -87,19 +88,22 @@ fn product_view(row: &AnyRow) -> Result<ProductView, sqlx::Error> {
 /// Filters of the product listing.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct ProductFilter {
     /// Only this category.
     pub(crate) category_id: Option<CategoryId>,
     /// Words in the name or description (case-insensitive).
     pub(crate) search: Option<String>,
-    /// 1-based page.
+    /// 1-based page (default 1).
+    #[param(minimum = 1, maximum = 2147483647)]
     pub(crate) page: Option<u32>,
-    /// Page size, at most 100.
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub(crate) page_size: Option<u32>,
 }
 
 /// Published products (every status for admins), by name, paged.
-#[utoipa::path(get, path = "/api/catalog/products", tag = "catalog", params(ProductFilter),
+#[utoipa::path(get, path = "/products", tag = "catalog", params(ProductFilter),
     responses((status = 200, body = Page<ProductView>), (status = 400, body = crate::error::Problem)))]
 pub async fn products(
     State(state): State<AppState>,
@@ -148,7 +152,7 @@ pub(crate) async fn list_products(
     .bind(pattern)
     .bind(published_only)
     .bind(i64::from(page_size))
-    .bind(i64::from(page - 1) * i64::from(page_size))
+    .bind(Paging::offset(page, page_size))
     .fetch_all(&mut state.read().await?)
     .await?;
     let items = rows.iter().map(product_view).collect::<Result<_, _>>()?;
@@ -177,7 +181,7 @@ async fn load_product(conn: &mut storage::Conn<'_>, id: ProductId) -> Result<Opt
 }
 
 /// One product; drafts and archived products only for admins.
-#[utoipa::path(get, path = "/api/catalog/products/{id}", tag = "catalog",
+#[utoipa::path(get, path = "/products/{id}", tag = "catalog",
     params(("id" = ProductId, Path, description = "Product id")),
     responses((status = 200, body = ProductView), (status = 404, body = crate::error::Problem)))]
 pub async fn product(
@@ -205,24 +209,33 @@ pub(crate) async fn visible_product(
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ProductInput {
-    /// 1..=200 characters (surrounding spaces are dropped).
+    /// 1..=200 characters, not all blank (surrounding spaces are dropped).
     #[serde(default)]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\x00-\x20]"
+    )]
     name: String,
     /// Up to 4000 characters.
     #[serde(default)]
+    #[schema(max_length = 4000)]
     description: String,
     // Price and category are required, but read as `Option`s so that a missing one is
     // reported with the other field errors rather than as an unreadable body.
-    /// More than 0, at most 1,000,000.00.
-    #[schema(value_type = Money, required = true)]
+    /// More than 0, at most 1,000,000.00, in whole cents.
+    #[schema(value_type = f64, required = true, exclusive_minimum = 0, maximum = 1000000, multiple_of = 0.01)]
     price: Option<Money>,
     /// An existing category.
     #[schema(value_type = CategoryId, required = true)]
     category_id: Option<CategoryId>,
     /// Picture URL, up to 2048 characters; blank means none.
+    #[schema(max_length = 2048)]
     image_url: Option<String>,
     /// Stock-keeping unit, 1..=64 of `A-Z a-z 0-9 - _`; generated when absent on create,
     /// kept when absent on update.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     sku: Option<String>,
 }
 
@@ -248,9 +261,9 @@ impl TryFrom<ProductInput> for ValidProduct {
         let mut fail = |field: &str, message: &str| {
             errors.entry(field.into()).or_default().push(message.into());
         };
-        let name = input.name.trim().to_owned();
-        if !(1..=200).contains(&name.chars().count()) {
-            fail("name", "must be 1 to 200 characters");
+        let name = crate::domain::trimmed(&input.name).to_owned();
+        if !(1..=200).contains(&input.name.chars().count()) || crate::domain::is_blank(&name) {
+            fail("name", "must be 1 to 200 characters, not all blank");
         }
         if input.description.chars().count() > 4000 {
             fail("description", "must be at most 4000 characters");
@@ -265,13 +278,18 @@ impl TryFrom<ProductInput> for ValidProduct {
         if input.category_id.is_none() {
             fail("categoryId", "is required");
         }
+        if input
+            .image_url
+            .as_deref()
+            .map_or(0, |url| url.chars().count())
+            > 2048
+        {
+            fail("imageUrl", "must be at most 2048 characters");
+        }
         let image_url = input
             .image_url
             .map(|url| url.trim().to_owned())
             .filter(|url| !url.is_empty());
-        if image_url.as_deref().map_or(0, |url| url.chars().count()) > 2048 {
-            fail("imageUrl", "must be at most 2048 characters");
-        }
         if input.sku.as_deref().is_some_and(|sku| !valid_sku(sku)) {
             fail("sku", "must be 1 to 64 letters, digits, '-' or '_'");
         }
@@ -308,16 +326,18 @@ async fn ensure_category(tx: &mut bus::Tx<'_>, id: CategoryId) -> Result<()> {
         .fetch_one(&mut **tx)
         .await?;
     if found == 0 {
-        return Err(Error::invalid("categoryId", "no such category"));
+        return Err(Error::refused("categoryId", "no such category"));
     }
     Ok(())
 }
 
 /// Creates a product as a Draft, with a stock item of 0 units, in one transaction.
-#[utoipa::path(post, path = "/api/catalog/products", tag = "catalog", request_body = ProductInput,
+#[utoipa::path(post, path = "/products", tag = "catalog", request_body = ProductInput,
     security(("admin" = [])),
-    responses((status = 201, body = ProductView), (status = 400, body = crate::error::Problem),
-        (status = 409, body = crate::error::Problem)))]
+    responses((status = 201, body = ProductView,
+            headers(("Location" = String, description = "The new product"))),
+        (status = 409, description = "Another product has this SKU", body = crate::error::Problem),
+        (status = 422, description = "No such category", body = crate::error::Problem)))]
 pub async fn create_product(
     _: Admin,
     State(state): State<AppState>,
@@ -364,11 +384,12 @@ async fn insert_product(tx: &mut bus::Tx<'_>, input: &ValidProduct) -> Result<Pr
 }
 
 /// Replaces a product's details (its SKU only when one is given).
-#[utoipa::path(put, path = "/api/catalog/products/{id}", tag = "catalog",
+#[utoipa::path(put, path = "/products/{id}", tag = "catalog",
     params(("id" = ProductId, Path, description = "Product id")), request_body = ProductInput,
     security(("admin" = [])),
-    responses((status = 200, body = ProductView), (status = 400, body = crate::error::Problem),
-        (status = 404, body = crate::error::Problem)))]
+    responses((status = 200, body = ProductView),
+        (status = 409, description = "Another product has this SKU", body = crate::error::Problem),
+        (status = 422, description = "No such category", body = crate::error::Problem)))]
 pub async fn update_product(
     _: Admin,
     State(state): State<AppState>,
@@ -420,11 +441,13 @@ async fn replace_product(
 #[serde(rename_all = "camelCase")]
 pub struct StatusInput {
     /// Draft, Published or Archived.
+    #[schema(value_type = ProductStatus)]
     status: String,
 }
 
 /// Publishes, archives or drafts a product.
-#[utoipa::path(patch, path = "/api/catalog/products/{id}/status", tag = "catalog",
+#[utoipa::path(patch, path = "/products/{id}/status", tag = "catalog",
+    operation_id = "change_product_status",
     params(("id" = ProductId, Path, description = "Product id")), request_body = StatusInput,
     security(("admin" = [])),
     responses((status = 204), (status = 400, body = crate::error::Problem),

@@ -6,34 +6,18 @@ pub mod db;
 pub mod http;
 mod seed;
 
-use axum::Router;
-use axum::routing::{get, patch};
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 pub use seed::seed_if_empty;
 
 /// Routes under `/api/catalog`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/categories", get(http::categories))
-        .route("/products", get(http::products).post(http::create_product))
-        .route(
-            "/products/{id}",
-            get(http::product).put(http::update_product),
-        )
-        .route("/products/{id}/status", patch(http::change_status))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(http::categories))
+        .routes(routes!(http::products, http::create_product))
+        .routes(routes!(http::product, http::update_product))
+        .routes(routes!(http::change_status))
 }
-
-/// OpenAPI description of these routes.
-#[derive(OpenApi)]
-#[openapi(paths(
-    http::categories,
-    http::products,
-    http::product,
-    http::create_product,
-    http::update_product,
-    http::change_status
-))]
-pub struct CatalogApi;

@@ -5,8 +5,8 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
@@ -28,6 +28,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
 fn json_rejection(rejection: JsonRejection) -> Error {
     match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => Error::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => Error::UnsupportedMediaType,
         _ => Error::BadRequest(rejection.body_text()),
     }
 }
@@ -35,6 +36,27 @@ fn json_rejection(rejection: JsonRejection) -> Error {
 impl<T: Serialize> IntoResponse for Json<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
+    }
+}
+
+/// Reads a JSON integer as JSON Schema counts one: `3` and also `3.0` (a number whose fraction is
+/// zero), so that every value the document calls an integer is accepted; `3.5` is refused.
+pub fn integer<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<i64, D::Error> {
+    let number = serde_json::Number::deserialize(deserializer)?;
+    if let Some(whole) = number.as_i64() {
+        return Ok(whole);
+    }
+    match number.as_f64() {
+        // The bounds are exactly representable; 2^63 itself is out of range.
+        Some(value)
+            if value.fract() == 0.0
+                && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&value) =>
+        {
+            Ok(value as i64)
+        }
+        _ => Err(serde::de::Error::custom(format!(
+            "expected an integer, got {number}"
+        ))),
     }
 }
 

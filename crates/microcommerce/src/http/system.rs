@@ -1,28 +1,23 @@
 //! Routes that belong to no business module: health and dead-letter administration.
 
-use axum::Router;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::{Admin, Json, Path, Query, rfc3339};
+use crate::error::Problem;
 use crate::state::AppState;
 use crate::{Error, Result};
 
 /// Health and `/api/messaging`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
-        .route(
-            "/api/messaging/dead-letters",
-            get(list_dead_letters).delete(purge_dead_letters),
-        )
-        .route(
-            "/api/messaging/dead-letters/{id}/retry",
-            post(retry_dead_letter),
-        )
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
+        .routes(routes!(list_dead_letters, purge_dead_letters))
+        .routes(routes!(retry_dead_letter))
 }
 
 /// Unknown routes answer with a 404 problem like every other error.
@@ -35,17 +30,28 @@ pub async fn method_not_allowed() -> Error {
     Error::MethodNotAllowed
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/health/live", tag = "health",
+    responses((status = 200, description = "Alive", body = String, content_type = "text/plain")))]
 async fn live() -> &'static str {
     "ok"
 }
 
-#[derive(Serialize)]
+/// What readiness depends on.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Readiness {
+    /// The database answers.
     database: bool,
+    /// The message workers run.
     workers: bool,
 }
 
+/// Readiness: the database answers and the workers run; 503 otherwise.
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, description = "Ready", body = Readiness),
+        (status = 503, description = "Not ready (or the service is overloaded)",
+            content((Readiness = "application/json"), (Problem = "application/problem+json")))))]
 async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> impl IntoResponse {
     let database = match state.read().await {
         Ok(mut conn) => sqlx::query("SELECT 1").execute(&mut conn).await.is_ok(),
@@ -65,38 +71,36 @@ async fn ready(axum::extract::State(state): axum::extract::State<AppState>) -> i
 #[serde(rename_all = "camelCase")]
 pub struct DeadLetterView {
     id: i64,
+    #[schema(format = Uuid)]
     message_id: String,
     consumer: String,
     message_type: String,
+    #[schema(format = Uuid)]
     correlation_id: String,
     attempts: u32,
     error: String,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     failed_at: String,
     payload: serde_json::Value,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct DeadLetterQuery {
-    page: Option<u32>,
-    page_size: Option<u32>,
-}
-
+/// Dead letters, oldest first, paged.
+#[utoipa::path(get, path = "/api/messaging/dead-letters", tag = "messaging",
+    params(super::Paging), security(("admin" = [])),
+    responses((status = 200, body = super::Page<DeadLetterView>)))]
 async fn list_dead_letters(
     _: Admin,
     axum::extract::State(state): axum::extract::State<AppState>,
-    Query(query): Query<DeadLetterQuery>,
+    Query(paging): Query<super::Paging>,
 ) -> Result<Json<super::Page<DeadLetterView>>> {
-    let (page, page_size) = super::Paging {
-        page: query.page,
-        page_size: query.page_size,
-    }
-    .resolve()?;
-    let letters = state
-        .bus
-        .dead_letters(page_size, (page - 1) * page_size)
-        .await?;
+    let (page, page_size) = paging.resolve()?;
+    // A page past the last one is empty, however far past.
+    let letters = match (page - 1).checked_mul(page_size) {
+        Some(offset) => state.bus.dead_letters(page_size, offset).await?,
+        None => Vec::new(),
+    };
     let total_count = i64::try_from(state.bus.dead_letter_count().await?).unwrap_or(i64::MAX);
     let items = letters
         .into_iter()
@@ -121,6 +125,10 @@ async fn list_dead_letters(
     }))
 }
 
+/// Puts a dead letter back on its queue.
+#[utoipa::path(post, path = "/api/messaging/dead-letters/{id}/retry", tag = "messaging",
+    params(("id" = i64, Path, description = "Dead letter id")), security(("admin" = [])),
+    responses((status = 204, description = "Queued again")))]
 async fn retry_dead_letter(
     _: Admin,
     axum::extract::State(state): axum::extract::State<AppState>,
@@ -133,12 +141,16 @@ async fn retry_dead_letter(
     }
 }
 
-#[derive(Serialize)]
+/// How many dead letters a purge removed.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 struct Purged {
     purged: u64,
 }
 
+/// Deletes every dead letter.
+#[utoipa::path(delete, path = "/api/messaging/dead-letters", tag = "messaging",
+    security(("admin" = [])), responses((status = 200, body = Purged)))]
 async fn purge_dead_letters(
     _: Admin,
     axum::extract::State(state): axum::extract::State<AppState>,

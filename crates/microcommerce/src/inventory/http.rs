@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::http::{Admin, Json, Path, Query, rfc3339};
+use crate::http::{Admin, Json, Page, Paging, Path, Query, rfc3339};
 use crate::ids::ProductId;
 use crate::state::AppState;
 use crate::{Error, Result};
@@ -46,7 +46,7 @@ fn stock_view(row: &AnyRow) -> Result<StockView, sqlx::Error> {
 }
 
 /// One product's stock level.
-#[utoipa::path(get, path = "/api/inventory/stock/{productId}", tag = "inventory",
+#[utoipa::path(get, path = "/stock/{productId}", tag = "inventory",
     params(("productId" = ProductId, Path, description = "Product id")),
     responses((status = 200, body = StockView), (status = 404, body = crate::error::Problem)))]
 pub async fn get_stock(
@@ -65,13 +65,18 @@ pub async fn get_stock(
 /// Which products to report.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct StockQuery {
-    /// Comma-separated product ids (at most 100).
+    /// Comma-separated product ids (1 to 100).
+    #[param(
+        required = true,
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}(,[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}){0,99}$"
+    )]
     product_ids: Option<String>,
 }
 
 /// Stock levels of several products; unknown ids are left out.
-#[utoipa::path(get, path = "/api/inventory/stock", tag = "inventory", params(StockQuery),
+#[utoipa::path(get, path = "/stock", tag = "inventory", params(StockQuery),
     responses((status = 200, body = Vec<StockView>), (status = 400, body = crate::error::Problem)))]
 pub async fn list_stock(
     State(state): State<AppState>,
@@ -133,15 +138,38 @@ fn parse_ids(text: &str) -> Result<Vec<ProductId>> {
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Adjustment {
-    /// Units to add (positive) or remove (negative); never zero.
+    /// Units to add (positive) or remove (negative); never zero, at most 1,000,000,000 either way.
+    #[schema(schema_with = adjustment_schema)]
+    #[serde(deserialize_with = "crate::http::integer")]
     adjustment: i64,
-    /// Why, for the history.
+    /// Why, for the history (at most 500 characters).
+    #[schema(max_length = 500)]
     reason: Option<String>,
+}
+
+/// A non-zero count of units within a billion either way.
+fn adjustment_schema() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    let range = |min: i64, max: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::Int64,
+            )))
+            .minimum(Some(min))
+            .maximum(Some(max))
+    };
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(range(1, 1_000_000_000))
+            .item(range(-1_000_000_000, -1))
+            .build(),
+    )
 }
 
 /// Adds or removes units on hand; 422 if on hand would drop below zero or below what is
 /// reserved. One conditional update, so a concurrent reservation can never be undercut.
-#[utoipa::path(post, path = "/api/inventory/stock/{productId}/adjust", tag = "inventory",
+#[utoipa::path(post, path = "/stock/{productId}/adjust", tag = "inventory",
     params(("productId" = ProductId, Path, description = "Product id")), request_body = Adjustment,
     security(("admin" = [])),
     responses((status = 204), (status = 422, body = crate::error::Problem),
@@ -239,31 +267,43 @@ pub struct AdjustmentView {
     quantity_after: i64,
     reason: Option<String>,
     adjusted_by: String,
+    #[schema(format = DateTime)]
     at: String,
 }
 
-/// A product's adjustments, newest first.
-#[utoipa::path(get, path = "/api/inventory/stock/{productId}/adjustments", tag = "inventory",
-    params(("productId" = ProductId, Path, description = "Product id")), security(("admin" = [])),
-    responses((status = 200, body = Vec<AdjustmentView>), (status = 404, body = crate::error::Problem)))]
+/// A product's adjustments, newest first, paged.
+#[utoipa::path(get, path = "/stock/{productId}/adjustments", tag = "inventory",
+    params(("productId" = ProductId, Path, description = "Product id"), Paging),
+    security(("admin" = [])),
+    responses((status = 200, body = Page<AdjustmentView>), (status = 404, body = crate::error::Problem)))]
 pub async fn adjustments(
     _: Admin,
     State(state): State<AppState>,
     Path(product): Path<ProductId>,
-) -> Result<Json<Vec<AdjustmentView>>> {
+    Query(paging): Query<Paging>,
+) -> Result<Json<Page<AdjustmentView>>> {
+    let (page, page_size) = paging.resolve()?;
+    let mut conn = state.read().await?;
     let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_items WHERE product_id = $1")
         .bind(product.to_string())
-        .fetch_one(&mut state.read().await?)
+        .fetch_one(&mut conn)
         .await?;
     if exists == 0 {
         return Err(Error::NotFound("stock item"));
     }
+    let total_count: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM stock_adjustments WHERE product_id = $1")
+            .bind(product.to_string())
+            .fetch_one(&mut conn)
+            .await?;
     let rows = sqlx::query(
         "SELECT id, adjustment, quantity_after, reason, adjusted_by, at FROM stock_adjustments \
-         WHERE product_id = $1 ORDER BY id DESC",
+         WHERE product_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
     )
     .bind(product.to_string())
-    .fetch_all(&mut state.read().await?)
+    .bind(i64::from(page_size))
+    .bind(Paging::offset(page, page_size))
+    .fetch_all(&mut conn)
     .await?;
     let history = rows
         .iter()
@@ -278,5 +318,10 @@ pub async fn adjustments(
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
-    Ok(Json(history))
+    Ok(Json(Page {
+        items: history,
+        total_count,
+        page,
+        page_size,
+    }))
 }

@@ -11,27 +11,21 @@ mod sets;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::{get, post};
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 /// Routes under `/api/inventory`.
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/stock", get(http::list_stock))
-        .route("/stock/{product_id}", get(http::get_stock))
-        .route("/stock/{product_id}/adjust", post(http::adjust))
-        .route("/stock/{product_id}/adjustments", get(http::adjustments))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(http::list_stock))
+        .routes(routes!(http::get_stock))
+        .routes(routes!(http::adjust))
+        .routes(routes!(http::adjustments))
 }
 
 /// Reserve, deduct and release.
 pub fn consumers() -> Vec<Arc<dyn bus::Consumer>> {
     consumers::all()
 }
-
-/// OpenAPI description of these routes.
-#[derive(OpenApi)]
-#[openapi(paths(http::get_stock, http::list_stock, http::adjust, http::adjustments))]
-pub struct InventoryApi;

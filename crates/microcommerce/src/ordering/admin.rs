@@ -17,7 +17,7 @@ use crate::state::AppState;
 use crate::{Error, Result};
 
 /// Every order, newest first.
-#[utoipa::path(get, path = "/api/ordering/orders", tag = "ordering-admin",
+#[utoipa::path(get, path = "/orders", tag = "ordering-admin",
     params(OrderFilter), security(("admin" = [])),
     responses((status = 200, body = Page<OrderSummary>), (status = 401, body = crate::error::Problem)))]
 pub async fn all_orders(
@@ -44,7 +44,7 @@ pub struct Dashboard {
 }
 
 /// Counts by status, revenue and today's orders.
-#[utoipa::path(get, path = "/api/ordering/dashboard", tag = "ordering-admin",
+#[utoipa::path(get, path = "/dashboard", tag = "ordering-admin",
     security(("admin" = [])),
     responses((status = 200, body = Dashboard), (status = 401, body = crate::error::Problem)))]
 pub async fn dashboard(_: Admin, State(state): State<AppState>) -> Result<Json<Dashboard>> {
@@ -86,12 +86,14 @@ pub async fn dashboard(_: Admin, State(state): State<AppState>) -> Result<Json<D
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StatusChange {
-    /// `Shipped` (from Confirmed) or `Delivered` (from Shipped).
+    /// `Shipped` (from Confirmed) or `Delivered` (from Shipped); any other is refused (422).
+    #[schema(value_type = OrderStatus)]
     new_status: String,
 }
 
 /// Moves an order along the shipping steps; every other change belongs to the saga (422).
-#[utoipa::path(patch, path = "/api/ordering/orders/{id}/status", tag = "ordering-admin",
+#[utoipa::path(patch, path = "/orders/{id}/status", tag = "ordering-admin",
+    operation_id = "change_order_status",
     params(("id" = OrderId, Path, description = "Order id")), request_body = StatusChange,
     security(("admin" = [])),
     responses((status = 204), (status = 422, body = crate::error::Problem),

@@ -150,21 +150,52 @@ pub fn new_order_number() -> String {
 pub struct ShippingAddress {
     /// Recipient.
     #[serde(default)]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\x00-\x20]"
+    )]
     pub name: String,
     /// Recipient's email.
     #[serde(default)]
+    #[schema(required = true, format = Email, max_length = 254)]
     pub email: String,
     /// Street and number.
     #[serde(default)]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\x00-\x20]"
+    )]
     pub street: String,
     /// City.
     #[serde(default)]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\x00-\x20]"
+    )]
     pub city: String,
     /// State or region.
     #[serde(default)]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 200,
+        pattern = r"[^\x00-\x20]"
+    )]
     pub state: String,
     /// Postal code, at most 10 characters.
     #[serde(default)]
+    #[schema(
+        required = true,
+        min_length = 1,
+        max_length = 10,
+        pattern = r"[^\x00-\x20]"
+    )]
     pub zip_code: String,
 }
 
@@ -175,6 +206,8 @@ pub struct RequestedLine {
     /// The product.
     pub product_id: ProductId,
     /// How many (1..=99).
+    #[schema(minimum = 1, maximum = 99)]
+    #[serde(deserialize_with = "crate::http::integer")]
     pub quantity: i64,
 }
 
@@ -184,10 +217,14 @@ pub struct RequestedLine {
 pub struct CheckoutRequest {
     /// Buyer's email, where confirmations go.
     #[serde(default)]
+    #[schema(required = true, format = Email, max_length = 254)]
     pub email: String,
     /// Where to ship.
+    #[schema(value_type = ShippingAddress, required = true)]
     pub shipping_address: Option<ShippingAddress>,
-    /// Lines to order; absent means "the buyer's cart".
+    /// Lines to order (1 to 50; a product's lines total at most 99 units); absent or null
+    /// means "the buyer's cart".
+    #[schema(min_items = 1, max_items = 50)]
     pub items: Option<Vec<RequestedLine>>,
 }
 
@@ -233,11 +270,9 @@ impl CheckoutRequest {
         let email = Email::parse(&self.email)
             .map_err(|error| fail("email", &error.to_string()))
             .ok();
-        let address = self
-            .shipping_address
-            .map(ShippingAddress::trimmed)
-            .unwrap_or_default();
+        let address = self.shipping_address.unwrap_or_default();
         check_address(&address, &mut fail);
+        let address = address.trimmed();
         let lines = self.items.map(|items| merge_lines(&items, &mut fail));
         match email {
             Some(email) if errors.is_empty() => Ok(ValidCheckout {
@@ -254,17 +289,18 @@ impl ShippingAddress {
     /// The address with the whitespace around every field removed.
     fn trimmed(self) -> Self {
         Self {
-            name: self.name.trim().to_owned(),
-            email: self.email.trim().to_owned(),
-            street: self.street.trim().to_owned(),
-            city: self.city.trim().to_owned(),
-            state: self.state.trim().to_owned(),
-            zip_code: self.zip_code.trim().to_owned(),
+            name: crate::domain::trimmed(&self.name).to_owned(),
+            email: crate::domain::trimmed(&self.email).to_owned(),
+            street: crate::domain::trimmed(&self.street).to_owned(),
+            city: crate::domain::trimmed(&self.city).to_owned(),
+            state: crate::domain::trimmed(&self.state).to_owned(),
+            zip_code: crate::domain::trimmed(&self.zip_code).to_owned(),
         }
     }
 }
 
-/// Every field present and at most 200 characters, a short zip, a valid email.
+/// Every field present (not blank) and at most 200 characters as sent, a short zip, a valid
+/// email.
 fn check_address(address: &ShippingAddress, fail: &mut impl FnMut(&str, &str)) {
     for (field, value) in [
         ("shippingAddress.name", &address.name),
@@ -273,7 +309,7 @@ fn check_address(address: &ShippingAddress, fail: &mut impl FnMut(&str, &str)) {
         ("shippingAddress.state", &address.state),
         ("shippingAddress.zipCode", &address.zip_code),
     ] {
-        if value.is_empty() {
+        if crate::domain::is_blank(value) {
             fail(field, "is required");
         } else if value.chars().count() > 200 {
             fail(field, "must be at most 200 characters");
@@ -284,6 +320,24 @@ fn check_address(address: &ShippingAddress, fail: &mut impl FnMut(&str, &str)) {
     }
     if let Err(error) = Email::parse(&address.email) {
         fail("shippingAddress.email", &error.to_string());
+    }
+}
+
+/// Why a line was refused when a product's lines add up to more than [`Quantity::MAX`].
+const OVER_THE_TOTAL: &str = "must total at most 99 per product";
+
+/// The API's answer to a refused checkout request: a 422 when the only fault is lines of one
+/// product adding up past the limit (each line is within the document's bounds, which cannot
+/// say how lines add up), a 400 for anything else.
+pub fn refusal(errors: FieldErrors) -> crate::Error {
+    let only_totals = errors
+        .values()
+        .flatten()
+        .all(|message| message == OVER_THE_TOTAL);
+    if only_totals {
+        crate::Error::Unprocessable(errors)
+    } else {
+        crate::Error::Validation(errors)
     }
 }
 
@@ -305,8 +359,7 @@ fn merge_lines(
                 let total: &mut u32 = merged.entry(line.product_id).or_default();
                 *total += quantity.get();
                 if *total > Quantity::MAX.get() {
-                    let message = format!("must total at most {} per product", Quantity::MAX);
-                    fail(&field, &message);
+                    fail(&field, OVER_THE_TOTAL);
                 }
             }
             Err(error) => fail(&field, &error.to_string()),

@@ -39,11 +39,17 @@ pub struct CheckoutCreated {
 /// the cart and the prices as they are when it starts); the order and the CheckoutStarted that
 /// starts its saga then commit in one transaction. An `Idempotency-Key` makes a retried
 /// request return the same order.
-#[utoipa::path(post, path = "/api/ordering/checkout", tag = "ordering",
+#[utoipa::path(post, path = "/checkout", tag = "ordering",
     request_body = CheckoutRequest,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Same key, same order"),
+    params(("Idempotency-Key" = Option<String>, Header, description = IDEMPOTENCY_KEY,
+            min_length = 1, max_length = 200, pattern = r"^[!-~]([ -~]*[!-~])?$"),
         ("Prefer" = Option<String>, Header, description = PREFER_WAIT)),
-    responses((status = 201, body = CheckoutCreated), (status = 400, body = crate::error::Problem)))]
+    responses((status = 201, description = "The order was placed (or had been, under this key)",
+            body = CheckoutCreated,
+            headers(("Location" = String, description = "The new order"))),
+        (status = 422, description = "The cart is empty, a product is not for sale, or the \
+            `Idempotency-Key` was used before with a different request (problem type \
+            `urn:microcommerce:problem:idempotency-key-reused`)", body = crate::error::Problem)))]
 pub async fn checkout(
     State(state): State<AppState>,
     caller: Caller,
@@ -52,7 +58,7 @@ pub async fn checkout(
     Json(request): Json<CheckoutRequest>,
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
-    let valid = request.validate().map_err(Error::Validation)?;
+    let valid = request.validate().map_err(super::domain::refusal)?;
     let placed = check_out(&state, caller.buyer, valid, key).await?;
     // The answer as the checkout placed it, for a repeat under its key as for the first.
     let status = status_after(&state, placed.id, OrderStatus::Submitted, wait).await;
@@ -60,6 +66,12 @@ pub async fn checkout(
     mark_applied(&mut answer, wait);
     Ok(answer)
 }
+
+/// The `Idempotency-Key` header's description in the API document.
+const IDEMPOTENCY_KEY: &str = "Makes a retried checkout safe: a repeat of the same request \
+    by the same buyer with the same key answers the order the first one placed, without placing \
+    another; the same key with a different request is refused (422). 1 to 200 visible ASCII \
+    characters (inner spaces allowed).";
 
 /// The `Prefer` header's description in the API document.
 pub(crate) const PREFER_WAIT: &str =
@@ -177,8 +189,13 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>> {
     let Some(value) = headers.get("idempotency-key") else {
         return Ok(None);
     };
-    match value.to_str().map(str::trim) {
-        Ok(key) if !key.is_empty() && key.len() <= 200 => Ok(Some(key.to_owned())),
+    // Exactly what the document's pattern allows: visible ASCII, inner spaces.
+    let key = value.as_bytes();
+    let visible = |b: &u8| (0x21..=0x7e).contains(b);
+    let allowed = key.iter().all(|b| *b == b' ' || visible(b));
+    let ends_visible = key.first().is_some_and(visible) && key.last().is_some_and(visible);
+    match std::str::from_utf8(key) {
+        Ok(key) if allowed && ends_visible && key.len() <= 200 => Ok(Some(key.to_owned())),
         _ => Err(Error::invalid(
             "Idempotency-Key",
             "must be 1 to 200 visible ASCII characters",
@@ -195,7 +212,7 @@ async fn cart_lines(
         .into_iter()
         .collect();
     if lines.is_empty() {
-        return Err(Error::invalid("items", "the cart is empty"));
+        return Err(Error::refused("items", "the cart is empty"));
     }
     Ok(lines)
 }
@@ -234,7 +251,7 @@ async fn snapshot_lines(
     if errors.is_empty() {
         Ok(items)
     } else {
-        Err(Error::Validation(errors))
+        Err(Error::Unprocessable(errors))
     }
 }
 
@@ -305,7 +322,9 @@ pub struct OrderView {
     tax: Money,
     #[schema(value_type = f64)]
     total: Money,
+    #[schema(format = DateTime)]
     created_at: String,
+    #[schema(format = DateTime)]
     paid_at: Option<String>,
     failure_reason: Option<String>,
 }
@@ -355,11 +374,14 @@ fn shown_to<T>(caller: &Caller, found: Option<T>, order: impl Fn(&T) -> &Order) 
 /// asks once and the answer is held until it has.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct OrderWait {
     /// Hold the answer while the order still has this status (e.g. `Submitted`), until it
     /// changes or `timeoutMs` passes; the order is returned either way.
+    #[param(value_type = Option<OrderStatus>)]
     wait_while: Option<String>,
-    /// How long to hold the answer at most, in milliseconds (default 10000, at most 30000).
+    /// How long to hold the answer at most, in milliseconds (default 10000).
+    #[param(minimum = 0, maximum = 30000)]
     timeout_ms: Option<u64>,
 }
 
@@ -462,7 +484,7 @@ where
 
 /// One order, for the buyer who placed it or an admin; with `waitWhile` the answer is held
 /// until the order leaves that status (long polling).
-#[utoipa::path(get, path = "/api/ordering/orders/{id}", tag = "ordering",
+#[utoipa::path(get, path = "/orders/{id}", tag = "ordering",
     params(("id" = OrderId, Path, description = "Order id"), OrderWait),
     responses((status = 200, body = OrderView), (status = 400, body = crate::error::Problem),
         (status = 404, body = crate::error::Problem)))]
@@ -508,27 +530,47 @@ pub async fn get_order(
 #[serde(rename_all = "camelCase")]
 pub struct CheckoutView {
     order_id: OrderId,
+    #[schema(value_type = SagaState)]
     state: String,
     version: i64,
+    #[schema(format = DateTime)]
     started_at: String,
+    #[schema(format = DateTime)]
     updated_at: String,
     failure_reason: Option<String>,
     timeline: Vec<TimelineView>,
+}
+
+/// The states of the checkout saga, as its view and timeline name them.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+enum SagaState {
+    /// Waiting for inventory to reserve every line.
+    Submitted,
+    /// Stock is held; waiting for the payment or the timeout.
+    StockReserved,
+    /// Paid: stock deducted, cart cleared.
+    Confirmed,
+    /// Out of stock, declined or timed out; reservations released.
+    Failed,
 }
 
 /// One step of a saga's timeline.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct TimelineView {
+    #[schema(format = DateTime)]
     at: String,
     event: String,
+    #[schema(value_type = Option<SagaState>)]
     from_state: Option<String>,
+    #[schema(value_type = SagaState)]
     to_state: String,
     messages_sent: Vec<String>,
 }
 
 /// The saga behind an order: state, version and every step, for the buyer or an admin.
-#[utoipa::path(get, path = "/api/ordering/orders/{id}/checkout", tag = "ordering",
+#[utoipa::path(get, path = "/orders/{id}/checkout", tag = "ordering",
     params(("id" = OrderId, Path, description = "Order id")),
     responses((status = 200, body = CheckoutView), (status = 404, body = crate::error::Problem)))]
 pub async fn get_checkout(
@@ -587,23 +629,28 @@ pub struct OrderSummary {
     #[schema(value_type = f64)]
     pub(crate) total: Money,
     pub(crate) item_count: i64,
+    #[schema(format = DateTime)]
     pub(crate) created_at: String,
 }
 
 /// Filters of order listings.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
 pub struct OrderFilter {
     /// Only orders in this status.
+    #[param(value_type = Option<OrderStatus>)]
     pub(crate) status: Option<String>,
-    /// 1-based page.
+    /// 1-based page (default 1).
+    #[param(minimum = 1, maximum = 2147483647)]
     pub(crate) page: Option<u32>,
-    /// Page size, at most 100.
+    /// Page size (default 20).
+    #[param(minimum = 1, maximum = 100)]
     pub(crate) page_size: Option<u32>,
 }
 
 /// The caller's orders, newest first.
-#[utoipa::path(get, path = "/api/ordering/orders/my", tag = "ordering",
+#[utoipa::path(get, path = "/orders/my", tag = "ordering",
     params(OrderFilter),
     responses((status = 200, body = Page<OrderSummary>), (status = 400, body = crate::error::Problem)))]
 pub async fn my_orders(
@@ -672,7 +719,7 @@ pub async fn list_orders(
     }
     let rows = page_query
         .bind(i64::from(page_size))
-        .bind(i64::from((page - 1) * page_size))
+        .bind(Paging::offset(page, page_size))
         .fetch_all(&mut state.read().await?)
         .await?;
     let items = rows

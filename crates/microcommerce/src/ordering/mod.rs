@@ -11,23 +11,22 @@ pub mod http;
 
 use std::sync::Arc;
 
-use axum::Router;
-use axum::routing::{get, patch, post};
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::state::AppState;
 
 /// Routes under `/api/ordering` (payment adds `/orders/{id}/pay`).
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/checkout", post(http::checkout))
-        .route("/orders", get(admin::all_orders))
-        .route("/orders/my", get(http::my_orders))
-        .route("/orders/{id}", get(http::get_order))
-        .route("/orders/{id}/checkout", get(http::get_checkout))
-        .route("/orders/{id}/status", patch(admin::change_status))
-        .route("/dashboard", get(admin::dashboard))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(http::checkout))
+        .routes(routes!(admin::all_orders))
+        .routes(routes!(http::my_orders))
+        .routes(routes!(http::get_order))
+        .routes(routes!(http::get_checkout))
+        .routes(routes!(admin::change_status))
+        .routes(routes!(admin::dashboard))
 }
 
 /// The checkout saga engine and the order-status updater.
@@ -39,16 +38,3 @@ pub fn consumers(config: &Config) -> Vec<Arc<dyn bus::Consumer>> {
         Arc::new(consumers::OrderStatusUpdater),
     ]
 }
-
-/// OpenAPI description of these routes.
-#[derive(OpenApi)]
-#[openapi(paths(
-    http::checkout,
-    http::get_order,
-    http::get_checkout,
-    http::my_orders,
-    admin::all_orders,
-    admin::dashboard,
-    admin::change_status
-))]
-pub struct OrderingApi;

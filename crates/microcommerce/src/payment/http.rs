@@ -40,7 +40,7 @@ pub struct PaymentResult {
 
 /// Pays (or declines) an order that awaits payment; 409 when it does not (stock not yet
 /// reserved, already paid or declined, failed, or the payment window closed).
-#[utoipa::path(post, path = "/api/ordering/orders/{id}/pay", tag = "payment",
+#[utoipa::path(post, path = "/orders/{id}/pay", tag = "payment",
     params(("id" = OrderId, Path, description = "Order id"),
         ("Prefer" = Option<String>, Header, description = PREFER_WAIT)),
     request_body = PaymentRequest,

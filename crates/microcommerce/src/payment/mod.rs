@@ -4,20 +4,14 @@
 
 mod http;
 
-use axum::Router;
-use axum::routing::post;
-use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 pub use http::{PaymentRequest, PaymentResult, record_payment};
 
 /// `POST /orders/{id}/pay`, mounted under `/api/ordering`.
-pub fn router() -> Router<AppState> {
-    Router::new().route("/orders/{id}/pay", post(http::pay))
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(http::pay))
 }
-
-/// OpenAPI description of these routes.
-#[derive(OpenApi)]
-#[openapi(paths(http::pay))]
-pub struct PaymentApi;

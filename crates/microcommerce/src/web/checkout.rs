@@ -117,7 +117,9 @@ pub(super) async fn submit(
     };
     match placed {
         Ok(order) => Ok(see_other(&format!("/orders/{}", order.id))),
-        Err(crate::Error::Validation(errors)) => render(&state, &caller, &form, &errors).await,
+        Err(crate::Error::Validation(errors) | crate::Error::Unprocessable(errors)) => {
+            render(&state, &caller, &form, &errors).await
+        }
         Err(other) => Err(other.into()),
     }
 }

@@ -107,7 +107,9 @@ impl WebError {
                     _ if status.is_server_error() => {
                         "Something went wrong on our side. Please try again in a moment.".to_owned()
                     }
-                    crate::Error::Validation(errors) => field_messages(errors),
+                    crate::Error::Validation(errors) | crate::Error::Unprocessable(errors) => {
+                        field_messages(errors)
+                    }
                     other => capitalized(&other.to_string()),
                 };
                 (status, "We could not do that", detail)

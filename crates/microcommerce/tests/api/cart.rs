@@ -56,6 +56,26 @@ async fn lines(buyer: &Client) -> Vec<(ProductId, u64)> {
 }
 
 testkit::backend_tests! {
+async fn a_cart_holds_at_most_fifty_products(backend) {
+    let app = spawn_app(backend).await;
+    let buyer = app.buyer();
+    let mut products = Vec::new();
+    for _ in 0..51 {
+        products.push(insert_product(&app, 100, 5).await);
+    }
+    for product in &products[..50] {
+        added(&buyer, *product, 1).await;
+    }
+    let one_more = add(&buyer, products[50], 1).await;
+    assert_eq!(one_more.status, 422);
+    assert_eq!(one_more.body["type"], "urn:microcommerce:problem:unprocessable");
+    assert_eq!(one_more.body["errors"]["productId"][0], "a cart holds at most 50 products");
+    added(&buyer, products[0], 1).await;
+    assert_eq!(lines(&buyer).await.len(), 50, "a product already held still merges");
+}
+}
+
+testkit::backend_tests! {
 async fn an_empty_cart_is_204_and_counts_zero(backend) {
     let app = spawn_app(backend).await;
     let buyer = app.buyer();

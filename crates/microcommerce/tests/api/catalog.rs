@@ -135,9 +135,11 @@ async fn products_page_filter_and_search(backend) {
     assert_eq!(too_large.content_type(), "application/problem+json");
     assert!(too_large.body["errors"]["pageSize"].is_array());
     let far = buyer
-        .get("/api/catalog/products?page=4294967295&pageSize=100")
+        .get("/api/catalog/products?page=2147483647&pageSize=100")
         .await;
     assert_eq!((far.status, far.body["items"].clone()), (200, json!([])));
+    let past = buyer.get("/api/catalog/products?page=2147483648").await;
+    assert_eq!(past.status, 400, "the document's int32 ends there");
     let underscore = buyer.get("/api/catalog/products?search=_").await.body;
     assert_eq!(underscore["totalCount"], 0, "_ is matched literally");
     let in_description = buyer.get("/api/catalog/products?search=colour").await.body;

@@ -818,7 +818,7 @@ async fn checkout_validation_errors_are_problem_documents_with_field_errors(back
     let empty_cart = buyer
         .post("/api/ordering/checkout", checkout_body(None))
         .await;
-    assert_eq!(empty_cart.status, 400);
+    assert_eq!(empty_cart.status, 422);
     assert_eq!(empty_cart.body["errors"]["items"][0], "the cart is empty");
     let unknown = buyer
         .post(
@@ -829,6 +829,26 @@ async fn checkout_validation_errors_are_problem_documents_with_field_errors(back
         )
         .await;
     assert!(unknown.body["errors"]["items[0].productId"].is_array());
+    assert_eq!(unknown.status, 422, "well-formed, but not for sale");
+    let product = uuid::Uuid::now_v7();
+    let over = buyer
+        .post(
+            "/api/ordering/checkout",
+            checkout_body(Some(json!([
+                { "productId": product, "quantity": 60 },
+                { "productId": product, "quantity": 60.0 }
+            ]))),
+        )
+        .await;
+    assert_eq!(over.status, 422, "each line is within bounds; their total is not");
+    assert_eq!(over.body["errors"]["items[1].quantity"][0], "must total at most 99 per product");
+    let fraction = buyer
+        .post(
+            "/api/ordering/checkout",
+            checkout_body(Some(json!([{ "productId": product, "quantity": 1.5 }]))),
+        )
+        .await;
+    assert_eq!(fraction.status, 400, "1.5 is no quantity; 60.0 is");
 }
 }
 

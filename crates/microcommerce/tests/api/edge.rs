@@ -2,7 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::spawn_app;
+use crate::helpers::{Backend, spawn_app};
 
 testkit::backend_tests! {
 async fn malformed_json_is_a_400_problem(backend) {
@@ -21,6 +21,25 @@ async fn malformed_json_is_a_400_problem(backend) {
     let body: serde_json::Value = reply.json().await.unwrap();
     assert_eq!(body["status"], 400);
     assert_eq!(body["type"], "urn:microcommerce:problem:bad-request");
+}
+}
+
+testkit::backend_tests! {
+async fn a_body_not_sent_as_json_is_a_415_problem(backend) {
+    let app = spawn_app(backend).await;
+    let reply = app
+        .buyer()
+        .http
+        .post(format!("{}/api/cart/items", app.base))
+        .header("content-type", "text/plain")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), 415);
+    assert_eq!(reply.headers()["content-type"], "application/problem+json");
+    let body: serde_json::Value = reply.json().await.unwrap();
+    assert_eq!(body["type"], "urn:microcommerce:problem:unsupported-media-type");
 }
 }
 
@@ -101,20 +120,79 @@ async fn health_reports_live_and_ready(backend) {
 }
 }
 
-testkit::backend_tests! {
-async fn the_openapi_document_describes_the_routes(backend) {
-    let app = spawn_app(backend).await;
+/// The served OpenAPI document is the checked-in `docs/openapi.json`, so that every change to
+/// the API's contract shows in review. After a deliberate change, refresh it with
+/// `UPDATE_SNAPSHOTS=1 cargo test -p microcommerce-service --test api openapi`.
+#[tokio::test]
+async fn the_served_openapi_document_is_the_checked_in_one() {
+    let app = spawn_app(Backend::Sqlite).await;
     let doc = app.buyer().get("/api/openapi.json").await;
     assert_eq!(doc.status, 200);
-    let paths = doc.body["paths"].as_object().unwrap();
+    let served = serde_json::to_string_pretty(&doc.body).unwrap() + "\n";
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/openapi.json");
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&file, &served).unwrap();
+    }
+    let checked_in = std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(
+        served == checked_in,
+        "the served OpenAPI document differs from docs/openapi.json; if the change is meant, \
+         refresh it with UPDATE_SNAPSHOTS=1 cargo test -p microcommerce-service --test api openapi"
+    );
+}
+
+/// Every route of the API is in the document, with the answers it can give: errors as problem
+/// documents, the shared 400/401/404/429/503 answers where they apply.
+#[tokio::test]
+async fn the_openapi_document_describes_every_api_route_and_its_errors() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let doc = app.buyer().get("/api/openapi.json").await.body;
+    let paths = doc["paths"].as_object().unwrap();
     for path in [
         "/api/ordering/checkout",
         "/api/ordering/orders/{id}/pay",
         "/api/ordering/orders/{id}",
+        "/api/inventory/stock/{productId}/adjustments",
+        "/api/messaging/dead-letters",
+        "/api/messaging/dead-letters/{id}/retry",
+        "/health/live",
+        "/health/ready",
+        "/api/openapi.json",
     ] {
         assert!(paths.contains_key(path), "{path} missing");
     }
+    assert!(
+        !has_null(&doc),
+        "a null in the document: a rule wrote where nothing was"
+    );
+    let adjust = &paths["/api/inventory/stock/{productId}/adjust"]["post"]["responses"];
+    for status in ["400", "401", "404", "413", "415", "422", "429", "503"] {
+        assert!(adjust.get(status).is_some(), "adjust: {status} missing");
+    }
+    let problem = &doc["components"]["responses"]["BadRequest"]["content"];
+    assert_eq!(
+        problem["application/problem+json"]["schema"]["$ref"],
+        "#/components/schemas/Problem"
+    );
+    let unavailable = &doc["components"]["responses"]["ServiceUnavailable"];
+    assert!(unavailable["headers"]["Retry-After"].is_object());
+    let checkout = &paths["/api/ordering/checkout"]["post"];
+    let key = checkout["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "Idempotency-Key");
+    assert!(key.is_some(), "Idempotency-Key not described");
 }
+
+/// True if a JSON `null` appears anywhere in `value`.
+fn has_null(value: &serde_json::Value) -> bool {
+    match value {
+        serde_json::Value::Null => true,
+        serde_json::Value::Array(items) => items.iter().any(has_null),
+        serde_json::Value::Object(members) => members.values().any(has_null),
+        _ => false,
+    }
 }
 
 testkit::backend_tests! {

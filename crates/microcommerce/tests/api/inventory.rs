@@ -206,7 +206,8 @@ async fn admins_adjust_stock_with_a_history_but_never_below_what_is_reserved(bac
     assert_eq!(app.buyer().get(&history_path).await.status, 401);
     let history = admin.get(&history_path).await;
     assert_eq!(history.status, 200);
-    let entries = history.body.as_array().unwrap();
+    assert_eq!(history.body["totalCount"], 2);
+    let entries = history.body["items"].as_array().unwrap();
     let seen: Vec<(i64, i64)> = entries
         .iter()
         .map(|e| (e["adjustment"].as_i64().unwrap(), e["quantityAfter"].as_i64().unwrap()))
@@ -218,6 +219,44 @@ async fn admins_adjust_stock_with_a_history_but_never_below_what_is_reserved(bac
     assert!(entries[0]["at"].as_str().unwrap().ends_with('Z'));
     let unknown = format!("/api/inventory/stock/{}/adjustments", ProductId::new());
     assert_eq!(admin.get(&unknown).await.status, 404);
+}
+}
+
+testkit::backend_tests! {
+async fn the_adjustment_history_is_paged_newest_first(backend) {
+    let app = quiet_app(backend).await;
+    let (product, _) = two_products(&app, 0).await;
+    let admin = app.admin();
+    let path = format!("/api/inventory/stock/{product}/adjust");
+    for units in 1..=5 {
+        let adjusted = admin.post(&path, json!({ "adjustment": units })).await;
+        assert_eq!(adjusted.status, 204);
+    }
+    let history = format!("/api/inventory/stock/{product}/adjustments");
+    let page = async |number: u32| {
+        admin
+            .get(&format!("{history}?page={number}&pageSize=2"))
+            .await
+    };
+    let adjustments = |body: &serde_json::Value| -> Vec<i64> {
+        body["items"].as_array().unwrap().iter().map(|e| e["adjustment"].as_i64().unwrap()).collect()
+    };
+    let first = page(1).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(adjustments(&first.body), [5, 4]);
+    assert_eq!(first.body["totalCount"], 5);
+    assert_eq!(first.body["page"], 1);
+    assert_eq!(first.body["pageSize"], 2);
+    assert_eq!(adjustments(&page(3).await.body), [1]);
+    assert_eq!(adjustments(&page(2_147_483_647).await.body), Vec::<i64>::new());
+    let default = admin.get(&history).await;
+    assert_eq!(default.body["pageSize"], 20);
+    assert_eq!(adjustments(&default.body), [5, 4, 3, 2, 1]);
+    for bad in ["page=0", "pageSize=0", "pageSize=101", "page=x"] {
+        let reply = admin.get(&format!("{history}?{bad}")).await;
+        assert_eq!(reply.status, 400, "{bad}");
+        assert_eq!(reply.content_type(), "application/problem+json");
+    }
 }
 }
 
