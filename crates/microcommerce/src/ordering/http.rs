@@ -123,7 +123,7 @@ fn replay((order, fingerprint): (Order, Option<String>), key: &IdempotencyKey) -
     }
 }
 
-/// The lines of a checkout (given, or the buyer's cart) with their catalog snapshot; a 400 for
+/// The lines of a checkout (given, or the buyer's cart) with their catalog snapshot; a 422 for
 /// an empty cart or a product that is not for sale.
 async fn order_items(
     conn: &mut storage::Conn<'_>,
