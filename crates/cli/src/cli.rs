@@ -176,6 +176,10 @@ pub struct DatabaseArgs {
     /// frees its locks.
     #[arg(long, env = "MICROCOMMERCE_STATEMENT_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub statement_timeout: std::time::Duration,
+    /// PostgreSQL: how long to wait for the server to answer a new connection (TCP, TLS,
+    /// log-in) before start-up fails naming the server and the cause.
+    #[arg(long, env = "MICROCOMMERCE_CONNECT_TIMEOUT", default_value = "5s", value_parser = parse_timeout)]
+    pub connect_timeout: std::time::Duration,
 }
 
 /// Options of `serve`.
@@ -282,6 +286,7 @@ impl ServeArgs {
             database_url: self.database.database_url,
             db_pool_size: self.database.db_pool_size.max(1),
             statement_timeout: self.database.statement_timeout,
+            connect_timeout: self.database.connect_timeout,
             synchronous: self.database.synchronous,
             pin_writer: self.database.pin_writer,
             admin_token: self

@@ -48,6 +48,7 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
                 pin_writer: args.pin_writer,
                 db_pool_size: args.db_pool_size,
                 statement_timeout: args.statement_timeout,
+                connect_timeout: args.connect_timeout,
                 ..Config::default()
             };
             prepare_database(&config).await?.close().await;

@@ -41,6 +41,7 @@ fn every_command_has_help() {
                 "--rate-burst",
                 "--request-timeout",
                 "--max-long-polls",
+                "--connect-timeout",
             ],
         ),
         (&["migrate", "--help"], &["--database-url"]),
@@ -113,7 +114,11 @@ fn a_log_filter_that_does_not_parse_is_an_error_from_the_option_or_rust_log() {
 
 #[test]
 fn limits_that_would_turn_every_request_away_are_refused() {
-    for (flag, value) in [("--request-timeout", "0s"), ("--rate-burst", "0")] {
+    for (flag, value) in [
+        ("--request-timeout", "0s"),
+        ("--rate-burst", "0"),
+        ("--connect-timeout", "0s"),
+    ] {
         let output = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"))
             .args(["serve", flag, value])
             .output()

@@ -47,6 +47,7 @@ pub async fn prepare_database(config: &Config) -> Result<Db, StartError> {
     options.pin_writer = config.pin_writer;
     options.max_connections = config.db_pool_size;
     options.statement_timeout = config.statement_timeout;
+    options.connect_timeout = config.connect_timeout;
     options.search_path = SCHEMAS.iter().map(|s| (*s).to_owned()).collect();
     let db = Db::connect(&options).await?;
     Bus::migrate(&db).await?;

@@ -18,6 +18,8 @@ pub struct Config {
     /// PostgreSQL: longest a statement may run, and a transaction may sit waiting for this
     /// instance before the server ends it.
     pub statement_timeout: Duration,
+    /// PostgreSQL: longest wait for a new connection (TCP, TLS, log-in) at start-up.
+    pub connect_timeout: Duration,
     /// SQLite durability; `Full` keeps acknowledged writes through power loss.
     pub synchronous: Synchronous,
     /// Bind the writer lane (the bus workers; on SQLite the single writer) to one CPU (see
@@ -92,6 +94,7 @@ impl Default for Config {
             database_url: "sqlite://microcommerce.db".into(),
             db_pool_size: 10,
             statement_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
             synchronous: Synchronous::Full,
             pin_writer: true,
             admin_token: String::new(),
@@ -115,6 +118,7 @@ impl std::fmt::Debug for Config {
             .field("database_url", &redact_password(&self.database_url))
             .field("db_pool_size", &self.db_pool_size)
             .field("statement_timeout", &self.statement_timeout)
+            .field("connect_timeout", &self.connect_timeout)
             .field("synchronous", &self.synchronous)
             .field("pin_writer", &self.pin_writer)
             .field("admin_token", &"<redacted>")
