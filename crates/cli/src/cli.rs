@@ -230,8 +230,9 @@ pub struct ServeArgs {
 #[derive(Debug, Args)]
 pub struct LimitArgs {
     /// Writing requests (POST, PUT, PATCH, DELETE) one client address may send per second on
-    /// average, beyond which it is answered 429; 0 sets no limit. Behind a reverse proxy every
-    /// client has the proxy's address: set 0 and limit there.
+    /// average, beyond which it is answered 429; 0 sets no limit. Requests with the admin token
+    /// are not limited. Behind a reverse proxy every client has the proxy's address: set 0 and
+    /// limit there.
     #[arg(
         long,
         env = "MICROCOMMERCE_RATE_LIMIT",
@@ -246,8 +247,8 @@ pub struct LimitArgs {
     /// `Prefer: wait`, 30 s).
     #[arg(long, env = "MICROCOMMERCE_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     pub request_timeout: std::time::Duration,
-    /// Requests held open at once waiting for an order to move on (`Prefer: wait`), across
-    /// clients; one more is answered 503.
+    /// Requests held open at once waiting for an order to move on (`Prefer: wait`, or
+    /// `waitWhile` on an order), across clients; one more is answered 503.
     #[arg(long, env = "MICROCOMMERCE_MAX_LONG_POLLS", default_value_t = 512)]
     pub max_long_polls: usize,
 }
