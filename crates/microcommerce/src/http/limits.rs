@@ -68,7 +68,8 @@ impl Limiter {
     }
 }
 
-/// The middleware: rate (for writes without the admin token), then the long-poll cap, then the time limit around the rest.
+/// The middleware: the rate (for writes without the admin token), then the long-poll cap,
+/// then the time limit around the rest.
 pub async fn enforce_limits(
     State(limiter): State<Arc<Limiter>>,
     request: Request,
