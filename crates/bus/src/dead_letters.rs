@@ -42,12 +42,12 @@ const COLUMNS: &str = "id, message_id, consumer, message_type, correlation_id, c
 
 impl Bus {
     /// Dead letters, newest first.
-    pub async fn dead_letters(&self, limit: u32, offset: u32) -> Result<Vec<DeadLetter>, BusError> {
+    pub async fn dead_letters(&self, limit: u32, offset: u64) -> Result<Vec<DeadLetter>, BusError> {
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM bus_dead_letters ORDER BY id DESC LIMIT $1 OFFSET $2"
         )))
         .bind(i64::from(limit))
-        .bind(i64::from(offset))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
         .fetch_all(self.db().reader())
         .await?;
         Ok(rows.iter().map(decode).collect::<Result<_, _>>()?)

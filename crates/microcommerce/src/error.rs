@@ -129,6 +129,11 @@ fn retry_after_seconds(wait: std::time::Duration) -> u64 {
     wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
 }
 
+/// Field errors naming one field.
+fn one_field(field: &str, message: String) -> FieldErrors {
+    FieldErrors::from([(field.to_owned(), vec![message])])
+}
+
 /// Result alias for the service.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -151,24 +156,20 @@ impl<T> ResultExt<T> for std::result::Result<T, sqlx::Error> {
 impl Error {
     /// A validation problem about one field.
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
-        let mut errors = FieldErrors::new();
-        errors.insert(field.to_owned(), vec![message.into()]);
-        Self::Validation(errors)
+        Self::Validation(one_field(field, message.into()))
     }
 
     /// A refusal about one field of a well-formed request.
     pub fn refused(field: &str, message: impl Into<String>) -> Self {
-        let mut errors = FieldErrors::new();
-        errors.insert(field.to_owned(), vec![message.into()]);
-        Self::Unprocessable(errors)
+        Self::Unprocessable(one_field(field, message.into()))
     }
 
     /// Seconds after which the request is worth sending again (`Retry-After`), for the
-    /// answers that have one: 429 and 503.
-    fn retry_after(&self) -> Option<u64> {
+    /// answers that have one: 429 and 503 (`status`, this error's).
+    fn retry_after(&self, status: StatusCode) -> Option<u64> {
         match self {
             Self::Limited(Limit::Rate { retry_after }) => Some(retry_after_seconds(*retry_after)),
-            _ => (self.status() == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
+            _ => (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
         }
     }
 
@@ -339,7 +340,7 @@ impl IntoResponse for Error {
             Self::Database(error) | Self::Bus(bus::BusError::Sql(error)) => is_conflict_race(error),
             _ => false,
         };
-        let retry_after = self.retry_after();
+        let retry_after = self.retry_after(status);
         let detail = if matches!(self, Self::Limited(_)) {
             self.to_string()
         } else if kind == "storage-full" {

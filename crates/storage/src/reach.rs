@@ -5,7 +5,6 @@
 //! So [`check`] connects once by hand, in two steps (the network, then PostgreSQL's start-up
 //! with TLS as the URL asks), and names the server and the cause of a failure.
 
-use std::fmt;
 use std::io;
 use std::str::FromStr;
 use std::time::Duration;
@@ -43,9 +42,9 @@ pub enum ConnectCause {
 /// the server (never the password) and its cause. Each of the two steps waits at most `limit`.
 pub(crate) async fn check(url: &str, limit: Duration) -> Result<(), DbError> {
     let options = PgConnectOptions::from_str(url)?;
-    let server = Server::of(&options);
+    let server = server_name(&options);
     let fail = |cause| DbError::Connect {
-        server: server.to_string(),
+        server: server.clone(),
         cause,
     };
     if let Some(cause) = unreadable_tls_file(url, options.get_ssl_mode()) {
@@ -92,32 +91,14 @@ fn unreadable_tls_file(url: &str, mode: PgSslMode) -> Option<ConnectCause> {
     })
 }
 
-/// Where the server is, as an operator wrote it: `host:port`, or the Unix socket's folder.
-struct Server {
-    host: String,
-    port: u16,
-    socket: Option<String>,
-}
-
-impl Server {
-    fn of(options: &PgConnectOptions) -> Self {
-        Self {
-            host: options.get_host().to_owned(),
-            port: options.get_port(),
-            socket: options.get_socket().map(|s| s.display().to_string()),
-        }
-    }
-}
-
-impl fmt::Display for Server {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.socket {
-            Some(folder) => write!(f, "{folder} (Unix socket, port {})", self.port),
-            None if self.host.contains(':') && !self.host.starts_with('[') => {
-                write!(f, "[{}]:{}", self.host, self.port)
-            }
-            None => write!(f, "{}:{}", self.host, self.port),
-        }
+/// Where the server is, as an operator wrote it: `host:port` (an IPv6 host in brackets), or
+/// the Unix socket's folder.
+fn server_name(options: &PgConnectOptions) -> String {
+    let (host, port) = (options.get_host(), options.get_port());
+    match options.get_socket() {
+        Some(folder) => format!("{} (Unix socket, port {port})", folder.display()),
+        None if host.contains(':') && !host.starts_with('[') => format!("[{host}]:{port}"),
+        None => format!("{host}:{port}"),
     }
 }
 
@@ -228,6 +209,6 @@ mod tests {
     #[test]
     fn an_ipv6_server_is_written_with_brackets() {
         let options = PgConnectOptions::from_str("postgres://u@[::1]:5433/x").expect("parses");
-        assert_eq!(Server::of(&options).to_string(), "[::1]:5433");
+        assert_eq!(server_name(&options), "[::1]:5433");
     }
 }

@@ -56,16 +56,7 @@ impl Backend {
     /// `Some(Postgres)` when a server can run here. Without one, CI fails the test (it must never
     /// skip), and a developer's run says clearly that the PostgreSQL variant was skipped.
     pub fn postgres() -> Option<Backend> {
-        match postgres::shared() {
-            Ok(_) => Some(Backend::Postgres),
-            Err(reason) if std::env::var_os("CI").is_some() => {
-                panic!("PostgreSQL is required in CI: {reason}")
-            }
-            Err(reason) => {
-                eprintln!("SKIPPED the PostgreSQL variant of this test: {reason}");
-                None
-            }
-        }
+        required("PostgreSQL", postgres::shared()).map(|_| Backend::Postgres)
     }
 
     /// A URL to a new, empty database of this backend; `dir` holds SQLite files.

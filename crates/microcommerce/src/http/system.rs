@@ -96,11 +96,8 @@ async fn list_dead_letters(
     Query(paging): Query<super::Paging>,
 ) -> Result<Json<super::Page<DeadLetterView>>> {
     let (page, page_size) = paging.resolve()?;
-    // A page past the last one is empty, however far past.
-    let letters = match (page - 1).checked_mul(page_size) {
-        Some(offset) => state.bus.dead_letters(page_size, offset).await?,
-        None => Vec::new(),
-    };
+    let offset = super::Paging::offset(page, page_size).unsigned_abs();
+    let letters = state.bus.dead_letters(page_size, offset).await?;
     let total_count = i64::try_from(state.bus.dead_letter_count().await?).unwrap_or(i64::MAX);
     let items = letters
         .into_iter()

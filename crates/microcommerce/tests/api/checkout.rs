@@ -7,7 +7,7 @@ use sqlx::Row;
 
 use microcommerce::config::Config;
 
-use crate::helpers::{Client, TestApp, eventually, spawn_app, spawn_app_with};
+use crate::helpers::{Client, TestApp, eventually, order_in, spawn_app, spawn_app_with};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -92,16 +92,6 @@ async fn check_out(buyer: &Client, items: Option<Value>) -> String {
     let reply = post_checkout(buyer, items).await;
     assert_eq!(reply.status, 201, "{:?}", reply.body);
     reply.body["orderId"].as_str().unwrap().to_owned()
-}
-
-/// Waits until the order's status is one of `statuses`; returns the order.
-async fn order_in(buyer: &Client, order: &str, statuses: &[&str]) -> Value {
-    eventually(&format!("order in {statuses:?}"), WAIT, || async {
-        let reply = buyer.get(&format!("/api/ordering/orders/{order}")).await;
-        let status = reply.body["status"].as_str().unwrap_or_default().to_owned();
-        statuses.contains(&status.as_str()).then_some(reply.body)
-    })
-    .await
 }
 
 /// Waits until the saga is settled in `state` and the order agrees.

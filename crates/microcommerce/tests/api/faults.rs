@@ -6,20 +6,11 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, Client, TestApp, checkout_request, eventually, known_buyer, order_count, spawn_app,
+    Backend, TestApp, checkout_request, eventually, known_buyer, order_count, order_in, spawn_app,
     stocked_product,
 };
 
 const WAIT: Duration = Duration::from_secs(30);
-
-/// Waits until the order's status is `status`.
-async fn order_reaches(buyer: &Client, order: &str, status: &str) {
-    eventually(&format!("order {order} {status}"), WAIT, || async {
-        let view = buyer.get(&format!("/api/ordering/orders/{order}")).await;
-        (view.body["status"] == status).then_some(())
-    })
-    .await;
-}
 
 /// Runs `sql` on the write connection (on SQLite, the one connection every write uses).
 async fn on_writer(app: &TestApp, sql: &str) {
@@ -88,7 +79,7 @@ async fn a_full_database_answers_503_writes_nothing_half_and_resumes_when_space_
     placed.push(retried.body["orderId"].as_str().expect("id").to_owned());
     // Every order placed, before, during or after, moves on: no message was lost.
     for order in &placed {
-        order_reaches(&buyer, order, "StockReserved").await;
+        order_in(&buyer, order, &["StockReserved"]).await;
     }
     let letters = app.admin().get("/api/messaging/dead-letters").await.body;
     assert_eq!(letters["totalCount"], 0, "{letters}");
@@ -158,12 +149,12 @@ async fn a_poison_message_goes_to_dead_letters_and_completes_when_retried_after_
         let retried = admin.send("POST", &format!("/api/messaging/dead-letters/{id}/retry"), None).await;
         assert_eq!(retried.status, 204);
     }
-    order_reaches(&buyer, &order, "StockReserved").await;
+    order_in(&buyer, &order, &["StockReserved"]).await;
     let paid = buyer
         .post(&format!("/api/ordering/orders/{order}/pay"), json!({ "shouldSucceed": true }))
         .await;
     assert_eq!(paid.status, 200, "{:?}", paid.body);
-    order_reaches(&buyer, &order, "Confirmed").await;
+    order_in(&buyer, &order, &["Confirmed"]).await;
     assert_eq!(admin.get("/api/messaging/dead-letters").await.body["totalCount"], 0);
 }
 }

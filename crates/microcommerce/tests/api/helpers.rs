@@ -354,3 +354,14 @@ pub async fn order_count(app: &TestApp) -> i64 {
         .await
         .expect("orders counted")
 }
+
+/// Waits (up to 30 s) until the order's status is one of `statuses`; returns the order.
+pub async fn order_in(buyer: &Client, order: &str, statuses: &[&str]) -> Value {
+    let limit = std::time::Duration::from_secs(30);
+    eventually(&format!("order in {statuses:?}"), limit, || async {
+        let reply = buyer.get(&format!("/api/ordering/orders/{order}")).await;
+        let status = reply.body["status"].as_str().unwrap_or_default().to_owned();
+        statuses.contains(&status.as_str()).then_some(reply.body)
+    })
+    .await
+}

@@ -6,7 +6,7 @@ use futures_util::future::join_all;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Reply, checkout_request, eventually, known_buyer, order_count, spawn_app, stocked_product,
+    Reply, checkout_request, known_buyer, order_count, order_in, spawn_app, stocked_product,
 };
 
 /// Keys raced at once, and duplicates of each sent together.
@@ -59,11 +59,7 @@ async fn a_repeat_answers_as_the_first_did_after_the_order_moved_on(backend) {
     assert_eq!(first.0, 201);
     assert_eq!(first.2["status"], "Submitted");
     let order = first.2["orderId"].as_str().expect("order id").to_owned();
-    eventually("the saga reserves the stock", std::time::Duration::from_secs(20), || async {
-        let status = buyer.get(&format!("/api/ordering/orders/{order}")).await.body["status"].clone();
-        (status != "Submitted").then_some(())
-    })
-    .await;
+    order_in(&buyer, &order, &["StockReserved", "Failed"]).await;
     let again = answer(&buyer.post("/api/ordering/checkout", checkout_request(&product, 1)).await);
     assert_eq!(again, first);
 }

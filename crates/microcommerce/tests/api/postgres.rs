@@ -291,13 +291,10 @@ async fn settle(buyer: &Client, path: &str, statuses: &[&str]) -> String {
 
 #[tokio::test]
 async fn a_database_restart_under_load_gives_no_500s_and_loses_nothing() {
-    let server = match testkit::postgres::Server::start() {
-        Ok(server) => Arc::new(server),
-        Err(reason) if std::env::var_os("CI").is_some() => {
-            panic!("PostgreSQL is required: {reason}")
-        }
-        Err(reason) => return eprintln!("SKIPPED: no PostgreSQL here: {reason}"),
+    let Some(server) = testkit::required("PostgreSQL", testkit::postgres::Server::start()) else {
+        return;
     };
+    let server = Arc::new(server);
     let url = server.fresh_database().await;
     let app = spawn_instance(url, tempfile::tempdir().unwrap(), |mut config| {
         config.db_pool_size = 20;
