@@ -10,12 +10,11 @@ use std::time::Instant;
 
 use bus::Bus;
 
-use super::{BenchError, BenchOptions, Outcome, Tally};
+use super::{BenchError, BenchOptions, Ending, Outcome, Tally};
 use microcommerce::config::Config;
 use microcommerce::ids::{BuyerId, OrderId};
 use microcommerce::money::Money;
-use microcommerce::ordering::db::{Order, OrderItem};
-use microcommerce::ordering::domain::{OrderStatus, Totals};
+use microcommerce::ordering::{Order, OrderItem, OrderStatus, Totals, insert_order};
 
 /// The plain-SQL driver; cheap to clone.
 #[derive(Clone)]
@@ -91,12 +90,12 @@ impl Baseline {
         let decline = rng.f64() < options.decline_ratio;
         match self.inner.run(&product, decline, tally).await {
             Ok((status, to_awaiting)) => Outcome {
-                bought: if status == "Confirmed" {
+                bought: if status.is_sold() {
                     vec![(product, 1)]
                 } else {
                     Vec::new()
                 },
-                status: status.into(),
+                status: Ending::Settled(status),
                 reason: None,
                 to_awaiting: Some(to_awaiting),
                 to_settled: None,
@@ -105,7 +104,7 @@ impl Baseline {
             Err(error) => {
                 tally.error(format!("baseline: {error}")).await;
                 Outcome {
-                    status: "Error".into(),
+                    status: Ending::Error,
                     reason: Some(error.to_string()),
                     bought: Vec::new(),
                     to_awaiting: None,
@@ -125,7 +124,7 @@ impl Inner {
         product: &str,
         decline: bool,
         tally: &Tally,
-    ) -> microcommerce::Result<(&'static str, u64)> {
+    ) -> microcommerce::Result<(OrderStatus, u64)> {
         let buyer = BuyerId(uuid::Uuid::new_v4());
         let cart = uuid::Uuid::now_v7().to_string();
         tally.request();
@@ -143,7 +142,7 @@ impl Inner {
             .await?;
         let to_awaiting = placed_at.elapsed().as_micros() as u64;
         if status == OrderStatus::Failed {
-            return Ok(("Failed", to_awaiting));
+            return Ok((OrderStatus::Failed, to_awaiting));
         }
 
         tally.request();
@@ -203,7 +202,7 @@ async fn place_and_reserve(
         quantity: 1,
         image_url: None,
     };
-    microcommerce::ordering::db::insert_order(tx, &order, &[item], None).await?;
+    insert_order(tx, &order, &[item], None).await?;
     let reserved = sqlx::query(
         "UPDATE stock_items SET reserved = reserved + 1 \
          WHERE product_id = $1 AND on_hand - reserved >= 1",
@@ -236,7 +235,7 @@ async fn pay_and_settle(
     product: String,
     cart: String,
     decline: bool,
-) -> microcommerce::Result<&'static str> {
+) -> microcommerce::Result<OrderStatus> {
     let now = tx.now().await?;
     sqlx::query(
         "INSERT INTO payments (order_id, succeeded, failure_reason, at) VALUES ($1, $2, NULL, $3)",
@@ -253,7 +252,7 @@ async fn pay_and_settle(
             .await?;
         end_reservation(tx, order, "Released").await?;
         set_status(tx, order, OrderStatus::Failed).await?;
-        return Ok("Failed");
+        return Ok(OrderStatus::Failed);
     }
     set_status(tx, order, OrderStatus::Paid).await?;
     sqlx::query(
@@ -269,7 +268,7 @@ async fn pay_and_settle(
         .bind(&cart)
         .execute(&mut **tx)
         .await?;
-    Ok("Confirmed")
+    Ok(OrderStatus::Confirmed)
 }
 
 fn order(buyer: BuyerId, now: storage::Timestamp) -> Order {

@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use super::{BenchError, BenchOptions, Outcome, Summary, Tally};
+use super::{BenchError, BenchOptions, Ending, Outcome, Summary, Tally};
 use microcommerce::app::App;
 use microcommerce::config::Config;
 use microcommerce::domain::Email;
 use microcommerce::ids::{BuyerId, OrderId, ProductId};
-use microcommerce::ordering::domain::ValidCheckout;
+use microcommerce::ordering::{Order, OrderStatus, ValidCheckout};
 use microcommerce::state::AppState;
 
 /// Longest a buyer waits for one order to settle before calling it stuck.
@@ -262,12 +262,12 @@ impl Inner {
             return error_outcome(started, "checkout", placed.0);
         };
         let path = format!("/api/ordering/orders/{order}");
-        let reported = placed.1["status"].as_str().unwrap_or("Submitted");
+        let reported = status_in(&placed.1["status"]).unwrap_or(OrderStatus::Submitted);
         let first = self
-            .settle_http(&buyer, &path, reported, &["StockReserved", "Failed"], tally)
+            .settle_http(&buyer, &path, reported, awaits_buyer_or_settled, tally)
             .await;
         let to_awaiting = micros(placed_at);
-        if first.0 != "StockReserved" {
+        if !awaits_buyer(&first.0) {
             return settled(first, picks, started, Some(to_awaiting), None);
         }
         let paid_at = Instant::now();
@@ -284,11 +284,11 @@ impl Inner {
         if paid.0 != 200 {
             return error_outcome(started, "pay", paid.0);
         }
-        // A declined payment leaves the order as it was until the saga fails it.
-        let guessed = if decline { "StockReserved" } else { "Paid" };
-        let reported = paid.1["orderStatus"].as_str().unwrap_or(guessed);
+        let Some(reported) = status_in(&paid.1["orderStatus"]) else {
+            return error_outcome(started, "pay", paid.0);
+        };
         let last = self
-            .settle_http(&buyer, &path, reported, &["Confirmed", "Failed"], tally)
+            .settle_http(&buyer, &path, reported, OrderStatus::is_settled, tally)
             .await;
         settled(
             last,
@@ -299,62 +299,60 @@ impl Inner {
         )
     }
 
-    /// The order's final answer among `statuses`, starting from the status an answer
-    /// `reported`: one of them needs no waiting (but a failure's reason takes one plain read),
+    /// The order's first status that is `done`, starting from the status an answer
+    /// `reported`: a done one needs no waiting (but a failure's reason takes one plain read),
     /// any other is waited out.
     async fn settle_http(
         &self,
         buyer: &Buyer<'_>,
         path: &str,
-        reported: &str,
-        statuses: &[&str],
+        reported: OrderStatus,
+        done: fn(OrderStatus) -> bool,
         tally: &Tally,
-    ) -> (String, Option<String>) {
+    ) -> (Ending, Option<String>) {
         match reported {
-            "Failed" => self.wait_http(buyer, path, None, statuses, tally).await,
-            done if statuses.contains(&done) => (done.to_owned(), None),
+            OrderStatus::Failed => self.wait_http(buyer, path, None, done, tally).await,
+            status if done(status) => (Ending::Settled(status), None),
             current => {
-                self.wait_http(buyer, path, Some(current), statuses, tally)
+                self.wait_http(buyer, path, Some(current), done, tally)
                     .await
             }
         }
     }
 
-    /// Waits for one of `statuses` by long polling: each request is held by the server until
-    /// the order leaves `current` (then the status the previous answer showed); without
+    /// Waits for a status that is `done` by long polling: each request is held by the server
+    /// until the order leaves `current` (then the status the previous answer showed); without
     /// `current` the first request answers at once.
     async fn wait_http(
         &self,
         buyer: &Buyer<'_>,
         path: &str,
-        current: Option<&str>,
-        statuses: &[&str],
+        current: Option<OrderStatus>,
+        done: fn(OrderStatus) -> bool,
         tally: &Tally,
-    ) -> (String, Option<String>) {
+    ) -> (Ending, Option<String>) {
         let deadline = Instant::now() + SETTLE_LIMIT;
-        let mut seen = current.map(str::to_owned);
+        let mut seen = current;
         while Instant::now() < deadline {
-            let url = match &seen {
+            let url = match seen {
                 Some(status) => format!("{path}?waitWhile={status}&timeoutMs={LONG_POLL_MS}"),
                 None => path.to_owned(),
             };
             let (_, order) = self
                 .send(buyer, reqwest::Method::GET, &url, None, tally)
                 .await;
-            let status = order["status"].as_str().unwrap_or_default();
-            if statuses.contains(&status) {
-                return (
-                    status.to_owned(),
-                    order["failureReason"].as_str().map(String::from),
-                );
+            let status = status_in(&order["status"]);
+            if let Some(status) = status.filter(|status| done(*status)) {
+                let reason = order["failureReason"].as_str().map(String::from);
+                return (Ending::Settled(status), reason);
             }
-            if seen.as_deref() == Some(status) || status.is_empty() {
+            if status.is_none() || seen == status {
                 // Held to its timeout, an error, or a server without long polling.
                 tokio::time::sleep(POLL).await;
             }
-            seen = Some(status.to_owned()).filter(|status| !status.is_empty());
+            seen = status;
         }
-        ("Stuck".into(), None)
+        (Ending::Stuck, None)
     }
 
     async fn checkout_in_process(&self, picks: &[String], decline: bool, tally: &Tally) -> Outcome {
@@ -378,16 +376,16 @@ impl Inner {
             Ok(order) => order,
             Err(error) => return error_outcome(started, &format!("checkout: {error}"), 0),
         };
-        let first = wait_in_process(state, order.id, &["StockReserved", "Failed"]).await;
+        let first = wait_in_process(state, order.id, awaits_buyer_or_settled).await;
         let to_awaiting = micros(started);
-        if first.0 != "StockReserved" {
+        if !awaits_buyer(&first.0) {
             return settled(first, picks, started, Some(to_awaiting), None);
         }
         let paid_at = Instant::now();
         if let Err(error) = pay_in_process(state, &order, !decline, tally).await {
             return error_outcome(started, &format!("pay: {error}"), 0);
         }
-        let last = wait_in_process(state, order.id, &["Confirmed", "Failed"]).await;
+        let last = wait_in_process(state, order.id, OrderStatus::is_settled).await;
         settled(
             last,
             picks,
@@ -471,15 +469,15 @@ async fn place_in_process(
     state: &AppState,
     valid: &ValidCheckout,
     tally: &Tally,
-) -> microcommerce::Result<microcommerce::ordering::db::Order> {
+) -> microcommerce::Result<Order> {
     tally.request();
     let buyer = BuyerId(uuid::Uuid::new_v4());
-    microcommerce::ordering::http::check_out(state, buyer, valid.clone(), None).await
+    microcommerce::ordering::check_out(state, buyer, valid.clone(), None).await
 }
 
 async fn pay_in_process(
     state: &AppState,
-    order: &microcommerce::ordering::db::Order,
+    order: &Order,
     succeed: bool,
     tally: &Tally,
 ) -> microcommerce::Result<()> {
@@ -499,31 +497,48 @@ async fn pay_in_process(
 async fn wait_in_process(
     state: &AppState,
     order: OrderId,
-    statuses: &[&str],
-) -> (String, Option<String>) {
+    done: fn(OrderStatus) -> bool,
+) -> (Ending, Option<String>) {
     let deadline = Instant::now() + SETTLE_LIMIT;
     while Instant::now() < deadline {
         // Woken when the order's status changes, as the HTTP API's long polling is.
         let news = state.bus.changed_next(order.0);
         if let Ok(mut conn) = state.db.read().await
-            && let Ok(Some(found)) = microcommerce::ordering::db::find_order(&mut conn, order).await
-            && statuses.contains(&found.status.as_str())
+            && let Ok(Some(found)) = microcommerce::ordering::order(&mut conn, order).await
+            && done(found.status)
         {
-            return (found.status.as_str().to_owned(), found.failure_reason);
+            let reason = found.failure_reason.map(|reason| reason.to_string());
+            return (Ending::Settled(found.status), reason);
         }
         let _ = tokio::time::timeout(LONG_POLL_RECHECK, news).await;
     }
-    ("Stuck".into(), None)
+    (Ending::Stuck, None)
+}
+
+/// The first stop of a checkout: the order awaits its buyer's payment, or has already settled
+/// (failed for want of stock).
+fn awaits_buyer_or_settled(status: OrderStatus) -> bool {
+    status.awaits_buyer() || status.is_settled()
+}
+
+/// True when the checkout reached the point where its buyer pays.
+fn awaits_buyer(ending: &Ending) -> bool {
+    matches!(ending, Ending::Settled(status) if status.awaits_buyer())
+}
+
+/// An order status as the API wrote it.
+fn status_in(value: &Value) -> Option<OrderStatus> {
+    serde_json::from_value(value.clone()).ok()
 }
 
 fn settled(
-    (status, reason): (String, Option<String>),
+    (status, reason): (Ending, Option<String>),
     picks: &[String],
     started: Instant,
     to_awaiting: Option<u64>,
     to_settled: Option<u64>,
 ) -> Outcome {
-    let bought = if status == "Confirmed" {
+    let bought = if status.sold() {
         picks.iter().map(|p| (p.clone(), 1)).collect()
     } else {
         Vec::new()
@@ -540,7 +555,7 @@ fn settled(
 
 fn error_outcome(started: Instant, step: &str, status: u16) -> Outcome {
     Outcome {
-        status: "Error".into(),
+        status: Ending::Error,
         reason: Some(format!("{step} answered {status}")),
         bought: Vec::new(),
         to_awaiting: None,

@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use microcommerce::ordering::OrderStatus;
 use tokio::sync::Mutex;
 
 pub use driver::Driver;
@@ -95,11 +96,39 @@ pub enum BenchError {
     Options(String),
 }
 
+/// How a checkout ended for its buyer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// The checkout settled in this status ([`OrderStatus::is_settled`]).
+    Settled(OrderStatus),
+    /// It never settled within the bench's patience.
+    Stuck,
+    /// A request failed.
+    Error,
+}
+
+impl std::fmt::Display for Ending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Settled(status) => write!(f, "{status}"),
+            Self::Stuck => f.write_str("Stuck"),
+            Self::Error => f.write_str("Error"),
+        }
+    }
+}
+
+impl Ending {
+    /// True when the checkout sold what it ordered.
+    pub fn sold(self) -> bool {
+        matches!(self, Self::Settled(status) if status.is_sold())
+    }
+}
+
 /// One finished checkout as a buyer saw it.
 #[derive(Debug, Clone)]
 pub struct Outcome {
-    /// Confirmed or Failed (or Stuck if it never settled).
-    pub status: String,
+    /// How it ended.
+    pub status: Ending,
     /// Why it failed.
     pub reason: Option<String>,
     /// Units bought per product (empty unless confirmed).
@@ -151,12 +180,11 @@ impl Summary {
 
     fn add(&mut self, outcome: Outcome) {
         self.finished += 1;
-        let settled = outcome.status == "Confirmed" || outcome.status == "Failed";
-        if settled {
+        if matches!(outcome.status, Ending::Settled(_)) {
             self.completed += 1;
             let _ = self.whole.record(outcome.whole.max(1));
         }
-        if outcome.status == "Stuck" {
+        if outcome.status == Ending::Stuck {
             self.stuck += 1;
         }
         for (micros, histogram) in [
@@ -171,10 +199,8 @@ impl Summary {
             *self.bought.entry(product).or_default() += units;
         }
         let key = match outcome.reason {
-            Some(reason) if outcome.status != "Confirmed" => {
-                format!("{}: {reason}", outcome.status)
-            }
-            _ => outcome.status,
+            Some(reason) if !outcome.status.sold() => format!("{}: {reason}", outcome.status),
+            _ => outcome.status.to_string(),
         };
         *self.by_outcome.entry(key).or_default() += 1;
     }

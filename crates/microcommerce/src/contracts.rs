@@ -20,6 +20,64 @@ pub struct OrderLine {
     pub quantity: u32,
 }
 
+/// Why a checkout failed, typed so that pages and tools tell the cases apart by their kind;
+/// on the wire and in the order it is the buyer-facing sentence the API has always shown, so
+/// stored orders and messages in flight read the same.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(from = "String", into = "String")]
+pub enum FailureReason {
+    /// A line could not be reserved: not enough of this product left.
+    OutOfStock {
+        /// The product's name as ordered.
+        product: String,
+    },
+    /// The payment provider declined.
+    PaymentDeclined,
+    /// No payment arrived before the payment window closed.
+    PaymentTimedOut,
+    /// A reason this version does not know (written by another version): shown as it is.
+    Other(String),
+}
+
+impl FailureReason {
+    const OUT_OF_STOCK: &str = "Insufficient stock for ";
+    const PAYMENT_DECLINED: &str = "Payment declined (simulated)";
+    const PAYMENT_TIMED_OUT: &str = "Payment not received in time";
+}
+
+impl std::fmt::Display for FailureReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::OutOfStock { product } => write!(f, "{}{product}", Self::OUT_OF_STOCK),
+            Self::PaymentDeclined => f.write_str(Self::PAYMENT_DECLINED),
+            Self::PaymentTimedOut => f.write_str(Self::PAYMENT_TIMED_OUT),
+            Self::Other(text) => f.write_str(text),
+        }
+    }
+}
+
+/// Reads the sentence back: the inverse of `Display`, so the typed reason survives storage.
+impl From<String> for FailureReason {
+    fn from(text: String) -> Self {
+        if let Some(product) = text.strip_prefix(Self::OUT_OF_STOCK) {
+            return Self::OutOfStock {
+                product: product.to_owned(),
+            };
+        }
+        match text.as_str() {
+            Self::PAYMENT_DECLINED => Self::PaymentDeclined,
+            Self::PAYMENT_TIMED_OUT => Self::PaymentTimedOut,
+            _ => Self::Other(text),
+        }
+    }
+}
+
+impl From<FailureReason> for String {
+    fn from(reason: FailureReason) -> Self {
+        reason.to_string()
+    }
+}
+
 macro_rules! order_message {
     ($(#[$doc:meta])* $name:ident { $($(#[$fdoc:meta])* $field:ident : $ty:ty),* $(,)? }) => {
         $(#[$doc])*
@@ -66,8 +124,8 @@ order_message!(
 order_message!(
     /// Inventory → saga: some line could not be reserved; nothing is held.
     StockReservationFailed {
-        /// Buyer-facing reason ("Insufficient stock for …").
-        reason: String,
+        /// Which product ran short.
+        reason: FailureReason,
     }
 );
 order_message!(
@@ -77,8 +135,8 @@ order_message!(
 order_message!(
     /// Payment → saga: the payment was declined.
     PaymentFailed {
-        /// Buyer-facing reason.
-        reason: String,
+        /// Why.
+        reason: FailureReason,
     }
 );
 order_message!(
@@ -92,8 +150,8 @@ order_message!(
 order_message!(
     /// Saga → ordering: the order failed.
     OrderFailed {
-        /// Buyer-facing reason.
-        reason: String,
+        /// Why.
+        reason: FailureReason,
     }
 );
 order_message!(
@@ -113,3 +171,31 @@ order_message!(
         items: Vec<OrderLine>,
     }
 );
+
+#[cfg(test)]
+mod tests {
+    use super::FailureReason;
+
+    #[test]
+    fn a_failure_reason_reads_back_from_the_sentence_it_shows() {
+        for reason in [
+            FailureReason::OutOfStock {
+                product: "Mug".into(),
+            },
+            FailureReason::PaymentDeclined,
+            FailureReason::PaymentTimedOut,
+            FailureReason::Other("Lost at sea".into()),
+        ] {
+            assert_eq!(FailureReason::from(reason.to_string()), reason);
+        }
+        assert_eq!(
+            FailureReason::OutOfStock {
+                product: "Mug".into()
+            }
+            .to_string(),
+            "Insufficient stock for Mug"
+        );
+        let json = serde_json::to_string(&FailureReason::PaymentDeclined).unwrap();
+        assert_eq!(json, r#""Payment declined (simulated)""#);
+    }
+}

@@ -99,12 +99,14 @@
 #![warn(missing_docs)]
 
 mod definition;
+mod diagram;
 mod engine;
 mod events;
 mod sets;
 mod store;
 
 pub use definition::{Rejected, Saga, Transition};
+pub use diagram::{Diagram, Edge, Outcome, Sent};
 pub use engine::{Engine, EngineError};
 #[doc(hidden)]
 pub use events::__private;

@@ -101,9 +101,20 @@ impl PreferWait {
     /// The longest wait honoured; a longer one is shortened to it.
     pub const LONGEST: std::time::Duration = std::time::Duration::from_secs(30);
 
+    /// The `Prefer` header's description in the API document.
+    pub const DESCRIPTION: &str =
+        "wait=N: hold the answer until the saga moves the order on, N seconds at most (30)";
+
     /// The `Preference-Applied` header value for a wait that was honoured.
     pub fn applied(self) -> Option<String> {
         self.0.map(|wait| format!("wait={}", wait.as_secs()))
+    }
+
+    /// Tells the client that its `Prefer: wait` was honoured (RFC 7240 `Preference-Applied`).
+    pub fn mark_applied(self, answer: &mut Response) {
+        if let Some(applied) = self.applied().and_then(|text| text.parse().ok()) {
+            answer.headers_mut().insert("preference-applied", applied);
+        }
     }
 
     /// The preference among `headers`, as the extractor reads it.

@@ -12,7 +12,7 @@ use storage::Timestamp;
 use super::sets::{self, Ending, Reservation, StockWrite};
 
 use crate::contracts::{
-    DeductStock, OrderLine, ReleaseStockReservations, ReserveStockForOrder,
+    DeductStock, FailureReason, OrderLine, ReleaseStockReservations, ReserveStockForOrder,
     StockReservationCompleted, StockReservationFailed,
 };
 use crate::ids::OrderId;
@@ -96,7 +96,9 @@ impl Consumer for ReserveStock {
 
 /// The answer to a reservation that `short` made impossible.
 fn failed(order_id: OrderId, short: &OrderLine) -> StockReservationFailed {
-    let reason = format!("Insufficient stock for {}", short.product_name);
+    let reason = FailureReason::OutOfStock {
+        product: short.product_name.clone(),
+    };
     tracing::info!(%order_id, %reason, "stock reservation failed");
     StockReservationFailed { order_id, reason }
 }

@@ -3,7 +3,7 @@
 use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
 
 use super::db::{move_status, move_statuses};
-use super::domain::OrderStatus;
+use super::status::OrderStatus;
 use crate::contracts::{ConfirmOrder, OrderFailed, StockReservationCompleted};
 use crate::ids::OrderId;
 
@@ -65,7 +65,11 @@ fn target(message: &Envelope) -> Result<(OrderId, OrderStatus, Option<String>), 
         }
         OrderFailed::TYPE => {
             let command: OrderFailed = message.decode()?;
-            (command.order_id, OrderStatus::Failed, Some(command.reason))
+            (
+                command.order_id,
+                OrderStatus::Failed,
+                Some(command.reason.to_string()),
+            )
         }
         other => {
             return Err(ConsumeError::permanent(format!(

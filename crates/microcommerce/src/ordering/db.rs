@@ -1,52 +1,14 @@
-//! Order statements, shared by the handlers, the status consumer and payment.
+//! Order statements, shared by ordering's service functions and its status consumer.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 use storage::Timestamp;
 
-use super::domain::{OrderStatus, ShippingAddress, Totals};
-use crate::ids::{BuyerId, OrderId, ProductId};
+use super::domain::{Order, OrderItem, ShippingAddress, Totals};
+use super::status::OrderStatus;
+use crate::contracts::FailureReason;
+use crate::ids::{BuyerId, OrderId};
 use crate::money::Money;
-
-/// An order as stored.
-#[derive(Debug, Clone)]
-pub struct Order {
-    /// Its id.
-    pub id: OrderId,
-    /// Human-friendly number (`MC-7KQ2ZP`).
-    pub order_number: String,
-    /// Who placed it.
-    pub buyer_id: BuyerId,
-    /// Where confirmations go.
-    pub buyer_email: String,
-    /// Where it ships.
-    pub address: ShippingAddress,
-    /// Where it stands.
-    pub status: OrderStatus,
-    /// Its money.
-    pub totals: Totals,
-    /// Why it failed, if it did.
-    pub failure_reason: Option<String>,
-    /// When it was placed.
-    pub created_at: Timestamp,
-    /// When it was paid.
-    pub paid_at: Option<Timestamp>,
-}
-
-/// A line snapshotted from the catalog at checkout.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OrderItem {
-    /// The product.
-    pub product_id: ProductId,
-    /// Its name at checkout.
-    pub product_name: String,
-    /// Its price at checkout.
-    pub unit_price: Money,
-    /// How many.
-    pub quantity: u32,
-    /// Its picture at checkout.
-    pub image_url: Option<String>,
-}
 
 const ORDER_COLUMNS: &str = "id, order_number, buyer_id, buyer_email, ship_name, ship_email, \
     ship_street, ship_city, ship_state, ship_zip, status, subtotal_cents, shipping_cents, \
@@ -215,7 +177,7 @@ pub async fn move_status(
     failure_reason: Option<&str>,
     now: Timestamp,
 ) -> Result<bool, sqlx::Error> {
-    let allowed = quoted_statuses(to.reachable_from());
+    let allowed = quoted_statuses(&to.reachable_from());
     if allowed.is_empty() {
         return Ok(false);
     }
@@ -267,16 +229,17 @@ pub async fn move_statuses(
             format!(
                 "WHEN '{}' THEN orders.status IN ({})",
                 to.as_str(),
-                quoted_statuses(to.reachable_from())
+                quoted_statuses(&to.reachable_from())
             )
         })
         .collect();
     let sql = format!(
         "UPDATE orders SET status = j.value ->> 1, \
          failure_reason = COALESCE(j.value ->> 2, failure_reason), \
-         paid_at = CASE WHEN j.value ->> 1 = 'Paid' THEN $2 ELSE paid_at END, updated_at = $2 \
+         paid_at = CASE WHEN j.value ->> 1 = '{}' THEN $2 ELSE paid_at END, updated_at = $2 \
          FROM {} WHERE orders.id = j.value ->> 0 \
          AND (CASE j.value ->> 1 {} ELSE false END) RETURNING orders.id",
+        OrderStatus::Paid.as_str(),
         storage::json_rows(tx.backend(), 1),
         allowed.join(" ")
     );
@@ -346,7 +309,9 @@ fn order_from_row(row: &AnyRow) -> Result<Order, sqlx::Error> {
             tax: Money(row.try_get("tax_cents")?),
             total: Money(row.try_get("total_cents")?),
         },
-        failure_reason: row.try_get("failure_reason")?,
+        failure_reason: row
+            .try_get::<Option<String>, _>("failure_reason")?
+            .map(FailureReason::from),
         created_at: Timestamp(row.try_get("created_at")?),
         paid_at: row.try_get::<Option<i64>, _>("paid_at")?.map(Timestamp),
     })

@@ -1,14 +1,16 @@
-//! Ordering's domain types: statuses and their transitions, totals, order numbers, and the
-//! parsed checkout request.
+//! Ordering's domain types: totals, order numbers, and the parsed checkout request.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::contracts::FailureReason;
 use crate::domain::{Email, Quantity};
 use crate::error::FieldErrors;
-use crate::ids::ProductId;
+use crate::ids::{BuyerId, OrderId, ProductId};
 use crate::money::Money;
+use crate::ordering::status::OrderStatus;
+use storage::Timestamp;
 
 /// Flat shipping charged on every order.
 pub const SHIPPING: Money = Money(599);
@@ -17,94 +19,44 @@ pub const TAX_PERCENT: i64 = 8;
 /// Most lines one order may have.
 pub const MAX_LINES: usize = 50;
 
-/// Where an order stands. The saga drives Submitted → StockReserved → Paid → Confirmed or
-/// Failed; admins move Confirmed → Shipped → Delivered.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-)]
-pub enum OrderStatus {
-    /// Placed; stock not yet reserved.
-    Submitted,
-    /// Stock held; awaiting payment.
-    StockReserved,
-    /// Payment received; confirmation in progress.
-    Paid,
-    /// Paid, stock deducted.
-    Confirmed,
-    /// Handed to the carrier.
-    Shipped,
-    /// Received by the buyer.
-    Delivered,
-    /// Out of stock, declined or timed out.
-    Failed,
-    /// Cancelled.
-    Cancelled,
+/// An order as stored.
+#[derive(Debug, Clone)]
+pub struct Order {
+    /// Its id.
+    pub id: OrderId,
+    /// Human-friendly number (`MC-7KQ2ZP`).
+    pub order_number: String,
+    /// Who placed it.
+    pub buyer_id: BuyerId,
+    /// Where confirmations go.
+    pub buyer_email: String,
+    /// Where it ships.
+    pub address: ShippingAddress,
+    /// Where it stands.
+    pub status: OrderStatus,
+    /// Its money.
+    pub totals: Totals,
+    /// Why it failed, if it did.
+    pub failure_reason: Option<FailureReason>,
+    /// When it was placed.
+    pub created_at: Timestamp,
+    /// When it was paid.
+    pub paid_at: Option<Timestamp>,
 }
 
-impl OrderStatus {
-    /// Every status, in lifecycle order.
-    pub const ALL: [OrderStatus; 8] = [
-        Self::Submitted,
-        Self::StockReserved,
-        Self::Paid,
-        Self::Confirmed,
-        Self::Shipped,
-        Self::Delivered,
-        Self::Failed,
-        Self::Cancelled,
-    ];
-
-    /// The stored and wire name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Submitted => "Submitted",
-            Self::StockReserved => "StockReserved",
-            Self::Paid => "Paid",
-            Self::Confirmed => "Confirmed",
-            Self::Shipped => "Shipped",
-            Self::Delivered => "Delivered",
-            Self::Failed => "Failed",
-            Self::Cancelled => "Cancelled",
-        }
-    }
-
-    /// Parses a stored or wire name.
-    pub fn parse(text: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|status| status.as_str() == text)
-    }
-
-    /// The statuses an order may come from to reach `self`.
-    pub fn reachable_from(self) -> &'static [OrderStatus] {
-        match self {
-            Self::Submitted => &[],
-            Self::StockReserved => &[Self::Submitted],
-            Self::Paid => &[Self::Submitted, Self::StockReserved],
-            Self::Confirmed => &[Self::Paid],
-            Self::Shipped => &[Self::Confirmed],
-            Self::Delivered => &[Self::Shipped],
-            Self::Failed => &[Self::Submitted, Self::StockReserved, Self::Paid],
-            Self::Cancelled => &[],
-        }
-    }
-
-    /// True if an admin may move an order from `self` to `next` (shipping only: every other
-    /// status belongs to the checkout saga).
-    pub fn admin_may_move_to(self, next: OrderStatus) -> bool {
-        matches!(
-            (self, next),
-            (Self::Confirmed, Self::Shipped) | (Self::Shipped, Self::Delivered)
-        )
-    }
+/// A line snapshotted from the catalog at checkout.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderItem {
+    /// The product.
+    pub product_id: ProductId,
+    /// Its name at checkout.
+    pub product_name: String,
+    /// Its price at checkout.
+    pub unit_price: Money,
+    /// How many.
+    pub quantity: u32,
+    /// Its picture at checkout.
+    pub image_url: Option<String>,
 }
 
 /// An order's money, computed by the server only.
@@ -532,25 +484,5 @@ mod tests {
             errors["items[2].quantity"],
             ["must total at most 99 per product"]
         );
-    }
-
-    #[test]
-    fn only_the_saga_and_shipping_steps_move_statuses() {
-        use OrderStatus::*;
-        assert!(Confirmed.admin_may_move_to(Shipped));
-        assert!(Shipped.admin_may_move_to(Delivered));
-        for (from, to) in [
-            (Submitted, Confirmed),
-            (Confirmed, Delivered),
-            (Failed, Shipped),
-            (Delivered, Shipped),
-        ] {
-            assert!(!from.admin_may_move_to(to));
-        }
-        assert_eq!(Failed.reachable_from(), [Submitted, StockReserved, Paid]);
-        for status in OrderStatus::ALL {
-            assert_eq!(OrderStatus::parse(status.as_str()), Some(status));
-        }
-        assert_eq!(OrderStatus::parse("Lost"), None);
     }
 }

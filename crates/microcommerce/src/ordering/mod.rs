@@ -1,13 +1,35 @@
 //! Ordering: orders (snapshotted lines, server-computed totals, statuses) and the checkout saga
 //! that drives them. It owns `/api/ordering` except payment, and consumes the saga's outcomes
 //! to keep order statuses in step.
+//!
+//! The checkout is declared once in [`checkout`]. Other modules, the storefront and the bench
+//! use ordering through the service functions re-exported here, by job: placing an order
+//! ([`check_out`]), reading one ([`visible_order`], [`checkout_of`], …), waiting for it to move
+//! on ([`order_after_change`], [`status_after`]), listing ([`list_orders`], [`dashboard`]) and
+//! following the checkout ([`tell_payment`]). `http.rs` and `admin.rs` only translate HTTP.
 
-pub mod admin;
 pub mod checkout;
-pub mod consumers;
-pub mod db;
 pub mod domain;
-pub mod http;
+pub mod status;
+
+mod admin;
+mod consumers;
+mod db;
+mod http;
+mod listing;
+mod placing;
+mod progress;
+mod views;
+mod waiting;
+
+pub use db::insert_order;
+pub use domain::{Order, OrderItem, ShippingAddress, Totals, ValidCheckout};
+pub use listing::{Dashboard, OrderSummary, dashboard, list_orders};
+pub use placing::check_out;
+pub use progress::{move_after_checkout, tell_payment};
+pub use status::OrderStatus;
+pub use views::{checkout_of, order, payment_deadline, visible_order, visible_order_with_items};
+pub use waiting::{order_after_change, status_after};
 
 use std::sync::Arc;
 

@@ -3,13 +3,15 @@
 //! the checkout saga happen in one transaction.
 
 mod http;
+mod service;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
 
-pub use http::{PaymentRequest, PaymentResult, record_payment};
+pub use http::PaymentRequest;
+pub use service::{PaymentResult, record_payment};
 
 /// `POST /orders/{id}/pay`, mounted under `/api/ordering`.
 pub fn router() -> OpenApiRouter<AppState> {

@@ -110,8 +110,7 @@ pub(super) async fn submit(
 ) -> PageResult {
     let placed = match form.request().validate() {
         Ok(valid) => {
-            crate::ordering::http::check_out(&state, caller.buyer, valid, form.idempotency_key())
-                .await
+            crate::ordering::check_out(&state, caller.buyer, valid, form.idempotency_key()).await
         }
         Err(errors) => Err(crate::Error::Validation(errors)),
     };

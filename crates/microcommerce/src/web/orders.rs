@@ -15,11 +15,10 @@ use super::layout::{self, Chrome, price};
 use super::{Form, PageResult, WebError, parse_id, see_other};
 use crate::http::Caller;
 use crate::ids::OrderId;
-use crate::ordering::checkout::{PAYMENT_DECLINED, PAYMENT_TIMED_OUT};
-use crate::ordering::db::{Order, OrderItem};
-use crate::ordering::domain::OrderStatus;
-use crate::ordering::http::{
-    OrderFilter, list_orders, order_after_change, payment_deadline, visible_order_with_items,
+use crate::ordering::checkout::{FailureReason, STEPS, step};
+use crate::ordering::{
+    Order, OrderItem, OrderStatus, list_orders, order_after_change, payment_deadline,
+    visible_order_with_items,
 };
 use crate::state::AppState;
 
@@ -61,27 +60,19 @@ pub(super) async fn page(
     ))
 }
 
-/// True once the checkout has settled: nothing more will change by itself.
-fn settled(status: OrderStatus) -> bool {
-    !matches!(
-        status,
-        OrderStatus::Submitted | OrderStatus::StockReserved | OrderStatus::Paid
-    )
-}
-
 /// The progress panel: the status in words, the steps, and what the buyer can do now.
 async fn progress(state: &AppState, order: &Order) -> Markup {
-    let left = match order.status {
-        OrderStatus::StockReserved => Some(seconds_to_pay(state, order.id).await),
-        _ => None,
+    let left = match order.status.awaits_buyer() {
+        true => Some(seconds_to_pay(state, order.id).await),
+        false => None,
     };
     html! {
         p #order-status .status data-status=(order.status.as_str())
-            data-final=[settled(order.status).then_some("true")] {
-            strong { (status_words(order.status)) }
+            data-final=[order.status.is_settled().then_some("true")] {
+            strong { (headline(order.status)) }
         }
         @if order.status == OrderStatus::Failed {
-            p.reason { (reason_in_words(order.failure_reason.as_deref().unwrap_or_default())) }
+            p.reason { (reason_in_words(order.failure_reason.as_ref())) }
             p { a.button.primary href="/cart" { "Back to your cart" } }
         } @else {
             (steps(order.status))
@@ -108,49 +99,49 @@ async fn seconds_to_pay(state: &AppState, id: OrderId) -> u64 {
     }
 }
 
-fn status_words(status: OrderStatus) -> &'static str {
-    match status {
-        OrderStatus::Submitted => "Submitted: reserving your items…",
-        OrderStatus::StockReserved => "Stock reserved: awaiting payment",
-        OrderStatus::Paid => "Paid: confirming your order…",
-        OrderStatus::Confirmed => "Confirmed",
-        OrderStatus::Shipped => "Shipped",
-        OrderStatus::Delivered => "Delivered",
-        OrderStatus::Failed => "Failed",
-        OrderStatus::Cancelled => "Cancelled",
-    }
+/// The status line: the checkout's own words while it runs or has just ended, the status's
+/// name after it.
+fn headline(status: OrderStatus) -> &'static str {
+    step(status).map_or(status.as_str(), |step| step.headline)
 }
 
 /// Why the checkout failed, for a shopper.
-fn reason_in_words(reason: &str) -> String {
-    if let Some(product) = reason.strip_prefix("Insufficient stock for ") {
-        return format!("Out of stock: there are not enough of “{product}” left.");
-    }
+fn reason_in_words(reason: Option<&FailureReason>) -> String {
     match reason {
-        PAYMENT_DECLINED => "Your payment was declined.".to_owned(),
-        PAYMENT_TIMED_OUT => "Payment was not received in time.".to_owned(),
-        "" => "The order could not be completed.".to_owned(),
-        other => other.to_owned(),
+        Some(FailureReason::OutOfStock { product }) => {
+            format!("Out of stock: there are not enough of “{product}” left.")
+        }
+        Some(FailureReason::PaymentDeclined) => "Your payment was declined.".to_owned(),
+        Some(FailureReason::PaymentTimedOut) => "Payment was not received in time.".to_owned(),
+        Some(FailureReason::Other(text)) if !text.is_empty() => text.clone(),
+        _ => "The order could not be completed.".to_owned(),
     }
 }
 
+/// The checkout's progress list, from its declared steps: each step's label, and after a step
+/// that awaits the buyer an item for what it awaits, current while the order is there. Once
+/// the checkout has settled every item is done.
 fn steps(status: OrderStatus) -> Markup {
-    let reached = match status {
-        OrderStatus::Submitted => 0,
-        OrderStatus::StockReserved => 2,
-        OrderStatus::Paid => 3,
-        _ => 5,
-    };
-    let names = [
-        "Submitted",
-        "Stock reserved",
-        "Awaiting payment",
-        "Paid",
-        "Confirmed",
-    ];
+    let mut items = Vec::new();
+    let mut current = None;
+    for step in &STEPS {
+        if step.status == status && step.awaiting.is_none() {
+            current = Some(items.len());
+        }
+        items.push(step.label);
+        if let Some(awaited) = step.awaiting {
+            if step.status == status {
+                current = Some(items.len());
+            }
+            items.push(awaited);
+        }
+    }
+    let reached = current
+        .filter(|_| status.in_checkout())
+        .unwrap_or(items.len());
     html! {
         ol.steps {
-            @for (index, name) in names.iter().enumerate() {
+            @for (index, name) in items.iter().enumerate() {
                 @let state = match index.cmp(&reached) {
                     std::cmp::Ordering::Less => "done",
                     std::cmp::Ordering::Equal => "current",
@@ -225,7 +216,7 @@ pub(super) async fn events(
         let order = next_state(&state, &caller, id, last).await?;
         let panel = progress(&state, &order).await.into_string();
         let event = Event::default().event("progress").data(panel);
-        let next = (!settled(order.status)).then_some((state, caller, id, Some(order.status)));
+        let next = (!order.status.is_settled()).then_some((state, caller, id, Some(order.status)));
         Some((Ok(event), next))
     });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
@@ -295,12 +286,11 @@ pub(super) async fn mine(State(state): State<AppState>, caller: Caller, uri: Uri
         .and_then(|query| query.0.page?.parse().ok())
         .unwrap_or(1u32)
         .clamp(1, 100_000);
-    let filter = OrderFilter {
-        status: None,
+    let paging = crate::http::Paging {
         page: Some(page),
         page_size: Some(ORDERS_PER_PAGE),
     };
-    let listed = list_orders(&state, Some(caller.buyer), filter).await?;
+    let listed = list_orders(&state, Some(caller.buyer), None, paging).await?;
     let mut orders = Vec::with_capacity(listed.items.len());
     for summary in &listed.items {
         orders.push(visible_order_with_items(&state, &caller, summary.id).await?);
@@ -362,26 +352,54 @@ mod tests {
 
     #[test]
     fn failure_reasons_read_as_sentences() {
+        let short = FailureReason::OutOfStock {
+            product: "Mug".into(),
+        };
         assert_eq!(
-            reason_in_words("Insufficient stock for Mug"),
+            reason_in_words(Some(&short)),
             "Out of stock: there are not enough of “Mug” left."
         );
         assert_eq!(
-            reason_in_words(PAYMENT_DECLINED),
+            reason_in_words(Some(&FailureReason::PaymentDeclined)),
             "Your payment was declined."
         );
         assert_eq!(
-            reason_in_words(PAYMENT_TIMED_OUT),
+            reason_in_words(Some(&FailureReason::PaymentTimedOut)),
             "Payment was not received in time."
         );
+        assert_eq!(reason_in_words(None), "The order could not be completed.");
+    }
+
+    /// The progress list's items and which one is current, as classes.
+    fn progress_of(status: OrderStatus) -> String {
+        steps(status).into_string()
     }
 
     #[test]
-    fn only_the_saga_s_waiting_statuses_keep_the_stream_open() {
-        assert!(!settled(OrderStatus::Submitted));
-        assert!(!settled(OrderStatus::StockReserved));
-        assert!(!settled(OrderStatus::Paid));
-        assert!(settled(OrderStatus::Confirmed));
-        assert!(settled(OrderStatus::Failed));
+    fn the_progress_list_marks_where_the_checkout_stands() {
+        let reserved = progress_of(OrderStatus::StockReserved);
+        assert!(
+            reserved.contains(r#"<li class="done">Stock reserved</li>"#),
+            "{reserved}"
+        );
+        assert!(
+            reserved.contains(r#"<li class="current" aria-current="step">Awaiting payment</li>"#),
+            "{reserved}"
+        );
+        let paid = progress_of(OrderStatus::Paid);
+        assert!(
+            paid.contains(r#"<li class="current" aria-current="step">Paid</li>"#),
+            "{paid}"
+        );
+        let confirmed = progress_of(OrderStatus::Confirmed);
+        assert!(
+            !confirmed.contains("current") && !confirmed.contains("todo"),
+            "{confirmed}"
+        );
+        let submitted = progress_of(OrderStatus::Submitted);
+        assert!(
+            submitted.starts_with(r#"<ol class="steps"><li class="current""#),
+            "{submitted}"
+        );
     }
 }

@@ -18,7 +18,7 @@ async fn admins_list_retry_and_purge_dead_letters(backend) {
         "checkout",
         &StockReservationFailed {
             order_id: OrderId::new(),
-            reason: "x".into(),
+            reason: microcommerce::contracts::FailureReason::PaymentDeclined,
         },
     );
     outgoing.payload = "{\"not\": \"a stock reservation\"}".into();

@@ -1,0 +1,169 @@
+//! Listing orders: a buyer's or everyone's, filtered and paged, and the shop's figures.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use sqlx::Row;
+
+use super::db;
+use super::status::OrderStatus;
+use crate::Result;
+use crate::http::{Page, Paging, rfc3339};
+use crate::ids::{BuyerId, OrderId};
+use crate::money::Money;
+use crate::state::AppState;
+
+/// An order in a listing.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSummary {
+    pub(crate) id: OrderId,
+    pub(crate) order_number: String,
+    pub(crate) status: OrderStatus,
+    #[schema(value_type = f64)]
+    pub(crate) total: Money,
+    pub(crate) item_count: i64,
+    #[schema(format = DateTime)]
+    pub(crate) created_at: String,
+}
+
+/// The conditions of an order listing, naming only the filters given (bound in that order, the
+/// buyer first) so that an index serves them: `($1 IS NULL OR …)` would scan every order.
+fn listing_filter(by_buyer: bool, by_status: bool) -> String {
+    let mut conditions = Vec::new();
+    if by_buyer {
+        conditions.push(format!("o.buyer_id = ${}", conditions.len() + 1));
+    }
+    if by_status {
+        conditions.push(format!("o.status = ${}", conditions.len() + 1));
+    }
+    if conditions.is_empty() {
+        return "1 = 1".into();
+    }
+    conditions.join(" AND ")
+}
+
+/// Orders of one buyer (or of everyone), filtered and paged, newest first.
+pub async fn list_orders(
+    state: &AppState,
+    buyer: Option<BuyerId>,
+    status: Option<OrderStatus>,
+    paging: Paging,
+) -> Result<Page<OrderSummary>> {
+    let (page, page_size) = paging.resolve()?;
+    let buyer = buyer.map(|b| b.to_string());
+    let status = status.map(OrderStatus::as_str);
+    let given: Vec<&str> = buyer.as_deref().into_iter().chain(status).collect();
+    let filter_sql = listing_filter(buyer.is_some(), status.is_some());
+    let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM orders o WHERE {filter_sql}"
+    )));
+    for value in &given {
+        count = count.bind(*value);
+    }
+    let total_count: i64 = count.fetch_one(&mut state.read().await?).await?;
+    let (limit, offset) = (given.len() + 1, given.len() + 2);
+    let mut page_query = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "SELECT o.id, o.order_number, o.status, o.total_cents, o.created_at, \
+         (SELECT CAST(COALESCE(SUM(i.quantity), 0) AS BIGINT) FROM order_items i WHERE i.order_id = o.id) AS item_count \
+         FROM orders o WHERE {filter_sql} ORDER BY o.created_at DESC, o.id DESC LIMIT ${limit} OFFSET ${offset}"
+    )));
+    for value in &given {
+        page_query = page_query.bind(*value);
+    }
+    let rows = page_query
+        .bind(i64::from(page_size))
+        .bind(Paging::offset(page, page_size))
+        .fetch_all(&mut state.read().await?)
+        .await?;
+    let items = rows
+        .iter()
+        .map(|row| {
+            use sqlx::Row;
+            let status: String = row.try_get("status")?;
+            Ok(OrderSummary {
+                id: db::parse(row.try_get("id")?)?,
+                order_number: row.try_get("order_number")?,
+                status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Submitted),
+                total: Money(row.try_get("total_cents")?),
+                item_count: row.try_get("item_count")?,
+                created_at: rfc3339(storage::Timestamp(row.try_get("created_at")?)),
+            })
+        })
+        .collect::<Result<_, sqlx::Error>>()?;
+    Ok(Page {
+        items,
+        total_count,
+        page,
+        page_size,
+    })
+}
+
+/// The shop at a glance.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Dashboard {
+    /// Orders per status (every status present, zero included).
+    counts_by_status: BTreeMap<&'static str, i64>,
+    /// All orders.
+    total_orders: i64,
+    /// Sum of confirmed, shipped and delivered orders.
+    #[schema(value_type = f64)]
+    revenue: Money,
+    /// Orders placed since midnight UTC.
+    todays_orders: i64,
+}
+
+/// Counts by status, revenue (the orders that count as sold, [`OrderStatus::is_sold`]) and
+/// today's orders.
+pub async fn dashboard(state: &AppState) -> Result<Dashboard> {
+    let rows = sqlx::query(
+        "SELECT status, COUNT(*) AS n, CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) AS cents \
+         FROM orders GROUP BY status",
+    )
+    .fetch_all(&mut state.read().await?)
+    .await?;
+    let mut counts_by_status: BTreeMap<&'static str, i64> = OrderStatus::ALL
+        .iter()
+        .map(|status| (status.as_str(), 0))
+        .collect();
+    let mut revenue = 0;
+    for row in &rows {
+        let status: String = row.try_get("status")?;
+        if let Some(status) = OrderStatus::parse(&status) {
+            counts_by_status.insert(status.as_str(), row.try_get("n")?);
+            if status.is_sold() {
+                revenue += row.try_get::<i64, _>("cents")?;
+            }
+        }
+    }
+    let now = state.db.now();
+    let midnight = now.0 - now.0.rem_euclid(86_400_000_000);
+    let todays_orders: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE created_at >= $1")
+            .bind(midnight)
+            .fetch_one(&mut state.read().await?)
+            .await?;
+    Ok(Dashboard {
+        total_orders: counts_by_status.values().sum(),
+        counts_by_status,
+        revenue: Money(revenue),
+        todays_orders,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::listing_filter;
+
+    #[test]
+    fn a_listing_names_only_the_filters_given_numbered_in_binding_order() {
+        assert_eq!(listing_filter(false, false), "1 = 1");
+        assert_eq!(listing_filter(true, false), "o.buyer_id = $1");
+        assert_eq!(listing_filter(false, true), "o.status = $1");
+        assert_eq!(
+            listing_filter(true, true),
+            "o.buyer_id = $1 AND o.status = $2"
+        );
+    }
+}

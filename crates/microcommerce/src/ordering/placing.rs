@@ -1,0 +1,202 @@
+//! Placing an order: the checkout's lines and their catalog prices read first, then the order
+//! and the event that starts its saga written in one transaction; idempotency keys make a
+//! retried checkout return the order the first one placed.
+
+use std::collections::BTreeMap;
+
+use super::db::{self, IdempotencyKey};
+use super::domain::{Order, OrderItem, Totals, ValidCheckout};
+use super::status::OrderStatus;
+use crate::catalog::db::{ProductStatus, find_products};
+use crate::contracts::{CheckoutStarted, OrderLine};
+use crate::ids::{BuyerId, OrderId, ProductId};
+use crate::state::AppState;
+use crate::{Error, Result};
+
+/// A checkout as the API, the storefront and the in-process benchmark run it: an order already
+/// placed under `key` is returned as it is (or refused, if the key came with a different
+/// request); otherwise the lines and their catalog snapshot are read on a reader connection,
+/// then the order is placed in a grouped write transaction.
+pub async fn check_out(
+    state: &AppState,
+    buyer: BuyerId,
+    valid: ValidCheckout,
+    key: Option<String>,
+) -> Result<Order> {
+    let key = key.map(|key| IdempotencyKey {
+        key,
+        fingerprint: valid.fingerprint(),
+    });
+    let mut reader = state.read().await?;
+    if let Some(key) = &key
+        && let Some(existing) = db::find_by_idempotency_key(&mut reader, buyer, &key.key).await?
+    {
+        return replay(existing, key);
+    }
+    let items = order_items(&mut reader, buyer, &valid).await?;
+    drop(reader);
+    let order = (valid, items, key);
+    state
+        .write(order, move |tx, (valid, items, key)| {
+            Box::pin(place_order(tx, buyer, valid, items, key.as_ref()))
+        })
+        .await
+}
+
+/// The order a key placed, for a repeat of its request; the key reused for another request is
+/// refused (IETF draft "The Idempotency-Key HTTP Header Field": 422).
+fn replay((order, fingerprint): (Order, Option<String>), key: &IdempotencyKey) -> Result<Order> {
+    match fingerprint {
+        Some(stored) if stored != key.fingerprint => Err(Error::IdempotencyKeyReused),
+        _ => Ok(order),
+    }
+}
+
+/// The lines of a checkout (given, or the buyer's cart) with their catalog snapshot; a 422 for
+/// an empty cart or a product that is not for sale.
+async fn order_items(
+    conn: &mut storage::Conn<'_>,
+    buyer: BuyerId,
+    valid: &ValidCheckout,
+) -> Result<Vec<OrderItem>> {
+    let lines = match &valid.lines {
+        Some(lines) => lines.clone(),
+        None => cart_lines(conn, buyer).await?,
+    };
+    snapshot_lines(conn, &lines).await
+}
+
+/// Places an order of `items` in the caller's transaction: the order (Submitted) and the
+/// CheckoutStarted that starts its saga commit together. With an idempotency key already used
+/// by this buyer it returns that order instead (a retry racing the first request).
+async fn place_order(
+    tx: &mut bus::Tx<'_>,
+    buyer: BuyerId,
+    valid: &ValidCheckout,
+    items: &[OrderItem],
+    key: Option<&IdempotencyKey>,
+) -> Result<Order> {
+    let from_cart = valid.lines.is_none();
+    let order = new_order(valid, buyer, items, tx.now().await?);
+    let order = match insert_with_unique_number(tx, buyer, order, items, key).await? {
+        Placed::New(order) => order,
+        Placed::Before(order) => return Ok(order),
+    };
+    let started = CheckoutStarted {
+        order_id: order.id,
+        buyer_id: buyer,
+        items: items
+            .iter()
+            .map(|item| OrderLine {
+                product_id: item.product_id,
+                product_name: item.product_name.clone(),
+                quantity: item.quantity,
+            })
+            .collect(),
+        from_cart,
+    };
+    tx.publish(&started).await?;
+    tracing::info!(order_id = %order.id, order_number = %order.order_number, "checkout started");
+    Ok(order)
+}
+
+async fn cart_lines(
+    conn: &mut storage::Conn<'_>,
+    buyer: BuyerId,
+) -> Result<BTreeMap<ProductId, u32>> {
+    let lines: BTreeMap<_, _> = crate::cart::db::cart_lines(conn, buyer)
+        .await?
+        .into_iter()
+        .collect();
+    if lines.is_empty() {
+        return Err(Error::refused("items", "the cart is empty"));
+    }
+    Ok(lines)
+}
+
+/// Names, prices and pictures come from the catalog at this moment, never from the client.
+async fn snapshot_lines(
+    conn: &mut storage::Conn<'_>,
+    lines: &BTreeMap<ProductId, u32>,
+) -> Result<Vec<OrderItem>> {
+    let ids: Vec<ProductId> = lines.keys().copied().collect();
+    let products: BTreeMap<ProductId, _> = find_products(conn, &ids)
+        .await?
+        .into_iter()
+        .filter(|product| product.status == ProductStatus::Published)
+        .map(|product| (product.id, product))
+        .collect();
+    let mut errors = crate::error::FieldErrors::new();
+    let mut items = Vec::with_capacity(lines.len());
+    for (index, (id, quantity)) in lines.iter().enumerate() {
+        match products.get(id) {
+            Some(product) => items.push(OrderItem {
+                product_id: *id,
+                product_name: product.name.clone(),
+                unit_price: product.price,
+                quantity: *quantity,
+                image_url: product.image_url.clone(),
+            }),
+            None => {
+                errors.insert(
+                    format!("items[{index}].productId"),
+                    vec![format!("product {id} does not exist or is not for sale")],
+                );
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(items)
+    } else {
+        Err(Error::Unprocessable(errors))
+    }
+}
+
+fn new_order(
+    valid: &ValidCheckout,
+    buyer: BuyerId,
+    items: &[OrderItem],
+    now: storage::Timestamp,
+) -> Order {
+    Order {
+        id: OrderId::new(),
+        order_number: super::domain::new_order_number(),
+        buyer_id: buyer,
+        buyer_email: valid.email.to_string(),
+        address: valid.address.clone(),
+        status: OrderStatus::Submitted,
+        totals: Totals::of(items.iter().map(|item| (item.unit_price, item.quantity))),
+        failure_reason: None,
+        created_at: now,
+        paid_at: None,
+    }
+}
+
+/// Inserts the order, drawing a new number while the random one is taken; the order its
+/// idempotency key placed before, if the key is what was taken.
+async fn insert_with_unique_number(
+    tx: &mut bus::Tx<'_>,
+    buyer: BuyerId,
+    mut order: Order,
+    items: &[OrderItem],
+    key: Option<&IdempotencyKey>,
+) -> Result<Placed> {
+    for _ in 0..5 {
+        if db::insert_order(tx, &order, items, key).await? {
+            return Ok(Placed::New(order));
+        }
+        if let Some(key) = key
+            && let Some(existing) = db::find_by_idempotency_key(tx, buyer, &key.key).await?
+        {
+            return replay(existing, key).map(Placed::Before);
+        }
+        order.order_number = super::domain::new_order_number();
+    }
+    Err(Error::OrderNumberExhausted)
+}
+
+/// What placing an order under a key found: the new order, or the one the key placed before.
+enum Placed {
+    New(Order),
+    Before(Order),
+}
