@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::layout::{self, Chrome, price};
 use super::{Form, PageResult, see_other};
-use crate::cart::http::cart_of;
+use crate::cart::{CartView, cart_of};
 use crate::error::FieldErrors;
 use crate::http::Caller;
 use crate::ordering::domain::{CheckoutRequest, ShippingAddress, Totals};
@@ -221,7 +221,7 @@ fn sentences(messages: &[&String]) -> String {
     capitalized.join(". ")
 }
 
-fn summary(cart: &crate::cart::http::CartView) -> Markup {
+fn summary(cart: &CartView) -> Markup {
     let totals = Totals::of(
         cart.items
             .iter()

@@ -4,7 +4,7 @@
 use maud::{DOCTYPE, Markup, html};
 
 use crate::http::Caller;
-use crate::inventory::http::{LOW_STOCK, StockView};
+use crate::inventory::{LOW_STOCK, StockView};
 use crate::money::Money;
 use crate::state::AppState;
 
@@ -21,7 +21,7 @@ impl Chrome {
     /// The chrome for `caller`; a cart count that cannot be read shows as zero rather than
     /// failing the page.
     pub async fn of(state: &AppState, caller: &Caller) -> Self {
-        let cart_units = crate::cart::http::units(state, caller.buyer)
+        let cart_units = crate::cart::units(state, caller.buyer)
             .await
             .unwrap_or_default();
         Self {
