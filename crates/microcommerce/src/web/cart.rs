@@ -10,7 +10,6 @@ use super::{Form, PageResult, parse_id, see_other};
 use crate::cart::{CartItemView, CartView, cart_of};
 use crate::http::Caller;
 use crate::ids::{CartItemId, ProductId};
-use crate::ordering::domain::Totals;
 use crate::state::AppState;
 
 /// `GET /cart`: the lines with their forms, the totals and the way to checkout.
@@ -54,11 +53,6 @@ async fn categories_of(state: &AppState, items: &[CartItemView]) -> crate::Resul
 }
 
 fn cart_table(cart: &CartView, categories: &[String]) -> Markup {
-    let totals = Totals::of(
-        cart.items
-            .iter()
-            .map(|item| (item.unit_price, u32::try_from(item.quantity).unwrap_or(0))),
-    );
     html! {
         ul.lines {
             @for (item, category) in cart.items.iter().zip(categories) {
@@ -66,12 +60,7 @@ fn cart_table(cart: &CartView, categories: &[String]) -> Markup {
             }
         }
         section.summary aria-label="Totals" {
-            dl {
-                dt { "Subtotal" } dd #subtotal { (price(totals.subtotal)) }
-                dt { "Shipping" } dd { (price(totals.shipping)) }
-                dt { "Tax (8 %)" } dd { (price(totals.tax)) }
-                dt { "Total" } dd.total { (price(totals.total)) }
-            }
+            (layout::totals(&layout::cart_totals(cart)))
             p.actions {
                 a href="/" { "Continue shopping" }
                 a.button.primary href="/checkout" { "Checkout" }

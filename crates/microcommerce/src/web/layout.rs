@@ -1,11 +1,13 @@
 //! The chrome around every page: head, header with search and cart count, footer; and small
-//! pieces several pages share (prices, availability, pictures).
+//! pieces several pages share (prices, totals, availability, pictures).
 
 use maud::{DOCTYPE, Markup, html};
 
+use crate::cart::CartView;
 use crate::http::Caller;
 use crate::inventory::{LOW_STOCK, StockView};
 use crate::money::Money;
+use crate::ordering::domain::{TAX_PERCENT, Totals};
 use crate::state::AppState;
 
 /// What the header shows about the buyer.
@@ -90,6 +92,27 @@ fn header(chrome: &Chrome) -> Markup {
 /// `$12.34`.
 pub(crate) fn price(amount: Money) -> String {
     format!("${amount}")
+}
+
+/// What `cart` would cost as an order now: the checkout's own arithmetic.
+pub(crate) fn cart_totals(cart: &CartView) -> Totals {
+    Totals::of(
+        cart.items
+            .iter()
+            .map(|item| (item.unit_price, u32::try_from(item.quantity).unwrap_or(0))),
+    )
+}
+
+/// Subtotal, shipping, tax (with its rate) and total, as the cart and the checkout show them.
+pub(crate) fn totals(totals: &Totals) -> Markup {
+    html! {
+        dl {
+            dt { "Subtotal" } dd #subtotal { (price(totals.subtotal)) }
+            dt { "Shipping" } dd { (price(totals.shipping)) }
+            dt { "Tax (" (TAX_PERCENT) " %)" } dd { (price(totals.tax)) }
+            dt { "Total" } dd.total { (price(totals.total)) }
+        }
+    }
 }
 
 /// In stock, low stock or out of stock, from the inventory's available units.
