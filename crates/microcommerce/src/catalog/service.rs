@@ -41,7 +41,7 @@ pub struct ProductView {
 }
 
 /// Filters of the product listing; the page is asked for apart ([`crate::http::Paging`]).
-#[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct ProductFilter {

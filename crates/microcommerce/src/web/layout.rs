@@ -135,3 +135,18 @@ pub(crate) fn picture(category: &str, size: u32) -> Markup {
         img.picture src=(super::assets::picture_for(category)) alt="" width=(size) height=(size);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_totals_name_the_domains_tax_rate_and_show_its_numbers() {
+        let totals = Totals::of([(Money(1000), 2)]);
+        let text = super::totals(&totals).into_string();
+        assert!(text.contains(&format!("Tax ({TAX_PERCENT} %)")), "{text}");
+        for amount in [totals.subtotal, totals.shipping, totals.tax, totals.total] {
+            assert!(text.contains(&price(amount)), "{amount} in {text}");
+        }
+    }
+}
