@@ -8,12 +8,11 @@ use axum::extract::DefaultBodyLimit;
 use bus::{Bus, BusConfig};
 use storage::{Db, DbOptions};
 use tokio::net::TcpListener;
-use utoipa_axum::router::OpenApiRouter;
 
 use crate::config::Config;
 use crate::http::BODY_LIMIT;
 use crate::state::AppState;
-use crate::{cart, catalog, http, inventory, openapi, ordering, payment, web};
+use crate::{cart, catalog, http, inventory, openapi, ordering, web};
 
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
@@ -177,7 +176,7 @@ async fn prune_finished_checkouts(state: AppState, mut stop: tokio::sync::watch:
 /// Every module's routes under one router, with the shared layers.
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .merge(api_routes())
+        .merge(openapi::api_routes())
         .merge(web::router())
         .fallback(web::fallback)
         .method_not_allowed_fallback(http::method_not_allowed)
@@ -192,17 +191,4 @@ pub fn router(state: AppState) -> Router {
             http::buyer_identity,
         ))
         .with_state(state)
-}
-
-/// The API routes, each registered with its description: the OpenAPI document is made from
-/// this very router ([`openapi::document`]).
-pub fn api_routes() -> OpenApiRouter<AppState> {
-    let ordering = ordering::router().merge(payment::router());
-    OpenApiRouter::new()
-        .nest("/api/catalog", catalog::router())
-        .nest("/api/inventory", inventory::router())
-        .nest("/api/cart", cart::router())
-        .nest("/api/ordering", ordering)
-        .merge(http::router())
-        .merge(openapi::router())
 }

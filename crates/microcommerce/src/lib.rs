@@ -9,11 +9,16 @@
 //!
 //! Below them: [`contracts`] (the checkout's messages, which the modules exchange) and
 //! [`state`] (what every handler can reach). Shared types: [`money`], [`ids`],
-//! [`domain`] (the quantity and email parsed at the boundary).
+//! [`domain`] (the quantity, email and bounded text parsed at the boundary).
 //!
-//! The edges: [`http`] (extractors, identity, problem documents via [`error`]), [`openapi`],
-//! [`web`] (the storefront's HTML pages at `/`, over the same modules),
-//! [`app`] (start-up, the only module that names every other) and [`config`].
+//! Each business module's service functions are re-exported from its root (`cart::cart_of`,
+//! `catalog::list_products`, `inventory::stock_levels`, …); its `http` only translates HTTP to
+//! them, and no other module reaches into it.
+//!
+//! The edges: [`http`] (extractors, identity, paging, problem documents via [`error`]),
+//! [`openapi`] (the API's routes and their document), [`web`] (the storefront's HTML pages at
+//! `/`, over the same service functions), [`app`] (start-up: serves the API routes and the
+//! pages) and [`config`].
 //!
 //! Outside this library: the `microcommerce` binary and its command line (`crates/cli`) and the
 //! `microcommerce bench` load generator (`crates/bench`), which drives this library in-process

@@ -1,6 +1,7 @@
-//! The OpenAPI document, generated from the router: every API route is registered with
-//! `routes!` on an [`OpenApiRouter`], which documents it from its handler's `#[utoipa::path]`,
-//! so a route cannot exist undocumented. The answers every route shares (problems for malformed
+//! The API's routes and their OpenAPI document, generated from them: every API route is
+//! registered with `routes!` on an [`OpenApiRouter`], which documents it from its handler's
+//! `#[utoipa::path]`, so a route cannot exist undocumented. Start-up ([`crate::app`]) serves
+//! [`api_routes`]; nothing here looks back at it. The answers every route shares (problems for malformed
 //! input, a missing admin token, overload) are added here by rule rather than by hand, so that
 //! no handler can forget one.
 
@@ -13,10 +14,19 @@ use utoipa_axum::routes;
 
 use crate::http::Json;
 use crate::state::AppState;
+use crate::{cart, catalog, http, inventory, ordering, payment};
 
-/// `GET /api/openapi.json`.
-pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(openapi_json))
+/// The API routes, each registered with its description: the OpenAPI document is made from
+/// this very router ([`document`]), and it serves the document at `GET /api/openapi.json`.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    let ordering = ordering::router().merge(payment::router());
+    OpenApiRouter::new()
+        .nest("/api/catalog", catalog::router())
+        .nest("/api/inventory", inventory::router())
+        .nest("/api/cart", cart::router())
+        .nest("/api/ordering", ordering)
+        .merge(http::router())
+        .routes(routes!(openapi_json))
 }
 
 /// This document.
@@ -46,7 +56,7 @@ struct ApiDoc;
 pub fn document() -> &'static Value {
     static DOCUMENT: OnceLock<Value> = OnceLock::new();
     DOCUMENT.get_or_init(|| {
-        let routes = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(crate::app::api_routes());
+        let routes = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(api_routes());
         let mut doc = serde_json::to_value(routes.into_openapi()).unwrap_or_default();
         complete(&mut doc);
         doc

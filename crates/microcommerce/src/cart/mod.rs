@@ -1,9 +1,13 @@
 //! Cart: one cart per buyer, lines merged by product (1..=99 units each). Names and prices
 //! always come from the catalog; a confirmed checkout removes exactly what it bought.
+//!
+//! Other modules and the storefront call the service functions re-exported here; `http` only
+//! translates HTTP to them.
 
 pub mod consumers;
 pub mod db;
-pub mod http;
+mod http;
+mod service;
 
 use std::sync::Arc;
 
@@ -11,6 +15,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
+
+pub use service::{
+    CartItemView, CartView, add_item, cart_of, lines_of, remove_item, set_quantity, units,
+};
 
 /// Routes under `/api/cart`.
 pub fn router() -> OpenApiRouter<AppState> {

@@ -1,17 +1,28 @@
 //! Catalog: categories and products (price in cents, USD; Draft → Published → Archived).
 //! Buyers see published products only; admins create, edit and publish. The catalog is the
 //! only source of names and prices for carts and orders.
+//!
+//! Other modules and the storefront call the service functions re-exported here; `http` only
+//! translates HTTP to them.
 
 pub mod db;
-pub mod http;
+mod http;
+mod input;
 mod seed;
+mod service;
 
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
 
+pub use db::{ProductSnapshot, ProductStatus};
+pub use input::ProductInput;
 pub use seed::seed_if_empty;
+pub use service::{
+    CategoryView, ProductFilter, ProductView, create_product, list_categories, list_products,
+    product_snapshots, set_status, update_product, visible_product,
+};
 
 /// Routes under `/api/catalog`.
 pub fn router() -> OpenApiRouter<AppState> {

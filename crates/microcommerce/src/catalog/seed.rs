@@ -316,8 +316,7 @@ async fn insert_if_empty(db: &Db) -> Result<(), sqlx::Error> {
             .bind(now.0)
             .execute(&mut *tx)
             .await?;
-            crate::inventory::db::create_stock_item(&mut tx, id, stock_level(c, index), now)
-                .await?;
+            crate::inventory::create_stock_item(&mut tx, id, stock_level(c, index), now).await?;
         }
     }
     tx.commit().await?;

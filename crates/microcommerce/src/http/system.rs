@@ -95,9 +95,9 @@ async fn list_dead_letters(
     axum::extract::State(state): axum::extract::State<AppState>,
     Query(paging): Query<super::Paging>,
 ) -> Result<Json<super::Page<DeadLetterView>>> {
-    let (page, page_size) = paging.resolve()?;
-    let offset = super::Paging::offset(page, page_size).unsigned_abs();
-    let letters = state.bus.dead_letters(page_size, offset).await?;
+    let request = paging.request()?;
+    let offset = request.offset().unsigned_abs();
+    let letters = state.bus.dead_letters(request.size, offset).await?;
     let total_count = i64::try_from(state.bus.dead_letter_count().await?).unwrap_or(i64::MAX);
     let items = letters
         .into_iter()
@@ -114,12 +114,7 @@ async fn list_dead_letters(
             payload: serde_json::from_str(&letter.payload).unwrap_or(serde_json::Value::Null),
         })
         .collect();
-    Ok(Json(super::Page {
-        items,
-        total_count,
-        page,
-        page_size,
-    }))
+    Ok(Json(request.page_of(items, total_count)))
 }
 
 /// Puts a dead letter back on its queue.

@@ -1,49 +1,18 @@
-//! Stock routes: levels for everyone, adjustments for admins.
+//! Stock routes: levels for everyone, adjustments for admins. Each handler turns the request
+//! into a call to the inventory's service and its answer into JSON.
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::{Deserialize, Serialize};
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use serde::Deserialize;
 
-use crate::http::{Admin, Json, Page, Paging, Path, Query, rfc3339};
+use super::service::{self, AdjustmentView, StockView};
+use crate::http::{Admin, Json, Page, Paging, Path, Query};
 use crate::ids::ProductId;
 use crate::state::AppState;
 use crate::{Error, Result};
 
-/// Available units at or below which a product counts as low on stock.
-pub const LOW_STOCK: i64 = 10;
 /// Most products one stock query may name.
 const MAX_IDS: usize = 100;
-
-/// A product's stock level.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct StockView {
-    pub(crate) product_id: ProductId,
-    pub(crate) quantity_on_hand: i64,
-    pub(crate) reserved_quantity: i64,
-    pub(crate) available_quantity: i64,
-    pub(crate) is_in_stock: bool,
-    pub(crate) is_low_stock: bool,
-}
-
-fn stock_view(row: &AnyRow) -> Result<StockView, sqlx::Error> {
-    let on_hand: i64 = row.try_get("on_hand")?;
-    let reserved: i64 = row.try_get("reserved")?;
-    let available = on_hand - reserved;
-    Ok(StockView {
-        product_id: row
-            .try_get::<String, _>("product_id")?
-            .parse()
-            .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
-        quantity_on_hand: on_hand,
-        reserved_quantity: reserved,
-        available_quantity: available,
-        is_in_stock: available > 0,
-        is_low_stock: available <= LOW_STOCK,
-    })
-}
 
 /// One product's stock level.
 #[utoipa::path(get, path = "/stock/{productId}", tag = "inventory",
@@ -53,13 +22,7 @@ pub async fn get_stock(
     State(state): State<AppState>,
     Path(product): Path<ProductId>,
 ) -> Result<Json<StockView>> {
-    let row =
-        sqlx::query("SELECT product_id, on_hand, reserved FROM stock_items WHERE product_id = $1")
-            .bind(product.to_string())
-            .fetch_optional(&mut state.read().await?)
-            .await?
-            .ok_or(Error::NotFound("stock item"))?;
-    Ok(Json(stock_view(&row)?))
+    service::stock_level(&state, product).await.map(Json)
 }
 
 /// Which products to report.
@@ -83,31 +46,7 @@ pub async fn list_stock(
     Query(query): Query<StockQuery>,
 ) -> Result<Json<Vec<StockView>>> {
     let ids = parse_ids(query.product_ids.as_deref().unwrap_or_default())?;
-    stock_levels(&state, &ids).await.map(Json)
-}
-
-/// Stock levels of `ids`, in that order; unknown ids are left out.
-pub(crate) async fn stock_levels(state: &AppState, ids: &[ProductId]) -> Result<Vec<StockView>> {
-    if ids.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Only numbered placeholders are spliced in; the ids themselves are bound.
-    let sql = sqlx::AssertSqlSafe(format!(
-        "SELECT product_id, on_hand, reserved FROM stock_items WHERE product_id IN ({})",
-        storage::placeholders(1, ids.len())
-    ));
-    let rows = ids
-        .iter()
-        .fold(sqlx::query(sql), |query, id| query.bind(id.to_string()))
-        .fetch_all(&mut state.read().await?)
-        .await?;
-    let mut levels = rows
-        .iter()
-        .map(stock_view)
-        .collect::<Result<Vec<_>, sqlx::Error>>()?;
-    // In the order asked for.
-    levels.sort_by_key(|level| ids.iter().position(|id| *id == level.product_id));
-    Ok(levels)
+    service::stock_levels(&state, &ids).await.map(Json)
 }
 
 fn parse_ids(text: &str) -> Result<Vec<ProductId>> {
@@ -180,95 +119,8 @@ pub async fn adjust(
     Path(product): Path<ProductId>,
     Json(body): Json<Adjustment>,
 ) -> Result<StatusCode> {
-    if body.adjustment == 0 || body.adjustment.unsigned_abs() > 1_000_000_000 {
-        return Err(Error::invalid(
-            "adjustment",
-            "must be a non-zero number of units",
-        ));
-    }
-    if body
-        .reason
-        .as_ref()
-        .is_some_and(|r| r.chars().count() > 500)
-    {
-        return Err(Error::invalid("reason", "must be at most 500 characters"));
-    }
-    state
-        .write(body, move |tx, body| {
-            Box::pin(record_adjustment(tx, product, body))
-        })
-        .await?;
+    service::adjust_stock(&state, product, body.adjustment, body.reason).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Adjusts `product`'s stock by `body` and records why, in the caller's transaction; refused
-/// when it would undercut what is held.
-async fn record_adjustment(
-    tx: &mut bus::Tx<'_>,
-    product: ProductId,
-    body: &Adjustment,
-) -> Result<()> {
-    let now = tx.now().await?;
-    let after: Option<i64> = sqlx::query_scalar(
-        "UPDATE stock_items SET on_hand = on_hand + $1, updated_at = $2 \
-         WHERE product_id = $3 AND on_hand + $1 >= reserved AND on_hand + $1 >= 0 \
-         RETURNING on_hand",
-    )
-    .bind(body.adjustment)
-    .bind(now.0)
-    .bind(product.to_string())
-    .fetch_optional(&mut **tx)
-    .await?;
-    let Some(after) = after else {
-        return Err(refusal(tx, product, body.adjustment).await);
-    };
-    sqlx::query(
-        "INSERT INTO stock_adjustments (product_id, adjustment, quantity_after, reason, adjusted_by, at) \
-         VALUES ($1, $2, $3, $4, 'admin', $5)",
-    )
-    .bind(product.to_string())
-    .bind(body.adjustment)
-    .bind(after)
-    .bind(body.reason.as_deref().map(str::trim).filter(|r| !r.is_empty()))
-    .bind(now.0)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
-}
-
-/// Why an adjustment was refused: no such item, or it would undercut what is held.
-async fn refusal(tx: &mut bus::Tx<'_>, product: ProductId, adjustment: i64) -> Error {
-    let row = sqlx::query("SELECT on_hand, reserved FROM stock_items WHERE product_id = $1")
-        .bind(product.to_string())
-        .fetch_optional(&mut **tx)
-        .await;
-    match row {
-        Ok(Some(row)) => {
-            let on_hand: i64 = row.try_get("on_hand").unwrap_or_default();
-            let reserved: i64 = row.try_get("reserved").unwrap_or_default();
-            Error::InsufficientStock {
-                product,
-                adjustment,
-                on_hand_after: on_hand + adjustment,
-                reserved,
-            }
-        }
-        Ok(None) => Error::NotFound("stock item"),
-        Err(error) => error.into(),
-    }
-}
-
-/// One entry of the adjustment history.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct AdjustmentView {
-    id: i64,
-    adjustment: i64,
-    quantity_after: i64,
-    reason: Option<String>,
-    adjusted_by: String,
-    #[schema(format = DateTime)]
-    at: String,
 }
 
 /// A product's adjustments, newest first, paged.
@@ -282,46 +134,8 @@ pub async fn adjustments(
     Path(product): Path<ProductId>,
     Query(paging): Query<Paging>,
 ) -> Result<Json<Page<AdjustmentView>>> {
-    let (page, page_size) = paging.resolve()?;
-    let mut conn = state.read().await?;
-    let exists: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM stock_items WHERE product_id = $1")
-        .bind(product.to_string())
-        .fetch_one(&mut conn)
-        .await?;
-    if exists == 0 {
-        return Err(Error::NotFound("stock item"));
-    }
-    let total_count: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM stock_adjustments WHERE product_id = $1")
-            .bind(product.to_string())
-            .fetch_one(&mut conn)
-            .await?;
-    let rows = sqlx::query(
-        "SELECT id, adjustment, quantity_after, reason, adjusted_by, at FROM stock_adjustments \
-         WHERE product_id = $1 ORDER BY id DESC LIMIT $2 OFFSET $3",
-    )
-    .bind(product.to_string())
-    .bind(i64::from(page_size))
-    .bind(Paging::offset(page, page_size))
-    .fetch_all(&mut conn)
-    .await?;
-    let history = rows
-        .iter()
-        .map(|row| {
-            Ok(AdjustmentView {
-                id: row.try_get("id")?,
-                adjustment: row.try_get("adjustment")?,
-                quantity_after: row.try_get("quantity_after")?,
-                reason: row.try_get("reason")?,
-                adjusted_by: row.try_get("adjusted_by")?,
-                at: rfc3339(storage::Timestamp(row.try_get("at")?)),
-            })
-        })
-        .collect::<Result<_, sqlx::Error>>()?;
-    Ok(Json(Page {
-        items: history,
-        total_count,
-        page,
-        page_size,
-    }))
+    let page = paging.request()?;
+    service::adjustment_history(&state, product, page)
+        .await
+        .map(Json)
 }

@@ -3,10 +3,14 @@
 //! updates (one per line for a lone order, one per set for a worker batch's orders, see
 //! `sets`); a reservation ends only through the saga (deducted or released). The database enforces
 //! `on_hand >= 0` and `0 <= reserved <= on_hand` as well.
+//!
+//! Other modules and the storefront call the service functions re-exported here; `http` only
+//! translates HTTP to them.
 
 pub mod consumers;
 pub mod db;
-pub mod http;
+mod http;
+mod service;
 mod sets;
 
 use std::sync::Arc;
@@ -15,6 +19,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::state::AppState;
+
+pub use service::{
+    AdjustmentView, LOW_STOCK, StockView, adjust_stock, adjustment_history, create_stock_item,
+    stock_level, stock_levels,
+};
 
 /// Routes under `/api/inventory`.
 pub fn router() -> OpenApiRouter<AppState> {

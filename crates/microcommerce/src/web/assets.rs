@@ -88,10 +88,7 @@ pub(super) async fn serve(axum::extract::Path(path): axum::extract::Path<String>
         header::CACHE_CONTROL,
         HeaderValue::from_static("public, max-age=86400"),
     );
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    super::secure(headers);
     response
 }
 

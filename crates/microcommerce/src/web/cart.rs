@@ -7,11 +7,9 @@ use serde::Deserialize;
 
 use super::layout::{self, Chrome, picture, price};
 use super::{Form, PageResult, parse_id, see_other};
-use crate::cart::http::{CartItemView, CartView, cart_of};
-use crate::catalog::db::find_products;
+use crate::cart::{CartItemView, CartView, cart_of};
 use crate::http::Caller;
 use crate::ids::{CartItemId, ProductId};
-use crate::ordering::domain::Totals;
 use crate::state::AppState;
 
 /// `GET /cart`: the lines with their forms, the totals and the way to checkout.
@@ -41,8 +39,8 @@ pub(super) async fn page(State(state): State<AppState>, caller: Caller) -> PageR
 /// The category name of each line's product, for its picture (line order).
 async fn categories_of(state: &AppState, items: &[CartItemView]) -> crate::Result<Vec<String>> {
     let ids: Vec<ProductId> = items.iter().map(|item| item.product_id).collect();
-    let products = find_products(&mut state.read().await?, &ids).await?;
-    let categories = crate::catalog::http::list_categories(state).await?;
+    let products = crate::catalog::product_snapshots(&mut state.read().await?, &ids).await?;
+    let categories = crate::catalog::list_categories(state).await?;
     let name_of = |id: ProductId| {
         let product = products.iter().find(|p| p.id == id)?;
         let category = categories.iter().find(|c| c.id == product.category_id)?;
@@ -55,11 +53,6 @@ async fn categories_of(state: &AppState, items: &[CartItemView]) -> crate::Resul
 }
 
 fn cart_table(cart: &CartView, categories: &[String]) -> Markup {
-    let totals = Totals::of(
-        cart.items
-            .iter()
-            .map(|item| (item.unit_price, u32::try_from(item.quantity).unwrap_or(0))),
-    );
     html! {
         ul.lines {
             @for (item, category) in cart.items.iter().zip(categories) {
@@ -67,12 +60,7 @@ fn cart_table(cart: &CartView, categories: &[String]) -> Markup {
             }
         }
         section.summary aria-label="Totals" {
-            dl {
-                dt { "Subtotal" } dd #subtotal { (price(totals.subtotal)) }
-                dt { "Shipping" } dd { (price(totals.shipping)) }
-                dt { "Tax (8 %)" } dd { (price(totals.tax)) }
-                dt { "Total" } dd.total { (price(totals.total)) }
-            }
+            (layout::totals(&layout::cart_totals(cart)))
             p.actions {
                 a href="/" { "Continue shopping" }
                 a.button.primary href="/checkout" { "Checkout" }
@@ -122,7 +110,7 @@ pub(super) async fn add(
 ) -> PageResult {
     let product: ProductId = parse_id(&form.product_id)?;
     let units = quantity(&form.quantity);
-    crate::cart::http::add(&state, caller.buyer, product, units).await?;
+    crate::cart::add_item(&state, caller.buyer, product, units).await?;
     Ok(see_other("/cart"))
 }
 
@@ -146,7 +134,7 @@ pub(super) async fn change(
 ) -> PageResult {
     let item: CartItemId = parse_id(&id)?;
     let units = quantity(&form.quantity);
-    crate::cart::http::set_quantity(&state, caller.buyer, item, units).await?;
+    crate::cart::set_quantity(&state, caller.buyer, item, units).await?;
     Ok(see_other("/cart"))
 }
 
@@ -157,6 +145,6 @@ pub(super) async fn remove(
     Path(id): Path<String>,
 ) -> PageResult {
     let item: CartItemId = parse_id(&id)?;
-    crate::cart::http::remove(&state, caller.buyer, item).await?;
+    crate::cart::remove_item(&state, caller.buyer, item).await?;
     Ok(see_other("/cart"))
 }

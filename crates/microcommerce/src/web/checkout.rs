@@ -8,10 +8,10 @@ use serde::Deserialize;
 
 use super::layout::{self, Chrome, price};
 use super::{Form, PageResult, see_other};
-use crate::cart::http::cart_of;
+use crate::cart::{CartView, cart_of};
 use crate::error::FieldErrors;
 use crate::http::Caller;
-use crate::ordering::domain::{CheckoutRequest, ShippingAddress, Totals};
+use crate::ordering::domain::{CheckoutRequest, ShippingAddress};
 use crate::state::AppState;
 
 /// The form as posted; every field is text, read leniently so that ordering's validation
@@ -220,12 +220,7 @@ fn sentences(messages: &[&String]) -> String {
     capitalized.join(". ")
 }
 
-fn summary(cart: &crate::cart::http::CartView) -> Markup {
-    let totals = Totals::of(
-        cart.items
-            .iter()
-            .map(|item| (item.unit_price, u32::try_from(item.quantity).unwrap_or(0))),
-    );
+fn summary(cart: &CartView) -> Markup {
     html! {
         aside.summary aria-label="Order summary" {
             h2 { "Your order" }
@@ -234,12 +229,7 @@ fn summary(cart: &crate::cart::http::CartView) -> Markup {
                     li { (item.quantity) " × " (item.product_name) " " span.muted { (price(item.line_total)) } }
                 }
             }
-            dl {
-                dt { "Subtotal" } dd { (price(totals.subtotal)) }
-                dt { "Shipping" } dd { (price(totals.shipping)) }
-                dt { "Tax (8 %)" } dd { (price(totals.tax)) }
-                dt { "Total" } dd.total { (price(totals.total)) }
-            }
+            (layout::totals(&layout::cart_totals(cart)))
             p { a href="/cart" { "Change the cart" } }
         }
     }

@@ -1,11 +1,13 @@
 //! The chrome around every page: head, header with search and cart count, footer; and small
-//! pieces several pages share (prices, availability, pictures).
+//! pieces several pages share (prices, totals, availability, pictures).
 
 use maud::{DOCTYPE, Markup, html};
 
+use crate::cart::CartView;
 use crate::http::Caller;
-use crate::inventory::http::{LOW_STOCK, StockView};
+use crate::inventory::{LOW_STOCK, StockView};
 use crate::money::Money;
+use crate::ordering::domain::{TAX_PERCENT, Totals};
 use crate::state::AppState;
 
 /// What the header shows about the buyer.
@@ -21,7 +23,7 @@ impl Chrome {
     /// The chrome for `caller`; a cart count that cannot be read shows as zero rather than
     /// failing the page.
     pub async fn of(state: &AppState, caller: &Caller) -> Self {
-        let cart_units = crate::cart::http::units(state, caller.buyer)
+        let cart_units = crate::cart::units(state, caller.buyer)
             .await
             .unwrap_or_default();
         Self {
@@ -92,6 +94,27 @@ pub(crate) fn price(amount: Money) -> String {
     format!("${amount}")
 }
 
+/// What `cart` would cost as an order now: the checkout's own arithmetic.
+pub(crate) fn cart_totals(cart: &CartView) -> Totals {
+    Totals::of(
+        cart.items
+            .iter()
+            .map(|item| (item.unit_price, u32::try_from(item.quantity).unwrap_or(0))),
+    )
+}
+
+/// Subtotal, shipping, tax (with its rate) and total, as the cart and the checkout show them.
+pub(crate) fn totals(totals: &Totals) -> Markup {
+    html! {
+        dl {
+            dt { "Subtotal" } dd #subtotal { (price(totals.subtotal)) }
+            dt { "Shipping" } dd { (price(totals.shipping)) }
+            dt { "Tax (" (TAX_PERCENT) " %)" } dd { (price(totals.tax)) }
+            dt { "Total" } dd.total { (price(totals.total)) }
+        }
+    }
+}
+
 /// In stock, low stock or out of stock, from the inventory's available units.
 pub(crate) fn availability(stock: Option<&StockView>) -> Markup {
     let available = stock.map_or(0, |s| s.available_quantity);
@@ -110,5 +133,20 @@ pub(crate) fn availability(stock: Option<&StockView>) -> Markup {
 pub(crate) fn picture(category: &str, size: u32) -> Markup {
     html! {
         img.picture src=(super::assets::picture_for(category)) alt="" width=(size) height=(size);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_totals_name_the_domains_tax_rate_and_show_its_numbers() {
+        let totals = Totals::of([(Money(1000), 2)]);
+        let text = super::totals(&totals).into_string();
+        assert!(text.contains(&format!("Tax ({TAX_PERCENT} %)")), "{text}");
+        for amount in [totals.subtotal, totals.shipping, totals.tax, totals.total] {
+            assert!(text.contains(&price(amount)), "{amount} in {text}");
+        }
     }
 }

@@ -170,6 +170,14 @@ fn page(status: StatusCode, markup: Markup) -> Response {
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/html; charset=utf-8"),
     );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    secure(headers);
+    response
+}
+
+/// The security headers of everything the storefront serves, pages and assets alike: the
+/// content policy, no guessing of media types, and no address leaked to other sites.
+fn secure(headers: &mut HeaderMap) {
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
         HeaderValue::from_static(CONTENT_SECURITY_POLICY),
@@ -182,8 +190,6 @@ fn page(status: StatusCode, markup: Markup) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("same-origin"),
     );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 /// After a form post: see the result at `to` (303, so a reload does not post again).

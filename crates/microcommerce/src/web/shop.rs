@@ -9,10 +9,10 @@ use serde::Deserialize;
 
 use super::layout::{self, Chrome, availability, picture, price};
 use super::{PageResult, WebError, page, parse_id};
-use crate::catalog::http::{CategoryView, ProductFilter, ProductView, list_products};
-use crate::http::{Caller, Page};
+use crate::catalog::{CategoryView, ProductFilter, ProductView};
+use crate::http::{Caller, Page, Paging};
 use crate::ids::{CategoryId, ProductId};
-use crate::inventory::http::{StockView, stock_levels};
+use crate::inventory::{StockView, stock_levels};
 use crate::state::AppState;
 
 /// Products per page of the listing.
@@ -71,14 +71,16 @@ pub(super) async fn home(State(state): State<AppState>, caller: Caller, uri: Uri
     let browse = Query::<Browse>::try_from_uri(&uri)
         .map(|Query(b)| b)
         .unwrap_or_default();
-    let categories = crate::catalog::http::list_categories(&state).await?;
+    let categories = crate::catalog::list_categories(&state).await?;
     let filter = ProductFilter {
         category_id: browse.category(),
         search: Some(browse.search()),
+    };
+    let paging = Paging {
         page: Some(browse.page()),
         page_size: Some(PAGE_SIZE),
     };
-    let products = list_products(&state, true, filter).await?;
+    let products = crate::catalog::list_products(&state, true, &filter, paging.request()?).await?;
     let stock = stock_of(&state, &products.items).await?;
     let mut chrome = Chrome::of(&state, &caller).await;
     chrome.search = browse.search();
@@ -178,7 +180,7 @@ pub(super) async fn product(
     Path(id): Path<String>,
 ) -> PageResult {
     let id: ProductId = parse_id(&id)?;
-    let product = crate::catalog::http::visible_product(&state, false, id)
+    let product = crate::catalog::visible_product(&state, false, id)
         .await
         .map_err(WebError::from)?;
     let levels = stock_levels(&state, &[id]).await?;
