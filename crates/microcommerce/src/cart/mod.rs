@@ -5,7 +5,7 @@
 //! translates HTTP to them.
 
 pub mod consumers;
-pub mod db;
+mod db;
 mod http;
 mod service;
 

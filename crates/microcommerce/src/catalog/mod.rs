@@ -5,7 +5,7 @@
 //! Other modules and the storefront call the service functions re-exported here; `http` only
 //! translates HTTP to them.
 
-pub mod db;
+mod db;
 mod http;
 mod input;
 mod seed;

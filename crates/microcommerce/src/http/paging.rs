@@ -42,16 +42,6 @@ impl Paging {
             Err(crate::Error::Validation(errors))
         }
     }
-
-    /// The page and size after validation; [`Paging::request`] also gives the query's window.
-    pub fn resolve(self) -> crate::Result<(u32, u32)> {
-        self.request().map(|request| (request.page, request.size))
-    }
-
-    /// Rows to skip to reach `page` of `size` (never overflows: the values are `u32`s).
-    pub fn offset(page: u32, size: u32) -> i64 {
-        i64::from(page.saturating_sub(1)) * i64::from(size)
-    }
 }
 
 /// A page that passed validation: what a listing's query binds (`LIMIT` and `OFFSET`) and
@@ -70,9 +60,9 @@ impl PageRequest {
         i64::from(self.size)
     }
 
-    /// Rows before this page, for `OFFSET`.
+    /// Rows before this page, for `OFFSET` (never overflows: the values are `u32`s).
     pub fn offset(self) -> i64 {
-        Paging::offset(self.page, self.size)
+        i64::from(self.page.saturating_sub(1)) * i64::from(self.size)
     }
 
     /// `items` as this page of `total_count` items.

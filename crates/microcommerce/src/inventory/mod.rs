@@ -8,7 +8,7 @@
 //! translates HTTP to them.
 
 pub mod consumers;
-pub mod db;
+mod db;
 mod http;
 mod service;
 mod sets;

@@ -9,21 +9,23 @@ use super::listing::{Dashboard, OrderSummary, list_orders};
 use super::progress::move_after_checkout;
 use super::status::OrderStatus;
 use crate::Result;
-use crate::http::{Admin, Json, Page, Path, Query};
+use crate::http::{Admin, Json, Page, Paging, Path, Query};
 use crate::ids::OrderId;
 use crate::state::AppState;
 
 /// Every order, newest first.
 #[utoipa::path(get, path = "/orders", tag = "ordering-admin",
-    params(OrderFilter), security(("admin" = [])),
+    params(OrderFilter, Paging), security(("admin" = [])),
     responses((status = 200, body = Page<OrderSummary>), (status = 401, body = crate::error::Problem)))]
 pub async fn all_orders(
     _: Admin,
     State(state): State<AppState>,
     Query(filter): Query<OrderFilter>,
+    Query(paging): Query<Paging>,
 ) -> Result<Json<Page<OrderSummary>>> {
-    let (status, paging) = filter.resolve()?;
-    list_orders(&state, None, status, paging).await.map(Json)
+    list_orders(&state, None, filter.status, paging.request()?)
+        .await
+        .map(Json)
 }
 
 /// Counts by status, revenue and today's orders.

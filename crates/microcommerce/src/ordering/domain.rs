@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::contracts::FailureReason;
-use crate::domain::{Email, Quantity};
+use crate::domain::{BoundedText, Email, Quantity};
 use crate::error::FieldErrors;
 use crate::ids::{BuyerId, OrderId, ProductId};
 use crate::money::Money;
@@ -102,12 +102,7 @@ pub fn new_order_number() -> String {
 pub struct ShippingAddress {
     /// Recipient.
     #[serde(default)]
-    #[schema(
-        required = true,
-        min_length = 1,
-        max_length = 200,
-        pattern = r"[^\x00-\x20]"
-    )]
+    #[schema(value_type = BoundedText, required = true)]
     pub name: String,
     /// Recipient's email.
     #[serde(default)]
@@ -115,39 +110,19 @@ pub struct ShippingAddress {
     pub email: String,
     /// Street and number.
     #[serde(default)]
-    #[schema(
-        required = true,
-        min_length = 1,
-        max_length = 200,
-        pattern = r"[^\x00-\x20]"
-    )]
+    #[schema(value_type = BoundedText, required = true)]
     pub street: String,
     /// City.
     #[serde(default)]
-    #[schema(
-        required = true,
-        min_length = 1,
-        max_length = 200,
-        pattern = r"[^\x00-\x20]"
-    )]
+    #[schema(value_type = BoundedText, required = true)]
     pub city: String,
     /// State or region.
     #[serde(default)]
-    #[schema(
-        required = true,
-        min_length = 1,
-        max_length = 200,
-        pattern = r"[^\x00-\x20]"
-    )]
+    #[schema(value_type = BoundedText, required = true)]
     pub state: String,
     /// Postal code, at most 10 characters.
     #[serde(default)]
-    #[schema(
-        required = true,
-        min_length = 1,
-        max_length = 10,
-        pattern = r"[^\x00-\x20]"
-    )]
+    #[schema(value_type = BoundedText<10>, required = true)]
     pub zip_code: String,
 }
 
@@ -251,24 +226,21 @@ impl ShippingAddress {
     }
 }
 
-/// Every field present (not blank) and at most 200 characters as sent, a short zip, a valid
-/// email.
+/// Every field a [`BoundedText`] (present, at most 200 characters as sent), the zip one of at
+/// most 10, a valid email.
 fn check_address(address: &ShippingAddress, fail: &mut impl FnMut(&str, &str)) {
     for (field, value) in [
         ("shippingAddress.name", &address.name),
         ("shippingAddress.street", &address.street),
         ("shippingAddress.city", &address.city),
         ("shippingAddress.state", &address.state),
-        ("shippingAddress.zipCode", &address.zip_code),
     ] {
-        if crate::domain::is_blank(value) {
-            fail(field, "is required");
-        } else if value.chars().count() > 200 {
-            fail(field, "must be at most 200 characters");
+        if let Err(refused) = <BoundedText>::parse(value) {
+            fail(field, &refused.to_string());
         }
     }
-    if address.zip_code.chars().count() > 10 {
-        fail("shippingAddress.zipCode", "must be at most 10 characters");
+    if let Err(refused) = BoundedText::<10>::parse(&address.zip_code) {
+        fail("shippingAddress.zipCode", &refused.to_string());
     }
     if let Err(error) = Email::parse(&address.email) {
         fail("shippingAddress.email", &error.to_string());

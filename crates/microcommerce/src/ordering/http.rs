@@ -310,52 +310,26 @@ pub async fn get_checkout(
     }))
 }
 
-/// Filters of order listings.
+/// Filters of order listings (paged by [`Paging`]).
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(rename_all = "camelCase")]
 #[into_params(parameter_in = Query)]
 pub struct OrderFilter {
     /// Only orders in this status.
-    #[param(value_type = Option<OrderStatus>)]
-    status: Option<String>,
-    /// 1-based page (default 1).
-    #[param(minimum = 1, maximum = 2147483647)]
-    page: Option<u32>,
-    /// Page size (default 20).
-    #[param(minimum = 1, maximum = 100)]
-    page_size: Option<u32>,
-}
-
-impl OrderFilter {
-    /// The status asked for (a 400 for an unknown one) and the paging.
-    pub(super) fn resolve(self) -> Result<(Option<OrderStatus>, Paging)> {
-        let status = self
-            .status
-            .as_deref()
-            .map(|text| {
-                OrderStatus::parse(text)
-                    .ok_or_else(|| Error::invalid("status", "unknown order status"))
-            })
-            .transpose()?;
-        let paging = Paging {
-            page: self.page,
-            page_size: self.page_size,
-        };
-        Ok((status, paging))
-    }
+    pub(super) status: Option<OrderStatus>,
 }
 
 /// The caller's orders, newest first.
 #[utoipa::path(get, path = "/orders/my", tag = "ordering",
-    params(OrderFilter),
+    params(OrderFilter, Paging),
     responses((status = 200, body = Page<OrderSummary>), (status = 400, body = crate::error::Problem)))]
 pub async fn my_orders(
     State(state): State<AppState>,
     caller: Caller,
     Query(filter): Query<OrderFilter>,
+    Query(paging): Query<Paging>,
 ) -> Result<Json<Page<OrderSummary>>> {
-    let (status, paging) = filter.resolve()?;
-    list_orders(&state, Some(caller.buyer), status, paging)
+    list_orders(&state, Some(caller.buyer), filter.status, paging.request()?)
         .await
         .map(Json)
 }

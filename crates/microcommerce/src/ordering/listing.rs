@@ -8,7 +8,7 @@ use sqlx::Row;
 use super::db;
 use super::status::OrderStatus;
 use crate::Result;
-use crate::http::{Page, Paging, rfc3339};
+use crate::http::{Page, PageRequest, rfc3339};
 use crate::ids::{BuyerId, OrderId};
 use crate::money::Money;
 use crate::state::AppState;
@@ -48,9 +48,8 @@ pub async fn list_orders(
     state: &AppState,
     buyer: Option<BuyerId>,
     status: Option<OrderStatus>,
-    paging: Paging,
+    page: PageRequest,
 ) -> Result<Page<OrderSummary>> {
-    let (page, page_size) = paging.resolve()?;
     let buyer = buyer.map(|b| b.to_string());
     let status = status.map(OrderStatus::as_str);
     let given: Vec<&str> = buyer.as_deref().into_iter().chain(status).collect();
@@ -72,8 +71,8 @@ pub async fn list_orders(
         page_query = page_query.bind(*value);
     }
     let rows = page_query
-        .bind(i64::from(page_size))
-        .bind(Paging::offset(page, page_size))
+        .bind(page.limit())
+        .bind(page.offset())
         .fetch_all(&mut state.read().await?)
         .await?;
     let items = rows
@@ -84,19 +83,16 @@ pub async fn list_orders(
             Ok(OrderSummary {
                 id: db::parse(row.try_get("id")?)?,
                 order_number: row.try_get("order_number")?,
-                status: OrderStatus::parse(&status).unwrap_or(OrderStatus::Submitted),
+                status: OrderStatus::parse(&status).ok_or_else(|| {
+                    sqlx::Error::Decode(format!("unknown order status {status}").into())
+                })?,
                 total: Money(row.try_get("total_cents")?),
                 item_count: row.try_get("item_count")?,
                 created_at: rfc3339(storage::Timestamp(row.try_get("created_at")?)),
             })
         })
         .collect::<Result<_, sqlx::Error>>()?;
-    Ok(Page {
-        items,
-        total_count,
-        page,
-        page_size,
-    })
+    Ok(page.page_of(items, total_count))
 }
 
 /// The shop at a glance.

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use super::db::{self, IdempotencyKey};
 use super::domain::{Order, OrderItem, Totals, ValidCheckout};
 use super::status::OrderStatus;
-use crate::catalog::db::{ProductStatus, find_products};
+use crate::catalog::{ProductStatus, product_snapshots};
 use crate::contracts::{CheckoutStarted, OrderLine};
 use crate::ids::{BuyerId, OrderId, ProductId};
 use crate::state::AppState;
@@ -104,7 +104,7 @@ async fn cart_lines(
     conn: &mut storage::Conn<'_>,
     buyer: BuyerId,
 ) -> Result<BTreeMap<ProductId, u32>> {
-    let lines: BTreeMap<_, _> = crate::cart::db::cart_lines(conn, buyer)
+    let lines: BTreeMap<_, _> = crate::cart::lines_of(conn, buyer)
         .await?
         .into_iter()
         .collect();
@@ -120,7 +120,7 @@ async fn snapshot_lines(
     lines: &BTreeMap<ProductId, u32>,
 ) -> Result<Vec<OrderItem>> {
     let ids: Vec<ProductId> = lines.keys().copied().collect();
-    let products: BTreeMap<ProductId, _> = find_products(conn, &ids)
+    let products: BTreeMap<ProductId, _> = product_snapshots(conn, &ids)
         .await?
         .into_iter()
         .filter(|product| product.status == ProductStatus::Published)

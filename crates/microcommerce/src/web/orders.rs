@@ -290,7 +290,7 @@ pub(super) async fn mine(State(state): State<AppState>, caller: Caller, uri: Uri
         page: Some(page),
         page_size: Some(ORDERS_PER_PAGE),
     };
-    let listed = list_orders(&state, Some(caller.buyer), None, paging).await?;
+    let listed = list_orders(&state, Some(caller.buyer), None, paging.request()?).await?;
     let mut orders = Vec::with_capacity(listed.items.len());
     for summary in &listed.items {
         orders.push(visible_order_with_items(&state, &caller, summary.id).await?);

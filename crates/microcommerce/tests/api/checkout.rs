@@ -38,7 +38,7 @@ async fn product(app: &TestApp, name: &str, price_cents: i64, on_hand: i64) -> S
     .execute(&mut *tx)
     .await
     .unwrap();
-    microcommerce::inventory::db::create_stock_item(&mut tx, id.parse().unwrap(), on_hand, now)
+    microcommerce::inventory::create_stock_item(&mut tx, id.parse().unwrap(), on_hand, now)
         .await
         .unwrap();
     tx.commit().await.unwrap();

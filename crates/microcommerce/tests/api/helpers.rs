@@ -303,7 +303,7 @@ pub async fn insert_product(
     .execute(&mut *tx)
     .await
     .expect("product inserted");
-    microcommerce::inventory::db::create_stock_item(&mut tx, product, on_hand, now)
+    microcommerce::inventory::create_stock_item(&mut tx, product, on_hand, now)
         .await
         .expect("stock item created");
     tx.commit().await.expect("commit");
