@@ -30,9 +30,8 @@ pub struct Step {
     /// The statuses an order may come from to reach this step; a message that arrives when
     /// the order is anywhere else changes nothing, which makes every move idempotent.
     pub from: &'static [OrderStatus],
-    /// The checkout message whose handling moves the order here; `None` for the step an order
-    /// is placed in.
-    pub reached_on: Option<&'static str>,
+    /// How the order gets here.
+    pub reached: Reached,
     /// Its name in the storefront's progress list.
     pub label: &'static str,
     /// The status line while the order is here.
@@ -42,13 +41,36 @@ pub struct Step {
     pub awaiting: Option<&'static str>,
 }
 
+/// How an order reaches a step of its checkout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reached {
+    /// The order is written in this step when it is placed.
+    Placed,
+    /// The sender of this checkout message moves the order in the transaction that sends it,
+    /// so its caller sees the order moved at once (a payment, told through
+    /// [`crate::ordering::tell_payment`]).
+    Told(&'static str),
+    /// Ordering's status consumer moves the order when this checkout message arrives.
+    Handled(&'static str),
+}
+
+impl Reached {
+    /// The message that moves the order here, if one does.
+    pub fn message(self) -> Option<&'static str> {
+        match self {
+            Self::Placed => None,
+            Self::Told(message) | Self::Handled(message) => Some(message),
+        }
+    }
+}
+
 /// The checkout's steps in order; the last one is the success. While an order is in any other
 /// step (or in none yet), the checkout is under way and may still fail ([`FAILED`]).
 pub const STEPS: [Step; 4] = [
     Step {
         status: OrderStatus::Submitted,
         from: &[],
-        reached_on: None,
+        reached: Reached::Placed,
         label: "Submitted",
         headline: "Submitted: reserving your items…",
         awaiting: None,
@@ -56,18 +78,17 @@ pub const STEPS: [Step; 4] = [
     Step {
         status: OrderStatus::StockReserved,
         from: &[OrderStatus::Submitted],
-        reached_on: Some(StockReservationCompleted::TYPE),
+        reached: Reached::Handled(StockReservationCompleted::TYPE),
         label: "Stock reserved",
         headline: "Stock reserved: awaiting payment",
         awaiting: Some("Awaiting payment"),
     },
-    // Shown from the moment the payment is recorded (by payment, in its own transaction, so a
-    // buyer sees it at once) until the saga's confirmation arrives. The saga's reservation and
-    // the order's may arrive in either order, hence from Submitted too.
+    // Shown from the moment the payment is recorded until the saga's confirmation arrives. The
+    // saga's reservation and the order's may arrive in either order, hence from Submitted too.
     Step {
         status: OrderStatus::Paid,
         from: &[OrderStatus::Submitted, OrderStatus::StockReserved],
-        reached_on: Some(PaymentCompleted::TYPE),
+        reached: Reached::Told(PaymentCompleted::TYPE),
         label: "Paid",
         headline: "Paid: confirming your order…",
         awaiting: None,
@@ -75,7 +96,7 @@ pub const STEPS: [Step; 4] = [
     Step {
         status: OrderStatus::Confirmed,
         from: &[OrderStatus::Paid],
-        reached_on: Some(ConfirmOrder::TYPE),
+        reached: Reached::Handled(ConfirmOrder::TYPE),
         label: "Confirmed",
         headline: "Confirmed",
         awaiting: None,
@@ -91,7 +112,7 @@ pub const FAILED: Step = Step {
         OrderStatus::StockReserved,
         OrderStatus::Paid,
     ],
-    reached_on: Some(OrderFailed::TYPE),
+    reached: Reached::Handled(OrderFailed::TYPE),
     label: "Failed",
     headline: "Failed",
     awaiting: None,
@@ -118,8 +139,18 @@ pub fn step(status: OrderStatus) -> Option<&'static Step> {
 /// message moves it.
 pub fn status_after(message_type: &str) -> Option<OrderStatus> {
     every_step()
-        .find(|step| step.reached_on == Some(message_type))
+        .find(|step| step.reached.message() == Some(message_type))
         .map(|step| step.status)
+}
+
+/// The checkout messages ordering's status consumer moves orders on: what it subscribes to.
+pub fn handled_messages() -> Vec<&'static str> {
+    every_step()
+        .filter_map(|step| match step.reached {
+            Reached::Handled(message) => Some(message),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The status of an order that waits for its buyer to pay: the only one a payment is taken in.

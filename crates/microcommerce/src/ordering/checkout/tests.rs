@@ -306,7 +306,7 @@ fn every_step_is_reached_by_a_message_of_the_checkout() {
         }
     }
     for step in STEPS.iter().chain([&FAILED]) {
-        if let Some(message) = step.reached_on {
+        if let Some(message) = step.reached.message() {
             assert!(
                 messages.contains(&message),
                 "{message} is not a checkout message"
@@ -314,6 +314,16 @@ fn every_step_is_reached_by_a_message_of_the_checkout() {
             assert_eq!(status_after(message), Some(step.status));
         }
     }
+}
+
+#[test]
+fn the_status_consumer_takes_exactly_the_messages_it_moves_orders_on() {
+    assert_eq!(
+        handled_messages(),
+        ["StockReservationCompleted", "ConfirmOrder", "OrderFailed"]
+    );
+    assert_eq!(status_after("PaymentCompleted"), Some(OrderStatus::Paid));
+    assert_eq!(status_after("DeductStock"), None);
 }
 
 #[test]
