@@ -190,12 +190,7 @@ fn order_lines(order: &Order, items: &[OrderItem]) -> Markup {
                     }
                 }
             }
-            dl {
-                dt { "Subtotal" } dd { (price(order.totals.subtotal)) }
-                dt { "Shipping" } dd { (price(order.totals.shipping)) }
-                dt { "Tax" } dd { (price(order.totals.tax)) }
-                dt { "Total" } dd.total { (price(order.totals.total)) }
-            }
+            (layout::totals(&order.totals))
         }
     }
 }
