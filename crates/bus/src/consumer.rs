@@ -70,12 +70,12 @@ impl ConsumeError {
 #[error("lost a race for rows: {0}")]
 struct LostRace(String);
 
-/// Deadlock (40P01), serialization failure (40001) or lock timeout (55P03).
-pub(crate) fn is_contention(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .and_then(|error| error.code())
-        .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "55P03"))
+/// A deadlock or serialization failure, or a lock not granted within the worker's lock timeout.
+fn is_contention(error: &sqlx::Error) -> bool {
+    matches!(
+        storage::ErrorKind::of(error),
+        storage::ErrorKind::LostRace | storage::ErrorKind::LockTimeout
+    )
 }
 
 /// Database errors are retried: a busy lock or a dropped connection heals by itself, and a
