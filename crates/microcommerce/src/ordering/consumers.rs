@@ -1,49 +1,60 @@
 //! Keeps each order's status in step with its checkout saga.
 
-use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
+use bus::{ConsumeError, Delivered, Envelope, Handler, Tx};
 
 use super::db::{move_status, move_statuses};
 use super::domain::OrderStatus;
 use crate::contracts::{ConfirmOrder, OrderFailed, StockReservationCompleted};
 use crate::ids::OrderId;
 
+bus::messages! {
+    /// The saga's outcomes that move an order's status.
+    pub enum CheckoutOutcome {
+        /// Every line is reserved.
+        Reserved(StockReservationCompleted),
+        /// The order is paid for and confirmed.
+        Confirmed(ConfirmOrder),
+        /// The checkout failed, for a reason.
+        Failed(OrderFailed),
+    }
+}
+
 /// Applies the saga's outcomes to the order row. Every update is conditional on the statuses
 /// that may precede the new one, so a redelivered or out-of-date message changes nothing.
 pub struct OrderStatusUpdater;
 
 #[bus::async_trait]
-impl Consumer for OrderStatusUpdater {
+impl Handler for OrderStatusUpdater {
+    type Messages = CheckoutOutcome;
+
     fn name(&self) -> &str {
         "ordering.order-status"
     }
 
-    fn subscriptions(&self) -> Vec<&'static str> {
-        vec![
-            StockReservationCompleted::TYPE,
-            ConfirmOrder::TYPE,
-            OrderFailed::TYPE,
-        ]
-    }
-
-    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+    async fn handle(
+        &self,
+        outcome: CheckoutOutcome,
+        _: &Envelope,
+        tx: &mut Tx<'_>,
+    ) -> Result<(), ConsumeError> {
         let now = tx.now().await?;
-        let (order, status, reason) = target(message)?;
+        let (order, status, reason) = target(outcome);
         let moved = move_status(tx, order, status, reason.as_deref(), now).await?;
         log_outcome(order, status, moved);
         Ok(())
     }
 
     /// Every order of the set with one statement.
-    async fn consume_all(
+    async fn handle_all(
         &self,
-        messages: &[&Envelope],
+        messages: Vec<Delivered<'_, CheckoutOutcome>>,
         tx: &mut Tx<'_>,
     ) -> Result<Vec<usize>, ConsumeError> {
         let now = tx.now().await?;
-        let moves = messages
-            .iter()
-            .map(|message| target(message))
-            .collect::<Result<Vec<_>, _>>()?;
+        let moves: Vec<_> = messages
+            .into_iter()
+            .map(|delivered| target(delivered.message))
+            .collect();
         let moved = move_statuses(tx, &moves, now).await?;
         for (order, status, _) in &moves {
             log_outcome(*order, *status, moved.contains(order));
@@ -52,27 +63,15 @@ impl Consumer for OrderStatusUpdater {
     }
 }
 
-/// The order a message is about, the status it moves the order to, and the failure reason.
-fn target(message: &Envelope) -> Result<(OrderId, OrderStatus, Option<String>), ConsumeError> {
-    Ok(match message.message_type.as_str() {
-        StockReservationCompleted::TYPE => {
-            let event: StockReservationCompleted = message.decode()?;
-            (event.order_id, OrderStatus::StockReserved, None)
-        }
-        ConfirmOrder::TYPE => {
-            let command: ConfirmOrder = message.decode()?;
-            (command.order_id, OrderStatus::Confirmed, None)
-        }
-        OrderFailed::TYPE => {
-            let command: OrderFailed = message.decode()?;
+/// The order an outcome is about, the status it moves the order to, and the failure reason.
+fn target(outcome: CheckoutOutcome) -> (OrderId, OrderStatus, Option<String>) {
+    match outcome {
+        CheckoutOutcome::Reserved(event) => (event.order_id, OrderStatus::StockReserved, None),
+        CheckoutOutcome::Confirmed(command) => (command.order_id, OrderStatus::Confirmed, None),
+        CheckoutOutcome::Failed(command) => {
             (command.order_id, OrderStatus::Failed, Some(command.reason))
         }
-        other => {
-            return Err(ConsumeError::permanent(format!(
-                "order-status does not handle {other}"
-            )));
-        }
-    })
+    }
 }
 
 fn log_outcome(order: OrderId, status: OrderStatus, moved: bool) {
