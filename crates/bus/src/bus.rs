@@ -1,16 +1,17 @@
 //! The bus handle, its configuration, and the transaction type that publishes.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
-use std::sync::Arc;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::{Arc, OnceLock};
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::outbox::{Mark, Outbox};
 use crate::queue::QueueRow;
-use crate::{Consumer, Delivery, Destination, Message, MessageId, Outgoing, RetryPolicy};
+use crate::{BusConfig, Consumer, Delivery, Destination, Message, MessageId, Outgoing};
 use storage::{Db, Timestamp};
 
 /// Errors of the publishing and administration API.
@@ -22,42 +23,6 @@ pub enum BusError {
     /// `send` named a consumer that is not registered.
     #[error("no consumer named {0:?} is registered")]
     UnknownConsumer(String),
-}
-
-/// Tuning of the workers; `BusConfig::default()` is what `microcommerce serve` uses.
-#[derive(Debug, Clone)]
-pub struct BusConfig {
-    /// Concurrent worker tasks. On SQLite the writer is single anyway, so one worker that
-    /// batches beats several that queue for the lock.
-    pub workers: usize,
-    /// Messages claimed and completed per transaction: one commit (one fsync) for all of them.
-    pub batch_size: usize,
-    /// Backoff and attempt limit for failing messages.
-    pub retry: RetryPolicy,
-    /// Longest sleep without looking at the queue, for messages written by another process.
-    pub poll_interval: Duration,
-    /// How long completed message ids are remembered to drop duplicate deliveries.
-    pub inbox_retention: Duration,
-    /// A message that a worker's consumer sends to another consumer of this bus, due at once,
-    /// is handled in the same batch transaction instead of being queued, unless something
-    /// older waits for the same consumer and correlation id or (PostgreSQL) another
-    /// transaction holds that correlation's lock (see `docs/architecture.md`, "Hand-over").
-    /// Each hop of a chain of messages then costs no
-    /// batch and commit of its own. Off, every message goes through the queue.
-    pub hand_over: bool,
-}
-
-impl Default for BusConfig {
-    fn default() -> Self {
-        Self {
-            workers: 1,
-            batch_size: 64,
-            retry: RetryPolicy::default(),
-            poll_interval: Duration::from_secs(2),
-            inbox_retention: Duration::from_secs(24 * 3600),
-            hand_over: true,
-        }
-    }
 }
 
 /// Counters since start-up, for health checks, tests and benchmarks.
@@ -106,10 +71,34 @@ pub(crate) struct Inner {
     pub wake: Notify,
     pub counters: Counters,
     pub watchers: crate::watch::Watchers,
-    pub group: crate::group::GroupCommit,
+    pub group: GroupCommit,
     /// PostgreSQL: the sender of this bus's news to every instance.
     pub notifications: crate::notify::Notifications,
 }
+
+/// The queue in front of the group-commit writer (see [`Bus::transact`]), which starts with
+/// the first job. Kept here, beside the transaction its jobs run in, so that the writer's file
+/// builds on this one and not the other way round.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    pub queue: OnceLock<mpsc::UnboundedSender<GroupJob>>,
+}
+
+/// A job queued for group commit.
+pub(crate) struct GroupJob {
+    /// Runs the job, as often as the writer needs: true if it succeeded.
+    pub run: GroupRun,
+    /// The outcome of the group's commit.
+    pub committed: oneshot::Sender<Result<(), Arc<sqlx::Error>>>,
+}
+
+/// A job as the writer runs it. Each run replaces the result its caller receives after the
+/// commit.
+pub(crate) type GroupRun =
+    Box<dyn for<'t, 'c> Fn(&'t mut Tx<'c>) -> TxFuture<'t, bool> + Send + Sync>;
+
+/// A boxed future borrowing the transaction it runs in.
+pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = T> + Send + 't>>;
 
 /// Handle to the bus: cheap to clone, shared by everything that publishes or administers.
 #[derive(Clone)]

@@ -1,9 +1,15 @@
 //! The consumer side: what a handler implements and how it reports failure.
+//!
+//! A [`Handler`] declares the messages it handles once (its [`Messages`] type) and receives
+//! them decoded; every handler is a [`Consumer`], the envelope-level trait the bus runs, whose
+//! subscriptions and decoding follow from that declaration. A consumer that handles messages
+//! it does not know the types of (a relay, a test double) implements [`Consumer`] itself.
 
 use std::error::Error as StdError;
 
 use async_trait::async_trait;
 
+use crate::messages::Messages;
 use crate::{Envelope, Tx};
 
 /// A boxed error, so consumers can return any error type.
@@ -70,12 +76,12 @@ impl ConsumeError {
 #[error("lost a race for rows: {0}")]
 struct LostRace(String);
 
-/// Deadlock (40P01), serialization failure (40001) or lock timeout (55P03).
-pub(crate) fn is_contention(error: &sqlx::Error) -> bool {
-    error
-        .as_database_error()
-        .and_then(|error| error.code())
-        .is_some_and(|code| matches!(code.as_ref(), "40P01" | "40001" | "55P03"))
+/// A deadlock or serialization failure, or a lock not granted within the worker's lock timeout.
+fn is_contention(error: &sqlx::Error) -> bool {
+    matches!(
+        storage::ErrorKind::of(error),
+        storage::ErrorKind::LostRace | storage::ErrorKind::LockTimeout
+    )
 }
 
 /// Database errors are retried: a busy lock or a dropped connection heals by itself, and a
@@ -104,7 +110,9 @@ impl From<serde_json::Error> for ConsumeError {
     }
 }
 
-/// A message handler with a stable name.
+/// A message handler with a stable name, at the level of envelopes: what the bus runs. Most
+/// consumers implement [`Handler`] instead, which declares its messages once and gets them
+/// decoded; implement this one to handle types that are not known in advance.
 ///
 /// `consume` runs inside the transaction that also marks the message done: every write it
 /// makes through `tx`, and every message it publishes there, commits if and only if the message
@@ -158,5 +166,105 @@ pub trait Consumer: Send + Sync + 'static {
     async fn finish_batch(&self, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let _ = tx;
         Ok(())
+    }
+}
+
+/// A message delivered to a [`Handler`]'s set path: the message decoded, and the envelope it
+/// came in (its correlation id, and its id to name as the cause of what is sent in answer).
+#[derive(Debug)]
+pub struct Delivered<'e, M> {
+    /// The envelope as the bus delivered it.
+    pub envelope: &'e Envelope,
+    /// Its payload, decoded.
+    pub message: M,
+}
+
+/// A consumer that declares the messages it handles once, as [`Handler::Messages`]: it
+/// subscribes to their types and receives them decoded. Registered with the bus like any
+/// [`Consumer`] (every handler is one), and with the same guarantees: `handle` runs inside the
+/// transaction that completes the message.
+///
+/// A message whose payload does not decode as declared fails permanently (it goes to the dead
+/// letters at once).
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// What it handles: one [`crate::Message`] type, or an enum of several declared with
+    /// [`messages!`](crate::messages).
+    type Messages: Messages;
+
+    /// Stable name: queue rows are addressed to it, so renaming orphans pending messages.
+    fn name(&self) -> &str;
+
+    /// Handles one message, delivered in `envelope`. Messages it publishes through `tx` carry
+    /// it as their cause.
+    async fn handle(
+        &self,
+        message: Self::Messages,
+        envelope: &Envelope,
+        tx: &mut Tx<'_>,
+    ) -> Result<(), ConsumeError>;
+
+    /// See [`Consumer::prepare`]: reads ahead for a batch; needs no decoded message.
+    async fn prepare(&self, messages: &[&Envelope], tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let _ = (messages, tx);
+        Ok(())
+    }
+
+    /// See [`Consumer::consume_all`]: handles a set of messages together and returns the
+    /// positions of those it left for [`Handler::handle`]. By default it leaves them all.
+    async fn handle_all(
+        &self,
+        messages: Vec<Delivered<'_, Self::Messages>>,
+        tx: &mut Tx<'_>,
+    ) -> Result<Vec<usize>, ConsumeError> {
+        let _ = tx;
+        Ok((0..messages.len()).collect())
+    }
+
+    /// See [`Consumer::finish_batch`]. Does nothing by default.
+    async fn finish_batch(&self, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let _ = tx;
+        Ok(())
+    }
+}
+
+/// A handler as the bus runs it: subscribed to its declared types, each envelope decoded
+/// before it is handed over.
+#[async_trait]
+impl<H: Handler> Consumer for H {
+    fn name(&self) -> &str {
+        Handler::name(self)
+    }
+
+    fn subscriptions(&self) -> Vec<&'static str> {
+        H::Messages::TYPES.to_vec()
+    }
+
+    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let decoded = H::Messages::decode(message)?;
+        self.handle(decoded, message, tx).await
+    }
+
+    async fn prepare(&self, messages: &[&Envelope], tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        Handler::prepare(self, messages, tx).await
+    }
+
+    /// A set with a message that does not decode fails as a whole: the batch then handles each
+    /// message alone, and that one goes to the dead letters.
+    async fn consume_all(
+        &self,
+        messages: &[&Envelope],
+        tx: &mut Tx<'_>,
+    ) -> Result<Vec<usize>, ConsumeError> {
+        let mut decoded = Vec::with_capacity(messages.len());
+        for &envelope in messages {
+            let message = H::Messages::decode(envelope)?;
+            decoded.push(Delivered { envelope, message });
+        }
+        self.handle_all(decoded, tx).await
+    }
+
+    async fn finish_batch(&self, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        Handler::finish_batch(self, tx).await
     }
 }

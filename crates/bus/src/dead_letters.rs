@@ -4,8 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::queue::QueueRow;
-use crate::queue::parse_uuid;
-use crate::{Bus, BusError, Headers, MessageId};
+use crate::{Bus, BusError, Envelope, Headers, MessageId};
 use storage::Timestamp;
 
 /// A message that exhausted its attempts or failed permanently.
@@ -37,8 +36,10 @@ pub struct DeadLetter {
     pub failed_at: Timestamp,
 }
 
-const COLUMNS: &str = "id, message_id, consumer, message_type, correlation_id, causation_id, \
-                       headers, payload, created_at, attempts, error, failed_at";
+/// A dead letter's own columns, then its message's as [`Envelope::from_row`] reads them.
+const COLUMNS: &str = "id, consumer, error, failed_at, message_id, message_type, correlation_id, \
+                       causation_id, headers, payload, created_at, attempts, \
+                       failed_at AS available_at";
 
 impl Bus {
     /// Dead letters, newest first.
@@ -122,24 +123,18 @@ impl Bus {
 }
 
 fn decode(row: &AnyRow) -> Result<DeadLetter, sqlx::Error> {
-    let causation: Option<String> = row.try_get("causation_id")?;
-    let headers: String = row.try_get("headers")?;
-    let attempts: i64 = row.try_get("attempts")?;
+    let message = Envelope::from_row(row)?;
     Ok(DeadLetter {
         id: row.try_get("id")?,
-        message_id: MessageId(parse_uuid(&row.try_get::<String, _>("message_id")?)?),
+        message_id: message.message_id,
         consumer: row.try_get("consumer")?,
-        message_type: row.try_get("message_type")?,
-        correlation_id: parse_uuid(&row.try_get::<String, _>("correlation_id")?)?,
-        causation_id: causation
-            .as_deref()
-            .map(parse_uuid)
-            .transpose()?
-            .map(MessageId),
-        headers: serde_json::from_str(&headers).map_err(|e| sqlx::Error::Decode(e.into()))?,
-        payload: row.try_get("payload")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        message_type: message.message_type,
+        correlation_id: message.correlation_id,
+        causation_id: message.causation_id,
+        headers: message.headers,
+        payload: message.payload,
+        created_at: message.created_at,
+        attempts: message.attempts,
         error: row.try_get("error")?,
         failed_at: Timestamp(row.try_get("failed_at")?),
     })

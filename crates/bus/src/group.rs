@@ -14,39 +14,17 @@
 //! none was acknowledged. Before committing, the group hands over what its jobs sent (see
 //! [`Bus::transact`]).
 
-use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::pin::Pin;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::Tx;
-use crate::bus::{Bus, Inner};
+use crate::bus::{Bus, GroupJob, GroupRun, Inner, Tx, TxFuture};
 
 /// Most jobs in one group: bounds how long the first caller of a busy group waits.
 const MAX_GROUP: usize = 64;
-
-/// A boxed future borrowing the transaction it runs in.
-pub type TxFuture<'t, T> = Pin<Box<dyn Future<Output = T> + Send + 't>>;
-
-/// A job as the writer runs it, as often as needed: true if it succeeded. Each run replaces
-/// the result its caller receives after the commit.
-type Run = Box<dyn for<'t, 'c> Fn(&'t mut Tx<'c>) -> TxFuture<'t, bool> + Send + Sync>;
-
-struct Job {
-    run: Run,
-    /// The outcome of the group's commit.
-    committed: oneshot::Sender<Result<(), Arc<sqlx::Error>>>,
-}
-
-/// The queue in front of the writer task, which starts with the first job.
-#[derive(Default)]
-pub(crate) struct GroupCommit {
-    queue: std::sync::OnceLock<mpsc::UnboundedSender<Job>>,
-}
 
 /// Why a grouped job's transaction did not commit.
 #[derive(Debug, thiserror::Error)]
@@ -87,7 +65,7 @@ impl Bus {
         let slot = Arc::new(std::sync::Mutex::new(None));
         let last_result = Arc::clone(&slot);
         let job = Arc::new(job);
-        let run: Run = Box::new(move |tx| {
+        let run: GroupRun = Box::new(move |tx| {
             let job = Arc::clone(&job);
             let slot = Arc::clone(&slot);
             Box::pin(async move {
@@ -101,7 +79,7 @@ impl Bus {
         });
         let (committed, commit_rx) = oneshot::channel();
         self.group_queue()
-            .send(Job { run, committed })
+            .send(GroupJob { run, committed })
             .map_err(|_| GroupError::ShuttingDown)?;
         let commit = commit_rx.await.map_err(|_| GroupError::ShuttingDown)?;
         let result = last_result
@@ -116,7 +94,7 @@ impl Bus {
         }
     }
 
-    fn group_queue(&self) -> &mpsc::UnboundedSender<Job> {
+    fn group_queue(&self) -> &mpsc::UnboundedSender<GroupJob> {
         self.inner.group.queue.get_or_init(|| {
             let (sender, receiver) = mpsc::unbounded_channel();
             let writer = write_groups(Arc::downgrade(&self.inner), receiver);
@@ -128,7 +106,7 @@ impl Bus {
 
 /// The writer task: one transaction per group of queued jobs. It holds the bus weakly, so
 /// that dropping the last handle ends it.
-async fn write_groups(bus: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Job>) {
+async fn write_groups(bus: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<GroupJob>) {
     while let Some(first) = queue.recv().await {
         let Some(inner) = bus.upgrade() else { return };
         let bus = Bus { inner };
@@ -157,8 +135,8 @@ async fn write_groups(bus: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<Job>)
 /// group runs again, a savepoint per job.
 async fn run_group(
     bus: &Bus,
-    group: &mut Vec<Job>,
-    queue: &mut mpsc::UnboundedReceiver<Job>,
+    group: &mut Vec<GroupJob>,
+    queue: &mut mpsc::UnboundedReceiver<GroupJob>,
 ) -> Result<(), sqlx::Error> {
     let mut tx = bus.begin().await?;
     let mut next = 0;
@@ -181,7 +159,7 @@ async fn run_group(
 
 /// The group again, each job in its own savepoint, so that a failing job undoes only its own
 /// writes.
-async fn run_group_carefully(bus: &Bus, group: &[Job]) -> Result<(), sqlx::Error> {
+async fn run_group_carefully(bus: &Bus, group: &[GroupJob]) -> Result<(), sqlx::Error> {
     let mut tx = bus.begin().await?;
     for job in group {
         let mut savepoint = tx.savepoint().await?;
@@ -195,7 +173,7 @@ async fn run_group_carefully(bus: &Bus, group: &[Job]) -> Result<(), sqlx::Error
 }
 
 /// Runs one job; a panic counts as a failure.
-async fn run_job(job: &Job, tx: &mut Tx<'_>) -> bool {
+async fn run_job(job: &GroupJob, tx: &mut Tx<'_>) -> bool {
     AssertUnwindSafe((job.run)(tx))
         .catch_unwind()
         .await

@@ -17,12 +17,14 @@
 //! - A worker batch hands the messages its consumers send to other consumers over
 //!   in its own transaction instead of queueing them ([`BusConfig::hand_over`]).
 //! - Workers sleep until a publishing transaction commits or a scheduled message falls due.
+//! - A consumer ([`Handler`]) declares the messages it handles once, one [`Message`] type or an
+//!   enum of them written with [`messages!`]; its subscriptions and decoding follow from it.
 //!
 //! # Example
 //!
 //! ```
 //! use std::sync::Arc;
-//! use bus::{async_trait, Bus, ConsumeError, Consumer, Envelope, Message, Tx};
+//! use bus::{async_trait, Bus, ConsumeError, Envelope, Handler, Message, Tx};
 //! use storage::{Db, DbOptions};
 //! use serde::{Deserialize, Serialize};
 //!
@@ -38,11 +40,10 @@
 //! struct Guestbook;
 //!
 //! #[async_trait]
-//! impl Consumer for Guestbook {
+//! impl Handler for Guestbook {
+//!     type Messages = Greeted; // subscribes to "Greeted" and decodes it
 //!     fn name(&self) -> &str { "guestbook" }
-//!     fn subscriptions(&self) -> Vec<&'static str> { vec![Greeted::TYPE] }
-//!     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
-//!         let greeted: Greeted = message.decode()?;
+//!     async fn handle(&self, greeted: Greeted, _: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
 //!         sqlx::query("INSERT INTO guests (name) VALUES ($1)")
 //!             .bind(greeted.name)
 //!             .execute(&mut **tx)
@@ -76,10 +77,12 @@
 #![warn(missing_docs)]
 
 mod bus;
+mod config;
 mod consumer;
 mod dead_letters;
 mod group;
 mod message;
+mod messages;
 mod notify;
 mod outbox;
 mod queue;
@@ -88,10 +91,14 @@ mod watch;
 mod worker;
 
 pub use async_trait::async_trait;
-pub use bus::{Bus, BusBuilder, BusConfig, BusError, BusStats, Tx};
-pub use consumer::{BoxError, ConsumeError, Consumer};
+pub use bus::{Bus, BusBuilder, BusError, BusStats, Tx, TxFuture};
+pub use config::BusConfig;
+pub use consumer::{BoxError, ConsumeError, Consumer, Delivered, Handler};
 pub use dead_letters::DeadLetter;
-pub use group::{GroupError, TxFuture};
+pub use group::GroupError;
 pub use message::{Delivery, Destination, Envelope, Headers, Message, MessageId, Outgoing};
+#[doc(hidden)]
+pub use messages::__private;
+pub use messages::Messages;
 pub use retry::RetryPolicy;
 pub use worker::Workers;

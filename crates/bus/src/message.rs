@@ -8,6 +8,8 @@ use storage::Timestamp;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sqlx::Row;
+use sqlx::any::AnyRow;
 use uuid::Uuid;
 
 /// Identity of one message; a UUID v7, so ids sort by creation time.
@@ -173,4 +175,35 @@ impl Envelope {
     pub fn is<M: Message>(&self) -> bool {
         self.message_type == M::TYPE
     }
+
+    /// The message stored in `row`, read from the columns named after the fields
+    /// (`message_id`, `message_type`, `correlation_id`, `causation_id`, `headers`, `payload`,
+    /// `created_at`, `available_at`, `attempts`): the one place a stored message is read back,
+    /// whether from the queue, the dead letters or a saga's parked events. A table that keeps
+    /// a field under another name selects it under the field's (`failed_at AS available_at`).
+    pub fn from_row(row: &AnyRow) -> Result<Self, sqlx::Error> {
+        let causation: Option<String> = row.try_get("causation_id")?;
+        let headers: String = row.try_get("headers")?;
+        let attempts: i64 = row.try_get("attempts")?;
+        Ok(Self {
+            message_id: MessageId(parse_uuid(&row.try_get::<String, _>("message_id")?)?),
+            message_type: row.try_get("message_type")?,
+            correlation_id: parse_uuid(&row.try_get::<String, _>("correlation_id")?)?,
+            causation_id: causation
+                .as_deref()
+                .map(parse_uuid)
+                .transpose()?
+                .map(MessageId),
+            headers: serde_json::from_str(&headers).map_err(|e| sqlx::Error::Decode(e.into()))?,
+            payload: row.try_get("payload")?,
+            created_at: Timestamp(row.try_get("created_at")?),
+            available_at: Timestamp(row.try_get("available_at")?),
+            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
+        })
+    }
+}
+
+/// A UUID column read back as text.
+pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
+    Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
 }

@@ -8,6 +8,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 use uuid::Uuid;
 
+use crate::message::parse_uuid;
 use crate::{Envelope, MessageId};
 use storage::sql::POSTGRES_NOW;
 use storage::{Backend, Conn, Db, Timestamp};
@@ -108,35 +109,13 @@ fn claim_sql(backend: Backend) -> String {
 
 /// One row of the claim statement.
 fn decode_claimed(row: &AnyRow) -> Result<Claimed, sqlx::Error> {
-    let causation: Option<String> = row.try_get("causation_id")?;
-    let headers: String = row.try_get("headers")?;
-    let attempts: i64 = row.try_get("attempts")?;
     let already_done: i64 = row.try_get("already_done")?;
     Ok(Claimed {
         already_done: already_done != 0,
         row_id: row.try_get("id")?,
         consumer: row.try_get("consumer")?,
-        envelope: Envelope {
-            message_id: MessageId(parse_uuid(&row.try_get::<String, _>("message_id")?)?),
-            message_type: row.try_get("message_type")?,
-            correlation_id: parse_uuid(&row.try_get::<String, _>("correlation_id")?)?,
-            causation_id: causation
-                .as_deref()
-                .map(parse_uuid)
-                .transpose()?
-                .map(MessageId),
-            headers: serde_json::from_str(&headers).map_err(|e| sqlx::Error::Decode(e.into()))?,
-            payload: row.try_get("payload")?,
-            created_at: Timestamp(row.try_get("created_at")?),
-            available_at: Timestamp(row.try_get("available_at")?),
-            attempts: u32::try_from(attempts).unwrap_or(u32::MAX),
-        },
+        envelope: Envelope::from_row(row)?,
     })
-}
-
-/// A UUID column read back as text.
-pub(crate) fn parse_uuid(text: &str) -> Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(text).map_err(|e| sqlx::Error::Decode(e.into()))
 }
 
 /// Completes a whole batch: deletes its rows and remembers its fresh ids in the inbox.

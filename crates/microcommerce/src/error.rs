@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use storage::ErrorKind;
 
 use crate::ids::ProductId;
 
@@ -146,8 +147,8 @@ pub trait ResultExt<T> {
 
 impl<T> ResultExt<T> for std::result::Result<T, sqlx::Error> {
     fn on_unique_violation(self, error: Error) -> Result<T> {
-        self.map_err(|failure| match &failure {
-            sqlx::Error::Database(db) if db.is_unique_violation() => error,
+        self.map_err(|failure| match ErrorKind::of(&failure) {
+            ErrorKind::UniqueViolation => error,
             _ => failure.into(),
         })
     }
@@ -252,11 +253,11 @@ impl Error {
             Self::Group(bus::GroupError::Sql(error)) => Some(error.as_ref()),
             _ => None,
         };
-        match sql {
-            Some(error) if is_storage_full(error) => {
+        match sql.map(ErrorKind::of) {
+            Some(ErrorKind::DiskFull) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "storage-full", UNAVAILABLE)
             }
-            Some(error) if is_unavailable(error) => {
+            Some(kind) if is_unavailable(kind) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "unavailable", UNAVAILABLE)
             }
             None if matches!(self, Self::Group(bus::GroupError::ShuttingDown)) => {
@@ -271,49 +272,26 @@ impl Error {
     }
 }
 
-/// The database has no room to write: SQLite's disk or `max_page_count` full (13), PostgreSQL's
-/// disk full (53100). Nothing was written; the write succeeds again once space is freed.
-fn is_storage_full(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db)
-        if matches!(db.code().as_deref(), Some("13") | Some("53100")))
-}
-
 /// The database is busy, unreachable or restarting, or the transaction lost a serialization
-/// or deadlock race: nothing the client did wrong, and worth retrying soon (503 with
-/// `Retry-After`), never a 500.
-fn is_unavailable(error: &sqlx::Error) -> bool {
-    match error {
-        sqlx::Error::PoolTimedOut
-        | sqlx::Error::PoolClosed
-        | sqlx::Error::Io(_)
-        | sqlx::Error::Protocol(_)
-        | sqlx::Error::WorkerCrashed => true,
-        sqlx::Error::Database(db) => {
-            let code = db.code().unwrap_or_default();
-            // SQLite BUSY/LOCKED (and extended codes); PostgreSQL connection failures (08…),
-            // shutdown and restart (57P01–57P03), serialization failure and deadlock, and a
-            // transaction the server ended because this instance kept it waiting (25P03: it
-            // was paused or cut off; nothing of it committed).
-            matches!(code.as_ref(), "5" | "6" | "261" | "517" | "262")
-                || code.starts_with("08")
-                || matches!(
-                    code.as_ref(),
-                    "57P01" | "57P02" | "57P03" | "40001" | "40P01" | "25P03"
-                )
-        }
-        _ => false,
-    }
+/// or deadlock race, or the server ended a transaction this instance kept waiting (it was
+/// paused or cut off; nothing of it committed): nothing the client did wrong, and worth
+/// retrying soon (503 with `Retry-After`), never a 500. A disk that is full is answered apart.
+fn is_unavailable(kind: ErrorKind) -> bool {
+    matches!(
+        kind,
+        ErrorKind::Busy
+            | ErrorKind::Closed
+            | ErrorKind::ConnectionLost
+            | ErrorKind::ServerRestarting
+            | ErrorKind::TransactionEndedByServer
+            | ErrorKind::LostRace
+    )
 }
 
 /// Marks a response whose transaction lost a serialization or deadlock race; the edge runs the
 /// request again instead of answering it (see `http::retry_conflicts`).
 #[derive(Debug, Clone, Copy)]
 pub struct RetryableConflict;
-
-fn is_conflict_race(error: &sqlx::Error) -> bool {
-    matches!(error, sqlx::Error::Database(db)
-        if matches!(db.code().as_deref(), Some("40001") | Some("40P01")))
-}
 
 /// An RFC 9457 problem document.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -337,7 +315,9 @@ impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, kind, title) = self.status_and_kind();
         let race = match &self {
-            Self::Database(error) | Self::Bus(bus::BusError::Sql(error)) => is_conflict_race(error),
+            Self::Database(error) | Self::Bus(bus::BusError::Sql(error)) => {
+                ErrorKind::of(error) == ErrorKind::LostRace
+            }
             _ => false,
         };
         let retry_after = self.retry_after(status);
@@ -444,5 +424,31 @@ mod tests {
                 "adjusting by -5 would leave 2 on hand with 3 reserved".into()
             )
         );
+    }
+
+    #[test]
+    fn storage_failures_answer_503_when_retrying_soon_may_succeed() {
+        let answer = |kind: ErrorKind| {
+            let (status, slug, _) = Error::Database(kind.simulated()).status_and_kind();
+            (status.as_u16(), slug)
+        };
+        assert_eq!(answer(ErrorKind::DiskFull), (503, "storage-full"));
+        for kind in [
+            ErrorKind::Busy,
+            ErrorKind::Closed,
+            ErrorKind::ConnectionLost,
+            ErrorKind::ServerRestarting,
+            ErrorKind::TransactionEndedByServer,
+            ErrorKind::LostRace,
+        ] {
+            assert_eq!(answer(kind), (503, "unavailable"), "{kind:?}");
+        }
+        for kind in [
+            ErrorKind::LockTimeout,
+            ErrorKind::UniqueViolation,
+            ErrorKind::Other,
+        ] {
+            assert_eq!(answer(kind), (500, "internal"), "{kind:?}");
+        }
     }
 }

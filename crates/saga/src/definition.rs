@@ -33,7 +33,7 @@ pub trait Saga: Send + Sync + 'static {
     type State: Serialize + DeserializeOwned + Debug + Clone + Send + Sync;
     /// Everything the saga reacts to, declared with [`events!`](crate::events); the engine
     /// subscribes to its message types and decodes deliveries with it.
-    type Event: Events;
+    type Event: Events + Debug;
 
     /// Stable name: the consumer name on the bus and the key of stored instances.
     const NAME: &'static str;

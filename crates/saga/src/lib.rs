@@ -101,16 +101,18 @@
 mod definition;
 mod diagram;
 mod engine;
-mod events;
 mod sets;
 mod store;
 
+/// A saga's events: the bus's [`bus::Messages`], one closed enum of the message types the saga
+/// subscribes to, which a delivered message decodes into.
+pub use bus::Messages as Events;
+/// Declares a saga's event enum: the bus's [`bus::messages!`], under the name a saga's reader
+/// looks for.
+pub use bus::messages as events;
 pub use definition::{Rejected, Saga, Transition};
 pub use diagram::{Diagram, Edge, Outcome, Sent};
 pub use engine::{Engine, EngineError};
-#[doc(hidden)]
-pub use events::__private;
-pub use events::Events;
 pub use store::{
     Current, Filter, Instance, ParkedEvent, Summary, TimelineEntry, current, get, get_on, list,
     prune_completed,

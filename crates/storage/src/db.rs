@@ -12,8 +12,9 @@ use tokio::sync::Mutex;
 
 use crate::Timestamp;
 use crate::conn::{Conn, Transaction};
+use crate::error::DbError;
 use crate::lane::WriterLane;
-use crate::reach::{self, ConnectCause};
+use crate::reach;
 use crate::sql::POSTGRES_NOW;
 use crate::sqlite::SqliteWriter;
 
@@ -114,38 +115,6 @@ pub struct Migrations {
     pub sqlite: sqlx::migrate::Migrator,
     /// The set run on PostgreSQL.
     pub postgres: sqlx::migrate::Migrator,
-}
-
-/// Errors opening or preparing the database.
-#[derive(Debug, thiserror::Error)]
-pub enum DbError {
-    /// The URL names no backend this build supports (the URL is shown without its password).
-    #[error("unsupported database URL {0:?}: expected sqlite://PATH or postgres://…")]
-    UnsupportedUrl(String),
-    /// A SQLite database in memory: each connection would get a database of its own, so the
-    /// writer's rows would never reach the readers.
-    #[error(
-        "SQLite database URL {0:?} is in memory: the writer and the readers need one file; \
-         use sqlite://PATH (a temporary directory for throwaway data)"
-    )]
-    InMemory(String),
-    /// The first connection to PostgreSQL failed: where, and why (never the URL's password).
-    #[error("cannot connect to PostgreSQL at {server}: {cause}")]
-    Connect {
-        /// `host:port` (or the Unix socket's folder) the URL names.
-        server: String,
-        /// What went wrong: the network, TLS, the server's answer, or no answer in time.
-        cause: ConnectCause,
-    },
-    /// The database refused the connection or a statement.
-    #[error(transparent)]
-    Sql(#[from] sqlx::Error),
-    /// A schema migration failed.
-    #[error(transparent)]
-    Migrate(#[from] sqlx::migrate::MigrateError),
-    /// The writer's thread could not be started.
-    #[error("cannot start the database writer thread: {0}")]
-    WriterThread(#[from] std::io::Error),
 }
 
 /// Handle to the application's database: cheap to clone, shared by HTTP handlers and workers.

@@ -8,6 +8,7 @@
 //!   pool of readers; on PostgreSQL, a shared pool and one for the writer lane;
 //! - the writer lane (`lane.rs`): a thread of its own for the tasks that write in bulk;
 //! - the first connection to PostgreSQL (`reach.rs`), whose failure names the server and cause;
+//! - what a failed statement means ([`ErrorKind`]), decided here for both backends;
 //! - [`Timestamp`] and the database clock ([`Db::now_in`]);
 //! - the few statement fragments that differ by backend ([`sql`]).
 //!
@@ -32,6 +33,8 @@
 
 mod conn;
 mod db;
+mod error;
+mod error_kind;
 mod lane;
 mod reach;
 pub mod sql;
@@ -39,7 +42,8 @@ mod sqlite;
 mod time;
 
 pub use conn::{Conn, Transaction};
-pub use db::{Backend, Db, DbError, DbOptions, Migrations, Synchronous};
-pub use reach::ConnectCause;
+pub use db::{Backend, Db, DbOptions, Migrations, Synchronous};
+pub use error::{ConnectCause, DbError};
+pub use error_kind::ErrorKind;
 pub use sql::{json_param, json_rows, json_values, placeholder_rows, placeholders};
 pub use time::Timestamp;

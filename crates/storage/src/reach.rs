@@ -12,31 +12,7 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgSslMode};
 
-use crate::db::DbError;
-
-/// Why the first connection to PostgreSQL failed, in words an operator can act on.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectCause {
-    /// Nothing answered in time: a firewall dropping packets, a wrong address, a stalled server.
-    #[error("no answer within {}", seconds(*.0))]
-    TimedOut(Duration),
-    /// The network refused or lost the connection (`connection refused`: nothing listens there).
-    #[error("{0}")]
-    Network(String),
-    /// TLS could not be set up as the URL's `sslmode` asks (no TLS on the server, a
-    /// certificate that does not verify, a certificate file that cannot be read).
-    #[error("TLS failed: {0}")]
-    Tls(String),
-    /// The server answered but would not let us in (authentication, a missing database).
-    #[error("the server refused: {0}")]
-    Refused(String),
-    /// Something answered, but not in PostgreSQL's protocol (a wrong port, a proxy).
-    #[error("what answered does not speak PostgreSQL's protocol: {0}")]
-    NotPostgres(String),
-    /// The URL's settings cannot be used as given.
-    #[error("invalid connection settings: {0}")]
-    Settings(String),
-}
+use crate::error::{ConnectCause, DbError};
 
 /// Connects to the PostgreSQL server of `url` once and closes the connection; a failure names
 /// the server (never the password) and its cause. Each of the two steps waits at most `limit`.
@@ -129,10 +105,6 @@ fn io_cause(error: &io::Error) -> String {
         | NetworkUnreachable | AddrNotAvailable | TimedOut | PermissionDenied) => kind.to_string(),
         _ => error.to_string(),
     }
-}
-
-fn seconds(limit: Duration) -> String {
-    format!("{} s", limit.as_secs_f64())
 }
 
 #[cfg(test)]

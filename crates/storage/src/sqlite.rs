@@ -306,6 +306,13 @@ impl std::fmt::Display for SqliteFailure {
 
 impl std::error::Error for SqliteFailure {}
 
+impl SqliteFailure {
+    /// SQLite's extended result code.
+    pub(crate) fn code(&self) -> i32 {
+        self.code
+    }
+}
+
 impl sqlx::error::DatabaseError for SqliteFailure {
     fn message(&self) -> &str {
         &self.message

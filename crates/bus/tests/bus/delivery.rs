@@ -347,19 +347,17 @@ testkit::backend_tests! {
 async fn a_payload_that_does_not_decode_fails_for_good_and_a_database_error_is_retried(backend) {
     struct Strict;
     #[bus::async_trait]
-    impl bus::Consumer for Strict {
+    impl bus::Handler for Strict {
+        type Messages = Ping;
         fn name(&self) -> &str {
             "strict"
         }
-        fn subscriptions(&self) -> Vec<&'static str> {
-            vec![Ping::TYPE]
-        }
-        async fn consume(
+        async fn handle(
             &self,
-            message: &bus::Envelope,
+            ping: Ping,
+            _envelope: &bus::Envelope,
             tx: &mut bus::Tx<'_>,
         ) -> Result<(), bus::ConsumeError> {
-            let ping: Ping = message.decode()?;
             if ping.n == 1 {
                 sqlx::query("INSERT INTO no_such_table VALUES (1)")
                     .execute(&mut **tx)
@@ -395,7 +393,7 @@ async fn a_payload_that_does_not_decode_fails_for_good_and_a_database_error_is_r
 }
 }
 
-/// Records what [`bus::Consumer::prepare`] saw and whether `consume` found it in the scratch.
+/// Records what [`bus::Handler::prepare`] saw and whether `handle` found it in the scratch.
 struct Preparing {
     fail: bool,
     prepared: std::sync::Mutex<Vec<usize>>,
@@ -406,13 +404,11 @@ struct Preparing {
 struct ReadAhead(Option<usize>);
 
 #[bus::async_trait]
-impl bus::Consumer for Preparing {
+impl bus::Handler for Preparing {
+    type Messages = Ping;
+
     fn name(&self) -> &str {
         "preparing"
-    }
-
-    fn subscriptions(&self) -> Vec<&'static str> {
-        vec![Ping::TYPE]
     }
 
     async fn prepare(
@@ -428,9 +424,10 @@ impl bus::Consumer for Preparing {
         Ok(())
     }
 
-    async fn consume(
+    async fn handle(
         &self,
-        _message: &bus::Envelope,
+        _ping: Ping,
+        _envelope: &bus::Envelope,
         tx: &mut bus::Tx<'_>,
     ) -> Result<(), bus::ConsumeError> {
         let read_ahead = tx.scratch::<ReadAhead>().0;
@@ -467,5 +464,81 @@ async fn a_consumer_prepares_once_per_batch_and_a_failed_preparation_costs_no_at
         assert_eq!((stats.completed, stats.retried, stats.dead_lettered), (3, 0, 0));
         assert!(queued(&t.db).await.is_empty());
     }
+}
+}
+
+bus::messages! {
+    /// What [`Tally`] handles: its subscriptions and decoding follow from this list.
+    #[derive(Debug)]
+    enum Tallied {
+        Ping(Ping),
+        Pong(Pong),
+    }
+}
+
+/// Notes what it receives, decoded, and whether alone or in a set.
+#[derive(Default)]
+struct Tally {
+    alone: std::sync::Mutex<Vec<String>>,
+    sets: std::sync::Mutex<Vec<Vec<String>>>,
+}
+
+fn label(message: &Tallied) -> String {
+    match message {
+        Tallied::Ping(ping) => format!("ping {}", ping.n),
+        Tallied::Pong(_) => "pong".into(),
+    }
+}
+
+#[bus::async_trait]
+impl bus::Handler for Tally {
+    type Messages = Tallied;
+
+    fn name(&self) -> &str {
+        "tally"
+    }
+
+    async fn handle(
+        &self,
+        message: Tallied,
+        _envelope: &bus::Envelope,
+        _tx: &mut bus::Tx<'_>,
+    ) -> Result<(), bus::ConsumeError> {
+        self.alone.lock().unwrap().push(label(&message));
+        Ok(())
+    }
+
+    /// Takes the pings as a set and leaves the pongs to `handle`.
+    async fn handle_all(
+        &self,
+        messages: Vec<bus::Delivered<'_, Tallied>>,
+        _tx: &mut bus::Tx<'_>,
+    ) -> Result<Vec<usize>, bus::ConsumeError> {
+        let labels = messages.iter().map(|m| label(&m.message)).collect();
+        self.sets.lock().unwrap().push(labels);
+        let pongs = messages.iter().enumerate();
+        let pongs = pongs.filter(|(_, m)| matches!(m.message, Tallied::Pong(_)));
+        Ok(pongs.map(|(index, _)| index).collect())
+    }
+}
+
+testkit::backend_tests! {
+async fn a_handler_subscribes_to_its_declared_types_and_receives_them_decoded(backend) {
+    let t = test_db(backend).await;
+    let tally = Arc::new(Tally::default());
+    let bus = bus::Bus::builder(t.db.clone())
+        .consumer(tally.clone())
+        .build();
+    assert_eq!(bus.subscribers(Ping::TYPE), ["tally"]);
+    assert_eq!(bus.subscribers(Pong::TYPE), ["tally"]);
+    let mut tx = bus.begin().await.unwrap();
+    tx.publish(&ping(1)).await.unwrap();
+    tx.publish(&Pong { id: uuid::Uuid::now_v7() }).await.unwrap();
+    tx.publish(&ping(2)).await.unwrap();
+    tx.commit().await.unwrap();
+    bus.run_pending().await.unwrap();
+    assert_eq!(*tally.sets.lock().unwrap(), [["ping 1", "pong", "ping 2"]]);
+    assert_eq!(*tally.alone.lock().unwrap(), ["pong"], "left to be handled alone");
+    assert_eq!(bus.stats().completed, 3);
 }
 }

@@ -207,20 +207,19 @@ testkit::backend_tests! {
 async fn messages_published_by_a_consumer_name_their_cause(backend) {
     struct Forward;
     #[bus::async_trait]
-    impl bus::Consumer for Forward {
+    impl bus::Handler for Forward {
+        type Messages = Ping;
         fn name(&self) -> &str {
             "forward"
         }
-        fn subscriptions(&self) -> Vec<&'static str> {
-            vec![Ping::TYPE]
-        }
-        async fn consume(
+        async fn handle(
             &self,
-            message: &bus::Envelope,
+            _ping: Ping,
+            envelope: &bus::Envelope,
             tx: &mut bus::Tx<'_>,
         ) -> Result<(), bus::ConsumeError> {
             tx.publish(&Pong {
-                id: message.correlation_id,
+                id: envelope.correlation_id,
             })
             .await?;
             Ok(())

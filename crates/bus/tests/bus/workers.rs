@@ -205,18 +205,17 @@ async fn a_message_committed_by_another_process_is_found_by_polling(backend) {
 struct RowBumper;
 
 #[bus::async_trait]
-impl bus::Consumer for RowBumper {
+impl bus::Handler for RowBumper {
+    type Messages = Ping;
+
     fn name(&self) -> &str {
         "bumper"
     }
 
-    fn subscriptions(&self) -> Vec<&'static str> {
-        vec![Ping::TYPE]
-    }
-
-    async fn consume(
+    async fn handle(
         &self,
-        _message: &bus::Envelope,
+        _ping: Ping,
+        _envelope: &bus::Envelope,
         tx: &mut bus::Tx<'_>,
     ) -> Result<(), bus::ConsumeError> {
         sqlx::query("UPDATE bumps SET n = n + 1 WHERE id = 1")

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
+use bus::{ConsumeError, Delivered, Envelope, Handler, Tx};
 
 use crate::contracts::ClearCart;
 
@@ -12,17 +12,19 @@ use crate::contracts::ClearCart;
 pub struct ClearCheckedOut;
 
 #[bus::async_trait]
-impl Consumer for ClearCheckedOut {
+impl Handler for ClearCheckedOut {
+    type Messages = ClearCart;
+
     fn name(&self) -> &str {
         "cart.clear-cart"
     }
 
-    fn subscriptions(&self) -> Vec<&'static str> {
-        vec![ClearCart::TYPE]
-    }
-
-    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
-        let command: ClearCart = message.decode()?;
+    async fn handle(
+        &self,
+        command: ClearCart,
+        _: &Envelope,
+        tx: &mut Tx<'_>,
+    ) -> Result<(), ConsumeError> {
         let buyer = command.buyer_id.to_string();
         for line in &command.items {
             let product = line.product_id.to_string();
@@ -61,14 +63,16 @@ impl Consumer for ClearCheckedOut {
     /// Every cart of the set with two statements. Quantities of one buyer's product are
     /// summed over the set's orders first: removing `a` then `b` units leaves what removing
     /// `a + b` does.
-    async fn consume_all(
+    async fn handle_all(
         &self,
-        messages: &[&Envelope],
+        messages: Vec<Delivered<'_, ClearCart>>,
         tx: &mut Tx<'_>,
     ) -> Result<Vec<usize>, ConsumeError> {
         let mut units: BTreeMap<(String, String), i64> = BTreeMap::new();
-        for message in messages {
-            let command: ClearCart = message.decode()?;
+        for Delivered {
+            message: command, ..
+        } in &messages
+        {
             for line in &command.items {
                 let key = (command.buyer_id.to_string(), line.product_id.to_string());
                 *units.entry(key).or_default() += i64::from(line.quantity);

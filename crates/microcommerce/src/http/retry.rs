@@ -11,8 +11,8 @@ use crate::error::RetryableConflict;
 /// Attempts in all before a lost race is answered (503, `Retry-After`).
 const ATTEMPTS: usize = 3;
 
-/// PostgreSQL may abort a transaction that deadlocked or could not be serialized (SQLSTATE
-/// 40P01, 40001); nothing of it was committed, so the whole request runs again, up to three
+/// PostgreSQL may abort a transaction that deadlocked or could not be serialized
+/// ([`storage::ErrorKind::LostRace`]); nothing of it was committed, so the whole request runs again, up to three
 /// times, with the same body. The body is read up front (it is at most 64 KiB).
 pub async fn retry_conflicts(request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
@@ -37,60 +37,25 @@ pub async fn retry_conflicts(request: Request, next: Next) -> Response {
 
 #[cfg(test)]
 mod tests {
-    use std::borrow::Cow;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     use axum::Router;
     use axum::http::StatusCode;
     use axum::routing::post;
+    use storage::ErrorKind;
     use tower::ServiceExt;
 
     use super::*;
 
-    /// A database error with the given SQLSTATE, as PostgreSQL would report it.
-    #[derive(Debug)]
-    struct Sqlstate(&'static str);
-
-    impl std::fmt::Display for Sqlstate {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "sqlstate {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Sqlstate {}
-
-    impl sqlx::error::DatabaseError for Sqlstate {
-        fn message(&self) -> &str {
-            "could not serialize access"
-        }
-        fn code(&self) -> Option<Cow<'_, str>> {
-            Some(Cow::Borrowed(self.0))
-        }
-        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
-            self
-        }
-        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
-            self
-        }
-        fn kind(&self) -> sqlx::error::ErrorKind {
-            sqlx::error::ErrorKind::Other
-        }
-    }
-
-    /// A route that fails with `code` until it has been called `failures` times, echoing its
-    /// body once it succeeds.
-    fn app(code: &'static str, failures: usize, calls: Arc<AtomicUsize>) -> Router {
+    /// A route that fails with an error of `kind` until it has been called `failures` times,
+    /// echoing its body once it succeeds.
+    fn app(kind: ErrorKind, failures: usize, calls: Arc<AtomicUsize>) -> Router {
         let handler = move |body: String| {
             let calls = calls.clone();
             async move {
                 if calls.fetch_add(1, Ordering::SeqCst) < failures {
-                    Err(crate::Error::Database(sqlx::Error::Database(Box::new(
-                        Sqlstate(code),
-                    ))))
+                    Err(crate::Error::Database(kind.simulated()))
                 } else {
                     Ok(body)
                 }
@@ -114,7 +79,7 @@ mod tests {
     #[tokio::test]
     async fn a_lost_serialization_race_runs_the_request_again_with_the_same_body() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let (status, body) = call(app("40001", 2, calls.clone())).await;
+        let (status, body) = call(app(ErrorKind::LostRace, 2, calls.clone())).await;
         assert_eq!((status, body.as_str()), (StatusCode::OK, "same body"));
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
@@ -122,7 +87,7 @@ mod tests {
     #[tokio::test]
     async fn a_deadlock_that_keeps_happening_is_a_503_after_three_attempts() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let (status, _) = call(app("40P01", usize::MAX, calls.clone())).await;
+        let (status, _) = call(app(ErrorKind::LostRace, usize::MAX, calls.clone())).await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(calls.load(Ordering::SeqCst), 3);
     }
@@ -130,7 +95,7 @@ mod tests {
     #[tokio::test]
     async fn other_errors_are_not_retried() {
         let calls = Arc::new(AtomicUsize::new(0));
-        let (status, _) = call(app("23505", usize::MAX, calls.clone())).await;
+        let (status, _) = call(app(ErrorKind::UniqueViolation, usize::MAX, calls.clone())).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
     }

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
+use bus::{ConsumeError, Consumer, Delivered, Envelope, Handler, Message, Tx};
 
 use storage::Timestamp;
 
@@ -21,8 +21,14 @@ use crate::ids::OrderId;
 pub fn all() -> Vec<Arc<dyn Consumer>> {
     vec![
         Arc::new(ReserveStock),
-        Arc::new(EndReservations(Ending::Deducted)),
-        Arc::new(EndReservations(Ending::Released)),
+        Arc::new(EndReservations {
+            ending: Ending::Deducted,
+            order: |command: &DeductStock| command.order_id,
+        }),
+        Arc::new(EndReservations {
+            ending: Ending::Released,
+            order: |command: &ReleaseStockReservations| command.order_id,
+        }),
     ]
 }
 
@@ -30,17 +36,19 @@ pub fn all() -> Vec<Arc<dyn Consumer>> {
 pub struct ReserveStock;
 
 #[bus::async_trait]
-impl Consumer for ReserveStock {
+impl Handler for ReserveStock {
+    type Messages = ReserveStockForOrder;
+
     fn name(&self) -> &str {
         "inventory.reserve-stock"
     }
 
-    fn subscriptions(&self) -> Vec<&'static str> {
-        vec![ReserveStockForOrder::TYPE]
-    }
-
-    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
-        let command: ReserveStockForOrder = message.decode()?;
+    async fn handle(
+        &self,
+        command: ReserveStockForOrder,
+        _: &Envelope,
+        tx: &mut Tx<'_>,
+    ) -> Result<(), ConsumeError> {
         let order_id = command.order_id;
         let now = tx.now().await?;
         let Err(short) = reserve_all(tx, order_id, &command.items, now).await? else {
@@ -61,19 +69,19 @@ impl Consumer for ReserveStock {
 
     /// Every order of the set with two statements (see [`sets::reserve`]); the stock counts
     /// change at the end of the batch.
-    async fn consume_all(
+    async fn handle_all(
         &self,
-        messages: &[&Envelope],
+        messages: Vec<Delivered<'_, ReserveStockForOrder>>,
         tx: &mut Tx<'_>,
     ) -> Result<Vec<usize>, ConsumeError> {
-        let mut orders = Vec::with_capacity(messages.len());
-        for message in messages {
-            let command: ReserveStockForOrder = message.decode()?;
-            orders.push((command.order_id, sets::merge_lines(&command.items)));
-        }
+        let orders: Vec<_> = messages
+            .iter()
+            .map(|m| (m.message.order_id, sets::merge_lines(&m.message.items)))
+            .collect();
         let now = tx.now().await?;
         let outcomes = sets::reserve(tx, &orders, now).await?;
-        for ((message, (order_id, _)), outcome) in messages.iter().zip(&orders).zip(outcomes) {
+        let messages = messages.iter().map(|m| m.envelope);
+        for ((message, (order_id, _)), outcome) in messages.zip(&orders).zip(outcomes) {
             let order_id = *order_id;
             match outcome {
                 Reservation::Made | Reservation::Recorded => {
@@ -188,19 +196,16 @@ async fn reserve_lines(
     Ok(Ok(()))
 }
 
-/// Ends an order's held reservations one way: deducted once it is paid, released (the
-/// compensation) once it has failed. One consumer per way, each with its own name.
-pub struct EndReservations(Ending);
-
-impl EndReservations {
+/// Ends an order's held reservations one way: deducted once it is paid (`DeductStock`),
+/// released (the compensation) once it has failed (`ReleaseStockReservations`). One consumer
+/// per way, each with its own name and its own command.
+pub struct EndReservations<C> {
+    ending: Ending,
     /// The order a command of this consumer names.
-    fn order_of(&self, message: &Envelope) -> Result<OrderId, ConsumeError> {
-        Ok(match self.0 {
-            Ending::Deducted => message.decode::<DeductStock>()?.order_id,
-            Ending::Released => message.decode::<ReleaseStockReservations>()?.order_id,
-        })
-    }
+    order: fn(&C) -> OrderId,
+}
 
+impl<C> EndReservations<C> {
     /// Ends the reservations of `orders`, writing the stock as `write` says.
     async fn end(
         &self,
@@ -208,8 +213,8 @@ impl EndReservations {
         orders: &[OrderId],
         write: StockWrite,
     ) -> Result<(), ConsumeError> {
-        let ended = sets::end_reservations(tx, orders, self.0, write).await?;
-        let outcome = match self.0 {
+        let ended = sets::end_reservations(tx, orders, self.ending, write).await?;
+        let outcome = match self.ending {
             Ending::Deducted => "reserved stock deducted",
             Ending::Released => "reservations released",
         };
@@ -219,37 +224,29 @@ impl EndReservations {
 }
 
 #[bus::async_trait]
-impl Consumer for EndReservations {
+impl<C: Message> Handler for EndReservations<C> {
+    type Messages = C;
+
     fn name(&self) -> &str {
-        match self.0 {
+        match self.ending {
             Ending::Deducted => "inventory.deduct-stock",
             Ending::Released => "inventory.release-stock",
         }
     }
 
-    fn subscriptions(&self) -> Vec<&'static str> {
-        match self.0 {
-            Ending::Deducted => vec![DeductStock::TYPE],
-            Ending::Released => vec![ReleaseStockReservations::TYPE],
-        }
-    }
-
-    async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
-        let order = self.order_of(message)?;
+    async fn handle(&self, command: C, _: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+        let order = (self.order)(&command);
         self.end(tx, &[order], StockWrite::Now).await
     }
 
     /// Every order of the set with one statement; the stock counts change at the end of the
     /// batch.
-    async fn consume_all(
+    async fn handle_all(
         &self,
-        messages: &[&Envelope],
+        messages: Vec<Delivered<'_, C>>,
         tx: &mut Tx<'_>,
     ) -> Result<Vec<usize>, ConsumeError> {
-        let orders = messages
-            .iter()
-            .map(|message| self.order_of(message))
-            .collect::<Result<Vec<_>, _>>()?;
+        let orders: Vec<_> = messages.iter().map(|m| (self.order)(&m.message)).collect();
         self.end(tx, &orders, StockWrite::AtBatchEnd).await?;
         Ok(Vec::new())
     }

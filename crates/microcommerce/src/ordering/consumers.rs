@@ -1,15 +1,28 @@
-//! Keeps each order's status in step with its checkout saga.
+//! Keeps each order's status in step with its checkout saga, as the checkout declares: the
+//! consumer takes the messages the checkout's steps are reached on ([`handled_messages`]) and
+//! moves the order to the step each one names ([`status_after`]).
 
-use bus::{ConsumeError, Consumer, Envelope, Message, Tx};
+use bus::{ConsumeError, Consumer, Envelope, Tx};
+use serde::Deserialize;
 
+use super::checkout::{FailureReason, handled_messages, status_after};
 use super::db::{move_status, move_statuses};
 use super::status::OrderStatus;
-use crate::contracts::{ConfirmOrder, OrderFailed, StockReservationCompleted};
 use crate::ids::OrderId;
 
 /// Applies the saga's outcomes to the order row. Every update is conditional on the statuses
 /// that may precede the new one, so a redelivered or out-of-date message changes nothing.
 pub struct OrderStatusUpdater;
+
+/// What every checkout message that moves an order carries: the order, and the reason when the
+/// checkout failed.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Moved {
+    order_id: OrderId,
+    #[serde(default)]
+    reason: Option<FailureReason>,
+}
 
 #[bus::async_trait]
 impl Consumer for OrderStatusUpdater {
@@ -18,11 +31,7 @@ impl Consumer for OrderStatusUpdater {
     }
 
     fn subscriptions(&self) -> Vec<&'static str> {
-        vec![
-            StockReservationCompleted::TYPE,
-            ConfirmOrder::TYPE,
-            OrderFailed::TYPE,
-        ]
+        handled_messages()
     }
 
     async fn consume(&self, message: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
@@ -52,31 +61,16 @@ impl Consumer for OrderStatusUpdater {
     }
 }
 
-/// The order a message is about, the status it moves the order to, and the failure reason.
+/// The order a message is about, the status the checkout says it moves the order to, and the
+/// failure reason.
 fn target(message: &Envelope) -> Result<(OrderId, OrderStatus, Option<String>), ConsumeError> {
-    Ok(match message.message_type.as_str() {
-        StockReservationCompleted::TYPE => {
-            let event: StockReservationCompleted = message.decode()?;
-            (event.order_id, OrderStatus::StockReserved, None)
-        }
-        ConfirmOrder::TYPE => {
-            let command: ConfirmOrder = message.decode()?;
-            (command.order_id, OrderStatus::Confirmed, None)
-        }
-        OrderFailed::TYPE => {
-            let command: OrderFailed = message.decode()?;
-            (
-                command.order_id,
-                OrderStatus::Failed,
-                Some(command.reason.to_string()),
-            )
-        }
-        other => {
-            return Err(ConsumeError::permanent(format!(
-                "order-status does not handle {other}"
-            )));
-        }
-    })
+    let status = status_after(&message.message_type).ok_or_else(|| {
+        let kind = &message.message_type;
+        ConsumeError::permanent(format!("{kind} moves no order"))
+    })?;
+    let moved: Moved = serde_json::from_str(&message.payload)?;
+    let reason = moved.reason.map(|reason| reason.to_string());
+    Ok((moved.order_id, status, reason))
 }
 
 fn log_outcome(order: OrderId, status: OrderStatus, moved: bool) {

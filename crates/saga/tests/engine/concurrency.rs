@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bus::{BusConfig, ConsumeError, Consumer, Envelope, Message, Outgoing, RetryPolicy, Tx};
+use bus::{BusConfig, ConsumeError, Envelope, Handler, Message, Outgoing, RetryPolicy, Tx};
 use tokio::sync::{Semaphore, mpsc};
 use uuid::Uuid;
 
@@ -221,14 +221,12 @@ struct Gate {
 }
 
 #[bus::async_trait]
-impl Consumer for Gate {
+impl Handler for Gate {
+    type Messages = Reserved;
     fn name(&self) -> &str {
         "gate"
     }
-    fn subscriptions(&self) -> Vec<&'static str> {
-        vec![Reserved::TYPE]
-    }
-    async fn consume(&self, m: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+    async fn handle(&self, _: Reserved, m: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         let seen = saga::get_on(tx, OrderSaga::NAME, m.correlation_id).await?;
         let _ = self.saw.send(seen.map(|instance| instance.state));
         let _permit = self.permits.acquire().await.expect("never closed");

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{
-    Bus, BusConfig, ConsumeError, Consumer, Envelope, Message, MessageId, Outgoing, Tx, async_trait,
+    Bus, BusConfig, ConsumeError, Consumer, Envelope, Handler, Message, MessageId, Outgoing, Tx,
+    async_trait,
 };
 
 pub use saga::Saga;
@@ -161,15 +162,21 @@ fn failed(id: Uuid, reason: &str) -> (OrderState, Vec<Outgoing>) {
 /// what actually reached a consumer rather than what sits in the queue.
 pub struct Recorder;
 
+bus::messages! {
+    /// What the recorder records.
+    pub enum Recorded {
+        Confirm(Confirm),
+        Release(Release),
+    }
+}
+
 #[async_trait]
-impl Consumer for Recorder {
+impl Handler for Recorder {
+    type Messages = Recorded;
     fn name(&self) -> &str {
         "recorder"
     }
-    fn subscriptions(&self) -> Vec<&'static str> {
-        vec![Confirm::TYPE, Release::TYPE]
-    }
-    async fn consume(&self, m: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
+    async fn handle(&self, _: Recorded, m: &Envelope, tx: &mut Tx<'_>) -> Result<(), ConsumeError> {
         sqlx::query(
             "INSERT INTO sent (message_type, correlation_id, causation_id) VALUES ($1, $2, $3)",
         )

@@ -1,26 +1,64 @@
-//! What a saga reacts to: one closed enum of events, declared once with [`events!`](crate::events).
+//! What a consumer handles, declared once: one [`Message`] type, or a closed enum of them
+//! declared with [`messages!`](crate::messages). Its subscriptions and its decoding of a
+//! delivered envelope both follow from that one declaration.
 
-use std::fmt::Debug;
+use crate::{Envelope, Message};
 
-use bus::Envelope;
-
-/// A saga's events: the message types it subscribes to and how a delivered message becomes one.
+/// The messages a consumer (a [`crate::Handler`], or a saga) handles: the message types it
+/// subscribes to and how a delivered envelope becomes one of them.
 ///
-/// Written by [`events!`](crate::events), which derives both from a single list of variants.
-pub trait Events: Sized + Debug + Send + Sync {
-    /// Message types the saga consumes, one per variant.
+/// Every [`Message`] type is one by itself; an enum of several is written by
+/// [`messages!`](crate::messages), which derives both from a single list of variants.
+pub trait Messages: Sized + Send + Sync + 'static {
+    /// Message types subscribed to, in declaration order.
     const TYPES: &'static [&'static str];
 
-    /// Turns a delivered message into an event; an error (an unknown type or a payload that does
-    /// not parse) dead-letters the message.
+    /// Turns a delivered message into a value; an error (a type not declared, a payload that
+    /// does not parse) dead-letters the message.
     fn decode(message: &Envelope) -> Result<Self, serde_json::Error>;
 }
 
-/// Declares a saga's event enum, one `Variant(Payload)` per [`bus::Message`] type, and its
-/// [`Events`] impl: subscriptions and decoding follow from the payloads' `TYPE`s. Attributes
-/// (docs, derives) pass through to the enum and its variants.
+/// One message type: its own type name is its one subscription.
+impl<M: Message> Messages for M {
+    const TYPES: &'static [&'static str] = &[M::TYPE];
+
+    fn decode(message: &Envelope) -> Result<Self, serde_json::Error> {
+        if message.message_type != M::TYPE {
+            return Err(__private::unknown(M::TYPE, &message.message_type));
+        }
+        message.decode()
+    }
+}
+
+/// Declares an enum of messages, one `Variant(Payload)` per [`Message`](crate::Message)
+/// type, and its [`Messages`] impl: subscriptions and decoding follow from the payloads'
+/// `TYPE`s. Attributes (docs, derives) pass through to the enum and its variants.
+///
+/// ```
+/// # use bus::{Message, Messages};
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct Opened { door: uuid::Uuid }
+/// # impl Message for Opened {
+/// #     const TYPE: &'static str = "DoorOpened";
+/// #     fn correlation_id(&self) -> uuid::Uuid { self.door }
+/// # }
+/// # #[derive(serde::Serialize, serde::Deserialize)]
+/// # struct Closed { door: uuid::Uuid }
+/// # impl Message for Closed {
+/// #     const TYPE: &'static str = "DoorClosed";
+/// #     fn correlation_id(&self) -> uuid::Uuid { self.door }
+/// # }
+/// bus::messages! {
+///     /// What happens to a door.
+///     enum DoorEvent {
+///         Opened(Opened),
+///         Closed(Closed),
+///     }
+/// }
+/// assert_eq!(DoorEvent::TYPES, ["DoorOpened", "DoorClosed"]);
+/// ```
 #[macro_export]
-macro_rules! events {
+macro_rules! messages {
     (
         $(#[$meta:meta])*
         $vis:vis enum $name:ident {
@@ -38,16 +76,16 @@ macro_rules! events {
             )+
         }
 
-        impl $crate::Events for $name {
+        impl $crate::Messages for $name {
             const TYPES: &'static [&'static str] =
-                &[$(<$payload as $crate::__private::Message>::TYPE),+];
+                &[$(<$payload as $crate::Message>::TYPE),+];
 
             fn decode(
-                message: &$crate::__private::Envelope,
+                message: &$crate::Envelope,
             ) -> ::core::result::Result<Self, $crate::__private::serde_json::Error> {
                 match message.message_type.as_str() {
                     $(
-                        <$payload as $crate::__private::Message>::TYPE => {
+                        <$payload as $crate::Message>::TYPE => {
                             message.decode::<$payload>().map(Self::$variant)
                         }
                     )+
@@ -61,26 +99,25 @@ macro_rules! events {
     };
 }
 
-/// What [`events!`](crate::events) expands to needs, reachable from any crate that uses it.
+/// What [`messages!`](crate::messages) expands to needs, reachable from any crate that uses it.
 #[doc(hidden)]
 pub mod __private {
-    pub use bus::{Envelope, Message};
     pub use serde_json;
 
-    /// The error for a message type the enum does not declare.
-    pub fn unknown(events: &str, message_type: &str) -> serde_json::Error {
-        serde::de::Error::custom(format!("not a {events}: {message_type}"))
+    /// The error for a message type that `expected` does not declare.
+    pub fn unknown(expected: &str, message_type: &str) -> serde_json::Error {
+        serde::de::Error::custom(format!("not a {expected}: {message_type}"))
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use bus::{Message, MessageId, Outgoing};
     use serde::{Deserialize, Serialize};
     use storage::Timestamp;
     use uuid::Uuid;
 
-    use super::Events;
+    use super::Messages;
+    use crate::{Message, MessageId, Outgoing};
 
     #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
     struct Opened {
@@ -105,7 +142,7 @@ mod tests {
         }
     }
 
-    crate::events! {
+    crate::messages! {
         /// A door's events.
         #[derive(Debug, Clone, PartialEq)]
         enum DoorEvent {
@@ -116,8 +153,8 @@ mod tests {
         }
     }
 
-    fn delivered(outgoing: Outgoing) -> bus::Envelope {
-        bus::Envelope {
+    fn delivered(outgoing: Outgoing) -> crate::Envelope {
+        crate::Envelope {
             message_id: MessageId::new(),
             message_type: outgoing.message_type.into(),
             correlation_id: outgoing.correlation_id,
@@ -133,6 +170,7 @@ mod tests {
     #[test]
     fn the_subscriptions_are_the_payload_types_in_declaration_order() {
         assert_eq!(DoorEvent::TYPES, ["DoorOpened", "DoorClosed"]);
+        assert_eq!(<Opened as Messages>::TYPES, ["DoorOpened"]);
     }
 
     #[test]
@@ -145,11 +183,15 @@ mod tests {
         };
         assert_eq!(
             DoorEvent::decode(&delivered(Outgoing::publish(&opened))).unwrap(),
-            DoorEvent::Opened(opened)
+            DoorEvent::Opened(opened.clone())
         );
         assert_eq!(
             DoorEvent::decode(&delivered(Outgoing::publish(&closed))).unwrap(),
             DoorEvent::Closed(closed)
+        );
+        assert_eq!(
+            <Opened as Messages>::decode(&delivered(Outgoing::publish(&opened))).unwrap(),
+            opened
         );
     }
 
@@ -161,6 +203,10 @@ mod tests {
         unknown.message_type = "DoorPainted".into();
         let error = DoorEvent::decode(&unknown).unwrap_err().to_string();
         assert!(error.contains("not a DoorEvent: DoorPainted"), "{error}");
+        let error = <Opened as Messages>::decode(&unknown)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("not a DoorOpened: DoorPainted"), "{error}");
 
         let mut malformed = delivered(Outgoing::publish(&Opened {
             door: Uuid::from_u128(1),

@@ -3,6 +3,7 @@
 
 use bus::MessageId;
 
+use super::decode::{decode_error, parse_uuid};
 use crate::Saga;
 
 use sqlx::any::AnyRow;
@@ -276,12 +277,4 @@ fn parked_event(row: &AnyRow) -> Result<ParkedEvent, sqlx::Error> {
         message_type: row.try_get("message_type")?,
         parked_at: Timestamp(row.try_get("parked_at")?),
     })
-}
-
-pub(crate) fn parse_uuid(text: String) -> Result<Uuid, sqlx::Error> {
-    Uuid::parse_str(&text).map_err(|e| sqlx::Error::Decode(e.into()))
-}
-
-pub(crate) fn decode_error(error: serde_json::Error) -> sqlx::Error {
-    sqlx::Error::Decode(error.into())
 }
