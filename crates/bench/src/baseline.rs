@@ -11,10 +11,10 @@ use std::time::Instant;
 use bus::Bus;
 
 use super::{BenchError, BenchOptions, Ending, Outcome, Tally};
-use microcommerce::config::Config;
-use microcommerce::ids::{BuyerId, OrderId};
-use microcommerce::money::Money;
-use microcommerce::ordering::{Order, OrderItem, OrderStatus, Totals, insert_order};
+use microcommerce_service::config::Config;
+use microcommerce_service::ids::{BuyerId, OrderId};
+use microcommerce_service::money::Money;
+use microcommerce_service::ordering::{Order, OrderItem, OrderStatus, Totals, insert_order};
 
 /// The plain-SQL driver; cheap to clone.
 #[derive(Clone)]
@@ -43,11 +43,11 @@ impl Baseline {
             synchronous: options.synchronous,
             pin_writer: options.pin_writer,
             db_pool_size: 20,
-            limits: microcommerce::config::Limits::off(),
+            limits: microcommerce_service::config::Limits::off(),
             ..Config::default()
         };
-        let db = microcommerce::app::prepare_database(&config).await?;
-        microcommerce::catalog::seed_if_empty(&db).await?;
+        let db = microcommerce_service::app::prepare_database(&config).await?;
+        microcommerce_service::catalog::seed_if_empty(&db).await?;
         let bus = Bus::builder(db.clone()).build();
         let mut products: Vec<String> =
             sqlx::query_scalar("SELECT id FROM products WHERE status = 'Published' ORDER BY name")
@@ -124,7 +124,7 @@ impl Inner {
         product: &str,
         decline: bool,
         tally: &Tally,
-    ) -> microcommerce::Result<(OrderStatus, u64)> {
+    ) -> microcommerce_service::Result<(OrderStatus, u64)> {
         let buyer = BuyerId(uuid::Uuid::new_v4());
         let cart = uuid::Uuid::now_v7().to_string();
         tally.request();
@@ -168,7 +168,7 @@ async fn fill_cart(
     buyer: BuyerId,
     cart: String,
     product: String,
-) -> microcommerce::Result<()> {
+) -> microcommerce_service::Result<()> {
     let now = tx.now().await?;
     sqlx::query("INSERT INTO carts (id, buyer_id, created_at, updated_at) VALUES ($1, $2, $3, $3)")
         .bind(&cart)
@@ -193,7 +193,7 @@ async fn place_and_reserve(
     tx: &mut bus::Tx<'_>,
     buyer: BuyerId,
     product: String,
-) -> microcommerce::Result<(OrderId, OrderStatus)> {
+) -> microcommerce_service::Result<(OrderId, OrderStatus)> {
     let order = order(buyer, tx.now().await?);
     let item = OrderItem {
         product_id: product.parse().unwrap_or_default(),
@@ -235,7 +235,7 @@ async fn pay_and_settle(
     product: String,
     cart: String,
     decline: bool,
-) -> microcommerce::Result<OrderStatus> {
+) -> microcommerce_service::Result<OrderStatus> {
     let now = tx.now().await?;
     sqlx::query(
         "INSERT INTO payments (order_id, succeeded, failure_reason, at) VALUES ($1, $2, NULL, $3)",
@@ -274,7 +274,7 @@ async fn pay_and_settle(
 fn order(buyer: BuyerId, now: storage::Timestamp) -> Order {
     Order {
         id: OrderId::new(),
-        order_number: microcommerce::ordering::domain::new_order_number(),
+        order_number: microcommerce_service::ordering::domain::new_order_number(),
         buyer_id: buyer,
         buyer_email: super::BUYER_EMAIL.into(),
         address: super::buyer_address(),

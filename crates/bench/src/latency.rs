@@ -102,7 +102,7 @@ fn resolve(authority: &str) -> Result<SocketAddr, String> {
 
 fn host_error(url: &str, reason: &str) -> LatencyError {
     LatencyError::Host {
-        url: microcommerce::config::redact_password(url),
+        url: microcommerce_service::config::redact_password(url),
         reason: reason.to_owned(),
     }
 }

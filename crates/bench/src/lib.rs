@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
-use microcommerce::ordering::OrderStatus;
+use microcommerce_service::ordering::OrderStatus;
 use tokio::sync::Mutex;
 
 pub use driver::Driver;
@@ -81,7 +81,7 @@ pub struct BenchOptions {
 pub enum BenchError {
     /// The embedded server did not start.
     #[error(transparent)]
-    Start(#[from] microcommerce::app::StartError),
+    Start(#[from] microcommerce_service::app::StartError),
     /// A set-up request failed.
     #[error("set-up failed: {0}")]
     Setup(String),
@@ -452,8 +452,8 @@ fn progress_bar(options: &BenchOptions, label: &str, tally: Arc<Tally>) -> Optio
 pub(crate) const BUYER_EMAIL: &str = "bench@example.com";
 
 /// The address every simulated buyer ships to.
-pub(crate) fn buyer_address() -> microcommerce::ordering::domain::ShippingAddress {
-    microcommerce::ordering::domain::ShippingAddress {
+pub(crate) fn buyer_address() -> microcommerce_service::ordering::domain::ShippingAddress {
+    microcommerce_service::ordering::domain::ShippingAddress {
         name: "Bench".into(),
         email: BUYER_EMAIL.into(),
         street: "1 Load Lane".into(),

@@ -4,7 +4,7 @@ use clap::{Args, Parser, Subcommand};
 
 use std::num::NonZeroU32;
 
-use microcommerce::config::{Config, Limits, parse_duration};
+use microcommerce_service::config::{Config, Limits, parse_duration};
 
 /// microcommerce: a commerce backend whose checkout is a durable saga.
 #[derive(Debug, Parser)]

@@ -5,8 +5,8 @@ mod logging;
 
 use clap::Parser;
 use cli::{Cli, Command};
-use microcommerce::app::{App, prepare_database};
-use microcommerce::config::Config;
+use microcommerce_service::app::{App, prepare_database};
+use microcommerce_service::config::Config;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {

@@ -8,12 +8,12 @@ use super::{
     error_outcome, micros, settled,
 };
 use crate::{BenchError, BenchOptions, Ending, Outcome, Tally};
-use microcommerce::app::App;
-use microcommerce::config::Config;
-use microcommerce::domain::Email;
-use microcommerce::ids::{BuyerId, OrderId, ProductId};
-use microcommerce::ordering::{Order, OrderStatus, ValidCheckout};
-use microcommerce::state::AppState;
+use microcommerce_service::app::App;
+use microcommerce_service::config::Config;
+use microcommerce_service::domain::Email;
+use microcommerce_service::ids::{BuyerId, OrderId, ProductId};
+use microcommerce_service::ordering::{Order, OrderStatus, ValidCheckout};
+use microcommerce_service::state::AppState;
 
 impl Inner {
     pub(super) async fn checkout_in_process(
@@ -66,10 +66,10 @@ async fn place_in_process(
     state: &AppState,
     valid: &ValidCheckout,
     tally: &Tally,
-) -> microcommerce::Result<Order> {
+) -> microcommerce_service::Result<Order> {
     tally.request();
     let buyer = BuyerId(uuid::Uuid::new_v4());
-    microcommerce::ordering::check_out(state, buyer, valid.clone(), None).await
+    microcommerce_service::ordering::check_out(state, buyer, valid.clone(), None).await
 }
 
 async fn pay_in_process(
@@ -77,14 +77,15 @@ async fn pay_in_process(
     order: &Order,
     succeed: bool,
     tally: &Tally,
-) -> microcommerce::Result<()> {
+) -> microcommerce_service::Result<()> {
     tally.request();
     let (order, timeout) = (order.id, state.config.payment_timeout);
     state
         .bus
         .transact(move |tx| {
             Box::pin(async move {
-                microcommerce::payment::record_payment(tx, order, None, succeed, timeout).await?;
+                microcommerce_service::payment::record_payment(tx, order, None, succeed, timeout)
+                    .await?;
                 Ok(())
             })
         })
@@ -101,7 +102,7 @@ async fn wait_in_process(
         // Woken when the order's status changes, as the HTTP API's long polling is.
         let news = state.bus.changed_next(order.0);
         if let Ok(mut conn) = state.db.read().await
-            && let Ok(Some(found)) = microcommerce::ordering::order(&mut conn, order).await
+            && let Ok(Some(found)) = microcommerce_service::ordering::order(&mut conn, order).await
             && done(found.status)
         {
             let reason = found.failure_reason.map(|reason| reason.to_string());
@@ -153,7 +154,7 @@ impl Embedded {
             hand_over: options.hand_over,
             admin_token: token.to_owned(),
             db_pool_size: if postgres { 20 } else { 10 },
-            limits: microcommerce::config::Limits::off(),
+            limits: microcommerce_service::config::Limits::off(),
             ..Config::default()
         };
         let app = App::build(config).await?;

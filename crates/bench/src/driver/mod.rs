@@ -11,8 +11,8 @@ mod in_process;
 mod over_http;
 
 use super::{BenchError, BenchOptions, Ending, Outcome, Summary, Tally};
-use microcommerce::ordering::OrderStatus;
-use microcommerce::state::AppState;
+use microcommerce_service::ordering::OrderStatus;
+use microcommerce_service::state::AppState;
 
 /// Longest a buyer waits for one order to settle before calling it stuck.
 const SETTLE_LIMIT: Duration = Duration::from_secs(60);

@@ -11,7 +11,7 @@ use super::{
     error_outcome, micros, settled, status_in,
 };
 use crate::{Ending, Outcome, Tally};
-use microcommerce::ordering::OrderStatus;
+use microcommerce_service::ordering::OrderStatus;
 
 impl Inner {
     pub(super) async fn checkout_over_http(

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use microcommerce::contracts::{ClearCart, OrderLine};
-use microcommerce::ids::{BuyerId, OrderId, ProductId};
+use microcommerce_service::contracts::{ClearCart, OrderLine};
+use microcommerce_service::ids::{BuyerId, OrderId, ProductId};
 use serde_json::json;
 
 use crate::helpers::{Client, Reply, TestApp, eventually, insert_product, product_name, spawn_app};

@@ -80,7 +80,7 @@ async fn the_seed_has_eight_categories_and_fifty_published_products(backend) {
     );
     assert!(levels.values().all(|on_hand| *on_hand <= 200));
     let seeded = page["items"][0]["id"].clone();
-    microcommerce::catalog::seed_if_empty(&app.state.db)
+    microcommerce_service::catalog::seed_if_empty(&app.state.db)
         .await
         .expect("seeding again is a no-op");
     let again = buyer.get("/api/catalog/products?pageSize=100").await.body;
@@ -368,15 +368,15 @@ async fn a_duplicate_sku_is_a_conflict_and_updates_keep_the_sku(backend) {
 testkit::backend_tests! {
 async fn instances_starting_together_seed_the_catalog_once(backend) {
     let dir = tempfile::tempdir().expect("temporary directory");
-    let config = microcommerce::config::Config {
+    let config = microcommerce_service::config::Config {
         database_url: backend.fresh_url(dir.path()).await,
         synchronous: storage::Synchronous::Normal,
         ..Default::default()
     };
-    let db = microcommerce::app::prepare_database(&config)
+    let db = microcommerce_service::app::prepare_database(&config)
         .await
         .expect("database prepared");
-    let seeds = (0..4).map(|_| microcommerce::catalog::seed_if_empty(&db));
+    let seeds = (0..4).map(|_| microcommerce_service::catalog::seed_if_empty(&db));
     for seeded in futures_util::future::join_all(seeds).await {
         seeded.expect("every instance starts");
     }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use sqlx::Row;
 
-use microcommerce::config::Config;
+use microcommerce_service::config::Config;
 
 use crate::helpers::{Client, TestApp, eventually, order_in, spawn_app, spawn_app_with};
 
@@ -38,7 +38,7 @@ async fn product(app: &TestApp, name: &str, price_cents: i64, on_hand: i64) -> S
     .execute(&mut *tx)
     .await
     .unwrap();
-    microcommerce::inventory::create_stock_item(&mut tx, id.parse().unwrap(), on_hand, now)
+    microcommerce_service::inventory::create_stock_item(&mut tx, id.parse().unwrap(), on_hand, now)
         .await
         .unwrap();
     tx.commit().await.unwrap();

@@ -2,9 +2,9 @@
 
 #![allow(dead_code)]
 
-use microcommerce::app::App;
-use microcommerce::config::{Config, Limits};
-use microcommerce::state::AppState;
+use microcommerce_service::app::App;
+use microcommerce_service::config::{Config, Limits};
+use microcommerce_service::state::AppState;
 use serde_json::Value;
 pub use testkit::{Backend, eventually};
 
@@ -275,9 +275,9 @@ pub async fn insert_product(
     app: &TestApp,
     price_cents: i64,
     on_hand: i64,
-) -> microcommerce::ids::ProductId {
-    let product = microcommerce::ids::ProductId::new();
-    let category = microcommerce::ids::CategoryId::new();
+) -> microcommerce_service::ids::ProductId {
+    let product = microcommerce_service::ids::ProductId::new();
+    let category = microcommerce_service::ids::CategoryId::new();
     let id = product.to_string();
     let tag = &id[id.len() - 8..];
     let mut tx = app.state.bus.begin().await.expect("begin");
@@ -303,7 +303,7 @@ pub async fn insert_product(
     .execute(&mut *tx)
     .await
     .expect("product inserted");
-    microcommerce::inventory::create_stock_item(&mut tx, product, on_hand, now)
+    microcommerce_service::inventory::create_stock_item(&mut tx, product, on_hand, now)
         .await
         .expect("stock item created");
     tx.commit().await.expect("commit");
@@ -311,7 +311,7 @@ pub async fn insert_product(
 }
 
 /// The catalog name of `product`.
-pub async fn product_name(app: &TestApp, product: microcommerce::ids::ProductId) -> String {
+pub async fn product_name(app: &TestApp, product: microcommerce_service::ids::ProductId) -> String {
     sqlx::query_scalar("SELECT name FROM products WHERE id = $1")
         .bind(product.to_string())
         .fetch_one(app.state.db.reader())
@@ -320,7 +320,7 @@ pub async fn product_name(app: &TestApp, product: microcommerce::ids::ProductId)
 }
 
 /// Units (on hand, reserved) of `product`'s stock item.
-pub async fn stock_of(app: &TestApp, product: microcommerce::ids::ProductId) -> (i64, i64) {
+pub async fn stock_of(app: &TestApp, product: microcommerce_service::ids::ProductId) -> (i64, i64) {
     use sqlx::Row;
     let row = sqlx::query("SELECT on_hand, reserved FROM stock_items WHERE product_id = $1")
         .bind(product.to_string())

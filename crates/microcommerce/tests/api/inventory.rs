@@ -5,10 +5,10 @@
 //! "never twice" must know that the redelivery has been processed, not merely wait for a state
 //! that is already there.
 
-use microcommerce::contracts::{
+use microcommerce_service::contracts::{
     DeductStock, OrderLine, ReleaseStockReservations, ReserveStockForOrder,
 };
-use microcommerce::ids::{OrderId, ProductId};
+use microcommerce_service::ids::{OrderId, ProductId};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, insert_product, product_name, spawn_app_with, stock_of};

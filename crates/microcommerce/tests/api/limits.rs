@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use futures_util::future::join_all;
 
-use microcommerce::config::{Config, Limits};
+use microcommerce_service::config::{Config, Limits};
 
 use crate::helpers::{
     Reply, checkout_request, eventually, known_buyer, order_count, spawn_app_with, stocked_product,

@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use microcommerce::contracts::StockReservationFailed;
-use microcommerce::ids::OrderId;
+use microcommerce_service::contracts::StockReservationFailed;
+use microcommerce_service::ids::OrderId;
 use serde_json::json;
 
 use crate::helpers::{eventually, spawn_app};
@@ -18,7 +18,7 @@ async fn admins_list_retry_and_purge_dead_letters(backend) {
         "checkout",
         &StockReservationFailed {
             order_id: OrderId::new(),
-            reason: microcommerce::contracts::FailureReason::PaymentDeclined,
+            reason: microcommerce_service::contracts::FailureReason::PaymentDeclined,
         },
     );
     outgoing.payload = "{\"not\": \"a stock reservation\"}".into();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use microcommerce::config::Config;
+use microcommerce_service::config::Config;
 
 use crate::helpers::{Backend, Client, TestApp, eventually, spawn_instance, stocked_product};
 

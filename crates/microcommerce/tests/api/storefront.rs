@@ -181,7 +181,7 @@ async fn the_order_stream_sends_the_progress_until_the_order_settles(backend) {
 async fn storefront_page_weight_and_render_time() {
     use tower::ServiceExt;
     let app = spawn_app(Backend::Sqlite).await;
-    let router = microcommerce::app::router(app.state.clone());
+    let router = microcommerce_service::app::router(app.state.clone());
     let mut times = Vec::new();
     let mut html = String::new();
     for _ in 0..300 {
