@@ -2,8 +2,7 @@
 
 use crate::ids::ProductId;
 
-/// Creates the stock item of a new product with `on_hand` units (0 for products created
-/// through the API), in the caller's transaction so that a product never lacks one.
+/// The statement behind [`super::service::create_stock_item`].
 pub async fn create_stock_item(
     conn: &mut storage::Conn<'_>,
     product_id: ProductId,
