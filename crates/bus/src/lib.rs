@@ -81,6 +81,7 @@ mod config;
 mod consumer;
 mod dead_letters;
 mod group;
+mod inspect;
 mod message;
 mod messages;
 mod notify;
@@ -96,6 +97,7 @@ pub use config::BusConfig;
 pub use consumer::{BoxError, ConsumeError, Consumer, Delivered, Handler};
 pub use dead_letters::DeadLetter;
 pub use group::GroupError;
+pub use inspect::{QueueDepth, Waiting};
 pub use message::{Delivery, Destination, Envelope, Headers, Message, MessageId, Outgoing};
 #[doc(hidden)]
 pub use messages::__private;

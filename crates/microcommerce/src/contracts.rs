@@ -35,6 +35,8 @@ pub enum FailureReason {
     PaymentDeclined,
     /// No payment arrived before the payment window closed.
     PaymentTimedOut,
+    /// An operator cancelled the checkout while it awaited payment.
+    CancelledByOperator,
     /// A reason this version does not know (written by another version): shown as it is.
     Other(String),
 }
@@ -43,6 +45,7 @@ impl FailureReason {
     const OUT_OF_STOCK: &str = "Insufficient stock for ";
     const PAYMENT_DECLINED: &str = "Payment declined (simulated)";
     const PAYMENT_TIMED_OUT: &str = "Payment not received in time";
+    const CANCELLED_BY_OPERATOR: &str = "Cancelled by an operator";
 }
 
 impl std::fmt::Display for FailureReason {
@@ -51,6 +54,7 @@ impl std::fmt::Display for FailureReason {
             Self::OutOfStock { product } => write!(f, "{}{product}", Self::OUT_OF_STOCK),
             Self::PaymentDeclined => f.write_str(Self::PAYMENT_DECLINED),
             Self::PaymentTimedOut => f.write_str(Self::PAYMENT_TIMED_OUT),
+            Self::CancelledByOperator => f.write_str(Self::CANCELLED_BY_OPERATOR),
             Self::Other(text) => f.write_str(text),
         }
     }
@@ -67,6 +71,7 @@ impl From<String> for FailureReason {
         match text.as_str() {
             Self::PAYMENT_DECLINED => Self::PaymentDeclined,
             Self::PAYMENT_TIMED_OUT => Self::PaymentTimedOut,
+            Self::CANCELLED_BY_OPERATOR => Self::CancelledByOperator,
             _ => Self::Other(text),
         }
     }
@@ -144,6 +149,11 @@ order_message!(
     PaymentTimedOut {}
 );
 order_message!(
+    /// Operator → saga: give up a checkout that awaits payment, as its timeout would. Sent
+    /// only by the one who took the pending timeout, so it cannot race a payment.
+    CheckoutCancelled {}
+);
+order_message!(
     /// Saga → ordering: the order is paid and confirmed.
     ConfirmOrder {}
 );
@@ -184,6 +194,7 @@ mod tests {
             },
             FailureReason::PaymentDeclined,
             FailureReason::PaymentTimedOut,
+            FailureReason::CancelledByOperator,
             FailureReason::Other("Lost at sea".into()),
         ] {
             assert_eq!(FailureReason::from(reason.to_string()), reason);

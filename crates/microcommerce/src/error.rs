@@ -38,8 +38,11 @@ pub enum Error {
     #[error("this method is not allowed on this route")]
     MethodNotAllowed,
     /// No valid admin token was presented.
-    #[error("a valid admin bearer token is required")]
+    #[error("a valid admin bearer token (or a console session) is required")]
     Unauthorized,
+    /// An action made with the console's session cookie came from another site's page.
+    #[error("this action was sent from another site")]
+    CrossSite,
     /// Another product has the SKU a create or an update asked for (a unique constraint).
     #[error("another product already has this SKU")]
     DuplicateSku,
@@ -105,6 +108,9 @@ pub enum NotAwaitingPayment {
     /// The payment window closed (its timeout fired or is being handled).
     #[error("the payment window has closed")]
     WindowClosed,
+    /// A payment or the payment timeout is settling the checkout at this moment.
+    #[error("a payment or the payment timeout is already settling this checkout")]
+    Settling,
 }
 
 /// Which limit turned a request away, and when to come back.
@@ -200,6 +206,7 @@ impl Error {
                 "Payload Too Large",
             ),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized"),
+            Self::CrossSite => (StatusCode::FORBIDDEN, "cross-site", "Forbidden"),
             Self::MethodNotAllowed => (
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method-not-allowed",

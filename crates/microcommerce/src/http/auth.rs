@@ -7,6 +7,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 
+use super::session;
 use crate::Error;
 use crate::ids::BuyerId;
 use crate::state::AppState;
@@ -58,6 +59,14 @@ pub struct Caller {
 }
 
 impl Caller {
+    /// An admin who is no buyer: the console's signed-in operator, who may see every order.
+    pub fn operator() -> Self {
+        Self {
+            buyer: BuyerId(uuid::Uuid::nil()),
+            is_admin: true,
+        }
+    }
+
     /// True if the caller may see or act on something owned by `owner`.
     pub fn may_access(&self, owner: BuyerId) -> bool {
         self.is_admin || self.buyer == owner
@@ -80,7 +89,10 @@ impl FromRequestParts<AppState> for Caller {
     }
 }
 
-/// Proof that the request carries the admin token; rejects with 401 otherwise.
+/// Proof that the caller is an admin: the request carries the admin bearer token, or the
+/// console's session cookie ([`super::session`]). Rejects with 401 otherwise, after a delay when
+/// a wrong token was presented; an action made with the cookie from another site's page is
+/// refused with 403.
 #[derive(Debug, Clone, Copy)]
 pub struct Admin;
 
@@ -88,11 +100,20 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        if has_admin_token(&parts.headers, &state.config.admin_token) {
-            Ok(Self)
-        } else {
-            Err(Error::Unauthorized)
+        let token = &state.config.admin_token;
+        if has_admin_token(&parts.headers, token) {
+            return Ok(Self);
         }
+        if session::signed_in(&parts.headers, token, state.db.now()) {
+            if session::is_action(&parts.method) && session::cross_origin(&parts.headers) {
+                return Err(Error::CrossSite);
+            }
+            return Ok(Self);
+        }
+        if parts.headers.contains_key(AUTHORIZATION) {
+            session::slow_down().await;
+        }
+        Err(Error::Unauthorized)
     }
 }
 
@@ -103,9 +124,12 @@ pub(super) fn has_admin_token(headers: &HeaderMap, token: &str) -> bool {
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.strip_prefix("Bearer "))
         .map(str::trim);
-    !token.is_empty()
-        && presented
-            .is_some_and(|presented| constant_time_eq(presented.as_bytes(), token.as_bytes()))
+    presented.is_some_and(|presented| is_admin_token(presented, token))
+}
+
+/// True when `presented` is the admin token; never when no token is configured.
+pub fn is_admin_token(presented: &str, token: &str) -> bool {
+    !token.is_empty() && constant_time_eq(presented.as_bytes(), token.as_bytes())
 }
 
 /// Compares without an early exit, so response timing does not reveal a matching prefix.

@@ -6,9 +6,10 @@ mod extract;
 mod limits;
 mod paging;
 mod retry;
+pub mod session;
 mod system;
 
-pub use auth::{Admin, Caller, buyer_identity};
+pub use auth::{Admin, Caller, buyer_identity, is_admin_token};
 pub use extract::{Json, Path, PreferWait, Query, integer};
 pub use limits::{Limiter, enforce_limits};
 pub use paging::{Page, PageRequest, Paging};

@@ -21,8 +21,8 @@ use utoipa_axum::routes;
 use crate::state::AppState;
 
 pub use service::{
-    AdjustmentView, LOW_STOCK, StockView, adjust_stock, adjustment_history, create_stock_item,
-    stock_level, stock_levels,
+    AdjustmentView, LOW_STOCK, ReservationView, StockView, adjust_stock, adjustment_history,
+    create_stock_item, reservations_of, stock_level, stock_levels,
 };
 
 /// Routes under `/api/inventory`.

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::db;
 use crate::http::{Page, PageRequest, rfc3339};
-use crate::ids::ProductId;
+use crate::ids::{OrderId, ProductId};
 use crate::state::AppState;
 use crate::{Error, Result};
 
@@ -185,6 +185,48 @@ async fn refusal(tx: &mut bus::Tx<'_>, product: ProductId, adjustment: i64) -> E
         Ok(None) => Error::NotFound("stock item"),
         Err(error) => error.into(),
     }
+}
+
+/// Stock one order holds or held for one product: what the console shows beside an order.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservationView {
+    /// The product reserved.
+    pub product_id: ProductId,
+    /// Units reserved.
+    pub quantity: i64,
+    /// `Held` while the checkout runs, then `Deducted` (sold) or `Released` (given back).
+    pub status: String,
+    /// When the stock was reserved.
+    pub created_at: storage::Timestamp,
+    /// When the reservation ended, if it has.
+    pub ended_at: Option<storage::Timestamp>,
+}
+
+/// The reservations of order `order`, by product.
+pub async fn reservations_of(state: &AppState, order: OrderId) -> Result<Vec<ReservationView>> {
+    let rows = sqlx::query(
+        "SELECT product_id, quantity, status, created_at, ended_at FROM stock_reservations \
+         WHERE order_id = $1 ORDER BY product_id",
+    )
+    .bind(order.to_string())
+    .fetch_all(&mut state.read().await?)
+    .await?;
+    let view = |row: &AnyRow| -> Result<ReservationView, sqlx::Error> {
+        Ok(ReservationView {
+            product_id: row
+                .try_get::<String, _>("product_id")?
+                .parse()
+                .map_err(|e: uuid::Error| sqlx::Error::Decode(e.into()))?,
+            quantity: row.try_get("quantity")?,
+            status: row.try_get("status")?,
+            created_at: storage::Timestamp(row.try_get("created_at")?),
+            ended_at: row
+                .try_get::<Option<i64>, _>("ended_at")?
+                .map(storage::Timestamp),
+        })
+    };
+    Ok(rows.iter().map(view).collect::<Result<_, _>>()?)
 }
 
 /// One entry of the adjustment history.

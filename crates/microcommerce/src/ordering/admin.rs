@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use super::http::OrderFilter;
 use super::listing::{Dashboard, OrderSummary, list_orders};
-use super::progress::move_after_checkout;
+use super::progress;
 use super::status::OrderStatus;
 use crate::Result;
 use crate::http::{Admin, Json, Page, Paging, Path, Query};
@@ -57,11 +57,27 @@ pub async fn change_status(
     Path(id): Path<OrderId>,
     Json(change): Json<StatusChange>,
 ) -> Result<StatusCode> {
-    let next = change.new_status;
-    state
-        .write((), move |tx, ()| {
-            Box::pin(move_after_checkout(tx, id, next))
-        })
-        .await?;
+    progress::change_status(&state, id, change.new_status).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Cancels a checkout that awaits payment: the saga releases the stock and fails the order
+/// with the reason "Cancelled by an operator", as its timeout would, a moment after this
+/// answer (202). A cancel racing a payment or the timeout: exactly one of them wins; the
+/// others are refused.
+#[utoipa::path(post, path = "/orders/{id}/cancel", tag = "ordering-admin",
+    operation_id = "cancel_checkout",
+    params(("id" = OrderId, Path, description = "Order id")),
+    security(("admin" = [])),
+    responses((status = 202, description = "The checkout saga will fail the order"),
+        (status = 401, body = crate::error::Problem),
+        (status = 404, body = crate::error::Problem),
+        (status = 409, description = "The checkout does not await payment", body = crate::error::Problem)))]
+pub async fn cancel(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<OrderId>,
+) -> Result<StatusCode> {
+    super::cancelling::cancel_checkout(&state, id).await?;
+    Ok(StatusCode::ACCEPTED)
 }

@@ -25,6 +25,37 @@ pub struct OrderSummary {
     pub(crate) item_count: i64,
     #[schema(format = DateTime)]
     pub(crate) created_at: String,
+    /// When it was placed, as stored: the keyset cursor's position.
+    #[serde(skip)]
+    pub(crate) placed_at: storage::Timestamp,
+}
+
+impl OrderSummary {
+    /// The order listed.
+    pub fn id(&self) -> OrderId {
+        self.id
+    }
+}
+
+/// The columns an [`OrderSummary`] is read from (orders as `o`).
+pub(super) const SUMMARY_COLUMNS: &str = "o.id, o.order_number, o.status, o.total_cents, \
+    o.created_at, (SELECT CAST(COALESCE(SUM(i.quantity), 0) AS BIGINT) FROM order_items i \
+    WHERE i.order_id = o.id) AS item_count";
+
+/// An order summary from a row of [`SUMMARY_COLUMNS`].
+pub(super) fn summary(row: &sqlx::any::AnyRow) -> Result<OrderSummary, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let placed_at = storage::Timestamp(row.try_get("created_at")?);
+    Ok(OrderSummary {
+        id: db::parse(row.try_get("id")?)?,
+        order_number: row.try_get("order_number")?,
+        status: OrderStatus::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown order status {status}").into()))?,
+        total: Money(row.try_get("total_cents")?),
+        item_count: row.try_get("item_count")?,
+        created_at: rfc3339(placed_at),
+        placed_at,
+    })
 }
 
 /// The conditions of an order listing, naming only the filters given (bound in that order, the
@@ -63,9 +94,8 @@ pub async fn list_orders(
     let total_count: i64 = count.fetch_one(&mut state.read().await?).await?;
     let (limit, offset) = (given.len() + 1, given.len() + 2);
     let mut page_query = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT o.id, o.order_number, o.status, o.total_cents, o.created_at, \
-         (SELECT CAST(COALESCE(SUM(i.quantity), 0) AS BIGINT) FROM order_items i WHERE i.order_id = o.id) AS item_count \
-         FROM orders o WHERE {filter_sql} ORDER BY o.created_at DESC, o.id DESC LIMIT ${limit} OFFSET ${offset}"
+        "SELECT {SUMMARY_COLUMNS} FROM orders o WHERE {filter_sql} \
+         ORDER BY o.created_at DESC, o.id DESC LIMIT ${limit} OFFSET ${offset}"
     )));
     for value in &given {
         page_query = page_query.bind(*value);
@@ -77,20 +107,7 @@ pub async fn list_orders(
         .await?;
     let items = rows
         .iter()
-        .map(|row| {
-            use sqlx::Row;
-            let status: String = row.try_get("status")?;
-            Ok(OrderSummary {
-                id: db::parse(row.try_get("id")?)?,
-                order_number: row.try_get("order_number")?,
-                status: OrderStatus::parse(&status).ok_or_else(|| {
-                    sqlx::Error::Decode(format!("unknown order status {status}").into())
-                })?,
-                total: Money(row.try_get("total_cents")?),
-                item_count: row.try_get("item_count")?,
-                created_at: rfc3339(storage::Timestamp(row.try_get("created_at")?)),
-            })
-        })
+        .map(summary)
         .collect::<Result<_, sqlx::Error>>()?;
     Ok(page.page_of(items, total_count))
 }
@@ -100,14 +117,14 @@ pub async fn list_orders(
 #[serde(rename_all = "camelCase")]
 pub struct Dashboard {
     /// Orders per status (every status present, zero included).
-    counts_by_status: BTreeMap<&'static str, i64>,
+    pub counts_by_status: BTreeMap<&'static str, i64>,
     /// All orders.
-    total_orders: i64,
+    pub total_orders: i64,
     /// Sum of confirmed, shipped and delivered orders.
     #[schema(value_type = f64)]
-    revenue: Money,
+    pub revenue: Money,
     /// Orders placed since midnight UTC.
-    todays_orders: i64,
+    pub todays_orders: i64,
 }
 
 /// Counts by status, revenue (the orders that count as sold, [`OrderStatus::is_sold`]) and
@@ -146,6 +163,48 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard> {
         revenue: Money(revenue),
         todays_orders,
     })
+}
+
+/// Orders placed in each of the `minutes` whole minutes before `now`, oldest first: every
+/// order is one checkout, so this is the console's checkouts-per-minute chart.
+pub async fn orders_per_minute(
+    state: &AppState,
+    now: storage::Timestamp,
+    minutes: u32,
+) -> Result<Vec<i64>> {
+    const MINUTE: i64 = 60_000_000;
+    let start = now.0 - i64::from(minutes) * MINUTE;
+    let rows: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT CAST((created_at - $1) / $2 AS BIGINT) AS minute, COUNT(*) FROM orders \
+         WHERE created_at >= $1 AND created_at < $3 GROUP BY minute",
+    )
+    .bind(start)
+    .bind(MINUTE)
+    .bind(now.0)
+    .fetch_all(&mut state.read().await?)
+    .await?;
+    let mut counts = vec![0; minutes as usize];
+    for (minute, count) in rows {
+        if let Some(slot) = usize::try_from(minute).ok().and_then(|m| counts.get_mut(m)) {
+            *slot = count;
+        }
+    }
+    Ok(counts)
+}
+
+/// Why failed orders failed: each reason with its count, most frequent first.
+pub async fn failure_reasons(state: &AppState) -> Result<Vec<(String, i64)>> {
+    let mut rows: Vec<(Option<String>, i64)> = sqlx::query_as(
+        "SELECT failure_reason, COUNT(*) FROM orders WHERE status = $1 GROUP BY failure_reason",
+    )
+    .bind(OrderStatus::Failed.as_str())
+    .fetch_all(&mut state.read().await?)
+    .await?;
+    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    Ok(rows
+        .into_iter()
+        .map(|(reason, count)| (reason.unwrap_or_else(|| "no reason given".into()), count))
+        .collect())
 }
 
 #[cfg(test)]

@@ -13,8 +13,10 @@ pub mod domain;
 pub mod status;
 
 mod admin;
+mod cancelling;
 mod consumers;
 mod db;
+mod finding;
 mod http;
 mod listing;
 mod placing;
@@ -22,11 +24,15 @@ mod progress;
 mod views;
 mod waiting;
 
+pub use cancelling::cancel_checkout;
 pub use db::insert_order;
 pub use domain::{Order, OrderItem, ShippingAddress, Totals, ValidCheckout};
-pub use listing::{Dashboard, OrderSummary, dashboard, list_orders};
+pub use finding::{Cursor, OrderBatch, OrderSearch, find_orders};
+pub use listing::{
+    Dashboard, OrderSummary, dashboard, failure_reasons, list_orders, orders_per_minute,
+};
 pub use placing::check_out;
-pub use progress::{move_after_checkout, tell_payment};
+pub use progress::{change_status, move_after_checkout, next_move, tell_payment};
 pub use status::OrderStatus;
 pub use views::{checkout_of, order, payment_deadline, visible_order, visible_order_with_items};
 pub use waiting::{order_after_change, status_after};
@@ -48,6 +54,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(http::get_order))
         .routes(routes!(http::get_checkout))
         .routes(routes!(admin::change_status))
+        .routes(routes!(admin::cancel))
         .routes(routes!(admin::dashboard))
 }
 

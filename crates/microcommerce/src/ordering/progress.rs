@@ -9,6 +9,7 @@ use super::db;
 use super::status::OrderStatus;
 use crate::contracts::{PaymentCompleted, PaymentFailed};
 use crate::ids::OrderId;
+use crate::state::AppState;
 use crate::{Error, Result};
 
 /// Tells the checkout of order `id` that its payment came back, in the transaction that records
@@ -60,4 +61,22 @@ pub async fn move_after_checkout(
     let now = tx.now().await?;
     db::set_status_from(tx, id, order.status, next, now).await?;
     Ok(())
+}
+
+/// Moves order `id` to `next` after its checkout ([`move_after_checkout`]) in a transaction of
+/// its own: what the admin API and the console's ship and deliver buttons do.
+pub async fn change_status(state: &AppState, id: OrderId, next: OrderStatus) -> Result<()> {
+    state
+        .write((), move |tx, ()| {
+            Box::pin(move_after_checkout(tx, id, next))
+        })
+        .await
+}
+
+/// The move an admin may make next from `status`, if there is one (ship, then deliver).
+pub fn next_move(status: OrderStatus) -> Option<OrderStatus> {
+    super::checkout::AFTER_CHECKOUT
+        .iter()
+        .find(|(from, _)| *from == status)
+        .map(|(_, to)| *to)
 }

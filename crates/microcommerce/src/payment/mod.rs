@@ -11,7 +11,7 @@ use utoipa_axum::routes;
 use crate::state::AppState;
 
 pub use http::PaymentRequest;
-pub use service::{PaymentResult, record_payment};
+pub use service::{PaymentResult, PaymentView, payment_of, record_payment};
 
 /// `POST /orders/{id}/pay`, mounted under `/api/ordering`.
 pub fn router() -> OpenApiRouter<AppState> {

@@ -26,6 +26,34 @@ pub struct PaymentResult {
     pub order_status: OrderStatus,
 }
 
+/// The payment recorded for an order: what the console shows beside it.
+#[derive(Debug)]
+pub struct PaymentView {
+    /// Whether the provider accepted it.
+    pub succeeded: bool,
+    /// Why not, when it did not.
+    pub failure_reason: Option<String>,
+    /// When it was recorded.
+    pub at: Timestamp,
+}
+
+/// The payment recorded for order `id`, if one was.
+pub async fn payment_of(
+    state: &crate::state::AppState,
+    id: OrderId,
+) -> Result<Option<PaymentView>> {
+    let row: Option<(i64, Option<String>, i64)> =
+        sqlx::query_as("SELECT succeeded, failure_reason, at FROM payments WHERE order_id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&mut state.read().await?)
+            .await?;
+    Ok(row.map(|(succeeded, failure_reason, at)| PaymentView {
+        succeeded: succeeded != 0,
+        failure_reason,
+        at: Timestamp(at),
+    }))
+}
+
 /// Records the simulated provider's answer for an order that awaits payment, and publishes it
 /// to the saga, in the caller's transaction: at most one payment per order. `payer` is the
 /// buyer who must own the order (`None`: anyone may pay, as an admin may); an order that is not

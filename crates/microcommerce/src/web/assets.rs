@@ -5,17 +5,24 @@ use axum::response::{IntoResponse, Response};
 
 /// Where the stylesheet is served.
 pub(crate) const CSS: &str = "/assets/app.css";
+/// Where the console's additions to the stylesheet are served.
+pub(crate) const CONSOLE_CSS: &str = "/assets/console.css";
 /// Where the script is served.
 pub(crate) const JS: &str = "/assets/app.js";
 /// The shop's logo, also its icon.
 pub(crate) const ICON: &str = "/assets/img/logo.svg";
 
 /// Every asset: path under `/assets/`, media type, bytes.
-const ASSETS: [(&str, &str, &[u8]); 12] = [
+const ASSETS: [(&str, &str, &[u8]); 13] = [
     (
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("assets/app.css"),
+    ),
+    (
+        "console.css",
+        "text/css; charset=utf-8",
+        include_bytes!("assets/console.css"),
     ),
     (
         "app.js",

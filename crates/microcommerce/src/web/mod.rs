@@ -21,6 +21,7 @@
 mod assets;
 mod cart;
 mod checkout;
+mod console;
 mod layout;
 mod orders;
 mod shop;
@@ -51,6 +52,7 @@ pub fn router() -> Router<AppState> {
         .route("/orders/{id}/events", get(orders::events))
         .route("/orders/{id}/pay", post(orders::pay))
         .route("/assets/{*path}", get(assets::serve))
+        .merge(console::router())
         .route_layer(from_fn(same_origin_posts))
 }
 
@@ -204,7 +206,9 @@ fn parse_id<T: std::str::FromStr>(text: &str) -> Result<T, WebError> {
 
 /// Refuses form posts that the browser says come from another origin (see the module doc).
 async fn same_origin_posts(request: Request, next: Next) -> Response {
-    if matches!(*request.method(), Method::GET | Method::HEAD) || !cross_origin(request.headers()) {
+    if matches!(*request.method(), Method::GET | Method::HEAD)
+        || !crate::http::session::cross_origin(request.headers())
+    {
         return next.run(request).await;
     }
     let body = html! {
@@ -219,30 +223,6 @@ async fn same_origin_posts(request: Request, next: Next) -> Response {
         StatusCode::FORBIDDEN,
         layout::page("Form refused", &chrome, body),
     )
-}
-
-/// True when the browser's headers show a request from another origin. Requests with neither
-/// `Sec-Fetch-Site` nor `Origin` come from tools, not from a browser page, and carry only the
-/// cookies their user gave them.
-fn cross_origin(headers: &HeaderMap) -> bool {
-    let text = |name| {
-        headers
-            .get(name)
-            .and_then(|v: &HeaderValue| v.to_str().ok())
-    };
-    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
-        return !matches!(site, "same-origin" | "none");
-    }
-    match (text(header::ORIGIN), text(header::HOST)) {
-        (None, _) => false,
-        (Some(origin), Some(host)) => {
-            let origin_host = origin
-                .strip_prefix("http://")
-                .or_else(|| origin.strip_prefix("https://"));
-            origin_host != Some(host)
-        }
-        (Some(_), None) => true,
-    }
 }
 
 /// A urlencoded form; an unreadable one is a 400 page rather than axum's plain-text rejection.
@@ -267,41 +247,6 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Form<T> 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        pairs
-            .iter()
-            .map(|(name, value)| {
-                (
-                    header::HeaderName::from_static(name),
-                    HeaderValue::from_static(value),
-                )
-            })
-            .collect()
-    }
-
-    #[test]
-    fn fetch_metadata_decides_when_the_browser_sends_it() {
-        assert!(!cross_origin(&headers(&[(
-            "sec-fetch-site",
-            "same-origin"
-        )])));
-        assert!(cross_origin(&headers(&[("sec-fetch-site", "cross-site")])));
-        assert!(cross_origin(&headers(&[("sec-fetch-site", "same-site")])));
-    }
-
-    #[test]
-    fn otherwise_the_origin_must_name_this_host() {
-        let same = [
-            ("origin", "http://shop.test:8080"),
-            ("host", "shop.test:8080"),
-        ];
-        assert!(!cross_origin(&headers(&same)));
-        let other = [("origin", "https://evil.test"), ("host", "shop.test:8080")];
-        assert!(cross_origin(&headers(&other)));
-        assert!(cross_origin(&headers(&[("origin", "null"), ("host", "a")])));
-        assert!(!cross_origin(&headers(&[("host", "shop.test")])));
-    }
 
     #[test]
     fn messages_start_with_a_capital() {

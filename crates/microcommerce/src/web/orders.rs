@@ -113,6 +113,9 @@ fn reason_in_words(reason: Option<&FailureReason>) -> String {
         }
         Some(FailureReason::PaymentDeclined) => "Your payment was declined.".to_owned(),
         Some(FailureReason::PaymentTimedOut) => "Payment was not received in time.".to_owned(),
+        Some(FailureReason::CancelledByOperator) => {
+            "The shop cancelled this order before it was paid.".to_owned()
+        }
         Some(FailureReason::Other(text)) if !text.is_empty() => text.clone(),
         _ => "The order could not be completed.".to_owned(),
     }
@@ -361,6 +364,10 @@ mod tests {
         assert_eq!(
             reason_in_words(Some(&FailureReason::PaymentTimedOut)),
             "Payment was not received in time."
+        );
+        assert_eq!(
+            reason_in_words(Some(&FailureReason::CancelledByOperator)),
+            "The shop cancelled this order before it was paid."
         );
         assert_eq!(reason_in_words(None), "The order could not be completed.");
     }

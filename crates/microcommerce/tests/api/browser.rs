@@ -14,7 +14,10 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
-use crate::helpers::{Backend, TestApp, eventually, spawn_app, stocked_product};
+use crate::helpers::{
+    ADMIN_TOKEN, Backend, TestApp, checkout_request, eventually, order_in, spawn_app,
+    stocked_product,
+};
 
 /// Longest wait for anything to appear: generous, since the lead's benchmarks may share the
 /// machine.
@@ -437,6 +440,64 @@ async fn the_cart_survives_a_reload_and_my_orders_lists_the_order() {
     assert!(listed.contains("2 × Linen Apron"), "{listed}");
     assert!(listed.contains("$27.59"), "{listed}");
     browser.screenshot("my-orders", 1280).await;
+    browser.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_signs_in_finds_an_order_by_number_sees_its_deadline_and_cancels_it() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let lamp = stocked_product(&app, "Desk Lamp", 5).await;
+    let buyer = app.buyer();
+    let placed = buyer
+        .post("/api/ordering/checkout", checkout_request(&lamp, 2))
+        .await;
+    let order = placed.body["orderId"]
+        .as_str()
+        .expect("an order")
+        .to_owned();
+    let view = order_in(&buyer, &order, &["StockReserved"]).await;
+    let number = view["orderNumber"].as_str().expect("a number").to_owned();
+    let Some(browser) = browser(&app).await else {
+        return;
+    };
+    browser.open("/admin/orders").await;
+    browser
+        .wait_for(&by_text("h1", "Sign in to operations"))
+        .await;
+    browser.fill("Admin token", ADMIN_TOKEN).await;
+    browser.click_button("Sign in").await;
+    browser.wait_for(&by_text("h1", "Orders")).await;
+    browser.screenshot("console-orders", 1280).await;
+
+    browser
+        .fill("Order number or email", &number.to_lowercase())
+        .await;
+    browser.click_button("Find").await;
+    browser
+        .wait_for(&by_text("h1", &format!("Order {number}")))
+        .await;
+    browser.wait_for_text("Payment deadline").await;
+    browser.wait_for_text("CheckoutStarted").await;
+    browser.wait_for_text("PaymentTimedOut for checkout").await;
+    browser.screenshot("console-order", 1280).await;
+    browser.screenshot("console-order-375", 375).await;
+
+    browser.click_link("Cancel checkout…").await;
+    browser.click_button("Cancel the checkout").await;
+    eventually("the order failed", PATIENCE, || async {
+        browser.open(&format!("/admin/orders/{order}")).await;
+        let status = browser.wait_for("//dd[@id='status']").await;
+        (status.text().await.ok()? == "Failed").then_some(())
+    })
+    .await;
+    browser.wait_for_text("Cancelled by an operator").await;
+    stock_becomes(&app, &lamp, (5, 0)).await;
+
+    browser.open("/admin").await;
+    browser.wait_for(&by_text("h1", "Dashboard")).await;
+    browser.wait_for_text("Cancelled by an operator").await;
+    browser.screenshot("console-dashboard", 1280).await;
     browser.close().await;
     app.stop().await;
 }

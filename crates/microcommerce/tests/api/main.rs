@@ -4,6 +4,7 @@ mod browser;
 mod cart;
 mod catalog;
 mod checkout;
+mod console;
 mod edge;
 mod faults;
 mod helpers;

@@ -90,7 +90,11 @@ fn timed_out() -> CheckoutEvent {
     CheckoutEvent::TimedOut(PaymentTimedOut { order_id: order() })
 }
 
-fn all_events() -> [CheckoutEvent; 6] {
+fn cancelled() -> CheckoutEvent {
+    CheckoutEvent::Cancelled(CheckoutCancelled { order_id: order() })
+}
+
+fn all_events() -> [CheckoutEvent; 7] {
     [
         started(),
         stock_reserved(),
@@ -98,6 +102,7 @@ fn all_events() -> [CheckoutEvent; 6] {
         paid(),
         declined(),
         timed_out(),
+        cancelled(),
     ]
 }
 
@@ -212,6 +217,28 @@ fn payment_timeout_releases_every_reservation_and_fails_the_order() {
 }
 
 #[test]
+fn an_operators_cancel_releases_every_reservation_and_fails_the_order_as_a_timeout_does() {
+    let (state, sent) = saga().during(&reserved(), &cancelled()).unwrap();
+    assert_eq!(
+        state,
+        CheckoutState::Failed {
+            reason: FailureReason::CancelledByOperator
+        }
+    );
+    assert_eq!(types(&sent), ["ReleaseStockReservations", "OrderFailed"]);
+}
+
+#[test]
+fn a_cancel_before_stock_is_reserved_or_after_the_end_changes_nothing() {
+    for state in [submitted(), CheckoutState::Confirmed] {
+        assert!(matches!(
+            saga().during(&state, &cancelled()),
+            Err(Rejected::Stale(_))
+        ));
+    }
+}
+
+#[test]
 fn a_second_reservation_while_awaiting_payment_is_stale() {
     assert!(matches!(
         saga().during(&reserved(), &stock_reserved()),
@@ -270,6 +297,7 @@ fn every_message_type_decodes_into_its_event() {
             CheckoutEvent::Paid(m) => Outgoing::publish(m),
             CheckoutEvent::Declined(m) => Outgoing::publish(m),
             CheckoutEvent::TimedOut(m) => Outgoing::publish(m),
+            CheckoutEvent::Cancelled(m) => Outgoing::publish(m),
         };
         let envelope = Envelope {
             message_id: bus::MessageId::new(),
@@ -342,6 +370,7 @@ fn the_diagram_lists_every_move_of_the_saga() {
             (Some("StockReserved"), "PaymentCompleted", "Confirmed"),
             (Some("StockReserved"), "PaymentFailed", "Failed"),
             (Some("StockReserved"), "PaymentTimedOut", "Failed"),
+            (Some("StockReserved"), "CheckoutCancelled", "Failed"),
         ]
     );
 }

@@ -103,6 +103,8 @@ saga::events! {
         Declined(PaymentFailed),
         /// The payment window closed.
         TimedOut(PaymentTimedOut),
+        /// An operator gave the checkout up.
+        Cancelled(CheckoutCancelled),
     }
 }
 
@@ -131,6 +133,7 @@ impl CheckoutEvent {
                 reason: FailureReason::PaymentDeclined,
             }),
             Self::TimedOut(PaymentTimedOut { order_id }),
+            Self::Cancelled(CheckoutCancelled { order_id }),
         ]
     }
 }
@@ -207,6 +210,9 @@ impl Saga for CheckoutSaga {
             (S::Submitted { .. }, E::TimedOut(_)) => Err(Rejected::Stale(
                 "a payment timeout before stock was reserved".into(),
             )),
+            (S::Submitted { .. }, E::Cancelled(_)) => {
+                Err(Rejected::Stale("a cancel before stock was reserved".into()))
+            }
             (
                 S::StockReserved {
                     buyer_id,
@@ -237,6 +243,11 @@ impl Saga for CheckoutSaga {
             (S::StockReserved { .. }, E::TimedOut(timed_out)) => Ok(fail(
                 timed_out.order_id,
                 FailureReason::PaymentTimedOut,
+                true,
+            )),
+            (S::StockReserved { .. }, E::Cancelled(cancelled)) => Ok(fail(
+                cancelled.order_id,
+                FailureReason::CancelledByOperator,
                 true,
             )),
             (S::StockReserved { .. }, E::StockReserved(_)) => {

@@ -1,0 +1,78 @@
+//! What an operator looks at while messages flow: how deep the queue is and how long its oldest
+//! due message has waited, and which messages wait for one business process (a scheduled
+//! timeout, a delivery in retry).
+
+use storage::Timestamp;
+
+use crate::{Bus, BusError};
+
+/// The queue at a glance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueDepth {
+    /// Deliveries due now (waiting for a worker, or failing and retried).
+    pub due: u64,
+    /// Deliveries scheduled for later (timeouts, retries backing off).
+    pub scheduled: u64,
+    /// When the oldest due delivery became due: how far the workers are behind.
+    pub oldest_due_at: Option<Timestamp>,
+}
+
+/// A delivery waiting in the queue for one business process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Waiting {
+    /// The consumer it is addressed to.
+    pub consumer: String,
+    /// Stable message type name.
+    pub message_type: String,
+    /// When it is (or was) due.
+    pub available_at: Timestamp,
+    /// Failed attempts so far: more than zero means it is in retry.
+    pub attempts: u32,
+    /// The last attempt's error, if one failed.
+    pub last_error: Option<String>,
+}
+
+impl Bus {
+    /// The queue's depth now.
+    pub async fn queue_depth(&self) -> Result<QueueDepth, BusError> {
+        let now = self.db().now();
+        let (due, scheduled, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
+            "SELECT \
+             CAST(COALESCE(SUM(CASE WHEN available_at <= $1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             CAST(COALESCE(SUM(CASE WHEN available_at > $1 THEN 1 ELSE 0 END), 0) AS BIGINT), \
+             MIN(CASE WHEN available_at <= $1 THEN available_at END) \
+             FROM bus_queue",
+        )
+        .bind(now.0)
+        .fetch_one(self.db().reader())
+        .await?;
+        Ok(QueueDepth {
+            due: u64::try_from(due).unwrap_or_default(),
+            scheduled: u64::try_from(scheduled).unwrap_or_default(),
+            oldest_due_at: oldest.map(Timestamp),
+        })
+    }
+
+    /// The deliveries that wait for the process `correlation_id`, soonest first.
+    pub async fn waiting_for(&self, correlation_id: uuid::Uuid) -> Result<Vec<Waiting>, BusError> {
+        let rows: Vec<(String, String, i64, i64, Option<String>)> = sqlx::query_as(
+            "SELECT consumer, message_type, available_at, attempts, last_error FROM bus_queue \
+             WHERE correlation_id = $1 ORDER BY available_at, id",
+        )
+        .bind(correlation_id.to_string())
+        .fetch_all(self.db().reader())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(consumer, message_type, available_at, attempts, last_error)| Waiting {
+                    consumer,
+                    message_type,
+                    available_at: Timestamp(available_at),
+                    attempts: u32::try_from(attempts).unwrap_or_default(),
+                    last_error,
+                },
+            )
+            .collect())
+    }
+}

@@ -1,0 +1,346 @@
+//! The operations console over plain HTTP: signing in and out, who may open what (a buyer's
+//! cookie opens nothing; a console session opens the admin API too, but never for an action sent
+//! from another site), finding an order by its number and seeing its checkout, and keyset paging
+//! that neither skips nor repeats an order while new ones arrive; cancelling a checkout that
+//! awaits payment, through the API and the console, and racing a payment.
+
+use std::time::{Duration, Instant};
+
+use microcommerce_service::ids::ProductId;
+use microcommerce_service::ordering::{self, OrderSearch};
+use serde_json::json;
+
+use crate::helpers::{
+    ADMIN_TOKEN, Client, TestApp, checkout_request, eventually, order_in, spawn_app, stock_of,
+    stocked_product,
+};
+
+/// A browser-like client: its own cookie jar, redirects not followed (so each answer is seen).
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("http client")
+}
+
+async fn get(client: &reqwest::Client, app: &TestApp, path: &str) -> reqwest::Response {
+    client
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .expect("answered")
+}
+
+/// Posts a form from this site's own pages, as a browser does.
+async fn post_form(
+    client: &reqwest::Client,
+    app: &TestApp,
+    path: &str,
+    form: &[(&str, &str)],
+) -> reqwest::Response {
+    client
+        .post(format!("{}{path}", app.base))
+        .header("origin", &app.base)
+        .form(form)
+        .send()
+        .await
+        .expect("answered")
+}
+
+fn location(response: &reqwest::Response) -> String {
+    response.headers()["location"]
+        .to_str()
+        .expect("ascii")
+        .to_owned()
+}
+
+/// A client signed in to the console.
+async fn operator(app: &TestApp) -> reqwest::Client {
+    let client = browser();
+    let signed_in = post_form(
+        &client,
+        app,
+        "/admin/sign-in",
+        &[("token", ADMIN_TOKEN), ("next", "/admin")],
+    )
+    .await;
+    assert_eq!(signed_in.status(), 303);
+    client
+}
+
+testkit::backend_tests! {
+async fn the_console_sends_strangers_and_buyers_to_sign_in_and_its_cookie_is_strict(backend) {
+    let app = spawn_app(backend).await;
+    let buyer = browser();
+    assert_eq!(get(&buyer, &app, "/").await.status(), 200, "the buyer has a cookie now");
+    let asked = get(&buyer, &app, "/admin/orders?status=Failed").await;
+    assert_eq!(asked.status(), 303);
+    assert_eq!(location(&asked), "/admin/sign-in?next=/admin/orders%3Fstatus%3DFailed");
+    let api = get(&buyer, &app, "/api/ordering/dashboard").await;
+    assert_eq!(api.status(), 401, "a buyer's cookie opens no admin route");
+    let form = get(&buyer, &app, &location(&asked)).await;
+    assert_eq!(form.status(), 200);
+    assert!(form.text().await.unwrap().contains("Admin token"));
+
+    let signed_in = post_form(&buyer, &app, "/admin/sign-in", &[("token", ADMIN_TOKEN), ("next", "/admin/orders?status=Failed")]).await;
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(location(&signed_in), "/admin/orders?status=Failed", "back to the page asked for");
+    let cookie = signed_in.headers()["set-cookie"].to_str().unwrap().to_owned();
+    for part in ["mc_console=", "HttpOnly", "SameSite=Strict", "Max-Age=28800", "Path=/"] {
+        assert!(cookie.contains(part), "{part} in {cookie}");
+    }
+    assert!(!cookie.contains(ADMIN_TOKEN), "the cookie never carries the token");
+    assert_eq!(get(&buyer, &app, "/admin").await.status(), 200);
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn a_wrong_token_is_refused_slowly_and_an_open_redirect_is_not_followed(backend) {
+    let app = spawn_app(backend).await;
+    let client = browser();
+    let started = Instant::now();
+    let wrong = post_form(&client, &app, "/admin/sign-in", &[("token", "guess"), ("next", "/admin")]).await;
+    assert_eq!(wrong.status(), 401);
+    assert!(started.elapsed() >= Duration::from_secs(1), "a wrong token waits its delay");
+    let cookies: Vec<_> = wrong.headers().get_all("set-cookie").iter().collect();
+    assert!(cookies.iter().all(|c| !c.to_str().unwrap().contains("mc_console")), "{cookies:?}");
+    assert!(wrong.text().await.unwrap().contains("not the admin token"));
+    let started = Instant::now();
+    let api = app.buyer().http.get(format!("{}/api/ordering/dashboard", app.base))
+        .bearer_auth("guess").send().await.unwrap();
+    assert_eq!(api.status(), 401);
+    assert!(started.elapsed() >= Duration::from_secs(1), "so does a wrong bearer token");
+
+    let elsewhere = post_form(&client, &app, "/admin/sign-in", &[("token", ADMIN_TOKEN), ("next", "https://evil.example/admin")]).await;
+    assert_eq!(location(&elsewhere), "/admin");
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn a_session_opens_the_admin_api_but_never_for_an_action_from_another_site(backend) {
+    let app = spawn_app(backend).await;
+    let operator = operator(&app).await;
+    let api = get(&operator, &app, "/api/ordering/dashboard").await;
+    assert_eq!(api.status(), 200, "the session stands for the bearer token");
+    let product = stocked_product(&app, "Lamp", 3).await;
+    let order = app.admin().post("/api/ordering/checkout", checkout_request(&product, 1)).await;
+    let order = order.body["orderId"].as_str().unwrap().to_owned();
+    let cross_site = operator
+        .patch(format!("{}/api/ordering/orders/{order}/status", app.base))
+        .header("sec-fetch-site", "cross-site")
+        .json(&json!({ "newStatus": "Shipped" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    let problem: serde_json::Value = cross_site.json().await.unwrap();
+    assert!(problem["type"].as_str().unwrap().ends_with("cross-site"), "{problem}");
+    let form = operator
+        .post(format!("{}/admin/orders/{order}/status", app.base))
+        .header("origin", "https://evil.example")
+        .form(&[("status", "Shipped")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 403, "the console's forms refuse other sites too");
+
+    let signed_out = post_form(&operator, &app, "/admin/sign-out", &[]).await;
+    assert_eq!(signed_out.status(), 303);
+    assert_eq!(get(&operator, &app, "/admin").await.status(), 303, "signed out");
+    assert_eq!(get(&operator, &app, "/api/ordering/dashboard").await.status(), 401);
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn an_operator_finds_an_order_by_its_number_sees_its_checkout_and_ships_it(backend) {
+    let app = spawn_app(backend).await;
+    let product = stocked_product(&app, "Kettle", 4).await;
+    let buyer = app.buyer();
+    let placed = buyer.post("/api/ordering/checkout", checkout_request(&product, 2)).await;
+    assert_eq!(placed.status, 201);
+    let order = placed.body["orderId"].as_str().unwrap().to_owned();
+    let view = order_in(&buyer, &order, &["StockReserved"]).await;
+    let number = view["orderNumber"].as_str().unwrap().to_owned();
+    let operator = operator(&app).await;
+
+    let found = get(&operator, &app, &format!("/admin/orders?q={}", number.to_lowercase())).await;
+    assert_eq!(found.status(), 303, "one order found by its number opens it");
+    assert_eq!(location(&found), format!("/admin/orders/{order}"));
+    let page = get(&operator, &app, &location(&found)).await.text().await.unwrap();
+    for shown in [number.as_str(), "Payment deadline", "PaymentTimedOut", "CheckoutStarted",
+                  "StockReserved", "2 × Kettle: Held", "No payment recorded."] {
+        assert!(page.contains(shown), "{shown} on the order's page");
+    }
+
+    let paid = buyer.post(&format!("/api/ordering/orders/{order}/pay"), json!({ "shouldSucceed": true })).await;
+    assert_eq!(paid.status, 200);
+    order_in(&buyer, &order, &["Confirmed"]).await;
+    let page = get(&operator, &app, &format!("/admin/orders/{order}")).await.text().await.unwrap();
+    assert!(page.contains("Mark as shipped") && page.contains("Deducted"), "{page}");
+    let shipped = post_form(&operator, &app, &format!("/admin/orders/{order}/status"), &[("status", "Shipped")]).await;
+    assert_eq!(shipped.status(), 303);
+    order_in(&buyer, &order, &["Shipped"]).await;
+
+    let listed = get(&operator, &app, "/admin/orders?status=Shipped").await.text().await.unwrap();
+    assert!(listed.contains(&number));
+    let none = get(&operator, &app, "/admin/orders?status=Failed").await.text().await.unwrap();
+    assert!(none.contains("No order matches."));
+    let bad = get(&operator, &app, "/admin/orders?status=Lost").await;
+    assert_eq!(bad.status(), 400, "an unknown status is a clear refusal, not a 500");
+    let unknown = get(&operator, &app, &format!("/admin/orders/{}", uuid::Uuid::new_v4())).await;
+    assert_eq!(unknown.status(), 404);
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn the_dashboard_shows_the_shop_and_the_machinery(backend) {
+    let app = spawn_app(backend).await;
+    let product = stocked_product(&app, "Clock", 1).await;
+    let buyer = app.buyer();
+    let first = buyer.post("/api/ordering/checkout", checkout_request(&product, 1)).await;
+    order_in(&buyer, first.body["orderId"].as_str().unwrap(), &["StockReserved"]).await;
+    let second = buyer.post("/api/ordering/checkout", checkout_request(&product, 1)).await;
+    order_in(&buyer, second.body["orderId"].as_str().unwrap(), &["Failed"]).await;
+    let page = get(&operator(&app).await, &app, "/admin").await.text().await.unwrap();
+    assert!(page.contains("2 checkouts in the last hour"), "the chart counts them");
+    assert!(page.contains("Insufficient stock for Clock"), "the failure's reason");
+    assert!(page.contains("Scheduled messages") && page.contains("Dead letters"));
+    assert!(!page.contains("<script>") && !page.contains(" style="), "no inline script or style");
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn keyset_paging_neither_skips_nor_repeats_an_order_while_new_ones_arrive(backend) {
+    let app = spawn_app(backend).await;
+    let product = stocked_product(&app, "Pen", 1000).await;
+    let buyer = app.buyer();
+    let place = || async {
+        let placed = buyer.post("/api/ordering/checkout", checkout_request(&product, 1)).await;
+        assert_eq!(placed.status, 201);
+        placed.body["orderId"].as_str().unwrap().to_owned()
+    };
+    let mut before = Vec::new();
+    for _ in 0..7 {
+        before.push(place().await);
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let batch = ordering::find_orders(&app.state, &OrderSearch::default(), after, 3).await.unwrap();
+        assert!(batch.items.len() <= 3);
+        seen.extend(batch.items.iter().map(|order| order.id().to_string()));
+        place().await;
+        match batch.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    before.reverse();
+    assert_eq!(seen, before, "every order once, newest first, none of those placed meanwhile");
+    app.stop().await;
+}
+}
+
+/// A product with `on_hand` units and an order of `quantity` of it that awaits payment.
+async fn awaiting_payment(
+    app: &TestApp,
+    on_hand: i64,
+    quantity: u32,
+) -> (Client, String, ProductId) {
+    let product = stocked_product(app, "Teapot", on_hand).await;
+    let buyer = app.buyer();
+    let placed = buyer
+        .post(
+            "/api/ordering/checkout",
+            checkout_request(&product, quantity),
+        )
+        .await;
+    assert_eq!(placed.status, 201);
+    let order = placed.body["orderId"].as_str().unwrap().to_owned();
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    (buyer, order, product.parse().unwrap())
+}
+
+testkit::backend_tests! {
+async fn a_cancelled_checkout_fails_its_order_and_gives_its_stock_back(backend) {
+    let app = spawn_app(backend).await;
+    let (buyer, order, product) = awaiting_payment(&app, 5, 2).await;
+    assert_eq!(stock_of(&app, product).await, (5, 2));
+    let cancel = format!("/api/ordering/orders/{order}/cancel");
+    assert_eq!(app.buyer().post(&cancel, json!({})).await.status, 401, "admins only");
+    let unknown = format!("/api/ordering/orders/{}/cancel", uuid::Uuid::new_v4());
+    assert_eq!(app.admin().post(&unknown, json!({})).await.status, 404);
+    assert_eq!(app.admin().post(&cancel, json!({})).await.status, 202);
+    let failed = order_in(&buyer, &order, &["Failed"]).await;
+    assert_eq!(failed["failureReason"], "Cancelled by an operator");
+    eventually("the stock back", Duration::from_secs(30), || async {
+        (stock_of(&app, product).await == (5, 0)).then_some(())
+    })
+    .await;
+    let again = app.admin().post(&cancel, json!({})).await;
+    assert_eq!(again.status, 409, "a finished checkout cannot be cancelled");
+    let paid = buyer.post(&format!("/api/ordering/orders/{order}/pay"), json!({ "shouldSucceed": true })).await;
+    assert_eq!(paid.status, 409, "nor paid");
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn a_cancel_racing_a_payment_ends_in_exactly_one_outcome(backend) {
+    let app = spawn_app(backend).await;
+    for round in 0..6 {
+        let (buyer, order, product) = awaiting_payment(&app, 3, 1).await;
+        let pay_path = format!("/api/ordering/orders/{order}/pay");
+        let cancel_path = format!("/api/ordering/orders/{order}/cancel");
+        let admin = app.admin();
+        let pay = buyer.post(&pay_path, json!({ "shouldSucceed": true }));
+        let cancel = admin.post(&cancel_path, json!({}));
+        let (paid, cancelled) = if round % 2 == 0 {
+            tokio::join!(pay, cancel)
+        } else {
+            let (cancelled, paid) = tokio::join!(cancel, pay);
+            (paid, cancelled)
+        };
+        let outcome = (paid.status, cancelled.status);
+        assert!(outcome == (200, 409) || outcome == (409, 202), "round {round}: {outcome:?}");
+        let expected = if paid.status == 200 { "Confirmed" } else { "Failed" };
+        order_in(&buyer, &order, &[expected]).await;
+        let sold = i64::from(expected == "Confirmed");
+        eventually("the stock settled", Duration::from_secs(30), || async {
+            (stock_of(&app, product).await == (3 - sold, 0)).then_some(())
+        })
+        .await;
+    }
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn an_operator_cancels_a_checkout_from_its_page_after_confirming(backend) {
+    let app = spawn_app(backend).await;
+    let (buyer, order, product) = awaiting_payment(&app, 4, 1).await;
+    let operator = operator(&app).await;
+    let page = get(&operator, &app, &format!("/admin/orders/{order}")).await.text().await.unwrap();
+    assert!(page.contains("Cancel checkout…"));
+    let confirm = get(&operator, &app, &format!("/admin/orders/{order}/cancel")).await;
+    assert_eq!(confirm.status(), 200);
+    assert!(confirm.text().await.unwrap().contains("Cancel the checkout"));
+    let cancelled = post_form(&operator, &app, &format!("/admin/orders/{order}/cancel"), &[]).await;
+    assert_eq!(cancelled.status(), 303);
+    order_in(&buyer, &order, &["Failed"]).await;
+    eventually("the stock back", Duration::from_secs(30), || async {
+        (stock_of(&app, product).await == (4, 0)).then_some(())
+    })
+    .await;
+    let again = post_form(&operator, &app, &format!("/admin/orders/{order}/cancel"), &[]).await;
+    assert_eq!(again.status(), 409, "a page that says why, not a 500");
+    assert!(again.text().await.unwrap().contains("does not await payment"));
+    app.stop().await;
+}
+}
