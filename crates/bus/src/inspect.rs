@@ -17,9 +17,26 @@ pub struct QueueDepth {
     pub oldest_due_at: Option<Timestamp>,
 }
 
+/// A message of one business process that failed for good, in brief.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failed {
+    /// The business process it belongs to.
+    pub correlation_id: uuid::Uuid,
+    /// The dead letter's id, to look at it or retry it.
+    pub id: i64,
+    /// The consumer that gave it up.
+    pub consumer: String,
+    /// Stable message type name.
+    pub message_type: String,
+    /// The last error.
+    pub error: String,
+}
+
 /// A delivery waiting in the queue for one business process.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Waiting {
+    /// The business process it belongs to.
+    pub correlation_id: uuid::Uuid,
     /// The consumer it is addressed to.
     pub consumer: String,
     /// Stable message type name.
@@ -55,24 +72,87 @@ impl Bus {
 
     /// The deliveries that wait for the process `correlation_id`, soonest first.
     pub async fn waiting_for(&self, correlation_id: uuid::Uuid) -> Result<Vec<Waiting>, BusError> {
-        let rows: Vec<(String, String, i64, i64, Option<String>)> = sqlx::query_as(
-            "SELECT consumer, message_type, available_at, attempts, last_error FROM bus_queue \
-             WHERE correlation_id = $1 ORDER BY available_at, id",
-        )
-        .bind(correlation_id.to_string())
-        .fetch_all(self.db().reader())
-        .await?;
-        Ok(rows
-            .into_iter()
+        self.waiting_for_each(&[correlation_id]).await
+    }
+
+    /// The deliveries that wait for each of `correlation_ids`, soonest first.
+    pub async fn waiting_for_each(
+        &self,
+        correlation_ids: &[uuid::Uuid],
+    ) -> Result<Vec<Waiting>, BusError> {
+        if correlation_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::query_as::<_, (String, String, String, i64, i64, Option<String>)>(
+            sqlx::AssertSqlSafe(format!(
+                "SELECT correlation_id, consumer, message_type, available_at, attempts, last_error \
+                 FROM bus_queue WHERE correlation_id IN ({}) ORDER BY available_at, id",
+                placeholders(correlation_ids.len())
+            )),
+        );
+        for id in correlation_ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(self.db().reader()).await?;
+        rows.into_iter()
             .map(
-                |(consumer, message_type, available_at, attempts, last_error)| Waiting {
-                    consumer,
-                    message_type,
-                    available_at: Timestamp(available_at),
-                    attempts: u32::try_from(attempts).unwrap_or_default(),
-                    last_error,
+                |(correlation, consumer, message_type, at, attempts, last_error)| {
+                    Ok(Waiting {
+                        correlation_id: parse(&correlation)?,
+                        consumer,
+                        message_type,
+                        available_at: Timestamp(at),
+                        attempts: u32::try_from(attempts).unwrap_or_default(),
+                        last_error,
+                    })
                 },
             )
-            .collect())
+            .collect()
     }
+
+    /// The dead letters of each of `correlation_ids`, oldest first.
+    pub async fn dead_letters_of(
+        &self,
+        correlation_ids: &[uuid::Uuid],
+    ) -> Result<Vec<Failed>, BusError> {
+        if correlation_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut query = sqlx::query_as::<_, (String, i64, String, String, String)>(
+            sqlx::AssertSqlSafe(format!(
+                "SELECT correlation_id, id, consumer, message_type, error FROM bus_dead_letters \
+                 WHERE correlation_id IN ({}) ORDER BY id",
+                placeholders(correlation_ids.len())
+            )),
+        );
+        for id in correlation_ids {
+            query = query.bind(id.to_string());
+        }
+        let rows = query.fetch_all(self.db().reader()).await?;
+        rows.into_iter()
+            .map(|(correlation, id, consumer, message_type, error)| {
+                Ok(Failed {
+                    correlation_id: parse(&correlation)?,
+                    id,
+                    consumer,
+                    message_type,
+                    error,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `$1, $2, …, $n`.
+fn placeholders(n: usize) -> String {
+    (1..=n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn parse(correlation_id: &str) -> Result<uuid::Uuid, BusError> {
+    correlation_id
+        .parse()
+        .map_err(|error: uuid::Error| BusError::from(sqlx::Error::Decode(error.into())))
 }

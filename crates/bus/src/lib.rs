@@ -97,7 +97,7 @@ pub use config::BusConfig;
 pub use consumer::{BoxError, ConsumeError, Consumer, Delivered, Handler};
 pub use dead_letters::DeadLetter;
 pub use group::GroupError;
-pub use inspect::{QueueDepth, Waiting};
+pub use inspect::{Failed, QueueDepth, Waiting};
 pub use message::{Delivery, Destination, Envelope, Headers, Message, MessageId, Outgoing};
 #[doc(hidden)]
 pub use messages::__private;

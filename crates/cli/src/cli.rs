@@ -197,6 +197,10 @@ pub struct ServeArgs {
     /// Time a buyer has to pay once stock is reserved (`90s`, `15m`, `1h`).
     #[arg(long, env = "MICROCOMMERCE_PAYMENT_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
     pub payment_timeout: std::time::Duration,
+    /// How long an unfinished checkout may stand still before the operations console lists it
+    /// as stuck (`90s`, `5m`, `1h`).
+    #[arg(long, env = "MICROCOMMERCE_STUCK_AFTER", default_value = "5m", value_parser = parse_duration)]
+    pub stuck_after: std::time::Duration,
     /// Message worker tasks per instance. One worker handling batches is fastest on a small
     /// machine (SQLite has a single writer; on PostgreSQL concurrent batches contend for the
     /// same stock rows); more help only with spare cores.
@@ -295,6 +299,7 @@ impl ServeArgs {
                 .or_else(|| generated.clone())
                 .unwrap_or_default(),
             payment_timeout: self.payment_timeout,
+            stuck_after: self.stuck_after,
             batch_size: self.batch_size.max(1),
             hand_over: self.hand_over,
             secure_cookies: self.secure_cookies,

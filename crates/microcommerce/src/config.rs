@@ -30,6 +30,8 @@ pub struct Config {
     pub admin_token: String,
     /// How long a buyer has to pay once stock is reserved.
     pub payment_timeout: Duration,
+    /// How long an unfinished checkout may stand still before the console lists it as stuck.
+    pub stuck_after: Duration,
     /// Bus worker tasks; 0 processes no messages (maintenance, or tests that drive the bus
     /// themselves with `bus.run_pending()`).
     pub workers: usize,
@@ -99,6 +101,7 @@ impl Default for Config {
             pin_writer: true,
             admin_token: String::new(),
             payment_timeout: Duration::from_secs(15 * 60),
+            stuck_after: Duration::from_secs(5 * 60),
             workers: 1,
             batch_size: 64,
             hand_over: true,
@@ -123,6 +126,7 @@ impl std::fmt::Debug for Config {
             .field("pin_writer", &self.pin_writer)
             .field("admin_token", &"<redacted>")
             .field("payment_timeout", &self.payment_timeout)
+            .field("stuck_after", &self.stuck_after)
             .field("workers", &self.workers)
             .field("batch_size", &self.batch_size)
             .field("hand_over", &self.hand_over)

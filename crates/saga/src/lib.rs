@@ -114,8 +114,8 @@ pub use definition::{Rejected, Saga, Transition};
 pub use diagram::{Diagram, Edge, Outcome, Sent};
 pub use engine::{Engine, EngineError};
 pub use store::{
-    Current, Filter, Instance, ParkedEvent, Summary, TimelineEntry, current, get, get_on, list,
-    prune_completed,
+    Current, Filter, Instance, ParkedEvent, Position, Summary, Taken, TimelineEntry,
+    count_by_state, current, get, get_on, list, list_on, moves_since, prune_completed,
 };
 
 /// Creates the saga tables if they are missing.

@@ -4,14 +4,15 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 
+use super::checkouts::{Census, CheckoutPage, CheckoutQuery, census, list_checkouts};
 use super::http::OrderFilter;
 use super::listing::{Dashboard, OrderSummary, list_orders};
 use super::progress;
 use super::status::OrderStatus;
-use crate::Result;
 use crate::http::{Admin, Json, Page, Paging, Path, Query};
 use crate::ids::OrderId;
 use crate::state::AppState;
+use crate::{Error, Result};
 
 /// Every order, newest first.
 #[utoipa::path(get, path = "/orders", tag = "ordering-admin",
@@ -80,4 +81,81 @@ pub async fn cancel(
 ) -> Result<StatusCode> {
     super::cancelling::cancel_checkout(&state, id).await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// Which checkouts to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct CheckoutListing {
+    /// Only checkouts in this state of the checkout's declaration.
+    #[param(value_type = Option<OrderStatus>)]
+    state: Option<String>,
+    /// Only unfinished checkouts that have not moved for the configured `--stuck-after`.
+    #[serde(default)]
+    stuck: bool,
+    /// Where the page starts: the `next` of the page before.
+    after: Option<String>,
+    /// Checkouts on the page (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+/// Checkouts by state or stuck, least recently moved first, each with why it waits; paged by
+/// cursor (`next`), so that checkouts moving meanwhile are neither skipped nor repeated.
+#[utoipa::path(get, path = "/checkouts", tag = "ordering-admin",
+    params(CheckoutListing), security(("admin" = [])),
+    responses((status = 200, body = CheckoutPage), (status = 401, body = crate::error::Problem)))]
+pub async fn checkouts(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(listing): Query<CheckoutListing>,
+) -> Result<Json<CheckoutPage>> {
+    let limit = listing.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(Error::BadRequest("limit must be between 1 and 100".into()));
+    }
+    let after = listing
+        .after
+        .as_deref()
+        .map(str::parse::<saga::Position>)
+        .transpose()
+        .map_err(Error::BadRequest)?;
+    let query = CheckoutQuery {
+        state: listing.state,
+        stuck: listing.stuck,
+        after,
+        limit,
+    };
+    list_checkouts(&state, &query).await.map(Json)
+}
+
+/// The window the census counts moves over.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct CensusWindow {
+    /// Count the moves of the last this many minutes (default 60).
+    #[param(minimum = 1, maximum = 1440)]
+    window_minutes: Option<u32>,
+}
+
+/// The checkout's states and moves, as declared, with the checkouts in each state now and the
+/// moves taken in the window: the numbers the console's diagram shows.
+#[utoipa::path(get, path = "/checkouts/census", tag = "ordering-admin",
+    params(CensusWindow), security(("admin" = [])),
+    responses((status = 200, body = Census), (status = 401, body = crate::error::Problem)))]
+pub async fn checkout_census(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(window): Query<CensusWindow>,
+) -> Result<Json<Census>> {
+    let minutes = window.window_minutes.unwrap_or(60);
+    if !(1..=1440).contains(&minutes) {
+        return Err(Error::BadRequest(
+            "windowMinutes must be between 1 and 1440".into(),
+        ));
+    }
+    let window = std::time::Duration::from_secs(u64::from(minutes) * 60);
+    census(&state, window).await.map(Json)
 }

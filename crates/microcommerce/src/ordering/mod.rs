@@ -14,6 +14,7 @@ pub mod status;
 
 mod admin;
 mod cancelling;
+mod checkouts;
 mod consumers;
 mod db;
 mod finding;
@@ -25,6 +26,10 @@ mod views;
 mod waiting;
 
 pub use cancelling::cancel_checkout;
+pub use checkouts::{
+    Census, CheckoutPage, CheckoutQuery, CheckoutSummary, MoveCount, StateCount, Waiting, census,
+    list_checkouts,
+};
 pub use db::insert_order;
 pub use domain::{Order, OrderItem, ShippingAddress, Totals, ValidCheckout};
 pub use finding::{Cursor, OrderBatch, OrderSearch, find_orders};
@@ -55,6 +60,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(http::get_checkout))
         .routes(routes!(admin::change_status))
         .routes(routes!(admin::cancel))
+        .routes(routes!(admin::checkouts))
+        .routes(routes!(admin::checkout_census))
         .routes(routes!(admin::dashboard))
 }
 

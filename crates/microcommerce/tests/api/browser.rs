@@ -483,6 +483,17 @@ async fn an_operator_signs_in_finds_an_order_by_number_sees_its_deadline_and_can
     browser.screenshot("console-order", 1280).await;
     browser.screenshot("console-order-375", 375).await;
 
+    browser.open("/admin/checkout").await;
+    browser.wait_for(&by_text("h1", "The checkout, live")).await;
+    browser.click("//a[@data-state='StockReserved']").await;
+    browser
+        .wait_for(&by_text("h1", "Checkouts in StockReserved"))
+        .await;
+    browser.wait_for_text("Awaiting payment until").await;
+    browser.open("/admin/checkout").await;
+    browser.wait_for(&by_text("h1", "The checkout, live")).await;
+    browser.screenshot("console-checkout", 1280).await;
+    browser.open(&format!("/admin/orders/{order}")).await;
     browser.click_link("Cancel checkout…").await;
     browser.click_button("Cancel the checkout").await;
     eventually("the order failed", PATIENCE, || async {

@@ -6,13 +6,14 @@
 
 use std::time::{Duration, Instant};
 
+use microcommerce_service::config::Config;
 use microcommerce_service::ids::ProductId;
 use microcommerce_service::ordering::{self, OrderSearch};
 use serde_json::json;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Client, TestApp, checkout_request, eventually, order_in, spawn_app, stock_of,
-    stocked_product,
+    ADMIN_TOKEN, Client, TestApp, checkout_request, eventually, order_in, spawn_app,
+    spawn_app_with, stock_of, stocked_product,
 };
 
 /// A browser-like client: its own cookie jar, redirects not followed (so each answer is seen).
@@ -341,6 +342,65 @@ async fn an_operator_cancels_a_checkout_from_its_page_after_confirming(backend) 
     let again = post_form(&operator, &app, &format!("/admin/orders/{order}/cancel"), &[]).await;
     assert_eq!(again.status(), 409, "a page that says why, not a 500");
     assert!(again.text().await.unwrap().contains("does not await payment"));
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn checkouts_are_listed_by_state_and_stuck_with_why_they_wait(backend) {
+    let app = spawn_app_with(backend, |config| Config { stuck_after: Duration::ZERO, ..config }).await;
+    let (_, first, _) = awaiting_payment(&app, 10, 1).await;
+    let (_, second, _) = awaiting_payment(&app, 10, 1).await;
+    let admin = app.admin();
+    assert_eq!(app.buyer().get("/api/ordering/checkouts").await.status, 401);
+    let listed = admin.get("/api/ordering/checkouts?state=StockReserved&limit=1").await;
+    assert_eq!(listed.status, 200, "{:?}", listed.body);
+    let items = listed.body["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    assert_eq!(items[0]["orderId"], first.as_str(), "least recently moved first");
+    assert_eq!(items[0]["waiting"]["kind"], "payment");
+    let next = listed.body["next"].as_str().expect("a next page").to_owned();
+    let rest = admin.get(&format!("/api/ordering/checkouts?state=StockReserved&after={next}")).await;
+    let rest: Vec<_> = rest.body["items"].as_array().unwrap().iter().map(|i| i["orderId"].clone()).collect();
+    assert_eq!(rest, [json!(second)], "the next page, nothing skipped or repeated");
+    let stuck = admin.get("/api/ordering/checkouts?stuck=true").await;
+    assert_eq!(stuck.body["items"].as_array().unwrap().len(), 2, "not moved for 0 s");
+    for bad in ["state=Lost", "after=nowhere", "limit=0", "limit=101"] {
+        let reply = admin.get(&format!("/api/ordering/checkouts?{bad}")).await;
+        assert_eq!(reply.status, 400, "{bad}");
+    }
+
+    let page = get(&operator(&app).await, &app, "/admin/checkouts?stuck=true").await.text().await.unwrap();
+    assert!(page.contains("Awaiting payment until") && page.contains("Cancel…"), "{page}");
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn the_diagram_counts_equal_the_apis(backend) {
+    let app = spawn_app(backend).await;
+    let (buyer, paid, _) = awaiting_payment(&app, 10, 1).await;
+    awaiting_payment(&app, 10, 1).await;
+    let answer = buyer.post(&format!("/api/ordering/orders/{paid}/pay"), json!({ "shouldSucceed": true })).await;
+    assert_eq!(answer.status, 200);
+    order_in(&buyer, &paid, &["Confirmed"]).await;
+    let census = app.admin().get("/api/ordering/checkouts/census?windowMinutes=60").await;
+    assert_eq!(census.status, 200);
+    let count_of = |state: &str| {
+        census.body["states"].as_array().unwrap().iter()
+            .find(|s| s["state"] == state).map(|s| s["count"].as_i64().unwrap()).unwrap()
+    };
+    assert_eq!((count_of("StockReserved"), count_of("Confirmed")), (1, 1));
+    let confirmed = census.body["moves"].as_array().unwrap().iter()
+        .find(|m| m["event"] == "PaymentCompleted").unwrap()["count"].clone();
+    assert_eq!(confirmed, 1);
+    let page = get(&operator(&app).await, &app, "/admin/checkout").await.text().await.unwrap();
+    for state in census.body["states"].as_array().unwrap() {
+        let (name, count) = (state["state"].as_str().unwrap(), &state["count"]);
+        let link = format!("data-state=\"{name}\">{count}</a>");
+        assert!(page.contains(&link), "{link} on the page");
+    }
+    assert!(page.contains("PaymentCompleted · 1"), "the arrow's count");
     app.stop().await;
 }
 }

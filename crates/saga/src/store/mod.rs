@@ -4,18 +4,21 @@
 //! - `instances`: the engine loads instances (one, or a batch's at once) and writes
 //!   transitions with their timeline rows, one at a time or a set together;
 //! - `parked`: events that came too early wait, and are offered again or dropped;
-//! - `read`: instances read back for the API, operators and tests.
+//! - `read`: instances read back for the API, operators and tests;
+//! - `census`: instances counted by state, and the moves they made lately.
 
+mod census;
 mod decode;
 mod instances;
 mod parked;
 mod read;
 
+pub use census::{Taken, count_by_state, moves_since};
 pub(crate) use instances::{
     Found, Loaded, Step, Stored, count_ignored, decode, load, read_stored, save, save_all,
 };
 pub(crate) use parked::{drop_parked, flag_parked, park, parked_events, unpark};
 pub use read::{
-    Current, Filter, Instance, ParkedEvent, Summary, TimelineEntry, current, get, get_on, list,
-    prune_completed,
+    Current, Filter, Instance, ParkedEvent, Position, Summary, TimelineEntry, current, get, get_on,
+    list, list_on, prune_completed,
 };

@@ -95,6 +95,36 @@ pub struct Current<S> {
     pub updated_at: Timestamp,
 }
 
+/// Where a listing stands: just after the instance last updated at `updated_at` with this
+/// correlation id, in the listing's order (least recently updated first). Written
+/// `updated_at.correlation_id`, so that it can travel in a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Position {
+    /// The last listed instance's last update.
+    pub updated_at: Timestamp,
+    /// The last listed instance's correlation id.
+    pub correlation_id: Uuid,
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}", self.updated_at.0, self.correlation_id)
+    }
+}
+
+impl std::str::FromStr for Position {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let bad = || format!("{text:?} is not a position in a listing");
+        let (at, id) = text.split_once('.').ok_or_else(bad)?;
+        Ok(Self {
+            updated_at: Timestamp(at.parse().map_err(|_| bad())?),
+            correlation_id: id.parse().map_err(|_| bad())?,
+        })
+    }
+}
+
 /// Which instances [`list`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct Filter {
@@ -106,6 +136,8 @@ pub struct Filter {
     pub active_only: bool,
     /// At most this many (default 100).
     pub limit: Option<u32>,
+    /// Only those after this position: the next page.
+    pub after: Option<Position>,
 }
 
 /// One instance of `saga` with its timeline and parked events.
@@ -190,39 +222,95 @@ pub async fn get_on(
     }))
 }
 
-/// Instances of `saga` matching `filter`, least recently updated first.
+/// Instances of `saga` matching `filter`, least recently updated first (the correlation id
+/// breaking ties), so that a listing pages by [`Position`] without skipping or repeating.
 pub async fn list(
     pool: &AnyPool,
     saga: &str,
     filter: &Filter,
 ) -> Result<Vec<Summary>, sqlx::Error> {
-    let rows = sqlx::query(
+    let mut conn = storage::Conn::from(pool.acquire().await?);
+    list_on(&mut conn, saga, filter).await
+}
+
+/// [`list`] on a given connection.
+pub async fn list_on(
+    conn: &mut storage::Conn<'_>,
+    saga: &str,
+    filter: &Filter,
+) -> Result<Vec<Summary>, sqlx::Error> {
+    let (conditions, values) = conditions(filter);
+    let limit_at = values.len() + 2;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(format!(
         "SELECT correlation_id, state, version, created_at, updated_at, completed_at \
-         FROM saga_instances WHERE saga = $1 AND ($2 IS NULL OR state = $2) \
-         AND ($3 IS NULL OR updated_at < $3) AND ($4 = 0 OR completed_at IS NULL) \
-         ORDER BY updated_at LIMIT $5",
-    )
-    .bind(saga)
-    .bind(filter.state.clone())
-    .bind(filter.updated_before.map(|at| at.0))
-    .bind(i64::from(filter.active_only))
-    .bind(i64::from(filter.limit.unwrap_or(100)))
-    .fetch_all(pool)
-    .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(Summary {
-                correlation_id: parse_uuid(row.try_get("correlation_id")?)?,
-                state: row.try_get("state")?,
-                version: row.try_get("version")?,
-                created_at: Timestamp(row.try_get("created_at")?),
-                updated_at: Timestamp(row.try_get("updated_at")?),
-                completed_at: row
-                    .try_get::<Option<i64>, _>("completed_at")?
-                    .map(Timestamp),
-            })
-        })
-        .collect()
+         FROM saga_instances WHERE saga = $1{conditions} \
+         ORDER BY updated_at, correlation_id LIMIT ${limit_at}"
+    )))
+    .bind(saga);
+    for value in values {
+        query = match value {
+            Bound::Text(text) => query.bind(text),
+            Bound::Number(number) => query.bind(number),
+        };
+    }
+    let rows = query
+        .bind(i64::from(filter.limit.unwrap_or(100)))
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(summary).collect()
+}
+
+/// A value bound to a listing's statement.
+enum Bound {
+    Text(String),
+    Number(i64),
+}
+
+/// The listing's conditions after the saga's (`$1`), naming only what the filter gives, so that
+/// the (saga, state, updated_at) index serves them.
+fn conditions(filter: &Filter) -> (String, Vec<Bound>) {
+    let mut sql = String::new();
+    let mut values = Vec::new();
+    let mut push = |condition: &str, value: Option<Bound>| {
+        if let Some(value) = value {
+            values.push(value);
+        }
+        let at = values.len() + 1;
+        sql.push_str(" AND ");
+        sql.push_str(
+            &condition
+                .replace('?', &format!("${at}"))
+                .replace('^', &format!("${}", at - 1)),
+        );
+    };
+    if let Some(state) = &filter.state {
+        push("state = ?", Some(Bound::Text(state.clone())));
+    }
+    if let Some(before) = filter.updated_before {
+        push("updated_at < ?", Some(Bound::Number(before.0)));
+    }
+    if filter.active_only {
+        push("completed_at IS NULL", None);
+    }
+    if let Some(after) = filter.after {
+        push("updated_at >= ?", Some(Bound::Number(after.updated_at.0)));
+        let id = Bound::Text(after.correlation_id.to_string());
+        push("(updated_at > ^ OR correlation_id > ?)", Some(id));
+    }
+    (sql, values)
+}
+
+fn summary(row: &AnyRow) -> Result<Summary, sqlx::Error> {
+    Ok(Summary {
+        correlation_id: parse_uuid(row.try_get("correlation_id")?)?,
+        state: row.try_get("state")?,
+        version: row.try_get("version")?,
+        created_at: Timestamp(row.try_get("created_at")?),
+        updated_at: Timestamp(row.try_get("updated_at")?),
+        completed_at: row
+            .try_get::<Option<i64>, _>("completed_at")?
+            .map(Timestamp),
+    })
 }
 
 /// Deletes finished instances of `saga` completed before `before`, with their timelines and

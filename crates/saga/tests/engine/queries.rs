@@ -95,6 +95,38 @@ async fn instances_are_listed_by_state_age_and_activity_oldest_update_first(back
 }
 
 testkit::backend_tests! {
+async fn a_listing_pages_by_position_without_skipping_or_repeating(backend) {
+    let t = &setup(backend, LONG).await;
+    let mut started = Vec::new();
+    for _ in 0..5 {
+        let id = Uuid::now_v7();
+        t.deliver(&Started { id }).await;
+        started.push(id);
+    }
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let filter = Filter { limit: Some(2), after, ..Filter::default() };
+        let page = saga::list(t.db.reader(), OrderSaga::NAME, &filter).await.unwrap();
+        let Some(last) = page.last() else { break };
+        after = Some(saga::Position { updated_at: last.updated_at, correlation_id: last.correlation_id });
+        let text = after.unwrap().to_string();
+        assert_eq!(text.parse::<saga::Position>().unwrap(), after.unwrap(), "a position reads back");
+        seen.extend(ids(page));
+    }
+    assert_eq!(seen, started, "each once, least recently updated first");
+    let counts = saga::count_by_state(&mut t.db.read().await.unwrap(), OrderSaga::NAME).await.unwrap();
+    assert_eq!(counts, [("Open".to_owned(), 5)]);
+    let since = storage::Timestamp(0);
+    let moves = saga::moves_since(&mut t.db.read().await.unwrap(), OrderSaga::NAME, &["Open"], since)
+        .await
+        .unwrap();
+    assert_eq!(moves.len(), 1);
+    assert_eq!((moves[0].from.as_deref(), moves[0].to.as_str(), moves[0].count), (None, "Open", 5));
+}
+}
+
+testkit::backend_tests! {
 async fn pruning_removes_only_instances_completed_before_the_cutoff_with_their_history(backend) {
     let t = setup(backend, LONG).await;
     let (older, newer, active) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());

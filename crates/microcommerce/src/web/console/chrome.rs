@@ -13,15 +13,19 @@ use crate::web::assets;
 pub(super) enum Section {
     Dashboard,
     Orders,
+    Checkout,
+    Stuck,
 }
 
 impl Section {
-    const ALL: [Self; 2] = [Self::Dashboard, Self::Orders];
+    const ALL: [Self; 4] = [Self::Dashboard, Self::Orders, Self::Checkout, Self::Stuck];
 
     fn label(self) -> &'static str {
         match self {
             Self::Dashboard => "Dashboard",
             Self::Orders => "Orders",
+            Self::Checkout => "Checkout",
+            Self::Stuck => "Stuck",
         }
     }
 
@@ -29,6 +33,8 @@ impl Section {
         match self {
             Self::Dashboard => "/admin",
             Self::Orders => "/admin/orders",
+            Self::Checkout => "/admin/checkout",
+            Self::Stuck => "/admin/checkouts?stuck=true",
         }
     }
 }
@@ -100,6 +106,12 @@ pub(super) fn span(from: Timestamp, to: Timestamp) -> String {
         s if s < 2 * 86_400 => format!("{} h", s / 3600),
         s => format!("{} d", s / 86_400),
     }
+}
+
+/// A length of time in the largest whole unit that fits, as [`span`] writes it.
+pub(super) fn length(of: std::time::Duration) -> String {
+    let micros = i64::try_from(of.as_micros()).unwrap_or(i64::MAX);
+    span(Timestamp(0), Timestamp(micros))
 }
 
 /// What a console page fails with: an error page in the console's chrome.

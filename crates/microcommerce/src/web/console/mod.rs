@@ -8,6 +8,7 @@
 //! come from another site (the storefront's same-origin check), and the cookie is
 //! `SameSite=Strict` besides. A buyer's cookie opens nothing here.
 
+mod checkouts;
 mod chrome;
 mod dashboard;
 mod orders;
@@ -30,6 +31,8 @@ pub(super) fn router() -> Router<AppState> {
         .route("/admin", get(dashboard::page))
         .route("/admin/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/admin/sign-out", post(sign_in::sign_out))
+        .route("/admin/checkout", get(checkouts::diagram))
+        .route("/admin/checkouts", get(checkouts::list))
         .route("/admin/orders", get(orders::list))
         .route("/admin/orders/{id}", get(orders::page))
         .route("/admin/orders/{id}/status", post(orders::move_on))
