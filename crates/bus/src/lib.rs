@@ -95,7 +95,7 @@ pub use async_trait::async_trait;
 pub use bus::{Bus, BusBuilder, BusError, BusStats, Tx, TxFuture};
 pub use config::BusConfig;
 pub use consumer::{BoxError, ConsumeError, Consumer, Delivered, Handler};
-pub use dead_letters::DeadLetter;
+pub use dead_letters::{DeadLetter, DeadLetterGroup};
 pub use group::GroupError;
 pub use inspect::{Failed, QueueDepth, Waiting};
 pub use message::{Delivery, Destination, Envelope, Headers, Message, MessageId, Outgoing};

@@ -2,6 +2,7 @@
 //! identity, admin authentication, paging, health and dead-letter administration.
 
 mod auth;
+mod dead_letters;
 mod extract;
 mod limits;
 mod paging;

@@ -404,3 +404,77 @@ async fn the_diagram_counts_equal_the_apis(backend) {
     app.stop().await;
 }
 }
+
+testkit::backend_tests! {
+async fn a_poison_message_shows_as_a_dead_letter_group_and_a_group_retry_completes_the_checkouts(backend) {
+    let app = spawn_app_with(backend, |config| Config { stuck_after: Duration::ZERO, ..config }).await;
+    let product = stocked_product(&app, "Stove", 10).await;
+    let buyer = app.buyer();
+    crate::faults::poison_reservations(&app, backend).await;
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        let placed = buyer.post("/api/ordering/checkout", checkout_request(&product, 1)).await;
+        assert_eq!(placed.status, 201);
+        orders.push(placed.body["orderId"].as_str().unwrap().to_owned());
+    }
+    let admin = app.admin();
+    let groups = eventually("one group of two dead letters", Duration::from_secs(30), || async {
+        let groups = admin.get("/api/messaging/dead-letters/groups").await.body;
+        (groups[0]["count"] == 2).then_some(groups)
+    })
+    .await;
+    assert_eq!(groups.as_array().unwrap().len(), 1, "{groups}");
+    assert!(groups[0]["error"].as_str().unwrap().contains("warehouse is closed"));
+    let sample = groups[0]["sampleId"].as_i64().unwrap();
+    let one = admin.get(&format!("/api/messaging/dead-letters/{sample}")).await;
+    assert_eq!(one.status, 200);
+    assert_eq!(one.body["messageType"], "ReserveStockForOrder");
+    assert_eq!(admin.get("/api/messaging/dead-letters/999999").await.status, 404);
+    assert_eq!(app.buyer().get("/api/messaging/dead-letters/groups").await.status, 401);
+
+    let operator = operator(&app).await;
+    let page = get(&operator, &app, "/admin/dead-letters").await.text().await.unwrap();
+    assert!(page.contains("warehouse is closed") && page.contains("Retry all…"), "{page}");
+    let stuck = get(&operator, &app, "/admin/checkouts?stuck=true").await.text().await.unwrap();
+    assert!(stuck.contains("A dead letter: ReserveStockForOrder"), "why they wait: {stuck}");
+    let asked = get(&operator, &app, &format!("/admin/dead-letters/groups/{sample}/retry")).await;
+    assert_eq!(asked.status(), 200);
+    assert!(asked.text().await.unwrap().contains("Retry 2 dead letters?"));
+
+    crate::faults::cure(&app, backend).await;
+    let retried = post_form(&operator, &app, &format!("/admin/dead-letters/groups/{sample}/retry"), &[]).await;
+    assert_eq!(retried.status(), 303);
+    for order in &orders {
+        order_in(&buyer, order, &["StockReserved"]).await;
+    }
+    assert_eq!(admin.get("/api/messaging/dead-letters/groups").await.body, json!([]));
+    let gone = post_form(&operator, &app, &format!("/admin/dead-letters/groups/{sample}/purge"), &[]).await;
+    assert_eq!(gone.status(), 404, "nothing left to purge says so");
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn a_dead_letter_group_is_purged_after_asking(backend) {
+    let app = spawn_app(backend).await;
+    let product = stocked_product(&app, "Grill", 10).await;
+    crate::faults::poison_reservations(&app, backend).await;
+    let placed = app.buyer().post("/api/ordering/checkout", checkout_request(&product, 1)).await;
+    assert_eq!(placed.status, 201);
+    let admin = app.admin();
+    let sample = eventually("a dead letter", Duration::from_secs(30), || async {
+        admin.get("/api/messaging/dead-letters/groups").await.body[0]["sampleId"].as_i64()
+    })
+    .await;
+    let operator = operator(&app).await;
+    let letter = get(&operator, &app, &format!("/admin/dead-letters/{sample}")).await.text().await.unwrap();
+    assert!(letter.contains("ReserveStockForOrder") && letter.contains("warehouse is closed"));
+    let asked = get(&operator, &app, &format!("/admin/dead-letters/groups/{sample}/purge")).await;
+    assert!(asked.text().await.unwrap().contains("Purge 1 dead letter?"));
+    let purged = admin.post(&format!("/api/messaging/dead-letters/{sample}/purge-group"), json!({})).await;
+    assert_eq!((purged.status, &purged.body["purged"]), (200, &json!(1)));
+    assert_eq!(get(&operator, &app, "/admin/dead-letters/nope").await.status(), 404);
+    crate::faults::cure(&app, backend).await;
+    app.stop().await;
+}
+}

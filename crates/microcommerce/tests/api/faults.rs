@@ -86,7 +86,7 @@ async fn a_full_database_answers_503_writes_nothing_half_and_resumes_when_space_
 }
 
 /// Makes every stock reservation fail, as a broken dependency would, until `cure` is run.
-async fn poison_reservations(app: &TestApp, backend: Backend) {
+pub(crate) async fn poison_reservations(app: &TestApp, backend: Backend) {
     match backend {
         Backend::Sqlite => {
             on_writer(
@@ -113,7 +113,8 @@ async fn poison_reservations(app: &TestApp, backend: Backend) {
     }
 }
 
-async fn cure(app: &TestApp, backend: Backend) {
+/// Undoes [`poison_reservations`]: reservations work again.
+pub(crate) async fn cure(app: &TestApp, backend: Backend) {
     match backend {
         Backend::Sqlite => on_writer(app, "DROP TRIGGER poison").await,
         Backend::Postgres => on_writer(app, "DROP TRIGGER poison ON stock_reservations").await,

@@ -15,10 +15,17 @@ pub(super) enum Section {
     Orders,
     Checkout,
     Stuck,
+    DeadLetters,
 }
 
 impl Section {
-    const ALL: [Self; 4] = [Self::Dashboard, Self::Orders, Self::Checkout, Self::Stuck];
+    const ALL: [Self; 5] = [
+        Self::Dashboard,
+        Self::Orders,
+        Self::Checkout,
+        Self::Stuck,
+        Self::DeadLetters,
+    ];
 
     fn label(self) -> &'static str {
         match self {
@@ -26,6 +33,7 @@ impl Section {
             Self::Orders => "Orders",
             Self::Checkout => "Checkout",
             Self::Stuck => "Stuck",
+            Self::DeadLetters => "Dead letters",
         }
     }
 
@@ -35,6 +43,7 @@ impl Section {
             Self::Orders => "/admin/orders",
             Self::Checkout => "/admin/checkout",
             Self::Stuck => "/admin/checkouts?stuck=true",
+            Self::DeadLetters => "/admin/dead-letters",
         }
     }
 }
@@ -106,6 +115,29 @@ pub(super) fn span(from: Timestamp, to: Timestamp) -> String {
         s if s < 2 * 86_400 => format!("{} h", s / 3600),
         s => format!("{} d", s / 86_400),
     }
+}
+
+/// A page that asks before an action: what it will do, one button that posts to `action`, and
+/// a way `back` without doing it.
+pub(super) fn confirmation(
+    title: &str,
+    section: Section,
+    explanation: Markup,
+    action: &str,
+    button: &str,
+    back: &str,
+) -> Response {
+    let body = html! {
+        section.panel.narrow {
+            h1 { (title) }
+            (explanation)
+            form method="post" action=(action) {
+                button.button.danger type="submit" { (button) }
+            }
+            p { a href=(back) { "Go back without doing it" } }
+        }
+    };
+    super::super::page(StatusCode::OK, page(title, Some(section), body))
 }
 
 /// A length of time in the largest whole unit that fits, as [`span`] writes it.

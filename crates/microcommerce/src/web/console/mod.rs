@@ -11,6 +11,7 @@
 mod checkouts;
 mod chrome;
 mod dashboard;
+mod dead_letters;
 mod orders;
 mod sign_in;
 
@@ -33,6 +34,21 @@ pub(super) fn router() -> Router<AppState> {
         .route("/admin/sign-out", post(sign_in::sign_out))
         .route("/admin/checkout", get(checkouts::diagram))
         .route("/admin/checkouts", get(checkouts::list))
+        .route("/admin/dead-letters", get(dead_letters::groups))
+        .route("/admin/dead-letters/{id}", get(dead_letters::letter))
+        .route(
+            "/admin/dead-letters/{id}/retry",
+            get(dead_letters::ask_retry).post(dead_letters::retry),
+        )
+        .route("/admin/dead-letters/groups/{id}", get(dead_letters::group))
+        .route(
+            "/admin/dead-letters/groups/{id}/retry",
+            get(dead_letters::ask_retry_group).post(dead_letters::retry_group),
+        )
+        .route(
+            "/admin/dead-letters/groups/{id}/purge",
+            get(dead_letters::ask_purge_group).post(dead_letters::purge_group),
+        )
         .route("/admin/orders", get(orders::list))
         .route("/admin/orders/{id}", get(orders::page))
         .route("/admin/orders/{id}/status", post(orders::move_on))

@@ -412,22 +412,18 @@ pub(super) async fn confirm_cancel(
 ) -> ConsoleResult {
     let id = order_id(&id)?;
     let order = ordering::visible_order(&state, &Caller::operator(), id).await?;
-    let body = html! {
-        section.panel.narrow {
-            h1 { "Cancel checkout " (order.order_number) "?" }
-            p { "The checkout stops waiting for the payment: its stock is released and the order fails
-                 with the reason “Cancelled by an operator”, as if its payment window had closed.
-                 A payment that arrives first wins instead." }
-            form method="post" action=(format!("/admin/orders/{id}/cancel")) {
-                button.button.danger type="submit" { "Cancel the checkout" }
-            }
-            p { a href=(format!("/admin/orders/{id}")) { "Keep it and go back" } }
-        }
+    let explanation = html! {
+        p { "The checkout stops waiting for the payment: its stock is released and the order fails
+             with the reason “Cancelled by an operator”, as if its payment window had closed.
+             A payment that arrives first wins instead." }
     };
-    let title = format!("Cancel {}", order.order_number);
-    Ok(crate::web::page(
-        StatusCode::OK,
-        chrome::page(&title, Some(Section::Orders), body),
+    Ok(chrome::confirmation(
+        &format!("Cancel checkout {}?", order.order_number),
+        Section::Orders,
+        explanation,
+        &format!("/admin/orders/{id}/cancel"),
+        "Cancel the checkout",
+        &format!("/admin/orders/{id}"),
     ))
 }
 
