@@ -241,6 +241,40 @@ pub struct CheckoutView {
     updated_at: String,
     failure_reason: Option<String>,
     timeline: Vec<TimelineView>,
+    /// Events that came before the checkout could take them, waiting for it to move on.
+    parked: Vec<ParkedView>,
+    /// For admins: the messages queued for this checkout (its payment timeout, say, or a
+    /// delivery in retry). Absent for buyers.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    waiting: Option<Vec<WaitingView>>,
+}
+
+/// An event parked for a checkout.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ParkedView {
+    /// Its message type.
+    message_type: String,
+    /// When it was parked.
+    #[schema(format = DateTime)]
+    parked_at: String,
+}
+
+/// A message queued for a checkout.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WaitingView {
+    /// The consumer it is addressed to.
+    consumer: String,
+    /// Its message type.
+    message_type: String,
+    /// When it is due (for a scheduled timeout, when the window closes).
+    #[schema(format = DateTime)]
+    due_at: String,
+    /// Failed attempts so far; more than zero means it is in retry.
+    attempts: u32,
+    /// The last attempt's error.
+    last_error: Option<String>,
 }
 
 /// The states of the checkout saga, as its view and timeline name them: the names come from
@@ -285,6 +319,23 @@ pub async fn get_checkout(
     Path(id): Path<OrderId>,
 ) -> Result<Json<CheckoutView>> {
     let instance = checkout_of(&state, &caller, id).await?;
+    let waiting = if caller.is_admin {
+        let queued = state.bus.waiting_for(id.0).await?;
+        Some(
+            queued
+                .into_iter()
+                .map(|message| WaitingView {
+                    consumer: message.consumer,
+                    message_type: message.message_type,
+                    due_at: rfc3339(message.available_at),
+                    attempts: message.attempts,
+                    last_error: message.last_error,
+                })
+                .collect(),
+        )
+    } else {
+        None
+    };
     let failure_reason = match serde_json::from_value::<CheckoutState>(instance.data) {
         Ok(CheckoutState::Failed { reason }) => Some(reason.to_string()),
         _ => None,
@@ -307,6 +358,15 @@ pub async fn get_checkout(
                 messages_sent: step.messages_sent,
             })
             .collect(),
+        parked: instance
+            .parked
+            .into_iter()
+            .map(|parked| ParkedView {
+                message_type: parked.message_type,
+                parked_at: rfc3339(parked.parked_at),
+            })
+            .collect(),
+        waiting,
     }))
 }
 

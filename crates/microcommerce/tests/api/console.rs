@@ -478,3 +478,22 @@ async fn a_dead_letter_group_is_purged_after_asking(backend) {
     app.stop().await;
 }
 }
+
+testkit::backend_tests! {
+async fn an_admin_sees_what_is_queued_for_a_checkout_and_its_buyer_does_not(backend) {
+    let app = spawn_app(backend).await;
+    let (buyer, order, _) = awaiting_payment(&app, 3, 1).await;
+    let path = format!("/api/ordering/orders/{order}/checkout");
+    let seen = app.admin().get(&path).await;
+    assert_eq!(seen.status, 200);
+    assert_eq!(seen.body["parked"], json!([]));
+    let waiting = seen.body["waiting"].as_array().expect("queued messages for an admin");
+    assert_eq!(waiting.len(), 1, "{waiting:?}");
+    assert_eq!(waiting[0]["messageType"], "PaymentTimedOut");
+    assert_eq!(waiting[0]["attempts"], 0);
+    let own = buyer.get(&path).await;
+    assert_eq!(own.status, 200);
+    assert!(own.body.get("waiting").is_none(), "{}", own.body);
+    app.stop().await;
+}
+}
