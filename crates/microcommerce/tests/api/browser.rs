@@ -14,9 +14,11 @@ use fantoccini::elements::Element;
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
+use microcommerce_service::config::Config;
+
 use crate::helpers::{
     ADMIN_TOKEN, Backend, TestApp, checkout_request, eventually, order_in, spawn_app,
-    stocked_product,
+    spawn_app_with, stocked_product,
 };
 
 /// Longest wait for anything to appear: generous, since the lead's benchmarks may share the
@@ -509,6 +511,88 @@ async fn an_operator_signs_in_finds_an_order_by_number_sees_its_deadline_and_can
     browser.wait_for(&by_text("h1", "Dashboard")).await;
     browser.wait_for_text("Cancelled by an operator").await;
     browser.screenshot("console-dashboard", 1280).await;
+    browser.close().await;
+    app.stop().await;
+}
+
+/// Signs `browser` in to the console from its sign-in form.
+async fn sign_in(browser: &Browser) {
+    browser.open("/admin").await;
+    browser
+        .wait_for(&by_text("h1", "Sign in to operations"))
+        .await;
+    browser.fill("Admin token", ADMIN_TOKEN).await;
+    browser.click_button("Sign in").await;
+    browser.wait_for(&by_text("h1", "Dashboard")).await;
+}
+
+#[tokio::test]
+async fn a_stuck_checkout_is_cancelled_from_the_stuck_list_and_its_stock_comes_back() {
+    let app = spawn_app_with(Backend::Sqlite, |config| Config {
+        stuck_after: Duration::ZERO,
+        ..config
+    })
+    .await;
+    let kettle = stocked_product(&app, "Copper Kettle", 3).await;
+    let buyer = app.buyer();
+    let placed = buyer
+        .post("/api/ordering/checkout", checkout_request(&kettle, 2))
+        .await;
+    let order = placed.body["orderId"]
+        .as_str()
+        .expect("an order")
+        .to_owned();
+    order_in(&buyer, &order, &["StockReserved"]).await;
+    stock_becomes(&app, &kettle, (3, 2)).await;
+    let Some(browser) = browser(&app).await else {
+        return;
+    };
+    sign_in(&browser).await;
+    browser.click_link("Stuck").await;
+    browser.wait_for_text("Awaiting payment until").await;
+    browser.screenshot("console-stuck", 1280).await;
+    browser.click_link("Cancel…").await;
+    browser.click_button("Cancel the checkout").await;
+    order_in(&buyer, &order, &["Failed"]).await;
+    stock_becomes(&app, &kettle, (3, 0)).await;
+    browser.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_poison_message_shows_in_a_dead_letter_group_and_a_group_retry_completes_the_checkout() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let stove = stocked_product(&app, "Camp Stove", 4).await;
+    crate::faults::poison_reservations(&app, Backend::Sqlite).await;
+    let buyer = app.buyer();
+    let placed = buyer
+        .post("/api/ordering/checkout", checkout_request(&stove, 1))
+        .await;
+    let order = placed.body["orderId"]
+        .as_str()
+        .expect("an order")
+        .to_owned();
+    let Some(browser) = browser(&app).await else {
+        return;
+    };
+    sign_in(&browser).await;
+    eventually("the dead letter listed", PATIENCE, || async {
+        browser.open("/admin/dead-letters").await;
+        let found = browser
+            .client
+            .find(Locator::XPath("//code[contains(., 'warehouse is closed')]"))
+            .await;
+        found.ok().map(|_| ())
+    })
+    .await;
+    browser.screenshot("console-dead-letters", 1280).await;
+    crate::faults::cure(&app, Backend::Sqlite).await;
+    browser.click_link("Retry all…").await;
+    browser.click_button("Retry them all").await;
+    browser
+        .wait_for_text("None: every message was handled.")
+        .await;
+    order_in(&buyer, &order, &["StockReserved"]).await;
     browser.close().await;
     app.stop().await;
 }
