@@ -8,6 +8,7 @@
 #![warn(missing_docs)]
 
 mod baseline;
+mod console_timing;
 mod driver;
 mod latency;
 mod report;
@@ -22,6 +23,7 @@ use hdrhistogram::Histogram;
 use microcommerce_service::ordering::OrderStatus;
 use tokio::sync::Mutex;
 
+pub use console_timing::PageTime;
 pub use driver::Driver;
 pub use latency::{LatencyError, LatencyProxy};
 pub use report::Report;
@@ -74,6 +76,8 @@ pub struct BenchOptions {
     pub baseline: bool,
     /// Show a live progress bar on stderr.
     pub progress: bool,
+    /// After the run, time every operations-console page and admin list.
+    pub time_console: bool,
 }
 
 /// Why a benchmark could not run.
@@ -246,6 +250,12 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
         None => None,
     };
     let measured = drive(options, Target::Checkouts(driver.clone()), "checkouts").await;
+    let console = if options.time_console {
+        let (base, token) = driver.console();
+        Some(console_timing::time_console(base, token).await?)
+    } else {
+        None
+    };
     let invariants = driver.check_invariants(&measured.summary).await?;
     let baseline = if options.baseline {
         let plain = baseline::Baseline::prepare(options).await?;
@@ -254,7 +264,9 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
         None
     };
     driver.finish().await;
-    Ok(Report::new(options, measured, invariants, baseline).with_stored(stored))
+    Ok(Report::new(options, measured, invariants, baseline)
+        .with_stored(stored)
+        .with_console(console))
 }
 
 /// Brings the database to at least `wanted` orders before the run (real checkouts as a

@@ -27,6 +27,7 @@ pub struct Report {
     problems: Vec<String>,
     baseline_per_sec: Option<f64>,
     peak_rss_mib: Option<f64>,
+    console: Option<Vec<super::PageTime>>,
 }
 
 impl Report {
@@ -66,6 +67,7 @@ impl Report {
             problems,
             baseline_per_sec,
             peak_rss_mib: peak_rss_mib(),
+            console: None,
         }
     }
 
@@ -75,6 +77,11 @@ impl Report {
             stored_orders,
             ..self
         }
+    }
+
+    /// Adds the console's page times (`--time-console`).
+    pub fn with_console(self, console: Option<Vec<super::PageTime>>) -> Self {
+        Self { console, ..self }
     }
 
     /// True when stock was conserved, nothing stayed reserved and no order got stuck.
@@ -150,6 +157,19 @@ impl Report {
                 let _ = writeln!(out, "  {problem}");
             }
         }
+        if let Some(pages) = &self.console {
+            let _ = writeln!(out, "console (ms)      median  slowest  status  page");
+            for page in pages {
+                let _ = writeln!(
+                    out,
+                    "  {:>14.1} {:>8.1} {:>7}  {}",
+                    page.median.as_secs_f64() * 1000.0,
+                    page.slowest.as_secs_f64() * 1000.0,
+                    page.status,
+                    page.path
+                );
+            }
+        }
         out
     }
 
@@ -188,6 +208,20 @@ impl Report {
         if let Some(baseline) = self.baseline_per_sec {
             report["baselineCheckoutsPerSec"] = json!(baseline);
             report["ratio"] = json!(self.ratio());
+        }
+        if let Some(pages) = &self.console {
+            let pages: Vec<Value> = pages
+                .iter()
+                .map(|page| {
+                    json!({
+                        "path": page.path,
+                        "medianMs": page.median.as_secs_f64() * 1000.0,
+                        "slowestMs": page.slowest.as_secs_f64() * 1000.0,
+                        "status": page.status,
+                    })
+                })
+                .collect();
+            report["consoleMs"] = json!(pages);
         }
         report
     }

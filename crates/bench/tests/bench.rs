@@ -31,6 +31,7 @@ fn small(engine: bool, hot_product: bool) -> BenchOptions {
         engine,
         baseline: !engine,
         progress: false,
+        time_console: false,
     }
 }
 

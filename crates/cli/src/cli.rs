@@ -113,6 +113,11 @@ pub struct BenchArgs {
     /// the service's own) and the ratio to it.
     #[arg(long)]
     pub baseline: bool,
+    /// After the run, time every operations-console page and admin list on the database as it
+    /// stands (with `--stored-orders`, at that size): each asked 7 times by a signed-in
+    /// operator, the median and the slowest reported.
+    #[arg(long)]
+    pub time_console: bool,
     /// Print the report also as one JSON object on the last line of stdout.
     #[arg(long)]
     pub json: bool,
@@ -144,6 +149,7 @@ impl BenchArgs {
             engine: self.engine,
             baseline: self.baseline,
             progress: !self.json,
+            time_console: self.time_console,
         }
     }
 }

@@ -131,6 +131,14 @@ impl Driver {
         Ok(problems)
     }
 
+    /// The first instance's base URL and the admin token: what `--time-console` signs in to.
+    pub fn console(&self) -> (&str, &str) {
+        (
+            self.inner.bases.first().map_or("", String::as_str),
+            &self.inner.admin_token,
+        )
+    }
+
     /// The embedded servers' database (none when driving a deployment by `--url`).
     pub fn database(&self) -> Option<storage::Db> {
         self.inner.embedded.first().map(|e| e.state.db.clone())
