@@ -46,6 +46,10 @@ pub enum Error {
     /// Another product has the SKU a create or an update asked for (a unique constraint).
     #[error("another product already has this SKU")]
     DuplicateSku,
+    /// Another category has the name a create or an edit asked for, in any case (a unique
+    /// index).
+    #[error("another category is already called {0:?}")]
+    DuplicateCategory(String),
     /// An `Idempotency-Key` already used by this buyer for a different request: answering with
     /// the first request's order would hide that this one was not carried out.
     #[error("this Idempotency-Key was already used for a different request; use a new key")]
@@ -213,6 +217,7 @@ impl Error {
                 "Method Not Allowed",
             ),
             Self::DuplicateSku => (StatusCode::CONFLICT, "duplicate-sku", "Conflict"),
+            Self::DuplicateCategory(_) => (StatusCode::CONFLICT, "duplicate-category", "Conflict"),
             Self::OrderNumberExhausted => (StatusCode::CONFLICT, "order-number", "Conflict"),
             Self::NotAwaitingPayment(_) => {
                 (StatusCode::CONFLICT, "not-awaiting-payment", "Conflict")
@@ -397,6 +402,15 @@ mod tests {
                 "order-number",
                 "Conflict",
                 "could not allocate an order number; retry".into()
+            )
+        );
+        assert_eq!(
+            shape(&Error::DuplicateCategory("Garden".into())),
+            (
+                409,
+                "duplicate-category",
+                "Conflict",
+                "another category is already called \"Garden\"".into()
             )
         );
     }

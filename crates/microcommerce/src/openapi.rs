@@ -133,6 +133,16 @@ const SHARED: [Shared; 7] = [
 /// from it, and the operations that take it (`operationId path.NAME` or `operationId body.NAME`).
 const LINKS: &[(&str, &str, &[&str])] = &[
     (
+        "post /api/catalog/categories 201",
+        "$response.body#/id",
+        &["category path.id", "update_category path.id"],
+    ),
+    (
+        "get /api/catalog/categories 200",
+        "$response.body#/0/id",
+        &["category path.id", "update_category path.id"],
+    ),
+    (
         "post /api/catalog/products 201",
         "$response.body#/id",
         &[

@@ -7,19 +7,67 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
 use super::db::ProductStatus;
-use super::input::ProductInput;
+use super::input::{CategoryInput, ProductInput};
 use super::service::{self, CategoryView, ProductFilter, ProductView};
 use crate::Result;
 use crate::http::{Admin, Caller, Json, Page, Paging, Path, Query};
-use crate::ids::ProductId;
+use crate::ids::{CategoryId, ProductId};
 use crate::state::AppState;
 
-/// Every category, by name. Unpaged: the categories are the fixed set the catalog is seeded
-/// with (no route adds one).
+/// Every category, by name. Unpaged: a shop has a few dozen at most.
 #[utoipa::path(get, path = "/categories", tag = "catalog",
     responses((status = 200, body = Vec<CategoryView>)))]
 pub async fn categories(State(state): State<AppState>) -> Result<Json<Vec<CategoryView>>> {
     service::list_categories(&state).await.map(Json)
+}
+
+/// One category.
+#[utoipa::path(get, path = "/categories/{id}", tag = "catalog",
+    params(("id" = CategoryId, Path, description = "Category id")),
+    responses((status = 200, body = CategoryView), (status = 404, body = crate::error::Problem)))]
+pub async fn category(
+    State(state): State<AppState>,
+    Path(id): Path<CategoryId>,
+) -> Result<Json<CategoryView>> {
+    service::category(&state, id).await.map(Json)
+}
+
+/// Creates a category.
+#[utoipa::path(post, path = "/categories", tag = "catalog", request_body = CategoryInput,
+    security(("admin" = [])),
+    responses((status = 201, body = CategoryView,
+            headers(("Location" = String, description = "The new category"))),
+        (status = 409, description = "Another category has this name, in any case",
+            body = crate::error::Problem)))]
+pub async fn create_category(
+    _: Admin,
+    State(state): State<AppState>,
+    Json(input): Json<CategoryInput>,
+) -> Result<Response> {
+    let category = service::create_category(&state, input).await?;
+    let location = format!("/api/catalog/categories/{}", category.id);
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(category),
+    )
+        .into_response())
+}
+
+/// Renames a category and replaces its description; its products stay in it.
+#[utoipa::path(put, path = "/categories/{id}", tag = "catalog",
+    params(("id" = CategoryId, Path, description = "Category id")), request_body = CategoryInput,
+    security(("admin" = [])),
+    responses((status = 200, body = CategoryView),
+        (status = 409, description = "Another category has this name, in any case",
+            body = crate::error::Problem)))]
+pub async fn update_category(
+    _: Admin,
+    State(state): State<AppState>,
+    Path(id): Path<CategoryId>,
+    Json(input): Json<CategoryInput>,
+) -> Result<Json<CategoryView>> {
+    service::update_category(&state, id, input).await.map(Json)
 }
 
 /// Published products (every status for admins), by name, paged.

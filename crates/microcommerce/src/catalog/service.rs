@@ -1,13 +1,14 @@
 //! The catalog's service: what the JSON handlers, the storefront and other modules ask of the
-//! catalog. Browsing (categories, products, one product), editing (create, replace, change
-//! status), and the product snapshots carts and orders price themselves from.
+//! catalog. Browsing (categories, products, one product), editing (categories: create and
+//! edit; products: create, replace, change status), and the product snapshots carts and orders
+//! price themselves from.
 
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::db::{self, ProductSnapshot, ProductStatus, decode_status, parse_id};
-use super::input::{ProductInput, ValidProduct};
+use super::input::{CategoryInput, ProductInput, ValidCategory, ValidProduct};
 use crate::error::ResultExt;
 use crate::http::{Page, PageRequest};
 use crate::ids::{CategoryId, ProductId};
@@ -49,6 +50,16 @@ pub struct ProductFilter {
     pub(crate) category_id: Option<CategoryId>,
     /// Words in the name or description (case-insensitive).
     pub(crate) search: Option<String>,
+    /// Only this status (buyers see Published products whatever they ask).
+    pub(crate) status: Option<ProductStatus>,
+}
+
+fn category_view(row: &AnyRow) -> Result<CategoryView, sqlx::Error> {
+    Ok(CategoryView {
+        id: parse_id(row.try_get("id")?)?,
+        name: row.try_get("name")?,
+        description: row.try_get("description")?,
+    })
 }
 
 /// Every category, by name: the listing the API and the storefront show.
@@ -58,15 +69,82 @@ pub async fn list_categories(state: &AppState) -> Result<Vec<CategoryView>> {
         .await?;
     let categories = rows
         .iter()
-        .map(|row| {
-            Ok(CategoryView {
-                id: parse_id(row.try_get("id")?)?,
-                name: row.try_get("name")?,
-                description: row.try_get("description")?,
-            })
-        })
+        .map(category_view)
         .collect::<Result<_, sqlx::Error>>()?;
     Ok(categories)
+}
+
+/// Category `id`; not found if there is none.
+pub async fn category(state: &AppState, id: CategoryId) -> Result<CategoryView> {
+    let row = sqlx::query("SELECT id, name, description FROM categories WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(&mut state.read().await?)
+        .await?
+        .ok_or(Error::NotFound("category"))?;
+    Ok(category_view(&row)?)
+}
+
+/// Creates a category from `input`; refused when another has its name, in any case.
+pub async fn create_category(state: &AppState, input: CategoryInput) -> Result<CategoryView> {
+    let input = ValidCategory::try_from(input)?;
+    state
+        .write(input, |tx, input| {
+            Box::pin(async move {
+                let id = CategoryId::new();
+                sqlx::query("INSERT INTO categories (id, name, description) VALUES ($1, $2, $3)")
+                    .bind(id.to_string())
+                    .bind(input.name.as_str())
+                    .bind(&input.description)
+                    .execute(&mut **tx)
+                    .await
+                    .on_unique_violation(duplicate(input))?;
+                Ok(CategoryView {
+                    id,
+                    name: input.name.to_string(),
+                    description: input.description.clone(),
+                })
+            })
+        })
+        .await
+}
+
+/// Renames category `id` and replaces its description with `input`'s; not found if there is no
+/// such category, refused when another has the name, in any case. Its products follow, since
+/// they refer to it by id.
+pub async fn update_category(
+    state: &AppState,
+    id: CategoryId,
+    input: CategoryInput,
+) -> Result<CategoryView> {
+    let input = ValidCategory::try_from(input)?;
+    state
+        .write(input, move |tx, input| {
+            Box::pin(async move {
+                let updated =
+                    sqlx::query("UPDATE categories SET name = $1, description = $2 WHERE id = $3")
+                        .bind(input.name.as_str())
+                        .bind(&input.description)
+                        .bind(id.to_string())
+                        .execute(&mut **tx)
+                        .await
+                        .on_unique_violation(duplicate(input))?
+                        .rows_affected();
+                if updated == 0 {
+                    return Err(Error::NotFound("category"));
+                }
+                Ok(CategoryView {
+                    id,
+                    name: input.name.to_string(),
+                    description: input.description.clone(),
+                })
+            })
+        })
+        .await
+}
+
+/// The conflict of a category whose name another has.
+fn duplicate(input: &ValidCategory) -> Error {
+    Error::DuplicateCategory(input.name.to_string())
 }
 
 const PRODUCT_SELECT: &str = "SELECT p.id, p.sku, p.name, p.description, p.price_cents, \
@@ -88,11 +166,12 @@ fn product_view(row: &AnyRow) -> Result<ProductView, sqlx::Error> {
     })
 }
 
-/// The conditions of the product listing, over `$1` (category), `$2` (search pattern) and `$3`
-/// (published only).
+/// The conditions of the product listing, over `$1` (category), `$2` (search pattern), `$3`
+/// (published only) and `$4` (status).
 const LISTING_CONDITIONS: &str = "($1 IS NULL OR p.category_id = $1) \
     AND ($2 IS NULL OR LOWER(p.name) LIKE $2 ESCAPE '\\' OR LOWER(p.description) LIKE $2 ESCAPE '\\') \
-    AND ($3 = 0 OR p.status = 'Published')";
+    AND ($3 = 0 OR p.status = 'Published') \
+    AND ($4 IS NULL OR p.status = $4)";
 
 /// Products matching `filter` (published ones only if `published_only`), by name, on `page`.
 pub async fn list_products(
@@ -109,20 +188,23 @@ pub async fn list_products(
         .map(|s| format!("%{}%", escape_like(&s.to_lowercase())));
     let published_only = i64::from(published_only);
     let category = filter.category_id.map(|c| c.to_string());
+    let status = filter.status.map(ProductStatus::as_str);
     let total_count: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
         "SELECT COUNT(*) FROM products p WHERE {LISTING_CONDITIONS}"
     )))
     .bind(category.clone())
     .bind(pattern.clone())
     .bind(published_only)
+    .bind(status)
     .fetch_one(&mut state.read().await?)
     .await?;
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "{PRODUCT_SELECT} WHERE {LISTING_CONDITIONS} ORDER BY p.name, p.id LIMIT $4 OFFSET $5"
+        "{PRODUCT_SELECT} WHERE {LISTING_CONDITIONS} ORDER BY p.name, p.id LIMIT $5 OFFSET $6"
     )))
     .bind(category)
     .bind(pattern)
     .bind(published_only)
+    .bind(status)
     .bind(page.limit())
     .bind(page.offset())
     .fetch_all(&mut state.read().await?)

@@ -233,13 +233,13 @@ pub async fn reservations_of(state: &AppState, order: OrderId) -> Result<Vec<Res
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AdjustmentView {
-    id: i64,
-    adjustment: i64,
-    quantity_after: i64,
-    reason: Option<String>,
-    adjusted_by: String,
+    pub(crate) id: i64,
+    pub(crate) adjustment: i64,
+    pub(crate) quantity_after: i64,
+    pub(crate) reason: Option<String>,
+    pub(crate) adjusted_by: String,
     #[schema(format = DateTime)]
-    at: String,
+    pub(crate) at: String,
 }
 
 fn adjustment_view(row: &AnyRow) -> Result<AdjustmentView, sqlx::Error> {

@@ -75,6 +75,7 @@ pub(super) async fn home(State(state): State<AppState>, caller: Caller, uri: Uri
     let filter = ProductFilter {
         category_id: browse.category(),
         search: Some(browse.search()),
+        status: None,
     };
     let paging = Paging {
         page: Some(browse.page()),

@@ -1,4 +1,5 @@
-//! The storefront in a real browser: headless Chromium driven over WebDriver by a chromedriver
+//! The storefront and the console in a real browser: headless Chromium driven over WebDriver by a
+//! chromedriver
 //! each test starts on a free port, against an app on SQLite. The tests act as a shopper does
 //! (find by label or visible text, click, wait for text) and never sleep. Without Chromium or
 //! chromedriver a local run prints SKIPPED; CI (`CI` set) fails instead.
@@ -165,12 +166,22 @@ impl Browser {
         .await;
     }
 
-    /// Types `value` into the field labelled `label`, replacing what it held.
+    /// Types `value` into the field (an input or a text area) labelled `label`, replacing what
+    /// it held.
     async fn fill(&self, label: &str, value: &str) {
-        let xpath = format!("//input[@id=//label[normalize-space()=\"{label}\"]/@for]");
+        let xpath = format!(
+            "//*[self::input or self::textarea][@id=//label[normalize-space()=\"{label}\"]/@for]"
+        );
         let field = self.wait_for(&xpath).await;
         field.clear().await.expect("field cleared");
         field.send_keys(value).await.expect("field typed in");
+    }
+
+    /// Chooses the option reading `option` in the list labelled `label`.
+    async fn choose(&self, label: &str, option: &str) {
+        let xpath = format!("//select[@id=//label[normalize-space()=\"{label}\"]/@for]");
+        let list = self.wait_for(&xpath).await;
+        list.select_by_label(option).await.expect("option chosen");
     }
 
     /// Searches the catalog from the header and opens the product named `name`.
@@ -593,6 +604,86 @@ async fn a_poison_message_shows_in_a_dead_letter_group_and_a_group_retry_complet
         .wait_for_text("None: every message was handled.")
         .await;
     order_in(&buyer, &order, &["StockReserved"]).await;
+    browser.close().await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_operator_adds_a_product_stocks_and_publishes_it_and_a_shopper_buys_it() {
+    let app = spawn_app(Backend::Sqlite).await;
+    let Some(browser) = browser(&app).await else {
+        return;
+    };
+    browser.open("/admin/catalog").await;
+    browser
+        .wait_for(&by_text("h1", "Sign in to operations"))
+        .await;
+    browser.fill("Admin token", ADMIN_TOKEN).await;
+    browser.click_button("Sign in").await;
+    browser.wait_for(&by_text("h1", "Catalog")).await;
+
+    browser.fill("Category name", "Garden").await;
+    browser
+        .fill("Category description", "Tools and seeds")
+        .await;
+    browser.click_button("Create category").await;
+    browser
+        .wait_for("//ul[@class='category-list']//a[normalize-space()='Garden']")
+        .await;
+    browser.fill("Product name", "Garden Gnome").await;
+    browser
+        .fill("Product description", "Guards the tulips.")
+        .await;
+    browser.fill("Price (USD)", "24.50").await;
+    browser.choose("Category", "Garden").await;
+    browser.click_button("Create product").await;
+    browser.wait_for(&by_text("h1", "Garden Gnome")).await;
+    browser
+        .wait_for("//dd[@id='status' and normalize-space()='Draft']")
+        .await;
+
+    browser.fill("Units", "5").await;
+    browser.fill("Reason", "First delivery").await;
+    browser.click_button("Adjust stock").await;
+    browser
+        .wait_for("//table[@id='adjustments']//td[normalize-space()='First delivery']")
+        .await;
+    browser
+        .wait_for("//dd[@id='on-hand' and normalize-space()='5']")
+        .await;
+    browser.click_button("Publish").await;
+    browser
+        .wait_for("//dd[@id='status' and normalize-space()='Published']")
+        .await;
+    let url = browser.client.current_url().await.expect("address");
+    let product = url
+        .path()
+        .strip_prefix("/admin/catalog/products/")
+        .expect("the product's page")
+        .to_owned();
+    browser.screenshot("console-product", 1280).await;
+    browser.screenshot("console-product-375", 375).await;
+    browser.click_link("Catalog").await;
+    browser.wait_for(&by_text("h1", "Catalog")).await;
+    browser.screenshot("console-catalog", 1280).await;
+    browser.click_link("Garden").await;
+    browser
+        .wait_for("//table[@id='product-list']//a[normalize-space()='Garden Gnome']")
+        .await;
+
+    browser.find_product("gnome", "Garden Gnome").await;
+    browser.add_to_cart(2).await;
+    browser.check_out("ada@example.com").await;
+    browser.wait_for_status("StockReserved").await;
+    browser.click_button("Pay").await;
+    browser.wait_for_status("Confirmed").await;
+    stock_becomes(&app, &product, (3, 0)).await;
+    browser
+        .open(&format!("/admin/catalog/products/{product}"))
+        .await;
+    browser
+        .wait_for("//dd[@id='on-hand' and normalize-space()='3']")
+        .await;
     browser.close().await;
     app.stop().await;
 }

@@ -2,7 +2,8 @@
 //! cookie opens nothing; a console session opens the admin API too, but never for an action sent
 //! from another site), finding an order by its number and seeing its checkout, and keyset paging
 //! that neither skips nor repeats an order while new ones arrive; cancelling a checkout that
-//! awaits payment, through the API and the console, and racing a payment.
+//! awaits payment, through the API and the console, and racing a payment; the catalog and its
+//! stock kept through the console's forms, and its refusals shown as pages that say why.
 
 use std::time::{Duration, Instant};
 
@@ -494,6 +495,177 @@ async fn an_admin_sees_what_is_queued_for_a_checkout_and_its_buyer_does_not(back
     let own = buyer.get(&path).await;
     assert_eq!(own.status, 200);
     assert!(own.body.get("waiting").is_none(), "{}", own.body);
+    app.stop().await;
+}
+}
+
+/// The id of the category called `name`, from the public listing.
+async fn category_called(app: &TestApp, name: &str) -> String {
+    let categories = app.buyer().get("/api/catalog/categories").await.body;
+    categories
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|category| category["name"] == name)
+        .unwrap_or_else(|| panic!("a category called {name}: {categories}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The product form's fields with `name`, `price` and `category`, the rest left blank.
+fn product_form<'a>(name: &'a str, price: &'a str, category: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("name", name),
+        ("description", "Guards the tulips."),
+        ("price", price),
+        ("category", category),
+        ("image_url", ""),
+        ("sku", ""),
+    ]
+}
+
+testkit::backend_tests! {
+async fn an_operator_files_a_product_in_a_new_category_publishes_it_and_stocks_it_with_reasons(backend) {
+    let app = spawn_app(backend).await;
+    let operator = operator(&app).await;
+    let catalog = get(&operator, &app, "/admin/catalog").await;
+    assert_eq!(catalog.status(), 200);
+    let catalog = catalog.text().await.unwrap();
+    assert!(catalog.contains(r#"<a href="/admin/catalog" aria-current="page">Catalog</a>"#));
+    assert!(catalog.contains("Products (50)") && catalog.contains("Page 1 of 2"), "paged by 25");
+    assert!(catalog.contains("Electronics") && catalog.contains("Create product"));
+    assert!(!catalog.contains(" style=") && !catalog.contains("<script>"), "no inline style or script");
+
+    let created = post_form(&operator, &app, "/admin/catalog/categories",
+        &[("name", "Garden"), ("description", "Tools and seeds")]).await;
+    assert_eq!(created.status(), 303);
+    assert_eq!(location(&created), "/admin/catalog#categories");
+    let garden = category_called(&app, "Garden").await;
+
+    let filed = post_form(&operator, &app, "/admin/catalog/products",
+        &product_form("Garden Gnome", "24.50", &garden)).await;
+    assert_eq!(filed.status(), 303);
+    let page = location(&filed);
+    let id = page.strip_prefix("/admin/catalog/products/").expect("the product's page").to_owned();
+    let shown = get(&operator, &app, &page).await.text().await.unwrap();
+    for text in ["<h1>Garden Gnome</h1>", "Draft", "$24.50", "Publish", "Archive", "No adjustment yet."] {
+        assert!(shown.contains(text), "{text} on the product's page");
+    }
+    let api = format!("/api/catalog/products/{id}");
+    assert_eq!(app.buyer().get(&api).await.status, 404, "a draft until published");
+
+    let published = post_form(&operator, &app, &format!("{page}/status"), &[("status", "Published")]).await;
+    assert_eq!((published.status().as_u16(), location(&published)), (303, page.clone()));
+    assert_eq!(app.buyer().get(&api).await.body["status"], "Published");
+
+    for (units, reason) in [("12", "First delivery"), ("-2", "Two broken in the shop")] {
+        let adjusted = post_form(&operator, &app, &format!("{page}/stock"),
+            &[("adjustment", units), ("reason", reason)]).await;
+        assert_eq!(adjusted.status(), 303);
+        assert_eq!(location(&adjusted), format!("{page}#stock"));
+    }
+    assert_eq!(stock_of(&app, id.parse().unwrap()).await, (10, 0));
+    let shown = get(&operator, &app, &page).await.text().await.unwrap();
+    let newest = shown.find("Two broken in the shop").expect("the second reason");
+    let oldest = shown.find("First delivery").expect("the first reason");
+    assert!(newest < oldest, "newest first");
+    assert!(shown.contains("+12") && shown.contains(r#"<dd id="available">10"#), "{shown}");
+
+    let edited = post_form(&operator, &app, &page, &product_form("Garden Gnome XL", "30", &garden)).await;
+    assert_eq!((edited.status().as_u16(), location(&edited)), (303, page.clone()));
+    let product = app.admin().get(&api).await.body;
+    assert_eq!((&product["name"], &product["price"]), (&json!("Garden Gnome XL"), &json!(30.00)));
+    assert!(product["sku"].as_str().unwrap().starts_with("SKU-"), "a blank SKU keeps the one made up");
+
+    let listed = get(&operator, &app, &format!("/admin/catalog?category={garden}&status=Published"))
+        .await.text().await.unwrap();
+    assert!(listed.contains("Products (1)") && listed.contains("Garden Gnome XL"), "{listed}");
+    let drafts = get(&operator, &app, &format!("/admin/catalog?category={garden}&status=Draft"))
+        .await.text().await.unwrap();
+    assert!(drafts.contains("No product matches."));
+
+    let renamed = post_form(&operator, &app, &format!("/admin/catalog/categories/{garden}"),
+        &[("name", "Garden & Patio"), ("description", "")]).await;
+    assert_eq!(renamed.status(), 303);
+    assert_eq!(app.admin().get(&api).await.body["categoryName"], "Garden & Patio");
+    let archived = post_form(&operator, &app, &format!("{page}/status"), &[("status", "Archived")]).await;
+    assert_eq!(archived.status(), 303);
+    assert_eq!(app.buyer().get(&api).await.status, 404, "archived: no longer sold");
+    app.stop().await;
+}
+}
+
+/// A console form post refused: (path, form, status, what the page says).
+type Refusal<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16, &'a str);
+
+testkit::backend_tests! {
+async fn catalog_mistakes_in_the_console_are_pages_that_say_why(backend) {
+    let app = spawn_app(backend).await;
+    let stranger = browser();
+    let asked = get(&stranger, &app, "/admin/catalog").await;
+    assert_eq!(location(&asked), "/admin/sign-in?next=/admin/catalog", "sign in first");
+    let posted = post_form(&stranger, &app, "/admin/catalog/categories", &[("name", "Sneaky")]).await;
+    assert_eq!(posted.status(), 303, "to the sign-in form, not written");
+
+    let operator = operator(&app).await;
+    let books = category_called(&app, "Books").await;
+    let lamp = stocked_product(&app, "Lamp", 3).await;
+    let page = format!("/admin/catalog/products/{lamp}");
+    let refusals: [Refusal; 9] = [
+        ("/admin/catalog/products", product_form("Gnome", "twelve", &books), 400,
+         "Price must be an amount in dollars like 12.99"),
+        ("/admin/catalog/products", product_form("Gnome", "0", &books), 400,
+         "Price must be more than 0"),
+        ("/admin/catalog/products", product_form(" ", "5", &books), 400, "Name must be 1 to 200"),
+        ("/admin/catalog/categories", vec![("name", "books")], 409, "Another category is already called"),
+        ("/admin/catalog/categories", vec![("name", "")], 400, "Name must be 1 to 200"),
+        (&page, product_form("Lamp", "-1", &books), 400, "Price must be more than 0"),
+        ("/admin/catalog/products/x/status", vec![("status", "Published")], 404, "Product not found"),
+        ("/admin/catalog/products", product_form("Gnome", "5", "nowhere"), 422, "is not a category"),
+        ("/admin/catalog/categories/x", vec![("name", "Nowhere")], 404, "Category not found"),
+    ];
+    for (path, form, status, why) in &refusals {
+        let refused = post_form(&operator, &app, path, form).await;
+        assert_eq!(refused.status(), *status, "{path} {form:?}");
+        let text = refused.text().await.unwrap();
+        assert!(text.contains(why), "{why} for {path} {form:?}: {text}");
+        assert!(text.contains("Back to the"), "a way back");
+    }
+    let stock = format!("{page}/stock");
+    let without_reason = post_form(&operator, &app, &stock, &[("adjustment", "5"), ("reason", " ")]).await;
+    assert_eq!(without_reason.status(), 400);
+    let text = without_reason.text().await.unwrap();
+    assert!(text.contains("Reason is required.") && text.contains(&format!(r#"href="{page}""#)), "{text}");
+    let too_many = post_form(&operator, &app, &stock, &[("adjustment", "-5"), ("reason", "Lost")]).await;
+    assert_eq!(too_many.status(), 422);
+    assert!(too_many.text().await.unwrap().contains("would leave -2 on hand"));
+    let zero = post_form(&operator, &app, &stock, &[("adjustment", "0"), ("reason", "Nothing")]).await;
+    assert_eq!(zero.status(), 400);
+    let status = post_form(&operator, &app, &format!("{page}/status"), &[("status", "Sold")]).await;
+    assert_eq!(status.status(), 400);
+    assert_eq!(stock_of(&app, lamp.parse().unwrap()).await, (3, 0), "nothing written");
+
+    for (path, status) in [
+        ("/admin/catalog?status=Sold".to_owned(), 400),
+        ("/admin/catalog?category=nope".to_owned(), 400),
+        ("/admin/catalog?page=0".to_owned(), 400),
+        (format!("/admin/catalog/products/{}", uuid::Uuid::new_v4()), 404),
+        ("/admin/catalog/products/nope".to_owned(), 404),
+        (format!("{page}?page=-1"), 400),
+    ] {
+        assert_eq!(get(&operator, &app, &path).await.status(), status, "{path}");
+    }
+    let cross_site = operator
+        .post(format!("{}/admin/catalog/categories", app.base))
+        .header("origin", "https://evil.example")
+        .form(&[("name", "Evil")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cross_site.status(), 403);
+    let names = app.buyer().get("/api/catalog/categories").await.body;
+    assert_eq!(names.as_array().unwrap().len(), 8, "no category was written: {names}");
     app.stop().await;
 }
 }

@@ -3,6 +3,7 @@
 mod browser;
 mod cart;
 mod catalog;
+mod catalog_admin;
 mod checkout;
 mod console;
 mod edge;

@@ -1,11 +1,13 @@
 //! The console's chrome (head, navigation, sign-out) and the small pieces its pages share:
-//! times, ages and the error page.
+//! times, ages, page numbers and the pager, and the error page.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use maud::{DOCTYPE, Markup, html};
 use storage::Timestamp;
 
+use crate::Error;
+use crate::http::{Page, PageRequest, Paging};
 use crate::web::assets;
 
 /// The console's sections, in the navigation's order.
@@ -16,15 +18,17 @@ pub(super) enum Section {
     Checkout,
     Stuck,
     DeadLetters,
+    Catalog,
 }
 
 impl Section {
-    const ALL: [Self; 5] = [
+    const ALL: [Self; 6] = [
         Self::Dashboard,
         Self::Orders,
         Self::Checkout,
         Self::Stuck,
         Self::DeadLetters,
+        Self::Catalog,
     ];
 
     fn label(self) -> &'static str {
@@ -34,6 +38,7 @@ impl Section {
             Self::Checkout => "Checkout",
             Self::Stuck => "Stuck",
             Self::DeadLetters => "Dead letters",
+            Self::Catalog => "Catalog",
         }
     }
 
@@ -44,6 +49,7 @@ impl Section {
             Self::Checkout => "/admin/checkout",
             Self::Stuck => "/admin/checkouts?stuck=true",
             Self::DeadLetters => "/admin/dead-letters",
+            Self::Catalog => "/admin/catalog",
         }
     }
 }
@@ -96,12 +102,52 @@ fn navigation(current: Section) -> Markup {
     }
 }
 
+/// Page `number` of a listing of `size` items a page, as the form or a link sends it; blank is
+/// the first.
+pub(super) fn page_request(number: &str, size: u32) -> Result<PageRequest, Error> {
+    let page = match number.trim() {
+        "" => 1,
+        text => text
+            .parse()
+            .map_err(|_| Error::invalid("page", format!("{text:?} is not a page number")))?,
+    };
+    Paging {
+        page: Some(page),
+        page_size: Some(size),
+    }
+    .request()
+}
+
+/// Links to the pages before and after `page`, made by `href`, and where the list stands.
+pub(super) fn pager<T>(page: &Page<T>, href: impl Fn(u32) -> String, label: &str) -> Markup {
+    let size = i64::from(page.page_size.max(1));
+    let pages = u32::try_from((page.total_count + size - 1) / size)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    html! {
+        nav.pager aria-label=(label) {
+            @if page.page > 1 {
+                a rel="prev" href=(href(page.page - 1)) { "Previous page" }
+            }
+            span { "Page " (page.page) " of " (pages) }
+            @if page.page < pages {
+                a rel="next" href=(href(page.page + 1)) { "Next page" }
+            }
+        }
+    }
+}
+
 /// A time as operators read it in logs: `2026-12-07 12:34:56 UTC`.
 pub(super) fn time(at: Timestamp) -> String {
-    let text = crate::http::rfc3339(at);
-    match (text.get(..10), text.get(11..19)) {
+    time_of(&crate::http::rfc3339(at))
+}
+
+/// An RFC 3339 time (as the API writes it, `2026-12-07T12:34:56.123456Z`) as [`time`] writes
+/// it; anything else as it is.
+pub(super) fn time_of(rfc3339: &str) -> String {
+    match (rfc3339.get(..10), rfc3339.get(11..19)) {
         (Some(day), Some(clock)) => format!("{day} {clock} UTC"),
-        _ => text,
+        _ => rfc3339.to_owned(),
     }
 }
 
@@ -146,44 +192,78 @@ pub(super) fn length(of: std::time::Duration) -> String {
     span(Timestamp(0), Timestamp(micros))
 }
 
-/// What a console page fails with: an error page in the console's chrome.
+/// What a console page fails with: an error page in the console's chrome that says why (each
+/// refused field in a sentence), with a way back.
 #[derive(Debug)]
-pub(crate) struct Failure(crate::Error);
+pub(crate) struct Failure {
+    error: crate::Error,
+    /// The page the failed action was sent from, to go back to; the dashboard when none.
+    back: Option<Back>,
+}
+
+/// Where a failure's page leads back to.
+#[derive(Debug)]
+struct Back {
+    section: Section,
+    href: String,
+    label: &'static str,
+}
+
+impl Failure {
+    /// This failure, leading back to `href` (in `section`) with a button saying `label`.
+    pub(super) fn back_to(mut self, section: Section, href: String, label: &'static str) -> Self {
+        self.back = Some(Back {
+            section,
+            href,
+            label,
+        });
+        self
+    }
+}
 
 impl From<crate::Error> for Failure {
     fn from(error: crate::Error) -> Self {
-        Self(error)
+        Self { error, back: None }
     }
 }
 
 impl From<bus::BusError> for Failure {
     fn from(error: bus::BusError) -> Self {
-        Self(error.into())
+        crate::Error::from(error).into()
     }
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        let status = self.0.status();
-        let detail = if status.is_server_error() {
-            tracing::error!(error = ?self.0, "console page failed");
-            "Something went wrong on our side; the log has the cause.".to_owned()
-        } else {
-            self.0.to_string()
+        let status = self.error.status();
+        let detail = match &self.error {
+            _ if status.is_server_error() => {
+                tracing::error!(error = ?self.error, "console page failed");
+                "Something went wrong on our side; the log has the cause.".to_owned()
+            }
+            crate::Error::Validation(errors) | crate::Error::Unprocessable(errors) => {
+                crate::web::field_messages(errors)
+            }
+            other => crate::web::capitalized(&other.to_string()) + ".",
         };
         let title = if status == StatusCode::NOT_FOUND {
             "Not found"
         } else {
             "That did not work"
         };
+        let back = self.back.unwrap_or(Back {
+            section: Section::Dashboard,
+            href: "/admin".to_owned(),
+            label: "Back to the dashboard",
+        });
         let body = html! {
             section.panel {
                 h1 { (title) }
-                p { (detail) }
-                p { a.button href="/admin" { "Back to the dashboard" } }
+                p #why { (detail) }
+                p { a.button href=(back.href) { (back.label) } }
             }
         };
-        super::super::page(status, page(title, Some(Section::Dashboard), body))
+        super::super::page(status, page(title, Some(back.section), body))
     }
 }
 

@@ -8,12 +8,16 @@
 //! come from another site (the storefront's same-origin check), and the cookie is
 //! `SameSite=Strict` besides. A buyer's cookie opens nothing here.
 
+mod catalog;
+mod categories;
 mod checkouts;
 mod chrome;
 mod dashboard;
 mod dead_letters;
 mod orders;
+mod product;
 mod sign_in;
+mod stock;
 
 use axum::Router;
 use axum::extract::FromRequestParts;
@@ -55,6 +59,25 @@ pub(super) fn router() -> Router<AppState> {
         .route(
             "/admin/orders/{id}/cancel",
             get(orders::confirm_cancel).post(orders::cancel),
+        )
+        .route("/admin/catalog", get(catalog::list))
+        .route("/admin/catalog/products", post(product::create_product))
+        .route(
+            "/admin/catalog/products/{id}",
+            get(catalog::product).post(product::update_product),
+        )
+        .route(
+            "/admin/catalog/products/{id}/status",
+            post(product::change_status),
+        )
+        .route("/admin/catalog/products/{id}/stock", post(stock::adjust))
+        .route(
+            "/admin/catalog/categories",
+            post(categories::create_category),
+        )
+        .route(
+            "/admin/catalog/categories/{id}",
+            post(categories::update_category),
         )
 }
 
