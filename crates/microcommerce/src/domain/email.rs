@@ -37,7 +37,7 @@ impl Email {
             && domain.contains('.')
             && !domain.starts_with('.')
             && !domain.ends_with('.')
-            && !text.chars().any(char::is_whitespace)
+            && !text.chars().any(|c| c.is_whitespace() || c.is_control())
     }
 
     /// The address as stored and sent.
@@ -90,6 +90,12 @@ mod tests {
         let local = "a".repeat(Email::MAX_LEN - "@b.co".len());
         assert!(Email::parse(&format!("{local}@b.co")).is_ok());
         assert!(Email::parse(&format!("{local}a@b.co")).is_err());
+    }
+
+    #[test]
+    fn control_characters_such_as_nul_are_refused() {
+        assert!(Email::parse("a\0b@c.co").is_err());
+        assert!(Email::parse("a@c\u{7}.co").is_err());
     }
 
     #[test]

@@ -27,6 +27,9 @@ pub enum TextRefused {
         /// The bound.
         max: usize,
     },
+    /// Holds a NUL character, which no text column stores (PostgreSQL refuses it).
+    #[error("must not contain a NUL character")]
+    Nul,
 }
 
 impl<const MAX: usize> BoundedText<MAX> {
@@ -40,6 +43,8 @@ impl<const MAX: usize> BoundedText<MAX> {
             Err(TextRefused::Blank)
         } else if raw.chars().count() > MAX {
             Err(TextRefused::TooLong { max: MAX })
+        } else if raw.contains('\0') {
+            Err(TextRefused::Nul)
         } else {
             Ok(Self(trimmed(raw).to_owned()))
         }
@@ -154,6 +159,10 @@ mod tests {
         assert_eq!(
             BoundedText::<10>::parse("  12345  ").map(String::from),
             Ok("12345".to_owned())
+        );
+        assert_eq!(
+            BoundedText::<10>::parse("a\0b").map(String::from),
+            Err(TextRefused::Nul)
         );
         assert_eq!(
             TextRefused::TooLong { max: 200 }.to_string(),

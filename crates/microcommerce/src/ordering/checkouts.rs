@@ -204,7 +204,7 @@ pub async fn list_checkouts(state: &AppState, query: &CheckoutQuery) -> Result<C
         limit: Some(query.limit.saturating_add(1)),
         after: query.after,
     };
-    let mut found = saga::list_on(&mut state.read().await?, CheckoutSaga::NAME, &filter).await?;
+    let mut found = find(state, filter).await?;
     let next = (found.len() > query.limit as usize).then(|| {
         found.truncate(query.limit as usize);
         found.last().map(|last| saga::Position {
@@ -236,6 +236,33 @@ pub async fn list_checkouts(state: &AppState, query: &CheckoutQuery) -> Result<C
         items,
         next: next.flatten().map(|position| position.to_string()),
     })
+}
+
+/// The checkouts `filter` names. Without a state it asks state by state for the unfinished ones
+/// (the stuck list), each through the (saga, state, updated_at) index, and merges them in the
+/// listing's order: one question over every state would walk the finished ones too, which are
+/// nearly all of them.
+async fn find(state: &AppState, filter: saga::Filter) -> Result<Vec<saga::Summary>> {
+    let mut conn = state.read().await?;
+    if filter.state.is_some() || !filter.active_only {
+        return Ok(saga::list_on(&mut conn, CheckoutSaga::NAME, &filter).await?);
+    }
+    let drawn = diagram();
+    let mut found = Vec::new();
+    for name in drawn
+        .states
+        .iter()
+        .filter(|name| !drawn.finals.contains(name))
+    {
+        let one = saga::Filter {
+            state: Some((*name).to_owned()),
+            ..filter.clone()
+        };
+        found.extend(saga::list_on(&mut conn, CheckoutSaga::NAME, &one).await?);
+    }
+    found.sort_by_key(|summary| (summary.updated_at, summary.correlation_id));
+    found.truncate(filter.limit.unwrap_or(100) as usize);
+    Ok(found)
 }
 
 /// The most telling reason first: a dead letter, then a retry, then the payment, then a queued

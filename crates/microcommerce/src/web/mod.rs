@@ -232,6 +232,15 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Form<T> 
     type Rejection = WebError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, WebError> {
+        let (parts, body) = req.into_parts();
+        let refused = |text: String| WebError::Module(crate::Error::BadRequest(text));
+        let bytes = axum::body::to_bytes(body, crate::http::BODY_LIMIT)
+            .await
+            .map_err(|error| refused(format!("the form could not be read: {error}")))?;
+        if crate::http::encodes_nul(&bytes) {
+            return Err(refused(crate::http::NUL_REFUSED.into()));
+        }
+        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         axum::Form::<T>::from_request(req, state)
             .await
             .map(|axum::Form(value)| Self(value))

@@ -25,6 +25,39 @@ async fn malformed_json_is_a_400_problem(backend) {
 }
 
 testkit::backend_tests! {
+async fn a_nul_character_anywhere_is_a_400_never_a_500(backend) {
+    let app = spawn_app(backend).await;
+    let admin = app.admin();
+    let category = admin.post("/api/catalog/categories", json!({ "name": "Tea\u{0}Cups" })).await;
+    assert_eq!(category.status, 400, "{:?}", category.body);
+    let body = r#"{"name": "Mug", "description": "a\u0000b", "price": 3, "sku": "NUL-1"}"#;
+    let raw = admin
+        .http
+        .post(format!("{}/api/catalog/products", app.base))
+        .bearer_auth(crate::helpers::ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(raw.status(), 400);
+    for path in ["/api/catalog/products?search=a%00b", "/?q=a%00b", "/api/ordering/orders/%00"] {
+        assert_eq!(admin.get(path).await.status, 400, "{path}");
+    }
+    let form = admin
+        .http
+        .post(format!("{}/cart/items", app.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("productId=a%00b&quantity=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(form.status(), 400);
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
 async fn a_body_not_sent_as_json_is_a_415_problem(backend) {
     let app = spawn_app(backend).await;
     let reply = app
