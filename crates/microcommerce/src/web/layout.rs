@@ -38,14 +38,7 @@ pub(crate) fn page(title: &str, chrome: &Chrome, main: Markup) -> Markup {
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · microcommerce" }
-                link rel="stylesheet" href=(super::assets::CSS);
-                link rel="icon" href=(super::assets::ICON) type="image/svg+xml";
-                script src=(super::assets::JS) defer {}
-            }
+            (head(&format!("{title} · microcommerce"), &[], Some(super::assets::JS)))
             body {
                 a.skip href="#main" { "Skip to content" }
                 (header(chrome))
@@ -55,6 +48,22 @@ pub(crate) fn page(title: &str, chrome: &Chrome, main: Markup) -> Markup {
                         a href="/api/openapi.json" { "API" } }
                 }
             }
+        }
+    }
+}
+
+/// The `<head>` every page has: `title` in the tab, the stylesheet and then `more_styles`, the
+/// icon, and `script` when the page has one.
+pub(crate) fn head(title: &str, more_styles: &[&str], script: Option<&str>) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) }
+            link rel="stylesheet" href=(super::assets::CSS);
+            @for style in more_styles { link rel="stylesheet" href=(style); }
+            link rel="icon" href=(super::assets::ICON) type="image/svg+xml";
+            @if let Some(script) = script { script src=(script) defer {} }
         }
     }
 }

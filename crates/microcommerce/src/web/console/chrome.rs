@@ -8,7 +8,7 @@ use storage::Timestamp;
 
 use crate::Error;
 use crate::http::{Page, PageRequest, Paging};
-use crate::web::assets;
+use crate::web::{assets, layout};
 
 /// The console's sections, in the navigation's order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +60,7 @@ pub(super) fn page(title: &str, current: Option<Section>, main: Markup) -> Marku
     html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · operations · microcommerce" }
-                link rel="stylesheet" href=(assets::CSS);
-                link rel="stylesheet" href=(assets::CONSOLE_CSS);
-                link rel="icon" href=(assets::ICON) type="image/svg+xml";
-            }
+            (layout::head(&format!("{title} · operations · microcommerce"), &[assets::CONSOLE_CSS], None))
             body.console {
                 a.skip href="#main" { "Skip to content" }
                 header.site-header {
