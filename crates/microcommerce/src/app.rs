@@ -181,7 +181,6 @@ pub fn router(state: AppState) -> Router {
         .fallback(web::fallback)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::middleware::from_fn(http::retry_conflicts))
-        .layer(axum::middleware::from_fn(http::refuse_nul_in_address))
         .layer(axum::middleware::from_fn_with_state(
             http::Limiter::new(state.config.limits, &state.config.admin_token),
             http::enforce_limits,

@@ -180,8 +180,9 @@ pub async fn list_products(
     filter: &ProductFilter,
     page: PageRequest,
 ) -> Result<Page<ProductView>> {
-    let pattern = filter
-        .search
+    // A NUL character matches nothing stored and no text column takes one: left out.
+    let search = filter.search.as_deref().map(|s| s.replace('\0', ""));
+    let pattern = search
         .as_deref()
         .map(str::trim)
         .filter(|s| !s.is_empty())

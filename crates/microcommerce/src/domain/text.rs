@@ -81,17 +81,18 @@ impl<const MAX: usize> serde::Serialize for BoundedText<MAX> {
 }
 
 impl<const MAX: usize> utoipa::PartialSchema for BoundedText<MAX> {
-    /// The bounds as JSON Schema: the pattern asks for one character that is not blank, spelled
+    /// The bounds as JSON Schema: the pattern asks for one character that is not blank and none
+    /// that is NUL, spelled
     /// as [`is_blank`] counts blanks.
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(Type::String)
             .description(Some(format!(
-                "1 to {MAX} characters, not all blank; the blanks around it are dropped."
+                "1 to {MAX} characters, not all blank, no NUL; the blanks around it are dropped."
             )))
             .min_length(Some(1))
             .max_length(Some(MAX))
-            .pattern(Some(r"[^\x00-\x20]"))
+            .pattern(Some(r"^[^\x00]*[^\x00-\x20][^\x00]*$"))
             .into()
     }
 }

@@ -10,8 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// JSON body in, JSON body out; a malformed body is a 400 problem, an oversized one a 413, and
-/// so is a string holding a NUL character (`\u0000`), which no text column stores.
+/// JSON body in, JSON body out; a malformed body is a 400 problem, an oversized one a 413.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -19,31 +18,15 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let value = axum::Json::<Box<serde_json::value::RawValue>>::from_request(req, state).await;
-        let raw: Box<serde_json::value::RawValue> = match value {
-            Ok(axum::Json(raw)) => raw,
-            Err(rejection) => return Err(json_rejection(rejection)),
-        };
-        if holds_nul(raw.get()) {
-            return Err(Error::BadRequest(NUL_REFUSED.into()));
-        }
-        match axum::Json::<T>::from_bytes(raw.get().as_bytes()) {
+        match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
     }
 }
 
-/// Why a request with a NUL character is refused.
+/// Why a form with a NUL character is refused.
 pub(crate) const NUL_REFUSED: &str = "text must not contain a NUL character";
-
-/// True when the JSON text escapes a NUL character (a raw one is not valid JSON).
-fn holds_nul(json: &str) -> bool {
-    json.match_indices("\\u0000").any(|(at, _)| {
-        // `\\u0000` is a backslash followed by the text `u0000`, not an escape.
-        json[..at].chars().rev().take_while(|c| *c == '\\').count() % 2 == 0
-    })
-}
 
 fn json_rejection(rejection: JsonRejection) -> Error {
     match rejection.status() {
@@ -110,23 +93,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for Query<T> {
     }
 }
 
-/// True when a path, a query string or a form body encodes a NUL character (`%00`).
+/// True when a form body encodes a NUL character (`%00`), which no text column stores.
 pub(crate) fn encodes_nul(text: &[u8]) -> bool {
     text.windows(3).any(|w| w == b"%00")
-}
-
-/// Refuses with 400 a request whose address encodes a NUL character: no text column stores
-/// one (PostgreSQL refuses it), so a search or an id holding one is a client's mistake, not a
-/// failure of ours.
-pub async fn refuse_nul_in_address(
-    request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let address = request.uri().path_and_query().map_or("", |p| p.as_str());
-    if encodes_nul(address.as_bytes()) {
-        return Error::BadRequest(NUL_REFUSED.into()).into_response();
-    }
-    next.run(request).await
 }
 
 /// The client's `Prefer: wait=N` (RFC 7240): hold the answer of an operation that goes on in
@@ -215,25 +184,11 @@ mod tests {
 
 #[cfg(test)]
 mod nul_tests {
-    use super::{encodes_nul, holds_nul};
+    use super::encodes_nul;
 
     #[test]
-    fn an_escaped_nul_is_found_but_an_escaped_backslash_before_u0000_is_text() {
-        assert!(holds_nul(r#"{"name": "a\u0000b"}"#));
-        assert!(
-            holds_nul(r#"{"name": "a\\\u0000"}"#),
-            "a backslash, then the escape"
-        );
-        assert!(
-            !holds_nul(r#"{"name": "a\\u0000"}"#),
-            "a backslash, then the text u0000"
-        );
-        assert!(!holds_nul(r#"{"name": "plain"}"#));
-    }
-
-    #[test]
-    fn a_percent_encoded_nul_is_found_in_addresses_and_forms() {
-        assert!(encodes_nul(b"/api/catalog/products?q=a%00b"));
-        assert!(!encodes_nul(b"/api/catalog/products?q=100%25"));
+    fn a_percent_encoded_nul_is_found_in_a_form() {
+        assert!(encodes_nul(b"name=a%00b"));
+        assert!(!encodes_nul(b"name=100%25"));
     }
 }

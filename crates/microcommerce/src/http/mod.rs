@@ -11,7 +11,7 @@ pub mod session;
 mod system;
 
 pub use auth::{Admin, Caller, buyer_identity, is_admin_token};
-pub use extract::{Json, Path, PreferWait, Query, integer, refuse_nul_in_address};
+pub use extract::{Json, Path, PreferWait, Query, integer};
 pub(crate) use extract::{NUL_REFUSED, encodes_nul};
 pub use limits::{Limiter, enforce_limits};
 pub use paging::{Page, PageRequest, Paging};

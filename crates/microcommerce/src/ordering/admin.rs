@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::checkouts::{Census, CheckoutPage, CheckoutQuery, census, list_checkouts};
-use super::http::OrderFilter;
+use super::http::{OrderFilter, SagaState};
 use super::listing::{Dashboard, OrderSummary, list_orders};
 use super::progress;
 use super::status::OrderStatus;
@@ -89,12 +89,15 @@ pub async fn cancel(
 #[into_params(parameter_in = Query)]
 pub struct CheckoutListing {
     /// Only checkouts in this state of the checkout's declaration.
-    #[param(value_type = Option<OrderStatus>)]
+    #[param(value_type = Option<SagaState>)]
     state: Option<String>,
     /// Only unfinished checkouts that have not moved for the configured `--stuck-after`.
     #[serde(default)]
     stuck: bool,
-    /// Where the page starts: the `next` of the page before.
+    /// Where the page starts: the `next` of the page before (empty: the first page).
+    #[param(
+        pattern = r"^(|[0-9]{1,18}\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
     after: Option<String>,
     /// Checkouts on the page (default 50).
     #[param(minimum = 1, maximum = 100)]
@@ -118,6 +121,7 @@ pub async fn checkouts(
     let after = listing
         .after
         .as_deref()
+        .filter(|after| !after.is_empty())
         .map(str::parse::<saga::Position>)
         .transpose()
         .map_err(Error::BadRequest)?;

@@ -279,7 +279,7 @@ pub struct WaitingView {
 
 /// The states of the checkout saga, as its view and timeline name them: the names come from
 /// the checkout's declaration, so the document lists exactly the states the saga has.
-struct SagaState;
+pub(super) struct SagaState;
 
 impl utoipa::PartialSchema for SagaState {
     fn schema() -> RefOr<Schema> {

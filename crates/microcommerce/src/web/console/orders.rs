@@ -47,7 +47,8 @@ impl ListQuery {
                 Error::BadRequest(format!("there is no order status called {text:?}"))
             })?),
         };
-        let text = Some(self.q.trim().to_owned()).filter(|q| !q.is_empty());
+        // A NUL character matches nothing stored and no text column takes one: left out.
+        let text = Some(self.q.replace('\0', "").trim().to_owned()).filter(|q| !q.is_empty());
         Ok(OrderSearch {
             status,
             text,
