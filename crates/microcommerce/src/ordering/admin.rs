@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::checkouts::{Census, CheckoutPage, CheckoutQuery, census, list_checkouts};
+use super::finding::{Cursor, OrderSearch, day_start, find_orders};
 use super::http::{OrderFilter, SagaState};
 use super::listing::{Dashboard, OrderSummary, list_orders};
 use super::progress;
@@ -162,4 +163,76 @@ pub async fn checkout_census(
     }
     let window = std::time::Duration::from_secs(u64::from(minutes) * 60);
     census(&state, window).await.map(Json)
+}
+
+/// What an admin searches orders by; every parameter narrows the search.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(rename_all = "camelCase")]
+#[into_params(parameter_in = Query)]
+pub struct OrderQuery {
+    /// An order number (`MC-7Q2XKD`, any case, with or without `MC-`) or a buyer's email.
+    q: Option<String>,
+    /// Only orders in this status.
+    status: Option<OrderStatus>,
+    /// Only orders placed on or after this day (UTC).
+    #[param(value_type = Option<String>, format = Date)]
+    placed_from: Option<String>,
+    /// Only orders placed on or before this day (UTC).
+    #[param(value_type = Option<String>, format = Date)]
+    placed_to: Option<String>,
+    /// Where the page starts: the `next` of the page before (empty: the first page).
+    #[param(
+        pattern = r"^(|[0-9]{1,18}\.[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+    )]
+    after: Option<String>,
+    /// Orders on the page (default 50).
+    #[param(minimum = 1, maximum = 100)]
+    limit: Option<u32>,
+}
+
+/// A page of a search, newest first.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderPage {
+    /// The orders.
+    items: Vec<OrderSummary>,
+    /// Pass as `after` for the next page; absent on the last one.
+    next: Option<String>,
+}
+
+/// Orders found by number or email, status and days placed, newest first, paged by cursor: a
+/// page costs the same at the millionth order as at the first, and orders placed meanwhile
+/// neither shift nor repeat what follows.
+#[utoipa::path(get, path = "/orders/search", tag = "ordering-admin",
+    params(OrderQuery), security(("admin" = [])),
+    responses((status = 200, body = OrderPage), (status = 401, body = crate::error::Problem)))]
+pub async fn search_orders(
+    _: Admin,
+    State(state): State<AppState>,
+    Query(query): Query<OrderQuery>,
+) -> Result<Json<OrderPage>> {
+    let limit = query.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(Error::BadRequest("limit must be between 1 and 100".into()));
+    }
+    let after = query
+        .after
+        .as_deref()
+        .filter(|after| !after.is_empty())
+        .map(str::parse::<Cursor>)
+        .transpose()?;
+    let search = OrderSearch {
+        status: query.status,
+        text: query
+            .q
+            .map(|q| q.replace('\0', "").trim().to_owned())
+            .filter(|q| !q.is_empty()),
+        placed_from: day_start(query.placed_from.as_deref().unwrap_or(""), 0)?,
+        placed_before: day_start(query.placed_to.as_deref().unwrap_or(""), 1)?,
+    };
+    let batch = find_orders(&state, &search, after, limit).await?;
+    Ok(Json(OrderPage {
+        items: batch.items,
+        next: batch.next.map(|next| next.to_string()),
+    }))
 }

@@ -113,6 +113,31 @@ fn conditions(search: &OrderSearch, after: Option<Cursor>) -> (String, Vec<Bound
     (sql, values)
 }
 
+/// Midnight UTC at the start of `date` (`YYYY-MM-DD`) plus `days`; none for a blank field.
+pub fn day_start(date: &str, days: i64) -> Result<Option<Timestamp>> {
+    let date = date.trim();
+    if date.is_empty() {
+        return Ok(None);
+    }
+    let bad = || crate::Error::BadRequest(format!("{date:?} is not a day written as YYYY-MM-DD"));
+    let mut parts = date.splitn(3, '-').map(str::parse::<i32>);
+    let (Some(Ok(year)), Some(Ok(month)), Some(Ok(day))) =
+        (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(bad());
+    };
+    let month = u8::try_from(month)
+        .ok()
+        .and_then(|m| time::Month::try_from(m).ok());
+    let day = u8::try_from(day)
+        .ok()
+        .zip(month)
+        .and_then(|(day, month)| time::Date::from_calendar_date(year, month, day).ok())
+        .ok_or_else(bad)?;
+    let seconds = day.midnight().assume_utc().unix_timestamp() + days * 86_400;
+    Ok(Some(Timestamp(seconds * 1_000_000)))
+}
+
 /// `mc-7q2xkd` or `7q2xkd` as stored: `MC-7Q2XKD`.
 fn order_number(text: &str) -> String {
     let upper = text.to_ascii_uppercase();
@@ -187,6 +212,17 @@ mod tests {
             conditions(&by_number, Some(after)).0,
             "o.order_number = $1 AND o.created_at <= $2 AND (o.created_at < $2 OR o.id < $3)"
         );
+    }
+
+    #[test]
+    fn a_day_covers_the_whole_day_in_utc() {
+        let from = day_start("2026-12-07", 0).expect("a day").expect("given");
+        let to = day_start("2026-12-07", 1).expect("a day").expect("given");
+        assert_eq!(to.0 - from.0, 86_400_000_000);
+        assert_eq!(from.0, 1_796_601_600_000_000);
+        assert_eq!(day_start(" ", 0).expect("blank"), None);
+        assert!(day_start("07/12/2026", 0).is_err());
+        assert!(day_start("2026-02-30", 0).is_err());
     }
 
     #[test]

@@ -32,7 +32,7 @@ pub use checkouts::{
 };
 pub use db::insert_order;
 pub use domain::{Order, OrderItem, ShippingAddress, Totals, ValidCheckout};
-pub use finding::{Cursor, OrderBatch, OrderSearch, find_orders};
+pub use finding::{Cursor, OrderBatch, OrderSearch, day_start, find_orders};
 pub use listing::{
     Dashboard, OrderSummary, dashboard, failure_reasons, list_orders, orders_per_minute,
 };
@@ -61,6 +61,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(admin::change_status))
         .routes(routes!(admin::cancel))
         .routes(routes!(admin::checkouts))
+        .routes(routes!(admin::search_orders))
         .routes(routes!(admin::checkout_census))
         .routes(routes!(admin::dashboard))
 }

@@ -669,3 +669,38 @@ async fn catalog_mistakes_in_the_console_are_pages_that_say_why(backend) {
     app.stop().await;
 }
 }
+
+testkit::backend_tests! {
+async fn admins_search_orders_by_number_email_status_and_day_a_page_at_a_time(backend) {
+    let app = spawn_app(backend).await;
+    let (buyer, first, _) = awaiting_payment(&app, 10, 1).await;
+    let (_, second, _) = awaiting_payment(&app, 10, 1).await;
+    let admin = app.admin();
+    assert_eq!(app.buyer().get("/api/ordering/orders/search").await.status, 401);
+    let number = buyer.get(&format!("/api/ordering/orders/{first}")).await.body["orderNumber"]
+        .as_str()
+        .unwrap()
+        .to_lowercase();
+    let found = admin.get(&format!("/api/ordering/orders/search?q={number}")).await;
+    assert_eq!(found.status, 200, "{:?}", found.body);
+    assert_eq!(found.body["items"][0]["id"], first.as_str());
+    assert_eq!(found.body["items"].as_array().unwrap().len(), 1);
+    let by_email = admin.get("/api/ordering/orders/search?q=ada%40example.com&limit=1").await;
+    assert_eq!(by_email.body["items"][0]["id"], second.as_str(), "newest first");
+    let next = by_email.body["next"].as_str().expect("a second page").to_owned();
+    let rest = admin
+        .get(&format!("/api/ordering/orders/search?q=ada%40example.com&limit=1&after={next}"))
+        .await;
+    assert_eq!(rest.body["items"][0]["id"], first.as_str());
+    assert!(rest.body["next"].is_null(), "the last page");
+    let today = admin.get("/api/ordering/orders/search?status=StockReserved&placedFrom=2000-01-01").await;
+    assert_eq!(today.body["items"].as_array().unwrap().len(), 2);
+    let none = admin.get("/api/ordering/orders/search?placedTo=2000-01-01").await;
+    assert_eq!(none.body["items"], json!([]));
+    for bad in ["after=nowhere", "placedFrom=2026-02-30", "limit=0"] {
+        let reply = admin.get(&format!("/api/ordering/orders/search?{bad}")).await;
+        assert_eq!(reply.status, 400, "{bad}");
+    }
+    app.stop().await;
+}
+}
