@@ -227,12 +227,24 @@ pub async fn search_orders(
             .q
             .map(|q| q.replace('\0', "").trim().to_owned())
             .filter(|q| !q.is_empty()),
-        placed_from: day_start(query.placed_from.as_deref().unwrap_or(""), 0)?,
-        placed_before: day_start(query.placed_to.as_deref().unwrap_or(""), 1)?,
+        placed_from: day(query.placed_from.as_deref(), 0)?,
+        placed_before: day(query.placed_to.as_deref(), 1)?,
     };
     let batch = find_orders(&state, &search, after, limit).await?;
     Ok(Json(OrderPage {
         items: batch.items,
         next: batch.next.map(|next| next.to_string()),
     }))
+}
+
+/// A day given as a query parameter, plus `days`: unlike the console's blank field, an empty
+/// value is not a day.
+fn day(given: Option<&str>, days: i64) -> Result<Option<storage::Timestamp>> {
+    match given {
+        None => Ok(None),
+        Some(text) if text.trim().is_empty() => {
+            Err(Error::BadRequest("a day is written as YYYY-MM-DD".into()))
+        }
+        Some(text) => day_start(text, days),
+    }
 }

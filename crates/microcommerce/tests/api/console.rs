@@ -697,7 +697,7 @@ async fn admins_search_orders_by_number_email_status_and_day_a_page_at_a_time(ba
     assert_eq!(today.body["items"].as_array().unwrap().len(), 2);
     let none = admin.get("/api/ordering/orders/search?placedTo=2000-01-01").await;
     assert_eq!(none.body["items"], json!([]));
-    for bad in ["after=nowhere", "placedFrom=2026-02-30", "limit=0"] {
+    for bad in ["after=nowhere", "placedFrom=2026-02-30", "placedTo=", "limit=0"] {
         let reply = admin.get(&format!("/api/ordering/orders/search?{bad}")).await;
         assert_eq!(reply.status, 400, "{bad}");
     }
