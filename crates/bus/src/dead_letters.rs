@@ -196,12 +196,14 @@ impl Bus {
             .map(|letter| back_in_queue(letter, now))
             .collect();
         QueueRow::insert_all(&mut tx, &queued).await?;
+        let mut delete = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM bus_dead_letters WHERE id IN ({})",
+            storage::placeholders(1, letters.len())
+        )));
         for letter in &letters {
-            sqlx::query("DELETE FROM bus_dead_letters WHERE id = $1")
-                .bind(letter.id)
-                .execute(&mut *tx)
-                .await?;
+            delete = delete.bind(letter.id);
         }
+        delete.execute(&mut *tx).await?;
         tx.commit().await?;
         self.committed(true, Vec::new());
         for letter in &letters {

@@ -87,7 +87,7 @@ impl Bus {
             sqlx::AssertSqlSafe(format!(
                 "SELECT correlation_id, consumer, message_type, available_at, attempts, last_error \
                  FROM bus_queue WHERE correlation_id IN ({}) ORDER BY available_at, id",
-                placeholders(correlation_ids.len())
+                storage::placeholders(1, correlation_ids.len())
             )),
         );
         for id in correlation_ids {
@@ -122,7 +122,7 @@ impl Bus {
             sqlx::AssertSqlSafe(format!(
                 "SELECT correlation_id, id, consumer, message_type, error FROM bus_dead_letters \
                  WHERE correlation_id IN ({}) ORDER BY id",
-                placeholders(correlation_ids.len())
+                storage::placeholders(1, correlation_ids.len())
             )),
         );
         for id in correlation_ids {
@@ -141,14 +141,6 @@ impl Bus {
             })
             .collect()
     }
-}
-
-/// `$1, $2, …, $n`.
-fn placeholders(n: usize) -> String {
-    (1..=n)
-        .map(|i| format!("${i}"))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 fn parse(correlation_id: &str) -> Result<uuid::Uuid, BusError> {

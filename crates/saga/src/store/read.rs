@@ -175,8 +175,8 @@ pub async fn get_on(
 ) -> Result<Option<Instance>, sqlx::Error> {
     let key = id.to_string();
     let Some(row) = sqlx::query(
-        "SELECT state, data, version, created_at, updated_at, completed_at, ignored_events \
-         FROM saga_instances WHERE saga = $1 AND correlation_id = $2",
+        "SELECT correlation_id, state, data, version, created_at, updated_at, completed_at, \
+         ignored_events FROM saga_instances WHERE saga = $1 AND correlation_id = $2",
     )
     .bind(saga)
     .bind(&key)
@@ -202,17 +202,16 @@ pub async fn get_on(
     .fetch_all(&mut *conn)
     .await?;
     let data: String = row.try_get("data")?;
+    let found = summary(&row)?;
     Ok(Some(Instance {
         saga: saga.to_owned(),
         correlation_id: id,
-        state: row.try_get("state")?,
+        state: found.state,
         data: serde_json::from_str(&data).map_err(decode_error)?,
-        version: row.try_get("version")?,
-        created_at: Timestamp(row.try_get("created_at")?),
-        updated_at: Timestamp(row.try_get("updated_at")?),
-        completed_at: row
-            .try_get::<Option<i64>, _>("completed_at")?
-            .map(Timestamp),
+        version: found.version,
+        created_at: found.created_at,
+        updated_at: found.updated_at,
+        completed_at: found.completed_at,
         ignored_events: row.try_get("ignored_events")?,
         timeline: timeline
             .iter()
