@@ -136,7 +136,8 @@ impl App {
         }
         tracing::info!(addr = %self.local_addr(), "serving");
         let (stop_maintenance, stopped) = tokio::sync::watch::channel(false);
-        let maintenance = tokio::spawn(prune_finished_checkouts(state.clone(), stopped));
+        let maintenance = tokio::spawn(prune_finished_checkouts(state.clone(), stopped.clone()));
+        let tallies = tokio::spawn(fold_tallies(state.clone(), stopped));
         let stopping = state.clone();
         let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, service)
@@ -147,6 +148,7 @@ impl App {
             .await;
         let _ = stop_maintenance.send(true);
         let _ = maintenance.await;
+        let _ = tallies.await;
         if let Some(workers) = state.take_workers() {
             workers.shutdown().await;
         }
@@ -169,6 +171,25 @@ async fn prune_finished_checkouts(state: AppState, mut stop: tokio::sync::watch:
         match saga::prune_completed(&state.bus, saga, before).await {
             Ok(pruned) => tracing::info!(pruned, "pruned finished checkouts"),
             Err(error) => tracing::warn!(%error, "pruning finished checkouts failed"),
+        }
+    }
+}
+
+/// Every second: folds the changes counted since into the tallies the console reads (orders
+/// by status, checkouts by state), so that a reader adds up few pending rows.
+async fn fold_tallies(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => {}
+            _ = stop.changed() => return,
+        }
+        let folded = tokio::try_join!(
+            saga::fold_tallies(&state.db),
+            ordering::fold_tallies(&state.db)
+        );
+        if let Err(error) = folded {
+            tracing::warn!(%error, "folding the counts failed; they stay pending until the next try");
         }
     }
 }

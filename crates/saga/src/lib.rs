@@ -114,8 +114,8 @@ pub use definition::{Rejected, Saga, Transition};
 pub use diagram::{Diagram, Edge, Outcome, Sent};
 pub use engine::{Engine, EngineError};
 pub use store::{
-    Current, Filter, Instance, ParkedEvent, Position, Summary, Taken, TimelineEntry,
-    count_by_state, current, get, get_on, list, list_on, moves_since, prune_completed,
+    Census, Current, Filter, Instance, ParkedEvent, Position, Summary, Taken, TimelineEntry,
+    census, current, fold_tallies, get, get_on, list, list_on, prune_completed,
 };
 
 /// Creates the saga tables if they are missing.

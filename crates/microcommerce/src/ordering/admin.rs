@@ -5,9 +5,10 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 
 use super::checkouts::{Census, CheckoutPage, CheckoutQuery, census, list_checkouts};
+use super::figures::Dashboard;
 use super::finding::{Cursor, OrderSearch, day_start, find_orders};
 use super::http::{OrderFilter, SagaState};
-use super::listing::{Dashboard, OrderSummary, list_orders};
+use super::listing::{OrderSummary, list_orders};
 use super::progress;
 use super::status::OrderStatus;
 use crate::http::{Admin, Json, Page, Paging, Path, Query};
@@ -35,7 +36,7 @@ pub async fn all_orders(
     security(("admin" = [])),
     responses((status = 200, body = Dashboard), (status = 401, body = crate::error::Problem)))]
 pub async fn dashboard(_: Admin, State(state): State<AppState>) -> Result<Json<Dashboard>> {
-    super::listing::dashboard(&state).await.map(Json)
+    super::figures::dashboard(&state).await.map(Json)
 }
 
 /// A new status chosen by an admin.

@@ -48,7 +48,8 @@ pub struct Census {
     pub states: Vec<StateCount>,
     /// Every move of the declaration, in its order.
     pub moves: Vec<MoveCount>,
-    /// The window the moves were counted over, in seconds up to now.
+    /// The window the moves were counted over, in seconds up to now; moves are counted by
+    /// whole minutes, from the start of the minute the window begins in.
     pub window_seconds: u64,
 }
 
@@ -56,9 +57,9 @@ pub struct Census {
 pub async fn census(state: &AppState, window: Duration) -> Result<Census> {
     let drawn = diagram();
     let mut conn = state.read().await?;
-    let counts = saga::count_by_state(&mut conn, CheckoutSaga::NAME).await?;
     let since = Timestamp(state.db.now().0 - micros(window));
-    let taken = saga::moves_since(&mut conn, CheckoutSaga::NAME, &drawn.states, since).await?;
+    let counted = saga::census(&mut conn, CheckoutSaga::NAME, since).await?;
+    let (counts, taken) = (counted.by_state, counted.moves);
     let states = drawn
         .states
         .iter()

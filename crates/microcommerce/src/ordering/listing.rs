@@ -1,6 +1,4 @@
-//! Listing orders: a buyer's or everyone's, filtered and paged, and the shop's figures.
-
-use std::collections::BTreeMap;
+//! Listing orders: a buyer's or everyone's, filtered and paged.
 
 use serde::Serialize;
 use sqlx::Row;
@@ -110,101 +108,6 @@ pub async fn list_orders(
         .map(summary)
         .collect::<Result<_, sqlx::Error>>()?;
     Ok(page.page_of(items, total_count))
-}
-
-/// The shop at a glance.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Dashboard {
-    /// Orders per status (every status present, zero included).
-    pub counts_by_status: BTreeMap<&'static str, i64>,
-    /// All orders.
-    pub total_orders: i64,
-    /// Sum of confirmed, shipped and delivered orders.
-    #[schema(value_type = f64)]
-    pub revenue: Money,
-    /// Orders placed since midnight UTC.
-    pub todays_orders: i64,
-}
-
-/// Counts by status, revenue (the orders that count as sold, [`OrderStatus::is_sold`]) and
-/// today's orders.
-pub async fn dashboard(state: &AppState) -> Result<Dashboard> {
-    let rows = sqlx::query(
-        "SELECT status, COUNT(*) AS n, CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) AS cents \
-         FROM orders GROUP BY status",
-    )
-    .fetch_all(&mut state.read().await?)
-    .await?;
-    let mut counts_by_status: BTreeMap<&'static str, i64> = OrderStatus::ALL
-        .iter()
-        .map(|status| (status.as_str(), 0))
-        .collect();
-    let mut revenue = 0;
-    for row in &rows {
-        let status: String = row.try_get("status")?;
-        if let Some(status) = OrderStatus::parse(&status) {
-            counts_by_status.insert(status.as_str(), row.try_get("n")?);
-            if status.is_sold() {
-                revenue += row.try_get::<i64, _>("cents")?;
-            }
-        }
-    }
-    let now = state.db.now();
-    let midnight = now.0 - now.0.rem_euclid(86_400_000_000);
-    let todays_orders: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE created_at >= $1")
-            .bind(midnight)
-            .fetch_one(&mut state.read().await?)
-            .await?;
-    Ok(Dashboard {
-        total_orders: counts_by_status.values().sum(),
-        counts_by_status,
-        revenue: Money(revenue),
-        todays_orders,
-    })
-}
-
-/// Orders placed in each of the `minutes` whole minutes before `now`, oldest first: every
-/// order is one checkout, so this is the console's checkouts-per-minute chart.
-pub async fn orders_per_minute(
-    state: &AppState,
-    now: storage::Timestamp,
-    minutes: u32,
-) -> Result<Vec<i64>> {
-    const MINUTE: i64 = 60_000_000;
-    let start = now.0 - i64::from(minutes) * MINUTE;
-    let rows: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT CAST((created_at - $1) / $2 AS BIGINT) AS minute, COUNT(*) FROM orders \
-         WHERE created_at >= $1 AND created_at < $3 GROUP BY minute",
-    )
-    .bind(start)
-    .bind(MINUTE)
-    .bind(now.0)
-    .fetch_all(&mut state.read().await?)
-    .await?;
-    let mut counts = vec![0; minutes as usize];
-    for (minute, count) in rows {
-        if let Some(slot) = usize::try_from(minute).ok().and_then(|m| counts.get_mut(m)) {
-            *slot = count;
-        }
-    }
-    Ok(counts)
-}
-
-/// Why failed orders failed: each reason with its count, most frequent first.
-pub async fn failure_reasons(state: &AppState) -> Result<Vec<(String, i64)>> {
-    let mut rows: Vec<(Option<String>, i64)> = sqlx::query_as(
-        "SELECT failure_reason, COUNT(*) FROM orders WHERE status = $1 GROUP BY failure_reason",
-    )
-    .bind(OrderStatus::Failed.as_str())
-    .fetch_all(&mut state.read().await?)
-    .await?;
-    rows.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    Ok(rows
-        .into_iter()
-        .map(|(reason, count)| (reason.unwrap_or_else(|| "no reason given".into()), count))
-        .collect())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! The checkout is declared once in [`checkout`]. Other modules, the storefront and the bench
 //! use ordering through the service functions re-exported here, by job: placing an order
 //! ([`check_out`]), reading one ([`visible_order`], [`checkout_of`], …), waiting for it to move
-//! on ([`order_after_change`], [`status_after`]), listing ([`list_orders`], [`dashboard`]) and
+//! on ([`order_after_change`], [`status_after`]), listing ([`list_orders`]), the shop's figures ([`dashboard`]) and
 //! following the checkout ([`tell_payment`]). `http.rs` and `admin.rs` only translate HTTP.
 
 pub mod checkout;
@@ -17,6 +17,7 @@ mod cancelling;
 mod checkouts;
 mod consumers;
 mod db;
+mod figures;
 mod finding;
 mod http;
 mod listing;
@@ -32,10 +33,9 @@ pub use checkouts::{
 };
 pub use db::insert_order;
 pub use domain::{Order, OrderItem, ShippingAddress, Totals, ValidCheckout};
+pub use figures::{Dashboard, dashboard, failure_reasons, fold_tallies, orders_per_minute};
 pub use finding::{Cursor, OrderBatch, OrderSearch, day_start, find_orders};
-pub use listing::{
-    Dashboard, OrderSummary, dashboard, failure_reasons, list_orders, orders_per_minute,
-};
+pub use listing::{OrderSummary, list_orders};
 pub use placing::check_out;
 pub use progress::{change_status, move_after_checkout, next_move, tell_payment};
 pub use status::OrderStatus;

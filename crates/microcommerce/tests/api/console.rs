@@ -5,6 +5,7 @@
 //! awaits payment, through the API and the console, and racing a payment; the catalog and its
 //! stock kept through the console's forms, and its refusals shown as pages that say why.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use microcommerce_service::config::Config;
@@ -404,6 +405,104 @@ async fn the_diagram_counts_equal_the_apis(backend) {
     assert!(page.contains("PaymentCompleted · 1"), "the arrow's count");
     app.stop().await;
 }
+}
+
+testkit::backend_tests! {
+async fn the_kept_figures_equal_counting_the_orders_and_checkouts_whenever_they_are_folded(backend) {
+    let app = spawn_app(backend).await;
+    let (buyer, paid, product) = awaiting_payment(&app, 2, 1).await;
+    awaiting_payment(&app, 10, 2).await;
+    let answer = buyer.post(&format!("/api/ordering/orders/{paid}/pay"), json!({ "shouldSucceed": true })).await;
+    assert_eq!(answer.status, 200);
+    order_in(&buyer, &paid, &["Confirmed"]).await;
+    let short = buyer.post("/api/ordering/checkout", checkout_request(&product.to_string(), 5)).await;
+    order_in(&buyer, short.body["orderId"].as_str().unwrap(), &["Failed"]).await;
+    let kept = kept_figures(&app).await;
+    assert_eq!(kept, counted_figures(&app).await, "pending changes are added");
+    assert_eq!(kept.0["Confirmed"], 1);
+    ordering::fold_tallies(&app.state.db).await.unwrap();
+    saga::fold_tallies(&app.state.db).await.unwrap();
+    assert_eq!(kept_figures(&app).await, kept, "folding changes no figure");
+    let pending: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM order_moves_pending")
+        .fetch_one(app.state.db.reader()).await.unwrap();
+    assert_eq!(pending, 0, "all folded");
+    app.stop().await;
+}
+}
+
+/// What the service keeps: orders per status, revenue in cents, today's orders, failure
+/// reasons, and checkouts per state.
+type Figures = (
+    BTreeMap<String, i64>,
+    i64,
+    i64,
+    Vec<(String, i64)>,
+    BTreeMap<String, i64>,
+);
+
+async fn kept_figures(app: &TestApp) -> Figures {
+    let shop = ordering::dashboard(&app.state).await.unwrap();
+    let by_status = shop
+        .counts_by_status
+        .iter()
+        .filter(|(_, count)| **count > 0)
+        .map(|(status, count)| (status.to_string(), *count))
+        .collect();
+    let reasons = ordering::failure_reasons(&app.state).await.unwrap();
+    let census = ordering::census(&app.state, Duration::from_secs(3600))
+        .await
+        .unwrap();
+    let states = census
+        .states
+        .iter()
+        .filter(|state| state.count > 0)
+        .map(|state| (state.state.to_owned(), state.count))
+        .collect();
+    (
+        by_status,
+        shop.revenue.0,
+        shop.todays_orders,
+        reasons,
+        states,
+    )
+}
+
+async fn counted_figures(app: &TestApp) -> Figures {
+    let reader = app.state.db.reader();
+    let by_status: Vec<(String, i64)> =
+        sqlx::query_as("SELECT status, COUNT(*) FROM orders GROUP BY status")
+            .fetch_all(reader)
+            .await
+            .unwrap();
+    let revenue: i64 = sqlx::query_scalar(
+        "SELECT CAST(COALESCE(SUM(total_cents), 0) AS BIGINT) FROM orders \
+         WHERE status IN ('Confirmed', 'Shipped', 'Delivered')",
+    )
+    .fetch_one(reader)
+    .await
+    .unwrap();
+    let midnight = app.state.db.now().0.div_euclid(86_400_000_000) * 86_400_000_000;
+    let today: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE created_at >= $1")
+        .bind(midnight)
+        .fetch_one(reader)
+        .await
+        .unwrap();
+    let reasons: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT failure_reason, COUNT(*) FROM orders WHERE status = 'Failed' GROUP BY failure_reason",
+    )
+    .fetch_all(reader).await.unwrap();
+    let states: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM saga_instances GROUP BY state")
+            .fetch_all(reader)
+            .await
+            .unwrap();
+    (
+        by_status.into_iter().collect(),
+        revenue,
+        today,
+        reasons,
+        states.into_iter().collect(),
+    )
 }
 
 testkit::backend_tests! {

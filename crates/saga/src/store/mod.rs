@@ -5,7 +5,8 @@
 //!   transitions with their timeline rows, one at a time or a set together;
 //! - `parked`: events that came too early wait, and are offered again or dropped;
 //! - `read`: instances read back for the API, operators and tests;
-//! - `census`: instances counted by state, and the moves they made lately.
+//! - `census`: instances counted by state, and the moves they made lately, from tallies kept
+//!   current.
 
 mod census;
 mod decode;
@@ -13,7 +14,7 @@ mod instances;
 mod parked;
 mod read;
 
-pub use census::{Taken, count_by_state, moves_since};
+pub use census::{Census, Taken, census, fold_tallies};
 pub(crate) use instances::{
     Found, Loaded, Step, Stored, count_ignored, decode, load, read_stored, save, save_all,
 };

@@ -313,7 +313,7 @@ fn summary(row: &AnyRow) -> Result<Summary, sqlx::Error> {
 }
 
 /// Deletes finished instances of `saga` completed before `before`, with their timelines and
-/// parked events; returns how many instances. Until then they are tombstones that stop a late
+/// parked events, and its moves counted before then; returns how many instances. Until then they are tombstones that stop a late
 /// duplicate start from creating the instance again.
 pub async fn prune_completed(
     bus: &bus::Bus,
@@ -341,6 +341,11 @@ pub async fn prune_completed(
     .execute(&mut *tx)
     .await?
     .rows_affected();
+    sqlx::query("DELETE FROM saga_move_tally WHERE saga = $1 AND minute < $2")
+        .bind(saga)
+        .bind(before.0.div_euclid(60_000_000))
+        .execute(&mut *tx)
+        .await?;
     tx.commit().await?;
     Ok(deleted)
 }

@@ -115,14 +115,13 @@ async fn a_listing_pages_by_position_without_skipping_or_repeating(backend) {
         seen.extend(ids(page));
     }
     assert_eq!(seen, started, "each once, least recently updated first");
-    let counts = saga::count_by_state(&mut t.db.read().await.unwrap(), OrderSaga::NAME).await.unwrap();
-    assert_eq!(counts, [("Open".to_owned(), 5)]);
-    let since = storage::Timestamp(0);
-    let moves = saga::moves_since(&mut t.db.read().await.unwrap(), OrderSaga::NAME, &["Open"], since)
-        .await
-        .unwrap();
-    assert_eq!(moves.len(), 1);
-    assert_eq!((moves[0].from.as_deref(), moves[0].to.as_str(), moves[0].count), (None, "Open", 5));
+    let census = census_now(&t).await;
+    assert_eq!(census.by_state, [("Open".to_owned(), 5)]);
+    assert_eq!(census.moves.len(), 1);
+    let taken = &census.moves[0];
+    assert_eq!((taken.from.as_deref(), taken.to.as_str(), taken.count), (None, "Open", 5));
+    assert!(saga::fold_tallies(&t.db).await.unwrap() > 0, "the starts were pending");
+    assert_eq!(census_now(&t).await, census, "folding changes no count");
 }
 }
 
@@ -169,5 +168,54 @@ async fn pruning_removes_only_instances_completed_before_the_cutoff_with_their_h
             .unwrap();
     assert_eq!(history, 0);
     assert_eq!(t.count("SELECT COUNT(*) FROM saga_timeline").await, 3 + 2);
+    let census = census_now(&t).await;
+    assert_eq!(census.by_state, counted_by_state(&t).await, "the pruned one left the count");
+    saga::fold_tallies(&t.db).await.unwrap();
+    assert_eq!(census_now(&t).await, census, "folding changes no count");
 }
+}
+
+testkit::backend_tests! {
+async fn the_census_kept_as_instances_move_equals_counting_them_whenever_it_is_folded(backend) {
+    let t = setup(backend, LONG).await;
+    let ids: Vec<Uuid> = (0..6).map(|_| Uuid::now_v7()).collect();
+    for (n, id) in ids.iter().enumerate() {
+        t.deliver(&Started { id: *id }).await;
+        if n % 3 == 0 {
+            saga::fold_tallies(&t.db).await.unwrap();
+        }
+        if n % 2 == 0 {
+            t.deliver(&Reserved { id: *id }).await;
+        }
+        assert_eq!(census_now(&t).await.by_state, counted_by_state(&t).await);
+    }
+    t.deliver(&Paid { id: ids[0] }).await;
+    t.deliver(&Declined { id: ids[2] }).await;
+    let census = census_now(&t).await;
+    assert_eq!(census.by_state, counted_by_state(&t).await);
+    let moved: i64 = census.moves.iter().map(|m| m.count).sum();
+    assert_eq!(moved, t.count("SELECT COUNT(*) FROM saga_timeline").await, "every move counted once");
+    saga::fold_tallies(&t.db).await.unwrap();
+    assert_eq!(census_now(&t).await, census);
+    assert_eq!(t.count("SELECT COUNT(*) FROM saga_moves_pending").await, 0, "all folded");
+    let later = storage::Timestamp(t.db.now().0 + 120_000_000);
+    let census = saga::census(&mut t.db.read().await.unwrap(), OrderSaga::NAME, later).await.unwrap();
+    assert!(census.moves.is_empty(), "no move after the window's start");
+}
+}
+
+/// The census of the test saga, moves since the epoch.
+async fn census_now(t: &TestSaga) -> saga::Census {
+    let mut conn = t.db.read().await.unwrap();
+    saga::census(&mut conn, OrderSaga::NAME, storage::Timestamp(0))
+        .await
+        .unwrap()
+}
+
+/// Instances per state, counted row by row.
+async fn counted_by_state(t: &TestSaga) -> Vec<(String, i64)> {
+    sqlx::query_as("SELECT state, COUNT(*) FROM saga_instances GROUP BY state ORDER BY state")
+        .fetch_all(t.db.reader())
+        .await
+        .unwrap()
 }
