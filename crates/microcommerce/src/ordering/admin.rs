@@ -16,7 +16,10 @@ use crate::ids::OrderId;
 use crate::state::AppState;
 use crate::{Error, Result};
 
-/// Every order, newest first.
+/// Every order, newest first, a page at a time by number.
+///
+/// A deep page walks every order before it; `GET /api/ordering/orders/search` pages by cursor
+/// at the same cost on any page.
 #[utoipa::path(get, path = "/orders", tag = "ordering-admin",
     params(OrderFilter, Paging), security(("admin" = [])),
     responses((status = 200, body = Page<OrderSummary>), (status = 401, body = crate::error::Problem)))]

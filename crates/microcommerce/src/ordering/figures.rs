@@ -69,6 +69,19 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard> {
     })
 }
 
+/// Orders in `status` (all orders without one), from the kept figures.
+pub(super) async fn orders_in(state: &AppState, status: Option<OrderStatus>) -> Result<i64> {
+    let now_minute = state.db.now().0.div_euclid(MINUTE);
+    let tally = read_tally(state, now_minute).await?;
+    let counted = |name: &String| status.is_none_or(|status| status.as_str() == name);
+    Ok(tally
+        .statuses
+        .iter()
+        .filter(|(name, _)| counted(name))
+        .map(|(_, (orders, _))| orders)
+        .sum())
+}
+
 /// Orders placed in each of the last `minutes` clock minutes up to `now` (the current one
 /// included, so far), oldest first: every order is one checkout, so this is the console's
 /// checkouts-per-minute chart.

@@ -72,28 +72,29 @@ fn listing_filter(by_buyer: bool, by_status: bool) -> String {
     conditions.join(" AND ")
 }
 
-/// Orders of one buyer (or of everyone), filtered and paged, newest first.
+/// Orders of one buyer (or of everyone), filtered and paged, newest first. Everyone's orders
+/// are counted from the kept figures; the page's columns are read for its own orders only.
+/// Skipping to a deep page still walks every order before it: the console and the order
+/// search page by cursor instead ([`super::find_orders`]).
 pub async fn list_orders(
     state: &AppState,
     buyer: Option<BuyerId>,
     status: Option<OrderStatus>,
     page: PageRequest,
 ) -> Result<Page<OrderSummary>> {
+    let total_count = match buyer {
+        Some(buyer) => count_of_buyer(state, buyer, status).await?,
+        None => super::figures::orders_in(state, status).await?,
+    };
     let buyer = buyer.map(|b| b.to_string());
     let status = status.map(OrderStatus::as_str);
     let given: Vec<&str> = buyer.as_deref().into_iter().chain(status).collect();
     let filter_sql = listing_filter(buyer.is_some(), status.is_some());
-    let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM orders o WHERE {filter_sql}"
-    )));
-    for value in &given {
-        count = count.bind(*value);
-    }
-    let total_count: i64 = count.fetch_one(&mut state.read().await?).await?;
     let (limit, offset) = (given.len() + 1, given.len() + 2);
     let mut page_query = sqlx::query(sqlx::AssertSqlSafe(format!(
-        "SELECT {SUMMARY_COLUMNS} FROM orders o WHERE {filter_sql} \
-         ORDER BY o.created_at DESC, o.id DESC LIMIT ${limit} OFFSET ${offset}"
+        "SELECT {SUMMARY_COLUMNS} FROM orders o WHERE o.id IN (SELECT o.id FROM orders o \
+         WHERE {filter_sql} ORDER BY o.created_at DESC, o.id DESC LIMIT ${limit} OFFSET ${offset}) \
+         ORDER BY o.created_at DESC, o.id DESC"
     )));
     for value in &given {
         page_query = page_query.bind(*value);
@@ -108,6 +109,24 @@ pub async fn list_orders(
         .map(summary)
         .collect::<Result<_, sqlx::Error>>()?;
     Ok(page.page_of(items, total_count))
+}
+
+/// One buyer's orders (in `status` if given), counted through the by-buyer index.
+async fn count_of_buyer(
+    state: &AppState,
+    buyer: BuyerId,
+    status: Option<OrderStatus>,
+) -> Result<i64> {
+    let filter_sql = listing_filter(true, status.is_some());
+    let count = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*) FROM orders o WHERE {filter_sql}"
+    )))
+    .bind(buyer.to_string());
+    let count = match status {
+        Some(status) => count.bind(status.as_str()),
+        None => count,
+    };
+    Ok(count.fetch_one(&mut state.read().await?).await?)
 }
 
 #[cfg(test)]
