@@ -18,7 +18,7 @@ pub struct ProductInput {
     pub(crate) name: String,
     /// Up to 4000 characters.
     #[serde(default)]
-    #[schema(max_length = 4000)]
+    #[schema(max_length = 4000, pattern = r"^[^\x00]*$")]
     pub(crate) description: String,
     // Price and category are required, but read as `Option`s so that a missing one is
     // reported with the other field errors rather than as an unreadable body.
@@ -29,7 +29,7 @@ pub struct ProductInput {
     #[schema(value_type = CategoryId, required = true)]
     pub(crate) category_id: Option<CategoryId>,
     /// Picture URL, up to 2048 characters; blank means none.
-    #[schema(max_length = 2048)]
+    #[schema(max_length = 2048, pattern = r"^[^\x00]*$")]
     pub(crate) image_url: Option<String>,
     /// Stock-keeping unit, 1..=64 of `A-Z a-z 0-9 - _`; generated when absent on create,
     /// kept when absent on update.
@@ -129,7 +129,7 @@ pub struct CategoryInput {
     #[schema(value_type = BoundedText, required = true)]
     pub(crate) name: String,
     /// Up to 1000 characters; absent or blank means none.
-    #[schema(max_length = 1000)]
+    #[schema(max_length = 1000, pattern = r"^[^\x00]*$")]
     pub(crate) description: Option<String>,
 }
 

@@ -82,7 +82,7 @@ pub struct Adjustment {
     #[serde(deserialize_with = "crate::http::integer")]
     adjustment: i64,
     /// Why, for the history (at most 500 characters).
-    #[schema(max_length = 500)]
+    #[schema(max_length = 500, pattern = r"^[^\x00]*$")]
     reason: Option<String>,
 }
 

@@ -43,6 +43,20 @@ async fn a_nul_character_in_a_name_a_form_or_a_search_is_never_a_500(backend) {
         .await
         .unwrap();
     assert_eq!(form.status(), 400);
+    let product = crate::helpers::stocked_product(&app, "Kettle", 1).await;
+    let free_text = [
+        ("/api/catalog/categories".to_owned(), json!({ "name": "Pots", "description": "a\u{0}b" }), "description"),
+        (format!("/api/inventory/stock/{product}/adjust"), json!({ "adjustment": 1, "reason": "a\u{0}b" }), "reason"),
+        ("/api/catalog/products".to_owned(),
+         json!({ "name": "Pan", "price": 1, "categoryId": "x", "imageUrl": "a\u{0}b" }), "imageUrl"),
+        ("/api/ordering/checkout".to_owned(),
+         json!({ "lines": [{ "productId": product, "quantity": 1, "note": "\u{0}" }] }), "lines[0].note"),
+    ];
+    for (path, body, field) in free_text {
+        let answer = admin.post(&path, body).await;
+        assert_eq!(answer.status, 400, "{path}: {:?}", answer.body);
+        assert!(answer.body.to_string().contains(field), "{path} names {field}: {:?}", answer.body);
+    }
     app.stop().await;
 }
 }
