@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::Serialize;
 use storage::Timestamp;
 
-use super::checkout::{CheckoutSaga, awaiting_payment, diagram};
+use super::checkout::{CheckoutSaga, diagram, payment_window_closes};
 use crate::http::rfc3339;
 use crate::ids::OrderId;
 use crate::state::AppState;
@@ -294,8 +294,9 @@ fn why_waiting(
     if summary.completed_at.is_some() {
         return Waiting::Finished;
     }
-    if summary.state == awaiting_payment().as_str() {
-        let deadline = summary.updated_at.plus(payment_timeout);
+    if let Some(deadline) =
+        payment_window_closes(&summary.state, summary.updated_at, payment_timeout)
+    {
         return Waiting::Payment {
             deadline: rfc3339(deadline),
         };

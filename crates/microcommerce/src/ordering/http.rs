@@ -285,7 +285,7 @@ impl utoipa::PartialSchema for SagaState {
     fn schema() -> RefOr<Schema> {
         ObjectBuilder::new()
             .schema_type(SchemaType::Type(Type::String))
-            .enum_values(Some(diagram().states))
+            .enum_values(Some(diagram().states.clone()))
             .description(Some(
                 "The states of the checkout saga, as its view and timeline name them.",
             ))

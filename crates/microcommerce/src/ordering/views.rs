@@ -1,6 +1,8 @@
 //! Reading orders as their buyers (or an admin) may see them, and the checkout behind one.
 
-use super::checkout::{CheckoutSaga, CheckoutState};
+use saga::Saga;
+
+use super::checkout::{CheckoutSaga, payment_window_closes};
 use super::db;
 use super::domain::{Order, OrderItem};
 use crate::http::Caller;
@@ -39,9 +41,10 @@ fn shown_to<T>(caller: &Caller, found: Option<T>, order: impl Fn(&T) -> &Order) 
 pub async fn payment_deadline(state: &AppState, id: OrderId) -> Result<Option<storage::Timestamp>> {
     let mut conn = state.read().await?;
     let current = saga::current::<CheckoutSaga>(&mut conn, id.0).await?;
-    Ok(current
-        .filter(|c| matches!(c.state, CheckoutState::StockReserved { .. }))
-        .map(|c| c.updated_at.plus(state.config.payment_timeout)))
+    Ok(current.and_then(|c| {
+        let name = CheckoutSaga::state_name(&c.state);
+        payment_window_closes(name, c.updated_at, state.config.payment_timeout)
+    }))
 }
 
 /// The checkout saga of order `id` with its timeline, if `caller` may see the order.

@@ -162,17 +162,32 @@ pub fn awaiting_payment() -> OrderStatus {
         .status
 }
 
-/// The checkout's state diagram, read off the saga's transitions.
-pub fn diagram() -> saga::Diagram {
-    // Any payment window draws the same diagram.
-    let saga = CheckoutSaga {
-        payment_timeout: std::time::Duration::from_secs(1),
-    };
-    saga::Diagram::of(
-        &saga,
-        &CheckoutState::examples(),
-        &CheckoutEvent::examples(),
-    )
+/// When the payment window of a checkout in state `state` since `moved_at` closes: only one
+/// that awaits payment has one, and it closes `payment_timeout` after the checkout got there
+/// (the saga schedules its timeout then).
+pub fn payment_window_closes(
+    state: &str,
+    moved_at: storage::Timestamp,
+    payment_timeout: std::time::Duration,
+) -> Option<storage::Timestamp> {
+    (state == awaiting_payment().as_str()).then(|| moved_at.plus(payment_timeout))
+}
+
+/// The checkout's state diagram, read off the saga's transitions once (every event offered to
+/// every state) and kept: the code cannot change while the process runs.
+pub fn diagram() -> &'static saga::Diagram {
+    static DRAWN: std::sync::LazyLock<saga::Diagram> = std::sync::LazyLock::new(|| {
+        // Any payment window draws the same diagram.
+        let saga = CheckoutSaga {
+            payment_timeout: std::time::Duration::from_secs(1),
+        };
+        saga::Diagram::of(
+            &saga,
+            &CheckoutState::examples(),
+            &CheckoutEvent::examples(),
+        )
+    });
+    &DRAWN
 }
 
 impl OrderStatus {

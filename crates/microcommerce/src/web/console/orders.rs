@@ -181,7 +181,10 @@ pub(super) async fn page(
         Err(Error::NotFound(_)) => None,
         Err(error) => return Err(error.into()),
     };
-    let deadline = ordering::payment_deadline(&state, id).await?;
+    let deadline = checkout.as_ref().and_then(|checkout| {
+        let timeout = state.config.payment_timeout;
+        ordering::checkout::payment_window_closes(&checkout.state, checkout.updated_at, timeout)
+    });
     let waiting = state.bus.waiting_for(id.0).await?;
     let paid = payment::payment_of(&state, id).await?;
     let reservations = inventory::reservations_of(&state, id).await?;
