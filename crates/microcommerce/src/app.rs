@@ -175,8 +175,9 @@ async fn prune_finished_checkouts(state: AppState, mut stop: tokio::sync::watch:
     }
 }
 
-/// Every second: folds the changes counted since into the tallies the console reads (orders
-/// by status, checkouts by state), so that a reader adds up few pending rows.
+/// Every second: folds the changes recorded since into the tallies the console reads (orders
+/// by status, checkouts by state), so that a reader adds up few pending rows. Only PostgreSQL
+/// leaves any: on SQLite the triggers add to the tallies directly.
 async fn fold_tallies(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     const EVERY: std::time::Duration = std::time::Duration::from_secs(1);
     loop {

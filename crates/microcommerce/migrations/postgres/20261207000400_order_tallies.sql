@@ -1,6 +1,12 @@
--- Counts kept current; see the SQLite migration. Here the triggers run once per statement and
--- leave one pending row per distinct change of the statement, so a batch of orders moved
--- together adds a few rows, not one per order.
+-- Counts kept current (see the SQLite migration for what they count). Here many transactions
+-- write at once, and a tally row updated by each would make every checkout wait for the one
+-- before it; so the triggers leave pending rows instead, and the service folds them into the
+-- tallies every second (`ordering::fold_tallies`). Readers add the tallies and the pending rows
+-- not folded yet. A pending row: `orders` orders worth `cents` left `from_status` (NULL: they
+-- were placed, in `placed_minute`) for `to_status`, their failure reason going from
+-- `from_reason` to `to_reason`. The triggers run per row, and the one on updates only when the
+-- status or the reason changes (checked before any function is called): orders are placed one
+-- per statement, and an update's transition tables would be captured for every statement.
 CREATE TABLE ordering.order_moves_pending (
     id            BIGSERIAL PRIMARY KEY,
     placed_minute BIGINT,
@@ -32,29 +38,25 @@ CREATE FUNCTION ordering.orders_placed_tallied() RETURNS trigger LANGUAGE plpgsq
 BEGIN
     INSERT INTO ordering.order_moves_pending
         (placed_minute, from_status, to_status, from_reason, to_reason, orders, cents)
-    SELECT created_at / 60000000, NULL, status, NULL, failure_reason, COUNT(*),
-           SUM(total_cents)
-    FROM added GROUP BY created_at / 60000000, status, failure_reason;
+    VALUES (NEW.created_at / 60000000, NULL, NEW.status, NULL, NEW.failure_reason, 1,
+            NEW.total_cents);
     RETURN NULL;
 END $$;
 CREATE TRIGGER orders_placed_tallied AFTER INSERT ON ordering.orders
-    REFERENCING NEW TABLE AS added FOR EACH STATEMENT
-    EXECUTE FUNCTION ordering.orders_placed_tallied();
+    FOR EACH ROW EXECUTE FUNCTION ordering.orders_placed_tallied();
 
 CREATE FUNCTION ordering.orders_moved_tallied() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     INSERT INTO ordering.order_moves_pending
         (placed_minute, from_status, to_status, from_reason, to_reason, orders, cents)
-    SELECT NULL, o.status, n.status, o.failure_reason, n.failure_reason, COUNT(*),
-           SUM(n.total_cents)
-    FROM before_rows o JOIN after_rows n ON n.id = o.id
-    WHERE o.status IS DISTINCT FROM n.status
-       OR o.failure_reason IS DISTINCT FROM n.failure_reason
-    GROUP BY o.status, n.status, o.failure_reason, n.failure_reason;
+    VALUES (NULL, OLD.status, NEW.status, OLD.failure_reason, NEW.failure_reason, 1,
+            NEW.total_cents);
     RETURN NULL;
 END $$;
-CREATE TRIGGER orders_moved_tallied AFTER UPDATE ON ordering.orders
-    REFERENCING OLD TABLE AS before_rows NEW TABLE AS after_rows FOR EACH STATEMENT
+CREATE TRIGGER orders_moved_tallied AFTER UPDATE OF status, failure_reason ON ordering.orders
+    FOR EACH ROW
+    WHEN (OLD.status IS DISTINCT FROM NEW.status
+          OR OLD.failure_reason IS DISTINCT FROM NEW.failure_reason)
     EXECUTE FUNCTION ordering.orders_moved_tallied();
 
 INSERT INTO ordering.order_status_tally (status, orders, cents)

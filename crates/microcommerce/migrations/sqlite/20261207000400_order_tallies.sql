@@ -1,11 +1,11 @@
 -- Counts kept current, so that the dashboard (orders and revenue by status, orders placed per
 -- minute and today, failure reasons) costs the same at a million orders as at ten. Every
--- order placed and every change of its status or failure reason leaves a pending row, written
--- by these triggers in the same transaction as the change; the service folds pending rows into
--- the tallies every second (`ordering::fold_tallies`), and a reader adds the pending rows not
--- folded yet, so the figures are exact at any moment. A pending row: `orders` orders worth
--- `cents` left `from_status` (NULL: they were placed, in `placed_minute`) for `to_status`,
--- their failure reason going from `from_reason` to `to_reason`. Orders are never deleted.
+-- order placed and every change of its status or failure reason updates the tallies through
+-- these triggers, in the same transaction as the change. SQLite has one writer, so no checkout
+-- ever waits for another's tally row; on PostgreSQL, where many write at once, the triggers
+-- leave pending rows instead, which the service folds into the tallies
+-- (`ordering::fold_tallies`). Readers add the tallies and the pending rows, so the same code
+-- reads both; here the pending table stays empty. Orders are never deleted.
 CREATE TABLE order_moves_pending (
     id            INTEGER PRIMARY KEY,
     placed_minute INTEGER,
@@ -37,18 +37,26 @@ CREATE TABLE order_failure_tally (
 ) WITHOUT ROWID;
 
 CREATE TRIGGER orders_placed_tallied AFTER INSERT ON orders BEGIN
-    INSERT INTO order_moves_pending
-        (placed_minute, from_status, to_status, from_reason, to_reason, orders, cents)
-    VALUES (NEW.created_at / 60000000, NULL, NEW.status, NULL, NEW.failure_reason, 1,
-            NEW.total_cents);
+    INSERT INTO order_status_tally (status, orders, cents) VALUES (NEW.status, 1, NEW.total_cents)
+    ON CONFLICT (status) DO UPDATE SET orders = orders + 1, cents = cents + excluded.cents;
+    INSERT INTO order_placed_tally (minute, orders) VALUES (NEW.created_at / 60000000, 1)
+    ON CONFLICT (minute) DO UPDATE SET orders = orders + 1;
+    INSERT INTO order_failure_tally (reason, orders)
+    SELECT COALESCE(NEW.failure_reason, ''), 1 WHERE NEW.status = 'Failed'
+    ON CONFLICT (reason) DO UPDATE SET orders = orders + 1;
 END;
 
 CREATE TRIGGER orders_moved_tallied AFTER UPDATE OF status, failure_reason ON orders
 WHEN OLD.status IS NOT NEW.status OR OLD.failure_reason IS NOT NEW.failure_reason BEGIN
-    INSERT INTO order_moves_pending
-        (placed_minute, from_status, to_status, from_reason, to_reason, orders, cents)
-    VALUES (NULL, OLD.status, NEW.status, OLD.failure_reason, NEW.failure_reason, 1,
-            NEW.total_cents);
+    UPDATE order_status_tally SET orders = orders - 1, cents = cents - OLD.total_cents
+    WHERE status = OLD.status;
+    INSERT INTO order_status_tally (status, orders, cents) VALUES (NEW.status, 1, NEW.total_cents)
+    ON CONFLICT (status) DO UPDATE SET orders = orders + 1, cents = cents + excluded.cents;
+    UPDATE order_failure_tally SET orders = orders - 1
+    WHERE OLD.status = 'Failed' AND reason = COALESCE(OLD.failure_reason, '');
+    INSERT INTO order_failure_tally (reason, orders)
+    SELECT COALESCE(NEW.failure_reason, ''), 1 WHERE NEW.status = 'Failed'
+    ON CONFLICT (reason) DO UPDATE SET orders = orders + 1;
 END;
 
 INSERT INTO order_status_tally (status, orders, cents)

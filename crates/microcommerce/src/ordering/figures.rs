@@ -1,11 +1,13 @@
 //! The shop's figures: orders and revenue by status, orders placed per minute and today, and
 //! why checkouts failed.
 //!
-//! They are kept, not counted: triggers (see the `order_tallies` migration) leave a pending row
-//! for every order placed and every change of an order's status in the transaction that makes
-//! it; [`fold_tallies`] folds pending rows into the tallies every second, and a reader adds the
-//! pending rows not folded yet. Both fold with [`Tally::add`], so a figure is exact at any
-//! moment and costs the same at a million orders as at ten.
+//! They are kept, not counted, by triggers (see the `order_tallies` migration) in the
+//! transaction of each order placed and each change of an order's status: on SQLite, whose one
+//! writer never makes a checkout wait for another's tally row, they update the tallies; on
+//! PostgreSQL they leave pending rows, which [`fold_tallies`] folds into the tallies every
+//! second. A reader adds the tallies and the pending rows not folded yet; both fold with
+//! `Tally::add`, so a figure is exact at any moment and costs the same at a million orders as
+//! at ten.
 
 use std::collections::BTreeMap;
 

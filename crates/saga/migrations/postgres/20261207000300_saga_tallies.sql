@@ -1,6 +1,10 @@
--- Counts kept current; see the SQLite migration. Here the triggers run once per statement and
--- leave one pending row per distinct move of the statement, so a batch of transitions written
--- together adds a few rows, not one per transition.
+-- Counts kept current (see the SQLite migration for what they count). Here many transactions
+-- write at once, and a tally row updated by each would make every checkout wait for the one
+-- before it; so the triggers leave pending rows instead, once per statement (a batch of
+-- transitions written together adds a few rows), and the service folds them into the tallies
+-- every second (`saga::fold_tallies`). Readers add the tallies and the pending rows not folded
+-- yet. A pending row: `from_state` left (NULL: the start), `to_state` reached (NULL: the
+-- instance was pruned), by `event` (NULL when pruned) in `minute`.
 CREATE TABLE messaging.saga_moves_pending (
     id         BIGSERIAL PRIMARY KEY,
     saga       TEXT   NOT NULL,

@@ -1,10 +1,10 @@
 -- Counts kept current, so that the census (instances per state, moves per minute) costs the
 -- same at a million instances as at ten. Every timeline row (one per transition) and every
--- pruned instance leaves a pending row, written by these triggers in the same transaction as
--- the change itself; the service folds pending rows into the tallies every second
--- (`saga::fold_tallies`), and a reader adds the pending rows not folded yet, so counts are
--- exact at any moment. A pending row: `from_state` left (NULL: the start), `to_state` reached
--- (NULL: the instance was pruned), by `event` (NULL when pruned) in `minute`.
+-- pruned instance updates the tallies through these triggers, in the same transaction as the
+-- change itself. SQLite has one writer, so no checkout ever waits for another's tally row; on
+-- PostgreSQL, where many write at once, the triggers leave pending rows instead, which the
+-- service folds into the tallies (`saga::fold_tallies`). Readers add the tallies and the
+-- pending rows, so the same code reads both; here the pending table stays empty.
 CREATE TABLE saga_moves_pending (
     id         INTEGER PRIMARY KEY,
     saga       TEXT    NOT NULL,
@@ -23,8 +23,8 @@ CREATE TABLE saga_state_tally (
     PRIMARY KEY (saga, state)
 ) WITHOUT ROWID;
 
--- Moves taken per minute (minutes since the epoch; `from_state` '' for the start), kept for a
--- day.
+-- Moves taken per minute (minutes since the epoch; `from_state` '' for the start), kept as
+-- long as finished instances are.
 CREATE TABLE saga_move_tally (
     saga       TEXT    NOT NULL,
     minute     INTEGER NOT NULL,
@@ -36,13 +36,19 @@ CREATE TABLE saga_move_tally (
 ) WITHOUT ROWID;
 
 CREATE TRIGGER saga_timeline_tallied AFTER INSERT ON saga_timeline BEGIN
-    INSERT INTO saga_moves_pending (saga, minute, from_state, event, to_state, n)
-    VALUES (NEW.saga, NEW.at / 60000000, NEW.from_state, NEW.event, NEW.to_state, 1);
+    UPDATE saga_state_tally SET instances = instances - 1
+    WHERE saga = NEW.saga AND state = NEW.from_state;
+    INSERT INTO saga_state_tally (saga, state, instances) VALUES (NEW.saga, NEW.to_state, 1)
+    ON CONFLICT (saga, state) DO UPDATE SET instances = instances + 1;
+    INSERT INTO saga_move_tally (saga, minute, from_state, event, to_state, moves)
+    VALUES (NEW.saga, NEW.at / 60000000, COALESCE(NEW.from_state, ''), NEW.event,
+            NEW.to_state, 1)
+    ON CONFLICT (saga, minute, from_state, event, to_state) DO UPDATE SET moves = moves + 1;
 END;
 
 CREATE TRIGGER saga_instances_pruned_tallied AFTER DELETE ON saga_instances BEGIN
-    INSERT INTO saga_moves_pending (saga, minute, from_state, event, to_state, n)
-    VALUES (OLD.saga, OLD.updated_at / 60000000, OLD.state, NULL, NULL, 1);
+    UPDATE saga_state_tally SET instances = instances - 1
+    WHERE saga = OLD.saga AND state = OLD.state;
 END;
 
 INSERT INTO saga_state_tally (saga, state, instances)

@@ -1,10 +1,11 @@
 //! A saga's instances counted: how many stand in each state now, and which moves they made in
 //! a recent window. What an operator's picture of the saga is drawn with.
 //!
-//! The counts are kept, not counted: triggers (see the `saga_tallies` migration) leave a
-//! pending row for every transition and every pruned instance in the transaction that makes
-//! it; [`fold_tallies`] folds pending rows into the tallies, and [`census`] reads the tallies
-//! with the pending rows not folded yet. Both fold with [`Tally::add`], so a count is the same
+//! The counts are kept, not counted, by triggers (see the `saga_tallies` migration) in the
+//! transaction of each transition and each pruning: on SQLite, whose one writer never makes a
+//! checkout wait for another's tally row, they update the tallies; on PostgreSQL they leave
+//! pending rows, which [`fold_tallies`] folds into the tallies. [`census`] reads the tallies
+//! with the pending rows not folded yet; both fold with `Tally::add`, so a count is the same
 //! before and after folding, and reading costs the same at a million instances as at ten.
 
 use std::collections::BTreeMap;

@@ -120,7 +120,9 @@ async fn a_listing_pages_by_position_without_skipping_or_repeating(backend) {
     assert_eq!(census.moves.len(), 1);
     let taken = &census.moves[0];
     assert_eq!((taken.from.as_deref(), taken.to.as_str(), taken.count), (None, "Open", 5));
-    assert!(saga::fold_tallies(&t.db).await.unwrap() > 0, "the starts were pending");
+    let folded = saga::fold_tallies(&t.db).await.unwrap();
+    let postgres = matches!(backend, Backend::Postgres);
+    assert_eq!(folded > 0, postgres, "only PostgreSQL leaves the starts pending");
     assert_eq!(census_now(&t).await, census, "folding changes no count");
 }
 }
