@@ -34,10 +34,12 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         Command::Serve(args) => {
             let (config, generated_token) = args.into_config();
+            let app = App::build(config).await?;
+            // Only once the port is held and the database is ready: a start that fails prints
+            // no token that never worked.
             if let Some(token) = generated_token {
                 println!("admin token (set MICROCOMMERCE_ADMIN_TOKEN to choose one): {token}");
             }
-            let app = App::build(config).await?;
             println!("listening on http://{}", app.local_addr());
             app.run(shutdown_signal()).await?;
         }

@@ -167,3 +167,33 @@ fn serve_with_an_unreachable_database_exits_naming_the_server_and_the_cause() {
     );
     assert!(!stderr.contains("hunter2") && !stdout.contains("hunter2"));
 }
+
+#[test]
+fn serve_on_a_port_already_taken_stops_before_touching_the_database_or_printing_a_token() {
+    // Held for the whole test, so the port stays taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    let addr = taken.local_addr().expect("a bound address").to_string();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let db = dir.path().join("shop.db");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"))
+        .args(["serve", "--addr", &addr, "--database-url"])
+        .arg(format!("sqlite://{}", db.display()))
+        .env_remove("MICROCOMMERCE_ADMIN_TOKEN")
+        .output()
+        .expect("the binary runs");
+    assert!(!output.status.success(), "serve exits with an error");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}")),
+        "{stderr}"
+    );
+    assert!(
+        !stdout.contains("admin token"),
+        "no token for a start that failed: {stdout}"
+    );
+    assert!(
+        !db.exists(),
+        "the database was neither created nor migrated"
+    );
+}

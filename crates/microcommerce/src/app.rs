@@ -93,14 +93,11 @@ pub fn build_bus(db: Db, config: &Config) -> Bus {
 }
 
 impl App {
-    /// Prepares the database, builds the bus and binds the listener (port 0 picks a free port,
-    /// which tests read back with [`App::local_addr`]).
+    /// Binds the listener (port 0 picks a free port, which tests read back with
+    /// [`App::local_addr`]), then prepares the database and builds the bus. Binding comes
+    /// first, so that a port already taken stops the start before the database is migrated or
+    /// seeded.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let db = prepare_database(&config).await?;
-        if config.seed {
-            catalog::seed_if_empty(&db).await?;
-        }
-        let bus = build_bus(db.clone(), &config);
         let listener =
             TcpListener::bind(&config.addr)
                 .await
@@ -108,6 +105,11 @@ impl App {
                     addr: config.addr.clone(),
                     source,
                 })?;
+        let db = prepare_database(&config).await?;
+        if config.seed {
+            catalog::seed_if_empty(&db).await?;
+        }
+        let bus = build_bus(db.clone(), &config);
         let state = AppState::new(db, bus, config);
         Ok(Self { state, listener })
     }

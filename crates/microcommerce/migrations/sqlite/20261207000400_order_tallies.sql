@@ -36,22 +36,33 @@ CREATE TABLE order_failure_tally (
     orders INTEGER NOT NULL
 ) WITHOUT ROWID;
 
+-- Each trigger fires only when it has something to count (its WHEN is checked before any
+-- statement runs): a failure reason is counted only for orders that fail.
 CREATE TRIGGER orders_placed_tallied AFTER INSERT ON orders BEGIN
     INSERT INTO order_status_tally (status, orders, cents) VALUES (NEW.status, 1, NEW.total_cents)
     ON CONFLICT (status) DO UPDATE SET orders = orders + 1, cents = cents + excluded.cents;
     INSERT INTO order_placed_tally (minute, orders) VALUES (NEW.created_at / 60000000, 1)
     ON CONFLICT (minute) DO UPDATE SET orders = orders + 1;
+END;
+
+CREATE TRIGGER orders_placed_failed_tallied AFTER INSERT ON orders
+WHEN NEW.status = 'Failed' BEGIN
     INSERT INTO order_failure_tally (reason, orders)
-    SELECT COALESCE(NEW.failure_reason, ''), 1 WHERE NEW.status = 'Failed'
+    VALUES (COALESCE(NEW.failure_reason, ''), 1)
     ON CONFLICT (reason) DO UPDATE SET orders = orders + 1;
 END;
 
-CREATE TRIGGER orders_moved_tallied AFTER UPDATE OF status, failure_reason ON orders
-WHEN OLD.status IS NOT NEW.status OR OLD.failure_reason IS NOT NEW.failure_reason BEGIN
+CREATE TRIGGER orders_moved_tallied AFTER UPDATE OF status ON orders
+WHEN OLD.status IS NOT NEW.status BEGIN
     UPDATE order_status_tally SET orders = orders - 1, cents = cents - OLD.total_cents
     WHERE status = OLD.status;
     INSERT INTO order_status_tally (status, orders, cents) VALUES (NEW.status, 1, NEW.total_cents)
     ON CONFLICT (status) DO UPDATE SET orders = orders + 1, cents = cents + excluded.cents;
+END;
+
+CREATE TRIGGER orders_failure_tallied AFTER UPDATE OF status, failure_reason ON orders
+WHEN (OLD.status = 'Failed' OR NEW.status = 'Failed')
+ AND (OLD.status IS NOT NEW.status OR OLD.failure_reason IS NOT NEW.failure_reason) BEGIN
     UPDATE order_failure_tally SET orders = orders - 1
     WHERE OLD.status = 'Failed' AND reason = COALESCE(OLD.failure_reason, '');
     INSERT INTO order_failure_tally (reason, orders)

@@ -115,7 +115,7 @@ async fn a_listing_pages_by_position_without_skipping_or_repeating(backend) {
         seen.extend(ids(page));
     }
     assert_eq!(seen, started, "each once, least recently updated first");
-    let census = census_now(&t).await;
+    let census = census_now(t).await;
     assert_eq!(census.by_state, [("Open".to_owned(), 5)]);
     assert_eq!(census.moves.len(), 1);
     let taken = &census.moves[0];
@@ -123,7 +123,7 @@ async fn a_listing_pages_by_position_without_skipping_or_repeating(backend) {
     let folded = saga::fold_tallies(&t.db).await.unwrap();
     let postgres = matches!(backend, Backend::Postgres);
     assert_eq!(folded > 0, postgres, "only PostgreSQL leaves the starts pending");
-    assert_eq!(census_now(&t).await, census, "folding changes no count");
+    assert_eq!(census_now(t).await, census, "folding changes no count");
 }
 }
 
