@@ -202,7 +202,7 @@ async fn place_and_reserve(
         quantity: 1,
         image_url: None,
     };
-    insert_order(tx, &order, &[item], None).await?;
+    insert_order(tx, &order, &[item], None, None).await?;
     let reserved = sqlx::query(
         "UPDATE stock_items SET reserved = reserved + 1 \
          WHERE product_id = $1 AND on_hand - reserved >= 1",

@@ -261,6 +261,19 @@ pub struct LimitArgs {
     /// `waitWhile` on an order), across clients; one more is answered 503.
     #[arg(long, env = "MICROCOMMERCE_MAX_LONG_POLLS", default_value_t = 512)]
     pub max_long_polls: usize,
+    /// Checkouts one buyer may hold unpaid at once (stock reserved, not yet paid or failed);
+    /// the next is answered 429 until one is paid or its payment window closes. 0 sets no
+    /// limit.
+    #[arg(long, env = "MICROCOMMERCE_MAX_UNPAID_PER_BUYER", default_value_t = 3)]
+    pub max_unpaid_per_buyer: u32,
+    /// The same for all buyers behind one client address together (a new cookie is a new
+    /// buyer). Behind a reverse proxy every client has the proxy's address: set 0.
+    #[arg(
+        long,
+        env = "MICROCOMMERCE_MAX_UNPAID_PER_ADDRESS",
+        default_value_t = 20
+    )]
+    pub max_unpaid_per_address: u32,
 }
 
 impl LimitArgs {
@@ -271,6 +284,8 @@ impl LimitArgs {
             write_burst: NonZeroU32::new(self.rate_burst).unwrap_or(NonZeroU32::MIN),
             request_timeout: self.request_timeout,
             long_polls: self.max_long_polls,
+            unpaid_per_buyer: NonZeroU32::new(self.max_unpaid_per_buyer),
+            unpaid_per_address: NonZeroU32::new(self.max_unpaid_per_address),
         }
     }
 }

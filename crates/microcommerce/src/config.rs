@@ -65,6 +65,13 @@ pub struct Limits {
     /// Requests held open waiting for a change (`Prefer: wait`) at once, across clients;
     /// one more is answered 503.
     pub long_polls: usize,
+    /// Checkouts one buyer may hold unpaid at once (placed, stock held, not yet paid or
+    /// failed); the next is answered 429, so that no one hoards stock by never paying. `None`
+    /// sets no limit.
+    pub unpaid_per_buyer: Option<NonZeroU32>,
+    /// The same, for every buyer behind one client address together: a new cookie is a new
+    /// buyer, so this bounds a hoarder who drops theirs.
+    pub unpaid_per_address: Option<NonZeroU32>,
 }
 
 impl Default for Limits {
@@ -74,6 +81,8 @@ impl Default for Limits {
             write_burst: NonZeroU32::new(40).unwrap_or(NonZeroU32::MIN),
             request_timeout: Duration::from_secs(60),
             long_polls: 512,
+            unpaid_per_buyer: NonZeroU32::new(3),
+            unpaid_per_address: NonZeroU32::new(20),
         }
     }
 }
@@ -84,6 +93,8 @@ impl Limits {
         Self {
             writes_per_second: None,
             long_polls: usize::MAX,
+            unpaid_per_buyer: None,
+            unpaid_per_address: None,
             ..Self::default()
         }
     }

@@ -133,6 +133,28 @@ pub enum Limit {
     /// committed, so a checkout retried with its `Idempotency-Key` is safe.
     #[error("the request took too long and was abandoned; retry shortly")]
     Timeout,
+    /// A new checkout would hold more unpaid checkouts than one buyer (or one client address)
+    /// may (429): stock is not held for anyone who does not pay.
+    #[error("{holder} already holds {limit} unpaid checkouts; pay one, or retry after {} s when the oldest lapses", retry_after_seconds(*.retry_after))]
+    UnpaidCheckouts {
+        /// Who holds them.
+        holder: Holder,
+        /// How many one may hold.
+        limit: u32,
+        /// When the oldest one's payment window closes and frees a place.
+        retry_after: std::time::Duration,
+    },
+}
+
+/// Who holds the unpaid checkouts a limit counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Holder {
+    /// The buyer of the cookie.
+    #[error("this buyer")]
+    Buyer,
+    /// Every buyer behind the client's address.
+    #[error("this client address")]
+    Address,
 }
 
 /// Whole seconds for `Retry-After`, rounded up: a client that waits them is let through.
@@ -179,7 +201,9 @@ impl Error {
     /// answers that have one: 429 and 503 (`status`, this error's).
     fn retry_after(&self, status: StatusCode) -> Option<u64> {
         match self {
-            Self::Limited(Limit::Rate { retry_after }) => Some(retry_after_seconds(*retry_after)),
+            Self::Limited(
+                Limit::Rate { retry_after } | Limit::UnpaidCheckouts { retry_after, .. },
+            ) => Some(retry_after_seconds(*retry_after)),
             _ => (status == StatusCode::SERVICE_UNAVAILABLE).then_some(1),
         }
     }
@@ -240,6 +264,11 @@ impl Error {
             Self::Limited(Limit::Rate { .. }) => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate-limited",
+                "Too Many Requests",
+            ),
+            Self::Limited(Limit::UnpaidCheckouts { .. }) => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "too-many-unpaid-checkouts",
                 "Too Many Requests",
             ),
             Self::Limited(Limit::LongPolls) => (

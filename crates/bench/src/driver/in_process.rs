@@ -69,7 +69,9 @@ async fn place_in_process(
 ) -> microcommerce_service::Result<Order> {
     tally.request();
     let buyer = BuyerId(uuid::Uuid::new_v4());
-    microcommerce_service::ordering::check_out(state, buyer, valid.clone(), None).await
+    // In process there is no client address to count.
+    let address = std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED);
+    microcommerce_service::ordering::check_out(state, buyer, address, valid.clone(), None).await
 }
 
 async fn pay_in_process(

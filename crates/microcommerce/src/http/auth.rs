@@ -1,5 +1,7 @@
 //! Who is calling: a buyer known by an unguessable cookie, and admins by bearer token.
 
+use std::net::{IpAddr, Ipv4Addr};
+
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::header::{AUTHORIZATION, COOKIE, SET_COOKIE};
 use axum::http::request::Parts;
@@ -56,6 +58,9 @@ pub struct Caller {
     pub buyer: BuyerId,
     /// True when a valid admin bearer token came with the request.
     pub is_admin: bool,
+    /// The client's address, as the limits count clients (the peer's address; unspecified for
+    /// an operator or a router served without connection info).
+    pub address: IpAddr,
 }
 
 impl Caller {
@@ -64,6 +69,7 @@ impl Caller {
         Self {
             buyer: BuyerId(uuid::Uuid::nil()),
             is_admin: true,
+            address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
     }
 
@@ -85,6 +91,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Self {
             buyer,
             is_admin: has_admin_token(&parts.headers, &state.config.admin_token),
+            address: super::limits::client_address(&parts.extensions),
         })
     }
 }

@@ -77,7 +77,7 @@ pub async fn enforce_limits(
 ) -> Response {
     if is_writing(request.method())
         && !has_admin_token(request.headers(), &limiter.admin_token)
-        && let Err(limit) = limiter.admit_write(client_address(&request))
+        && let Err(limit) = limiter.admit_write(client_address(request.extensions()))
     {
         return Error::Limited(limit).into_response();
     }
@@ -110,11 +110,10 @@ fn is_writing(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// The peer's address; a router served without connection info (in-process tests) counts as
-/// one client.
-fn client_address(request: &Request) -> IpAddr {
-    request
-        .extensions()
+/// The peer's address, from a request's extensions; a router served without connection info
+/// (in-process tests) counts as one client.
+pub(crate) fn client_address(extensions: &axum::http::Extensions) -> IpAddr {
+    extensions
         .get::<ConnectInfo<SocketAddr>>()
         .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
 }

@@ -100,7 +100,8 @@ fn item_from_row(row: &AnyRow) -> Result<OrderItem, sqlx::Error> {
     })
 }
 
-/// Writes a new order (status Submitted) and its lines; false (nothing written) if its order
+/// Writes a new order (status Submitted, placed from the client address `placed_from`) and its
+/// lines; false (nothing written) if its order
 /// number is taken or the buyer's idempotency key is, so that the caller can look which
 /// without a savepoint. On PostgreSQL a concurrent insert of the same key makes this one wait
 /// for that transaction to end, so a duplicate never fails on the unique index.
@@ -109,13 +110,14 @@ pub async fn insert_order(
     order: &Order,
     items: &[OrderItem],
     idempotency_key: Option<&IdempotencyKey>,
+    placed_from: Option<&str>,
 ) -> Result<bool, sqlx::Error> {
     let inserted = sqlx::query(
         "INSERT INTO orders (id, order_number, buyer_id, buyer_email, ship_name, ship_email, \
          ship_street, ship_city, ship_state, ship_zip, status, subtotal_cents, shipping_cents, \
          tax_cents, total_cents, idempotency_key, idempotency_fingerprint, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, \
-         $16, $17, $18, $18) ON CONFLICT DO NOTHING",
+         updated_at, placed_from) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, \
+         $13, $14, $15, $16, $17, $18, $18, $19) ON CONFLICT DO NOTHING",
     )
     .bind(order.id.to_string())
     .bind(&order.order_number)
@@ -135,6 +137,7 @@ pub async fn insert_order(
     .bind(idempotency_key.map(|key| key.key.as_str()))
     .bind(idempotency_key.map(|key| key.fingerprint.as_str()))
     .bind(order.created_at.0)
+    .bind(placed_from)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -199,6 +202,25 @@ pub async fn move_status(
         tx.announce_change(id.0);
     }
     Ok(updated == 1)
+}
+
+/// The unpaid checkouts (see [`super::checkout::unpaid`]) one holder has: how many, and when
+/// the oldest was placed. `holder_column` is `buyer_id` or `placed_from`, each served by a
+/// partial index of the unpaid orders whose condition is this statement's.
+pub async fn unpaid_held(
+    conn: &mut storage::Conn<'_>,
+    holder_column: &'static str,
+    holder: &str,
+) -> Result<(i64, Option<Timestamp>), sqlx::Error> {
+    let unpaid = quoted_statuses(&super::checkout::unpaid());
+    let (count, oldest): (i64, Option<i64>) = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT COUNT(*), MIN(created_at) FROM orders \
+         WHERE {holder_column} = $1 AND status IN ({unpaid})"
+    )))
+    .bind(holder)
+    .fetch_one(conn)
+    .await?;
+    Ok((count, oldest.map(Timestamp)))
 }
 
 /// The statuses as SQL string literals, `'Submitted', 'Paid'`: only these fixed names are

@@ -53,7 +53,13 @@ pub struct CheckoutCreated {
             headers(("Location" = String, description = "The new order"))),
         (status = 422, description = "The cart is empty, a product is not for sale, or the \
             `Idempotency-Key` was used before with a different request (problem type \
-            `urn:microcommerce:problem:idempotency-key-reused`)", body = crate::error::Problem)))]
+            `urn:microcommerce:problem:idempotency-key-reused`)", body = crate::error::Problem),
+        (status = 429, description = "The buyer, or every buyer behind the client's address \
+            together, already holds as many unpaid checkouts as allowed (problem type \
+            `urn:microcommerce:problem:too-many-unpaid-checkouts`; `Retry-After` says when the \
+            oldest one's payment window closes), or the client writes faster than its rate",
+            body = crate::error::Problem,
+            headers(("Retry-After" = u64, description = "Seconds to wait")))))]
 pub async fn checkout(
     State(state): State<AppState>,
     caller: Caller,
@@ -63,7 +69,7 @@ pub async fn checkout(
 ) -> Result<Response> {
     let key = idempotency_key(&headers)?;
     let valid = request.validate().map_err(super::domain::refusal)?;
-    let placed = check_out(&state, caller.buyer, valid, key).await?;
+    let placed = check_out(&state, caller.buyer, caller.address, valid, key).await?;
     // The answer as the checkout placed it, for a repeat under its key as for the first.
     let status = status_after(&state, placed.id, OrderStatus::Submitted, wait).await;
     let mut answer = created(placed.id, placed.order_number, status);

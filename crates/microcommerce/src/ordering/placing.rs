@@ -1,14 +1,18 @@
 //! Placing an order: the checkout's lines and their catalog prices read first, then the order
 //! and the event that starts its saga written in one transaction; idempotency keys make a
-//! retried checkout return the order the first one placed.
+//! retried checkout return the order the first one placed. No one holds more unpaid checkouts
+//! than the limits allow ([`crate::config::Limits`]), so stock is not hoarded by never paying.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::num::NonZeroU32;
 
 use super::db::{self, IdempotencyKey};
 use super::domain::{Order, OrderItem, Totals, ValidCheckout};
 use super::status::OrderStatus;
 use crate::catalog::{ProductStatus, product_snapshots};
 use crate::contracts::{CheckoutStarted, OrderLine};
+use crate::error::{Holder, Limit};
 use crate::ids::{BuyerId, OrderId, ProductId};
 use crate::state::AppState;
 use crate::{Error, Result};
@@ -20,6 +24,7 @@ use crate::{Error, Result};
 pub async fn check_out(
     state: &AppState,
     buyer: BuyerId,
+    address: IpAddr,
     valid: ValidCheckout,
     key: Option<String>,
 ) -> Result<Order> {
@@ -35,13 +40,84 @@ pub async fn check_out(
     }
     let items = order_items(&mut reader, buyer, &valid).await?;
     drop(reader);
-    let order = (valid, items, key);
+    let holders = Holders::of(state, buyer, address);
+    let order = (valid, items, key, holders);
     state
-        .write(order, move |tx, (valid, items, key)| {
-            Box::pin(place_order(tx, buyer, valid, items, key.as_ref()))
+        .write(order, move |tx, (valid, items, key, holders)| {
+            Box::pin(async move {
+                holders.refuse_one_more(tx).await?;
+                place_order(tx, buyer, valid, items, key.as_ref(), holders.placed_from()).await
+            })
         })
         .await
 }
+
+/// Who a new checkout would belong to, with the unpaid checkouts each may hold.
+struct Holders {
+    buyer: BuyerId,
+    /// The client's address, unless it is unknown (in process: no address to count).
+    address: Option<IpAddr>,
+    per_buyer: Option<NonZeroU32>,
+    per_address: Option<NonZeroU32>,
+    payment_timeout: std::time::Duration,
+}
+
+impl Holders {
+    fn of(state: &AppState, buyer: BuyerId, address: IpAddr) -> Self {
+        let limits = &state.config.limits;
+        Self {
+            buyer,
+            address: Some(address).filter(|address| !address.is_unspecified()),
+            per_buyer: limits.unpaid_per_buyer,
+            per_address: limits.unpaid_per_address,
+            payment_timeout: state.config.payment_timeout,
+        }
+    }
+
+    /// The address as the order keeps it.
+    fn placed_from(&self) -> Option<String> {
+        self.address.map(|address| address.to_string())
+    }
+
+    /// Refuses (429) a checkout that would make the buyer, or the buyer's address, hold more
+    /// unpaid checkouts than allowed; `Retry-After` says when the oldest one's payment window
+    /// closes. Counted in the transaction that places the order: exact on SQLite's one writer;
+    /// on PostgreSQL checkouts of one holder placed at the same instant in different
+    /// transactions may pass together, at most one per concurrent write transaction.
+    async fn refuse_one_more(&self, tx: &mut bus::Tx<'_>) -> Result<()> {
+        let buyer = self.buyer.to_string();
+        let placed_from = self.placed_from();
+        let held = [
+            (Holder::Buyer, "buyer_id", Some(buyer), self.per_buyer),
+            (
+                Holder::Address,
+                "placed_from",
+                placed_from,
+                self.per_address,
+            ),
+        ];
+        for (holder, column, value, limit) in held {
+            let (Some(value), Some(limit)) = (value, limit) else {
+                continue;
+            };
+            let (count, oldest) = db::unpaid_held(tx, column, &value).await?;
+            if count >= i64::from(limit.get()) {
+                let now = tx.now().await?;
+                let frees = oldest.map_or(now, |oldest| oldest.plus(self.payment_timeout));
+                let wait = u64::try_from(frees.0 - now.0).unwrap_or(0);
+                return Err(Error::Limited(Limit::UnpaidCheckouts {
+                    holder,
+                    limit: limit.get(),
+                    retry_after: std::time::Duration::from_micros(wait).max(ONE_SECOND),
+                }));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The shortest wait a refused checkout is told: the oldest one's window may close any moment.
+const ONE_SECOND: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The order a key placed, for a repeat of its request; the key reused for another request is
 /// refused (IETF draft "The Idempotency-Key HTTP Header Field": 422).
@@ -75,10 +151,12 @@ async fn place_order(
     valid: &ValidCheckout,
     items: &[OrderItem],
     key: Option<&IdempotencyKey>,
+    placed_from: Option<String>,
 ) -> Result<Order> {
     let from_cart = valid.lines.is_none();
     let order = new_order(valid, buyer, items, tx.now().await?);
-    let order = match insert_with_unique_number(tx, buyer, order, items, key).await? {
+    let placed = insert_with_unique_number(tx, buyer, order, items, key, placed_from.as_deref());
+    let order = match placed.await? {
         Placed::New(order) => order,
         Placed::Before(order) => return Ok(order),
     };
@@ -180,9 +258,10 @@ async fn insert_with_unique_number(
     mut order: Order,
     items: &[OrderItem],
     key: Option<&IdempotencyKey>,
+    placed_from: Option<&str>,
 ) -> Result<Placed> {
     for _ in 0..5 {
-        if db::insert_order(tx, &order, items, key).await? {
+        if db::insert_order(tx, &order, items, key, placed_from).await? {
             return Ok(Placed::New(order));
         }
         if let Some(key) = key

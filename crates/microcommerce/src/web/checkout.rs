@@ -2,14 +2,15 @@
 //! `errors` map is shown beside each field; a valid form places the order from the cart.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::http::{HeaderValue, StatusCode};
 use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::layout::{self, Chrome, price};
 use super::{Form, PageResult, see_other};
 use crate::cart::{CartView, cart_of};
-use crate::error::FieldErrors;
+use crate::error::{FieldErrors, Holder, Limit};
 use crate::http::Caller;
 use crate::ordering::domain::{CheckoutRequest, ShippingAddress};
 use crate::state::AppState;
@@ -110,7 +111,8 @@ pub(super) async fn submit(
 ) -> PageResult {
     let placed = match form.request().validate() {
         Ok(valid) => {
-            crate::ordering::check_out(&state, caller.buyer, valid, form.idempotency_key()).await
+            let key = form.idempotency_key();
+            crate::ordering::check_out(&state, caller.buyer, caller.address, valid, key).await
         }
         Err(errors) => Err(crate::Error::Validation(errors)),
     };
@@ -119,7 +121,50 @@ pub(super) async fn submit(
         Err(crate::Error::Validation(errors) | crate::Error::Unprocessable(errors)) => {
             render(&state, &caller, &form, &errors).await
         }
+        Err(crate::Error::Limited(limit @ Limit::UnpaidCheckouts { retry_after, .. })) => {
+            let words = FieldErrors::from([(REFUSED.to_owned(), vec![unpaid_refusal(&limit)])]);
+            let mut page = render(&state, &caller, &form, &words).await?;
+            *page.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            let wait = HeaderValue::from(retry_after.as_secs().max(1));
+            page.headers_mut().insert(RETRY_AFTER, wait);
+            Ok(page)
+        }
         Err(other) => Err(other.into()),
+    }
+}
+
+/// The key under which a refusal of the whole checkout is shown above the form.
+const REFUSED: &str = "checkout";
+
+/// A hoarding limit's refusal in the buyer's words: how many wait for payment, what to do and
+/// when trying again will work.
+fn unpaid_refusal(limit: &Limit) -> String {
+    let Limit::UnpaidCheckouts {
+        holder,
+        limit,
+        retry_after,
+    } = limit
+    else {
+        return limit.to_string();
+    };
+    let orders = match limit {
+        1 => "1 order".to_owned(),
+        n => format!("{n} orders"),
+    };
+    let minutes = retry_after.as_secs().div_ceil(60).max(1);
+    let when = match minutes {
+        1 => "in about a minute".to_owned(),
+        n => format!("in about {n} minutes"),
+    };
+    match holder {
+        Holder::Buyer => format!(
+            "You already have {orders} waiting for payment. Pay under Your orders, or try \
+             again {when}, when the oldest one's payment window closes."
+        ),
+        Holder::Address => format!(
+            "Your network has {orders} waiting for payment, as many as we hold for one \
+             network at once. Try again {when}, when the oldest one's payment window closes."
+        ),
     }
 }
 
@@ -167,7 +212,9 @@ fn fields(form: &CheckoutForm, errors: &FieldErrors) -> Markup {
         form.checkout-form method="post" action="/checkout" novalidate {
             @if !errors.is_empty() {
                 div.alert role="alert" {
-                    p { "Please correct the marked fields." }
+                    @if errors.keys().any(|key| key != REFUSED) {
+                        p { "Please correct the marked fields." }
+                    }
                     @for message in &general { p { (super::capitalized(message)) } }
                 }
             }

@@ -59,9 +59,12 @@ pub async fn spawn_instance(
         workers: if postgres { 4 } else { 1 },
         admin_token: ADMIN_TOKEN.into(),
         synchronous: storage::Synchronous::Normal,
-        // Tests send bursts from one address; the limits' own tests turn the rate on.
+        // Tests send bursts from one address and leave checkouts unpaid; the limits' own
+        // tests turn the rate and the hoarding limits on.
         limits: Limits {
             writes_per_second: None,
+            unpaid_per_buyer: None,
+            unpaid_per_address: None,
             ..Limits::default()
         },
         ..Config::default()

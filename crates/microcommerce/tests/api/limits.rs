@@ -102,3 +102,89 @@ async fn one_long_poll_beyond_the_cap_gets_503(backend) {
     held.abort();
 }
 }
+
+/// The hoarding limits on, the write rate off.
+fn hoarding(per_buyer: u32, per_address: u32) -> impl FnOnce(Config) -> Config {
+    with_limits(Limits {
+        writes_per_second: None,
+        unpaid_per_buyer: NonZeroU32::new(per_buyer),
+        unpaid_per_address: NonZeroU32::new(per_address),
+        ..Limits::default()
+    })
+}
+
+/// Places a checkout of one `product` for `buyer`; the reply as it came.
+async fn place(buyer: &crate::helpers::Client, product: &str) -> Reply {
+    buyer
+        .post("/api/ordering/checkout", checkout_request(product, 1))
+        .await
+}
+
+testkit::backend_tests! {
+async fn a_buyer_holding_as_many_unpaid_checkouts_as_allowed_gets_429_until_paying_one(backend) {
+    let app = spawn_app_with(backend, hoarding(2, 0)).await;
+    let product = stocked_product(&app, "Lamp", 10).await;
+    let buyer = known_buyer(&app).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let placed = place(&buyer, &product).await;
+        assert_eq!(placed.status, 201, "{:?}", placed.body);
+        held.push(placed.body["orderId"].as_str().unwrap().to_owned());
+    }
+    let refused = place(&buyer, &product).await;
+    assert_problem(&refused, 429, "too-many-unpaid-checkouts");
+    let wait: u64 = refused.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait <= 15 * 60 + 1, "at most the payment window: {wait}");
+    assert_eq!(order_count(&app).await, 2, "the refused checkout placed nothing");
+    let other = known_buyer(&app).await;
+    assert_eq!(place(&other, &product).await.status, 201, "another buyer is not held back");
+    crate::helpers::order_in(&buyer, &held[0], &["StockReserved"]).await;
+    let paid = buyer
+        .post(&format!("/api/ordering/orders/{}/pay", held[0]), serde_json::json!({ "shouldSucceed": true }))
+        .await;
+    assert_eq!(paid.status, 200, "{:?}", paid.body);
+    assert_eq!(place(&buyer, &product).await.status, 201, "a paid checkout frees a place");
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn many_buyers_behind_one_address_share_its_limit(backend) {
+    let app = spawn_app_with(backend, hoarding(0, 3)).await;
+    let product = stocked_product(&app, "Rug", 10).await;
+    let mut answers = Vec::new();
+    for _ in 0..4 {
+        // A new cookie each time: what a hoarder who drops theirs looks like.
+        answers.push(place(&app.buyer(), &product).await);
+    }
+    let statuses: Vec<u16> = answers.iter().map(|reply| reply.status).collect();
+    assert_eq!(statuses, [201, 201, 201, 429]);
+    assert_problem(&answers[3], 429, "too-many-unpaid-checkouts");
+    assert!(answers[3].body["detail"].as_str().unwrap().contains("client address"));
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn the_storefront_explains_a_hoarding_refusal_in_words(backend) {
+    let app = spawn_app_with(backend, hoarding(1, 0)).await;
+    let product = stocked_product(&app, "Vase", 10).await;
+    let buyer = known_buyer(&app).await;
+    assert_eq!(place(&buyer, &product).await.status, 201);
+    let post = |path: &str, form: String| {
+        buyer.http.post(format!("{}{path}", app.base))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(form)
+            .send()
+    };
+    post("/cart/items", format!("productId={product}&quantity=1")).await.unwrap();
+    let form = "email=ada%40example.com&name=Ada&street=1+Loop&city=London&state=LDN&zipCode=N1&key=k9";
+    let refused = post("/checkout", form.to_owned()).await.unwrap();
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("You already have 1 order waiting for payment"), "{page}");
+    assert!(!page.contains("Please correct the marked fields"), "no field is wrong");
+    app.stop().await;
+}
+}

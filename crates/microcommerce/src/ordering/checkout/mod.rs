@@ -162,6 +162,17 @@ pub fn awaiting_payment() -> OrderStatus {
         .status
 }
 
+/// The statuses of a checkout that holds (or is about to hold) stock and is not paid: the steps
+/// up to and including the one that awaits payment. What the hoarding limits count.
+pub fn unpaid() -> Vec<OrderStatus> {
+    let awaiting = awaiting_payment();
+    let through = STEPS
+        .iter()
+        .position(|step| step.status == awaiting)
+        .expect("the awaited step is a step");
+    STEPS[..=through].iter().map(|step| step.status).collect()
+}
+
 /// When the payment window of a checkout in state `state` since `moved_at` closes: only one
 /// that awaits payment has one, and it closes `payment_timeout` after the checkout got there
 /// (the saga schedules its timeout then).

@@ -444,3 +444,23 @@ fn settled_statuses_are_the_ends_of_the_checkout_and_what_follows() {
         ]
     );
 }
+
+#[test]
+fn the_unpaid_orders_indexes_hold_the_statuses_the_hoarding_limits_count() {
+    let unpaid = unpaid();
+    assert_eq!(unpaid, [OrderStatus::Submitted, OrderStatus::StockReserved]);
+    let listed: Vec<String> = unpaid.iter().map(|s| format!("'{}'", s.as_str())).collect();
+    let condition = format!("WHERE status IN ({})", listed.join(", "));
+    for backend in ["sqlite", "postgres"] {
+        let path = format!(
+            "{}/migrations/{backend}/20261207000600_unpaid_by_holder.sql",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let migration = std::fs::read_to_string(&path).expect("the migration");
+        assert_eq!(
+            migration.matches(&condition).count(),
+            2,
+            "{path} indexes by {condition}"
+        );
+    }
+}
