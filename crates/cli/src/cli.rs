@@ -257,10 +257,17 @@ pub struct LimitArgs {
     /// `Prefer: wait`, 30 s).
     #[arg(long, env = "MICROCOMMERCE_REQUEST_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
     pub request_timeout: std::time::Duration,
-    /// Requests held open at once waiting for an order to move on (`Prefer: wait`, or
-    /// `waitWhile` on an order), across clients; one more is answered 503.
+    /// Requests held open at once waiting for an order to move on (`Prefer: wait`,
+    /// `waitWhile` on an order, the storefront's live order streams), across clients; one more
+    /// is answered 503.
     #[arg(long, env = "MICROCOMMERCE_MAX_LONG_POLLS", default_value_t = 512)]
     pub max_long_polls: usize,
+    /// Of those, how many one client address may hold at once; one more is answered 503.
+    #[arg(long, env = "MICROCOMMERCE_MAX_HELD_PER_ADDRESS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_held_per_address: u32,
+    /// Longest a live order stream stays open (`10m`); the browser then opens it again.
+    #[arg(long, env = "MICROCOMMERCE_MAX_STREAM", default_value = "10m", value_parser = parse_timeout)]
+    pub max_stream: std::time::Duration,
     /// Checkouts one buyer may hold unpaid at once (stock reserved, not yet paid or failed);
     /// the next is answered 429 until one is paid or its payment window closes. 0 sets no
     /// limit.
@@ -284,6 +291,8 @@ impl LimitArgs {
             write_burst: NonZeroU32::new(self.rate_burst).unwrap_or(NonZeroU32::MIN),
             request_timeout: self.request_timeout,
             long_polls: self.max_long_polls,
+            held_per_address: self.max_held_per_address as usize,
+            stream_max: self.max_stream,
             unpaid_per_buyer: NonZeroU32::new(self.max_unpaid_per_buyer),
             unpaid_per_address: NonZeroU32::new(self.max_unpaid_per_address),
         }

@@ -62,9 +62,15 @@ pub struct Limits {
     /// Longest a request may run before it is answered 503; longer than the longest
     /// `Prefer: wait` (30 s), so that a held request ends by itself first.
     pub request_timeout: Duration,
-    /// Requests held open waiting for a change (`Prefer: wait`) at once, across clients;
-    /// one more is answered 503.
+    /// Requests held open waiting for a change at once, across clients: long polls,
+    /// `Prefer: wait` and event streams alike; one more is answered 503.
     pub long_polls: usize,
+    /// Of those, how many one client address may hold at once, so that one client cannot
+    /// take every place.
+    pub held_per_address: usize,
+    /// Longest an event stream stays open; the browser then opens it again (and asks for a
+    /// place again), so that no stream holds a place forever.
+    pub stream_max: Duration,
     /// Checkouts one buyer may hold unpaid at once (placed, stock held, not yet paid or
     /// failed); the next is answered 429, so that no one hoards stock by never paying. `None`
     /// sets no limit.
@@ -81,6 +87,8 @@ impl Default for Limits {
             write_burst: NonZeroU32::new(40).unwrap_or(NonZeroU32::MIN),
             request_timeout: Duration::from_secs(60),
             long_polls: 512,
+            held_per_address: 64,
+            stream_max: Duration::from_secs(600),
             unpaid_per_buyer: NonZeroU32::new(3),
             unpaid_per_address: NonZeroU32::new(20),
         }
@@ -93,6 +101,7 @@ impl Limits {
         Self {
             writes_per_second: None,
             long_polls: usize::MAX,
+            held_per_address: usize::MAX,
             unpaid_per_buyer: None,
             unpaid_per_address: None,
             ..Self::default()

@@ -126,9 +126,12 @@ pub enum Limit {
         /// When the client's next request will be let through.
         retry_after: std::time::Duration,
     },
-    /// As many requests are held open waiting (`Prefer: wait`) as the service allows (503).
-    #[error("too many requests are waiting for changes; retry, or ask without Prefer: wait")]
-    LongPolls,
+    /// As many requests are held open (long polls, `Prefer: wait`, event streams) as the
+    /// service allows, or as this client address may hold (503).
+    #[error(
+        "too many requests are held open waiting for changes, in all or from this client; retry, or ask without waiting"
+    )]
+    HeldOpen,
     /// The request took longer than the service gives one (503); its effect may have
     /// committed, so a checkout retried with its `Idempotency-Key` is safe.
     #[error("the request took too long and was abandoned; retry shortly")]
@@ -271,7 +274,7 @@ impl Error {
                 "too-many-unpaid-checkouts",
                 "Too Many Requests",
             ),
-            Self::Limited(Limit::LongPolls) => (
+            Self::Limited(Limit::HeldOpen) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "too-many-waiting",
                 "Service Unavailable",

@@ -1,11 +1,13 @@
 //! Limits that keep one client, or a crowd, from taking the service down: a rate per client
-//! address on writing requests (429), a cap on requests held open waiting for a change (503),
-//! and a time limit on every request (503). All answer problems with `Retry-After`; handlers
-//! know nothing of them.
+//! address on writing requests (429), a cap on requests held open (503) — long polls,
+//! `Prefer: wait` and event streams alike, each client address to a share of it — and a time
+//! limit on every request (503). All answer problems with `Retry-After`; handlers know nothing
+//! of them.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
@@ -14,7 +16,7 @@ use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::state::keyed::DefaultKeyedStateStore;
 use governor::{Quota, RateLimiter};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::PreferWait;
 use super::auth::has_admin_token;
@@ -29,7 +31,10 @@ pub struct Limiter {
     /// Requests with the admin token are not rate-limited: operators are not the abuse.
     admin_token: String,
     writes: Option<WriteRate>,
-    long_polls: Semaphore,
+    /// Places for requests held open, across clients.
+    held: Arc<Semaphore>,
+    /// Places each client address holds now; an address without any is not kept.
+    held_by: Mutex<HashMap<IpAddr, usize>>,
     /// Writing requests seen, to forget idle clients now and then.
     checked: AtomicU32,
 }
@@ -48,7 +53,10 @@ impl Limiter {
             limits,
             admin_token: admin_token.to_owned(),
             writes,
-            long_polls: Semaphore::new(limits.long_polls.min(Semaphore::MAX_PERMITS)),
+            held: Arc::new(Semaphore::new(
+                limits.long_polls.min(Semaphore::MAX_PERMITS),
+            )),
+            held_by: Mutex::new(HashMap::new()),
             checked: AtomicU32::new(0),
         })
     }
@@ -68,34 +76,108 @@ impl Limiter {
     }
 }
 
-/// The middleware: the rate (for writes without the admin token), then the long-poll cap,
-/// then the time limit around the rest.
+/// A place held by one request held open: given back, to the cap and to its client's share,
+/// when dropped (the long poll answered, the event stream ended or cut).
+pub(crate) struct HeldPlace {
+    limiter: Arc<Limiter>,
+    client: IpAddr,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for HeldPlace {
+    fn drop(&mut self) {
+        let mut held_by = self.limiter.held_by.lock().expect("held places lock");
+        if let Some(count) = held_by.get_mut(&self.client) {
+            *count -= 1;
+            if *count == 0 {
+                held_by.remove(&self.client);
+            }
+        }
+    }
+}
+
+impl Limiter {
+    /// A place for a request `client` holds open, if the cap and the client's share allow.
+    fn hold(self: &Arc<Self>, client: IpAddr) -> Result<HeldPlace, Limit> {
+        let permit = Arc::clone(&self.held)
+            .try_acquire_owned()
+            .map_err(|_| Limit::HeldOpen)?;
+        let mut held_by = self.held_by.lock().expect("held places lock");
+        let count = held_by.entry(client).or_default();
+        if *count >= self.limits.held_per_address {
+            if *count == 0 {
+                held_by.remove(&client);
+            }
+            return Err(Limit::HeldOpen);
+        }
+        *count += 1;
+        Ok(HeldPlace {
+            limiter: Arc::clone(self),
+            client,
+            _permit: permit,
+        })
+    }
+}
+
+/// The middleware: the rate (for writes without the admin token), then a place for a request
+/// held open (a long poll asks before it runs; an event stream once its answer says it is one,
+/// and keeps the place until the stream ends), then the time limit around the rest.
 pub async fn enforce_limits(
     State(limiter): State<Arc<Limiter>>,
     request: Request,
     next: Next,
 ) -> Response {
+    let client = client_address(request.extensions());
     if is_writing(request.method())
         && !has_admin_token(request.headers(), &limiter.admin_token)
-        && let Err(limit) = limiter.admit_write(client_address(request.extensions()))
+        && let Err(limit) = limiter.admit_write(client)
     {
         return Error::Limited(limit).into_response();
     }
     let _held = if is_long_poll(&request) {
-        match limiter.long_polls.try_acquire() {
-            Ok(permit) => Some(permit),
-            Err(_) => return Error::Limited(Limit::LongPolls).into_response(),
+        match limiter.hold(client) {
+            Ok(place) => Some(place),
+            Err(limit) => return Error::Limited(limit).into_response(),
         }
     } else {
         None
     };
-    match tokio::time::timeout(limiter.limits.request_timeout, next.run(request)).await {
-        Ok(response) => response,
-        Err(_) => {
-            tracing::warn!(timeout = ?limiter.limits.request_timeout, "a request timed out");
-            Error::Limited(Limit::Timeout).into_response()
-        }
+    let response =
+        match tokio::time::timeout(limiter.limits.request_timeout, next.run(request)).await {
+            Ok(response) => response,
+            Err(_) => {
+                tracing::warn!(timeout = ?limiter.limits.request_timeout, "a request timed out");
+                return Error::Limited(Limit::Timeout).into_response();
+            }
+        };
+    if !is_event_stream(&response) {
+        return response;
     }
+    match limiter.hold(client) {
+        Ok(place) => keep_while_streaming(response, place),
+        Err(limit) => Error::Limited(limit).into_response(),
+    }
+}
+
+/// An answer that streams events (`text/event-stream`): held open until the stream ends.
+fn is_event_stream(response: &Response) -> bool {
+    response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("text/event-stream"))
+}
+
+/// The response with `place` kept until its body has been sent or dropped.
+fn keep_while_streaming(response: Response, place: HeldPlace) -> Response {
+    use futures_util::StreamExt;
+    response.map(|body| {
+        let stream = body.into_data_stream().map(move |chunk| {
+            let _kept = &place;
+            chunk
+        });
+        axum::body::Body::from_stream(stream)
+    })
 }
 
 /// A request that may be held open waiting for a change: `Prefer: wait`, or an order read

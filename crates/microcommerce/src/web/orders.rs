@@ -200,7 +200,9 @@ fn order_lines(order: &Order, items: &[OrderItem]) -> Markup {
 
 /// `GET /orders/{id}/events`: the progress panel, sent when the page opens the stream and
 /// again each time the order moves on, until it settles. Each wait is the API's long poll, woken
-/// by the order's change notices; the stream ends when the server begins to shut down.
+/// by the order's change notices; the stream ends when the server begins to shut down, and
+/// after the limits' longest stream (the browser opens it again), so that it never holds its
+/// place among the requests held open for good.
 pub(super) async fn events(
     State(state): State<AppState>,
     caller: Caller,
@@ -208,10 +210,15 @@ pub(super) async fn events(
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, WebError> {
     let id: OrderId = parse_id(&id)?;
     visible_order_with_items(&state, &caller, id).await?;
+    let ends = tokio::time::Instant::now() + state.config.limits.stream_max;
     let start = Some((state, caller, id, None::<OrderStatus>));
-    let stream = futures_util::stream::unfold(start, |step| async move {
+    let stream = futures_util::stream::unfold(start, move |step| async move {
         let (state, caller, id, last) = step?;
-        let order = next_state(&state, &caller, id, last).await?;
+        let order = tokio::select! {
+            biased;
+            () = tokio::time::sleep_until(ends) => None,
+            order = next_state(&state, &caller, id, last) => order,
+        }?;
         let panel = progress(&state, &order).await.into_string();
         let event = Event::default().event("progress").data(panel);
         let next = (!order.status.is_settled()).then_some((state, caller, id, Some(order.status)));

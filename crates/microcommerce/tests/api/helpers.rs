@@ -63,6 +63,7 @@ pub async fn spawn_instance(
         // tests turn the rate and the hoarding limits on.
         limits: Limits {
             writes_per_second: None,
+            held_per_address: usize::MAX,
             unpaid_per_buyer: None,
             unpaid_per_address: None,
             ..Limits::default()

@@ -188,3 +188,100 @@ async fn the_storefront_explains_a_hoarding_refusal_in_words(backend) {
     app.stop().await;
 }
 }
+
+/// Limits with `cap` places for requests held open, `per_address` of them for one address,
+/// and streams that last at most `stream_max`.
+fn held(cap: usize, per_address: usize, stream_max: Duration) -> impl FnOnce(Config) -> Config {
+    with_limits(Limits {
+        writes_per_second: None,
+        long_polls: cap,
+        held_per_address: per_address,
+        stream_max,
+        unpaid_per_buyer: None,
+        unpaid_per_address: None,
+        ..Limits::default()
+    })
+}
+
+/// A buyer with an order awaiting payment; the buyer and the order's id.
+async fn awaiting_payment(app: &crate::helpers::TestApp) -> (crate::helpers::Client, String) {
+    let product = stocked_product(app, "Jug", 10).await;
+    let buyer = known_buyer(app).await;
+    let placed = place(&buyer, &product).await;
+    let order = placed.body["orderId"].as_str().unwrap().to_owned();
+    crate::helpers::order_in(&buyer, &order, &["StockReserved"]).await;
+    (buyer, order)
+}
+
+/// Opens the order's live stream; the response, its body not read.
+async fn open_stream(
+    app: &crate::helpers::TestApp,
+    buyer: &crate::helpers::Client,
+    order: &str,
+) -> reqwest::Response {
+    buyer
+        .http
+        .get(format!("{}/orders/{order}/events", app.base))
+        .timeout(Duration::from_secs(30))
+        .send()
+        .await
+        .unwrap()
+}
+
+/// A 503 problem for a request held open one too many.
+async fn assert_no_place(response: reqwest::Response) {
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["type"], "urn:microcommerce:problem:too-many-waiting");
+}
+
+testkit::backend_tests! {
+async fn event_streams_and_long_polls_share_one_cap_and_a_settled_order_gives_places_back(backend) {
+    let app = spawn_app_with(backend, held(2, 100, Duration::from_secs(600))).await;
+    let (buyer, order) = awaiting_payment(&app).await;
+    let first = open_stream(&app, &buyer, &order).await;
+    let second = open_stream(&app, &buyer, &order).await;
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    assert_no_place(open_stream(&app, &buyer, &order).await).await;
+    let poll = buyer.get(&format!("/api/ordering/orders/{order}?waitWhile=StockReserved&timeoutMs=100")).await;
+    assert_problem(&poll, 503, "too-many-waiting");
+    let paid = buyer
+        .post(&format!("/api/ordering/orders/{order}/pay"), serde_json::json!({ "shouldSucceed": true }))
+        .await;
+    assert_eq!(paid.status, 200);
+    // The order settles, so both streams end and give their places back.
+    for stream in [first, second] {
+        let events = stream.text().await.unwrap();
+        assert!(events.contains("event: progress"), "{events}");
+    }
+    eventually("a place free again", Duration::from_secs(10), || async {
+        let stream = open_stream(&app, &buyer, &order).await;
+        (stream.status() == 200).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+}
+
+testkit::backend_tests! {
+async fn one_address_holds_only_its_share_and_a_stream_ends_at_its_longest(backend) {
+    let app = spawn_app_with(backend, held(100, 1, Duration::from_secs(1))).await;
+    let (buyer, order) = awaiting_payment(&app).await;
+    let stream = open_stream(&app, &buyer, &order).await;
+    assert_eq!(stream.status(), 200);
+    assert_no_place(open_stream(&app, &buyer, &order).await).await;
+    // The order is still unpaid: the stream ends only because it reached its longest.
+    let events = tokio::time::timeout(Duration::from_secs(20), stream.text())
+        .await
+        .expect("the stream ends by itself")
+        .unwrap();
+    assert!(events.contains("event: progress"), "{events}");
+    eventually("the place given back", Duration::from_secs(10), || async {
+        let again = open_stream(&app, &buyer, &order).await;
+        (again.status() == 200).then_some(())
+    })
+    .await;
+    app.stop().await;
+}
+}
