@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::domain::BoundedText;
+use crate::domain::{BoundedText, NUL_REFUSED, has_nul};
 use crate::ids::CategoryId;
 use crate::money::Money;
 use crate::{Error, Result};
@@ -65,6 +65,9 @@ impl TryFrom<ProductInput> for ValidProduct {
         if input.description.chars().count() > 4000 {
             fail("description", "must be at most 4000 characters");
         }
+        if has_nul(&input.description) {
+            fail("description", NUL_REFUSED);
+        }
         match input.price {
             None => fail("price", "is required"),
             Some(price) if price.0 <= 0 || price > MAX_PRICE => {
@@ -82,6 +85,9 @@ impl TryFrom<ProductInput> for ValidProduct {
             > 2048
         {
             fail("imageUrl", "must be at most 2048 characters");
+        }
+        if input.image_url.as_deref().is_some_and(has_nul) {
+            fail("imageUrl", NUL_REFUSED);
         }
         let image_url = input
             .image_url
@@ -156,6 +162,9 @@ impl TryFrom<CategoryInput> for ValidCategory {
                     "must be at most {MAX_CATEGORY_DESCRIPTION} characters"
                 )],
             );
+        }
+        if has_nul(&description) {
+            errors.insert("description".into(), vec![NUL_REFUSED.into()]);
         }
         match name {
             Some(name) if errors.is_empty() => Ok(Self {

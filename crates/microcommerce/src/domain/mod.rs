@@ -9,4 +9,4 @@ mod text;
 
 pub use email::{Email, InvalidEmail};
 pub use quantity::{Quantity, QuantityOutOfRange};
-pub use text::{BoundedText, TextRefused, is_blank, trimmed};
+pub use text::{BoundedText, NUL_REFUSED, TextRefused, has_nul, is_blank, trimmed};

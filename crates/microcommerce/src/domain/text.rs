@@ -104,6 +104,16 @@ impl<const MAX: usize> utoipa::ToSchema for BoundedText<MAX> {
     }
 }
 
+/// Why free text (a description, a URL, a reason) is refused when it holds a NUL character,
+/// which no text column stores (PostgreSQL refuses it).
+pub const NUL_REFUSED: &str = "must not contain a NUL character";
+
+/// True when `text` holds a NUL character: refused in every stored text, as [`NUL_REFUSED`]
+/// says.
+pub fn has_nul(text: &str) -> bool {
+    text.contains('\0')
+}
+
 /// True when `text` holds nothing but spaces and control characters (`\0` to ` `): such a
 /// required text field is refused. Spelled as the API document's pattern `[^\x00-\x20]` is, with
 /// an explicit range, because engines disagree on what `\s` covers.

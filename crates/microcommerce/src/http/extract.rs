@@ -10,9 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::Error;
 
-/// JSON body in, JSON body out; a malformed body is a 400 problem, an oversized one a 413, and
-/// a string holding a NUL character (which no text column stores: PostgreSQL refuses it) a 422
-/// naming the field, whatever field it is in.
+/// JSON body in, JSON body out; a malformed body is a 400 problem, an oversized one a 413.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Json<T>(pub T);
 
@@ -20,56 +18,10 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Json<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let (parts, body) = req.into_parts();
-        let bytes =
-            match axum::body::Bytes::from_request(Request::from_parts(parts.clone(), body), state)
-                .await
-            {
-                Ok(bytes) => bytes,
-                Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-                    return Err(Error::PayloadTooLarge);
-                }
-                Err(rejection) => return Err(Error::BadRequest(rejection.body_text())),
-            };
-        if let Some(field) = field_with_nul(&bytes) {
-            return Err(Error::invalid(&field, "must not contain a NUL character"));
-        }
-        let req = Request::from_parts(parts, axum::body::Body::from(bytes));
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(value)) => Ok(Self(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
-    }
-}
-
-/// The path (`lines[0].name`) of a string in the JSON `body` that holds a NUL character, if
-/// any. A body without the escape `\u0000` has none, which is all most bodies cost.
-fn field_with_nul(body: &[u8]) -> Option<String> {
-    if !body.windows(6).any(|window| window == b"\\u0000") {
-        return None;
-    }
-    let value: serde_json::Value = serde_json::from_slice(body).ok()?;
-    nul_in(&value, String::new())
-}
-
-fn nul_in(value: &serde_json::Value, path: String) -> Option<String> {
-    let named = |name: &str| match path.is_empty() {
-        true => name.to_owned(),
-        false => format!("{path}.{name}"),
-    };
-    match value {
-        serde_json::Value::String(text) if text.contains('\0') => Some(path),
-        serde_json::Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .find_map(|(index, item)| nul_in(item, format!("{path}[{index}]"))),
-        serde_json::Value::Object(fields) => fields.iter().find_map(|(name, field)| {
-            if name.contains('\0') {
-                return Some(named(&name.replace('\0', "")));
-            }
-            nul_in(field, named(name))
-        }),
-        _ => None,
     }
 }
 

@@ -123,6 +123,9 @@ pub async fn adjust_stock(
     {
         return Err(Error::invalid("reason", "must be at most 500 characters"));
     }
+    if reason.as_deref().is_some_and(crate::domain::has_nul) {
+        return Err(Error::invalid("reason", crate::domain::NUL_REFUSED));
+    }
     state
         .write(Change { units, reason }, move |tx, change| {
             Box::pin(record_adjustment(tx, product, change))

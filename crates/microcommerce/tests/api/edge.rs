@@ -48,9 +48,7 @@ async fn a_nul_character_in_a_name_a_form_or_a_search_is_never_a_500(backend) {
         ("/api/catalog/categories".to_owned(), json!({ "name": "Pots", "description": "a\u{0}b" }), "description"),
         (format!("/api/inventory/stock/{product}/adjust"), json!({ "adjustment": 1, "reason": "a\u{0}b" }), "reason"),
         ("/api/catalog/products".to_owned(),
-         json!({ "name": "Pan", "price": 1, "categoryId": "x", "imageUrl": "a\u{0}b" }), "imageUrl"),
-        ("/api/ordering/checkout".to_owned(),
-         json!({ "lines": [{ "productId": product, "quantity": 1, "note": "\u{0}" }] }), "lines[0].note"),
+         json!({ "name": "Pan", "price": 1, "categoryId": "00000000-0000-0000-0000-000000000001", "imageUrl": "a\u{0}b" }), "imageUrl"),
     ];
     for (path, body, field) in free_text {
         let answer = admin.post(&path, body).await;
