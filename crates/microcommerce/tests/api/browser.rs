@@ -498,6 +498,19 @@ async fn an_operator_signs_in_finds_an_order_by_number_sees_its_deadline_and_can
 
     browser.open("/admin/checkout").await;
     browser.wait_for(&by_text("h1", "The checkout, live")).await;
+    let census = app.admin().get("/api/ordering/checkouts/census").await;
+    for state in census.body["states"].as_array().unwrap() {
+        let name = state["state"].as_str().unwrap();
+        let drawn = browser
+            .wait_for(&format!("//a[@data-state='{name}']"))
+            .await;
+        let shown = drawn.text().await.unwrap();
+        assert_eq!(
+            shown,
+            state["count"].to_string(),
+            "the diagram's {name} is the API's"
+        );
+    }
     browser.click("//a[@data-state='StockReserved']").await;
     browser
         .wait_for(&by_text("h1", "Checkouts in StockReserved"))
