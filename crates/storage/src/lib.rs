@@ -10,6 +10,7 @@
 //! - the first connection to PostgreSQL (`reach.rs`), whose failure names the server and cause;
 //! - what a failed statement means ([`ErrorKind`]), decided here for both backends;
 //! - [`Timestamp`] and the database clock ([`Db::now_in`]);
+//! - [`pending`] rows that many transactions append and one folder at a time takes;
 //! - the few statement fragments that differ by backend ([`sql`]).
 //!
 //! # Example
@@ -36,6 +37,7 @@ mod db;
 mod error;
 mod error_kind;
 mod lane;
+pub mod pending;
 mod reach;
 pub mod sql;
 mod sqlite;

@@ -34,6 +34,11 @@ impl Timestamp {
         Duration::from_micros(u64::try_from(later.0 - self.0).unwrap_or(0))
     }
 
+    /// Whole minutes since the epoch: the unit counts by time are kept in.
+    pub fn minute(self) -> i64 {
+        self.0.div_euclid(60_000_000)
+    }
+
     /// Milliseconds since the epoch, for display.
     pub fn as_millis(self) -> i64 {
         self.0 / 1000

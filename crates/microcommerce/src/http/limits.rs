@@ -103,14 +103,10 @@ impl Limiter {
             .try_acquire_owned()
             .map_err(|_| Limit::HeldOpen)?;
         let mut held_by = self.held_by.lock().expect("held places lock");
-        let count = held_by.entry(client).or_default();
-        if *count >= self.limits.held_per_address {
-            if *count == 0 {
-                held_by.remove(&client);
-            }
+        if held_by.get(&client).copied().unwrap_or(0) >= self.limits.held_per_address {
             return Err(Limit::HeldOpen);
         }
-        *count += 1;
+        *held_by.entry(client).or_default() += 1;
         Ok(HeldPlace {
             limiter: Arc::clone(self),
             client,

@@ -35,8 +35,6 @@ pub struct Dashboard {
     pub todays_orders: i64,
 }
 
-/// Microseconds in a minute: the tallies count placements by minute since the epoch.
-const MINUTE: i64 = 60_000_000;
 /// Microseconds in a day.
 const DAY: i64 = 86_400_000_000;
 /// Pending rows folded per transaction, so that a backlog (a bulk load) is folded in steps
@@ -48,8 +46,8 @@ const NO_REASON: &str = "";
 /// Counts by status, revenue (the orders that count as sold, [`OrderStatus::is_sold`]) and
 /// today's orders.
 pub async fn dashboard(state: &AppState) -> Result<Dashboard> {
-    let midnight = state.db.now().0.div_euclid(DAY) * DAY;
-    let tally = read_tally(state, midnight / MINUTE).await?;
+    let midnight = Timestamp(state.db.now().0.div_euclid(DAY) * DAY);
+    let tally = read_tally(state, midnight.minute()).await?;
     let mut counts_by_status: BTreeMap<&'static str, i64> = OrderStatus::ALL
         .iter()
         .map(|status| (status.as_str(), 0))
@@ -73,8 +71,7 @@ pub async fn dashboard(state: &AppState) -> Result<Dashboard> {
 
 /// Orders in `status` (all orders without one), from the kept figures.
 pub(super) async fn orders_in(state: &AppState, status: Option<OrderStatus>) -> Result<i64> {
-    let now_minute = state.db.now().0.div_euclid(MINUTE);
-    let tally = read_tally(state, now_minute).await?;
+    let tally = read_tally(state, state.db.now().minute()).await?;
     let counted = |name: &String| status.is_none_or(|status| status.as_str() == name);
     Ok(tally
         .statuses
@@ -88,7 +85,7 @@ pub(super) async fn orders_in(state: &AppState, status: Option<OrderStatus>) -> 
 /// included, so far), oldest first: every order is one checkout, so this is the console's
 /// checkouts-per-minute chart.
 pub async fn orders_per_minute(state: &AppState, now: Timestamp, minutes: u32) -> Result<Vec<i64>> {
-    let last = now.0.div_euclid(MINUTE);
+    let last = now.minute();
     let first = last - i64::from(minutes) + 1;
     let tally = read_tally(state, first).await?;
     Ok((first..=last)
@@ -98,8 +95,7 @@ pub async fn orders_per_minute(state: &AppState, now: Timestamp, minutes: u32) -
 
 /// Why failed orders failed: each reason with its count, most frequent first.
 pub async fn failure_reasons(state: &AppState) -> Result<Vec<(String, i64)>> {
-    let now_minute = state.db.now().0.div_euclid(MINUTE);
-    let tally = read_tally(state, now_minute).await?;
+    let tally = read_tally(state, state.db.now().minute()).await?;
     let mut reasons: Vec<(String, i64)> = tally
         .failures
         .into_iter()
@@ -222,43 +218,26 @@ async fn read_tally(state: &AppState, placed_from: i64) -> Result<Tally> {
     Ok(tally)
 }
 
-/// Folds every pending change into the tallies, a batch per transaction; returns how many
-/// pending rows were folded. Safe to run from several instances at once: a pending row is
-/// deleted by exactly one of them, in the transaction that adds it to the tallies.
+/// Folds every pending change into the tallies, a batch per transaction
+/// ([`storage::pending`]); returns how many pending rows were folded.
 pub async fn fold_tallies(db: &storage::Db) -> Result<u64, sqlx::Error> {
-    // Asked of a reader first: with nothing pending (always, on SQLite) folding takes no
-    // write lock at all.
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM order_moves_pending LIMIT 1) AS any_pending",
+    let columns = "placed_minute, from_status, to_status, from_reason, to_reason, orders, cents";
+    storage::pending::fold_pending(
+        db,
+        "order_moves_pending",
+        columns,
+        FOLD_BATCH,
+        |tx, rows| {
+            Box::pin(async move {
+                let mut tally = Tally::default();
+                for row in &rows {
+                    tally.add(Pending::from_row(row)?);
+                }
+                write_tally(tx, &tally).await
+            })
+        },
     )
-    .fetch_one(db.reader())
-    .await?;
-    if pending == 0 {
-        return Ok(0);
-    }
-    let mut folded = 0;
-    loop {
-        let mut tx = db.begin().await?;
-        let rows = sqlx::query(
-            "DELETE FROM order_moves_pending WHERE id IN \
-             (SELECT id FROM order_moves_pending ORDER BY id LIMIT $1) \
-             RETURNING placed_minute, from_status, to_status, from_reason, to_reason, orders, \
-             cents",
-        )
-        .bind(FOLD_BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut tally = Tally::default();
-        for row in &rows {
-            tally.add(Pending::from_row(row)?);
-        }
-        write_tally(&mut tx, &tally).await?;
-        tx.commit().await?;
-        folded += rows.len() as u64;
-        if (rows.len() as i64) < FOLD_BATCH {
-            return Ok(folded);
-        }
-    }
+    .await
 }
 
 /// Adds `tally` to the stored tallies, one statement per table. Keys go in sorted order, so

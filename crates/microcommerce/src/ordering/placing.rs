@@ -104,11 +104,10 @@ impl Holders {
             if count >= i64::from(limit.get()) {
                 let now = tx.now().await?;
                 let frees = oldest.map_or(now, |oldest| oldest.plus(self.payment_timeout));
-                let wait = u64::try_from(frees.0 - now.0).unwrap_or(0);
                 return Err(Error::Limited(Limit::UnpaidCheckouts {
                     holder,
                     limit: limit.get(),
-                    retry_after: std::time::Duration::from_micros(wait).max(ONE_SECOND),
+                    retry_after: now.until(frees).max(ONE_SECOND),
                 }));
             }
         }

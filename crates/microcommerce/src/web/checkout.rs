@@ -121,8 +121,13 @@ pub(super) async fn submit(
         Err(crate::Error::Validation(errors) | crate::Error::Unprocessable(errors)) => {
             render(&state, &caller, &form, &errors).await
         }
-        Err(crate::Error::Limited(limit @ Limit::UnpaidCheckouts { retry_after, .. })) => {
-            let words = FieldErrors::from([(REFUSED.to_owned(), vec![unpaid_refusal(&limit)])]);
+        Err(crate::Error::Limited(Limit::UnpaidCheckouts {
+            holder,
+            limit,
+            retry_after,
+        })) => {
+            let refusal = unpaid_refusal(holder, limit, retry_after);
+            let words = FieldErrors::from([(REFUSED.to_owned(), vec![refusal])]);
             let mut page = render(&state, &caller, &form, &words).await?;
             *page.status_mut() = StatusCode::TOO_MANY_REQUESTS;
             let wait = HeaderValue::from(retry_after.as_secs().max(1));
@@ -138,15 +143,7 @@ const REFUSED: &str = "checkout";
 
 /// A hoarding limit's refusal in the buyer's words: how many wait for payment, what to do and
 /// when trying again will work.
-fn unpaid_refusal(limit: &Limit) -> String {
-    let Limit::UnpaidCheckouts {
-        holder,
-        limit,
-        retry_after,
-    } = limit
-    else {
-        return limit.to_string();
-    };
+fn unpaid_refusal(holder: Holder, limit: u32, retry_after: std::time::Duration) -> String {
     let orders = match limit {
         1 => "1 order".to_owned(),
         n => format!("{n} orders"),

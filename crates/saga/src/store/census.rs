@@ -40,11 +40,6 @@ pub struct Census {
 /// that hold the writer briefly.
 const FOLD_BATCH: i64 = 20_000;
 
-/// Minutes since the epoch: the tallies' unit of time.
-fn minute_of(at: Timestamp) -> i64 {
-    at.0.div_euclid(60_000_000)
-}
-
 /// One pending change: `n` instances left `from` (none: they started) for `to` (none: they
 /// were pruned) by `event` in `minute`.
 struct Pending {
@@ -142,7 +137,7 @@ pub async fn census(
     saga: &str,
     since: Timestamp,
 ) -> Result<Census, sqlx::Error> {
-    let since_minute = minute_of(since);
+    let since_minute = since.minute();
     // One statement, so the tallies and the pending rows are read in one snapshot: a fold
     // committing meanwhile neither hides nor doubles a change.
     let rows = sqlx::query(
@@ -176,42 +171,20 @@ pub async fn census(
     Ok(tally.into_census())
 }
 
-/// Folds every pending change into the tallies, a batch per transaction; returns how many
-/// pending rows were folded. Safe to run from several instances at once: a pending row is
-/// deleted by exactly one of them, in the transaction that adds it to the tallies.
+/// Folds every pending change into the tallies, a batch per transaction
+/// ([`storage::pending`]); returns how many pending rows were folded.
 pub async fn fold_tallies(db: &storage::Db) -> Result<u64, sqlx::Error> {
-    // Asked of a reader first: with nothing pending (always, on SQLite) folding takes no
-    // write lock at all.
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM (SELECT 1 FROM saga_moves_pending LIMIT 1) AS any_pending",
-    )
-    .fetch_one(db.reader())
-    .await?;
-    if pending == 0 {
-        return Ok(0);
-    }
-    let mut folded = 0;
-    loop {
-        let mut tx = db.begin().await?;
-        let rows = sqlx::query(
-            "DELETE FROM saga_moves_pending WHERE id IN \
-             (SELECT id FROM saga_moves_pending ORDER BY id LIMIT $1) \
-             RETURNING saga, minute, from_state, event, to_state, n",
-        )
-        .bind(FOLD_BATCH)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut tally = Tally::default();
-        for row in &rows {
-            tally.add(Pending::from_row(row)?);
-        }
-        write_tally(&mut tx, &tally).await?;
-        tx.commit().await?;
-        folded += rows.len() as u64;
-        if (rows.len() as i64) < FOLD_BATCH {
-            return Ok(folded);
-        }
-    }
+    let columns = "saga, minute, from_state, event, to_state, n";
+    storage::pending::fold_pending(db, "saga_moves_pending", columns, FOLD_BATCH, |tx, rows| {
+        Box::pin(async move {
+            let mut tally = Tally::default();
+            for row in &rows {
+                tally.add(Pending::from_row(row)?);
+            }
+            write_tally(tx, &tally).await
+        })
+    })
+    .await
 }
 
 /// Adds `tally` to the stored tallies, one statement per table. Keys go in sorted order, so

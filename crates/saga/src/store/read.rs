@@ -343,7 +343,7 @@ pub async fn prune_completed(
     .rows_affected();
     sqlx::query("DELETE FROM saga_move_tally WHERE saga = $1 AND minute < $2")
         .bind(saga)
-        .bind(before.0.div_euclid(60_000_000))
+        .bind(before.minute())
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
