@@ -5,6 +5,7 @@ use clap::{Args, Parser, Subcommand};
 use std::num::NonZeroU32;
 
 use microcommerce_service::config::{Config, Limits, parse_duration};
+use microcommerce_service::http::{ForwardedHeader, TrustedProxies};
 
 /// microcommerce: a commerce backend whose checkout is a durable saga.
 #[derive(Debug, Parser)]
@@ -233,6 +234,27 @@ pub struct ServeArgs {
     /// Limits against abuse and overload.
     #[command(flatten)]
     pub limits: LimitArgs,
+    /// Reverse proxies or load balancers whose word on the client's address is taken
+    /// (addresses or ranges, `10.0.0.0/8,192.0.2.7`; repeatable). From these alone the client
+    /// is read from `--forwarded-header`: the right-most address no trusted proxy vouches for.
+    /// The rate and unpaid-checkout limits then apply per client, not per proxy. Headers from
+    /// anyone else are ignored.
+    #[arg(long = "trusted-proxy", env = "MICROCOMMERCE_TRUSTED_PROXIES", value_delimiter = ',', value_name = "ADDRESS_OR_RANGE", value_parser = microcommerce_service::http::parse_trusted)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header the trusted proxies name the client in: `x-forwarded-for` (nginx, haproxy,
+    /// most load balancers) or `forwarded` (RFC 7239). The other is ignored, since a client
+    /// could write it and a proxy pass it on.
+    #[arg(long, env = "MICROCOMMERCE_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = parse_forwarded_header)]
+    pub forwarded_header: ForwardedHeader,
+}
+
+/// `x-forwarded-for` or `forwarded`, in any case.
+fn parse_forwarded_header(text: &str) -> Result<ForwardedHeader, String> {
+    match text.to_ascii_lowercase().as_str() {
+        "x-forwarded-for" => Ok(ForwardedHeader::XForwardedFor),
+        "forwarded" => Ok(ForwardedHeader::Forwarded),
+        _ => Err("must be `x-forwarded-for` or `forwarded`".into()),
+    }
 }
 
 /// Limits against abuse and overload; each turned-away request gets a problem with
@@ -241,8 +263,8 @@ pub struct ServeArgs {
 pub struct LimitArgs {
     /// Writing requests (POST, PUT, PATCH, DELETE) one client address may send per second on
     /// average, beyond which it is answered 429; 0 sets no limit. Requests with the admin token
-    /// are not limited. Behind a reverse proxy every client has the proxy's address: set 0 and
-    /// limit there.
+    /// are not limited. Behind a reverse proxy, name it with `--trusted-proxy` so that each
+    /// client has its own rate.
     #[arg(
         long,
         env = "MICROCOMMERCE_RATE_LIMIT",
@@ -274,7 +296,7 @@ pub struct LimitArgs {
     #[arg(long, env = "MICROCOMMERCE_MAX_UNPAID_PER_BUYER", default_value_t = 3)]
     pub max_unpaid_per_buyer: u32,
     /// The same for all buyers behind one client address together (a new cookie is a new
-    /// buyer). Behind a reverse proxy every client has the proxy's address: set 0.
+    /// buyer). Behind a reverse proxy, name it with `--trusted-proxy`.
     #[arg(
         long,
         env = "MICROCOMMERCE_MAX_UNPAID_PER_ADDRESS",
@@ -336,6 +358,10 @@ impl ServeArgs {
             seed: !self.no_seed,
             saga_retention: self.saga_retention,
             limits: self.limits.into_limits(),
+            trusted_proxies: TrustedProxies {
+                ranges: self.trusted_proxies,
+                header: self.forwarded_header,
+            },
         };
         (config, generated)
     }

@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -213,6 +214,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             http::buyer_identity,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(state.config.trusted_proxies.clone()),
+            http::find_client_address,
         ))
         .with_state(state)
 }

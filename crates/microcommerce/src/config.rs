@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use storage::Synchronous;
 
+use crate::http::TrustedProxies;
+
 /// Everything the service needs to start; `Config::default()` is what `serve` uses when
 /// nothing is set.
 #[derive(Clone)]
@@ -49,6 +51,8 @@ pub struct Config {
     pub saga_retention: Duration,
     /// What one client, or all together, may ask of the service.
     pub limits: Limits,
+    /// Reverse proxies whose word on the client's address is taken; none by default.
+    pub trusted_proxies: TrustedProxies,
 }
 
 /// Limits against abuse and overload (`http::limits` enforces them).
@@ -129,6 +133,7 @@ impl Default for Config {
             seed: true,
             saga_retention: Duration::from_secs(30 * 24 * 3600),
             limits: Limits::default(),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }
@@ -154,6 +159,7 @@ impl std::fmt::Debug for Config {
             .field("seed", &self.seed)
             .field("saga_retention", &self.saga_retention)
             .field("limits", &self.limits)
+            .field("trusted_proxies", &self.trusted_proxies)
             .finish()
     }
 }

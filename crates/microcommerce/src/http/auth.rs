@@ -91,7 +91,7 @@ impl FromRequestParts<AppState> for Caller {
         Ok(Self {
             buyer,
             is_admin: has_admin_token(&parts.headers, &state.config.admin_token),
-            address: super::limits::client_address(&parts.extensions),
+            address: super::client_address::client_address(&parts.extensions),
         })
     }
 }

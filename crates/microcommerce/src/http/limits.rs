@@ -5,11 +5,11 @@
 //! of them.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -20,6 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::PreferWait;
 use super::auth::has_admin_token;
+use super::client_address::client_address;
 use crate::config::Limits;
 use crate::error::{Error, Limit};
 
@@ -186,14 +187,6 @@ fn is_long_poll(request: &Request) -> bool {
 
 fn is_writing(method: &Method) -> bool {
     !matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
-}
-
-/// The peer's address, from a request's extensions; a router served without connection info
-/// (in-process tests) counts as one client.
-pub(crate) fn client_address(extensions: &axum::http::Extensions) -> IpAddr {
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |info| info.0.ip())
 }
 
 #[cfg(test)]

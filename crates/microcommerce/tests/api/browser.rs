@@ -18,8 +18,8 @@ use serde_json::json;
 use microcommerce_service::config::Config;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Backend, TestApp, checkout_request, eventually, order_in, spawn_app,
-    spawn_app_with, stocked_product,
+    ADMIN_TOKEN, Backend, TestApp, checkout_request, eventually, find_program, order_in, spawn_app,
+    spawn_app_with, spawn_on_free_port, stocked_product,
 };
 
 /// Longest wait for anything to appear: generous, since the lead's benchmarks may share the
@@ -44,19 +44,6 @@ impl Drop for Browser {
     }
 }
 
-/// The first of `candidates` that exists, or `name` found on the `PATH`.
-fn find_program(name: &str, candidates: &[&str]) -> Option<PathBuf> {
-    let listed = candidates.iter().map(PathBuf::from);
-    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|path| {
-            std::env::split_paths(&path)
-                .map(|dir| dir.join(name))
-                .collect()
-        })
-        .unwrap_or_default();
-    listed.chain(on_path).find(|path| path.is_file())
-}
-
 /// A browser on `app`, or `None` (after saying SKIPPED) when Chromium or chromedriver is
 /// missing here; in CI a missing browser fails the test.
 async fn browser(app: &TestApp) -> Option<Browser> {
@@ -76,16 +63,14 @@ async fn browser(app: &TestApp) -> Option<Browser> {
         return None;
     };
     let turn = ONE_AT_A_TIME.acquire().await.expect("semaphore open");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port();
-    let driver = Command::new(driver)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("chromedriver starts");
+    let (driver, port) = spawn_on_free_port("chromedriver", |port| {
+        Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+    })
+    .await;
     let client = session(&chromium, port).await;
     Some(Browser {
         client,

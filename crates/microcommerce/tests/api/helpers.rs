@@ -161,6 +161,19 @@ impl Client {
         }
     }
 
+    /// A new buyer of the app at `base` whose connections come from `source`, one of the
+    /// loopback addresses (127.0.0.0/8), so that tests can be several clients on one machine.
+    pub fn at_from(base: &str, source: std::net::IpAddr) -> Client {
+        Client {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .local_address(source)
+                .build()
+                .expect("http client"),
+            ..Client::at(base)
+        }
+    }
+
     /// A new buyer of the same app.
     pub fn another_buyer(&self) -> Client {
         Client::at(&self.base)
@@ -368,4 +381,58 @@ pub async fn order_in(buyer: &Client, order: &str, statuses: &[&str]) -> Value {
         statuses.contains(&status.as_str()).then_some(reply.body)
     })
     .await
+}
+
+/// The first of `candidates` that exists, or `name` found on the `PATH`.
+pub fn find_program(name: &str, candidates: &[&str]) -> Option<std::path::PathBuf> {
+    let listed = candidates.iter().map(std::path::PathBuf::from);
+    let on_path: Vec<std::path::PathBuf> = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    listed.chain(on_path).find(|path| path.is_file())
+}
+
+/// A server `spawn` starts on the port it is given, and that port, once the server accepts
+/// connections there. A free port can only be found by binding it and letting go, so another
+/// process may take it first: then the server exits, and it is started again on another port
+/// (five tries, each bounded).
+pub async fn spawn_on_free_port(
+    what: &str,
+    mut spawn: impl FnMut(u16) -> std::io::Result<std::process::Child>,
+) -> (std::process::Child, u16) {
+    for _ in 0..5 {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        let mut child = spawn(port).unwrap_or_else(|error| panic!("{what} starts: {error}"));
+        if accepts_on(&mut child, port).await {
+            return (child, port);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    panic!("{what} did not start on any of five free ports");
+}
+
+/// Whether `child` accepts connections on `port` before it exits (within 30 s).
+async fn accepts_on(child: &mut std::process::Child, port: u16) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().ok().flatten().is_some() {
+            return false;
+        }
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return child.try_wait().ok().flatten().is_none();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    false
 }

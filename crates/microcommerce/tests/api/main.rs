@@ -14,4 +14,5 @@ mod inventory;
 mod limits;
 mod messaging;
 mod postgres;
+mod proxies;
 mod storefront;
