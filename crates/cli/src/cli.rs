@@ -4,8 +4,9 @@ use clap::{Args, Parser, Subcommand};
 
 use std::num::NonZeroU32;
 
-use microcommerce_service::config::{Config, Limits, parse_duration};
-use microcommerce_service::http::{ForwardedHeader, TrustedProxies};
+use microcommerce_service::config::{
+    Config, ForwardedHeader, Limits, TrustedProxies, parse_duration,
+};
 
 /// microcommerce: a commerce backend whose checkout is a durable saga.
 #[derive(Debug, Parser)]

@@ -37,6 +37,7 @@ pub enum StartError {
 /// A built service, bound to its port but not yet serving.
 pub struct App {
     state: AppState,
+    limiter: Arc<http::Limiter>,
     listener: TcpListener,
 }
 
@@ -111,8 +112,13 @@ impl App {
             catalog::seed_if_empty(&db).await?;
         }
         let bus = build_bus(db.clone(), &config);
+        let limiter = http::Limiter::new(config.limits, &config.admin_token);
         let state = AppState::new(db, bus, config);
-        Ok(Self { state, listener })
+        Ok(Self {
+            state,
+            limiter,
+            listener,
+        })
     }
 
     /// The address actually bound.
@@ -125,6 +131,11 @@ impl App {
     /// The shared state, for tests and tools that act next to the HTTP API.
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The limits' state, for reading what they hold (requests held open now).
+    pub fn limiter(&self) -> &Arc<http::Limiter> {
+        &self.limiter
     }
 
     /// Starts the workers and serves until `shutdown` completes; then stops taking requests,
@@ -142,7 +153,8 @@ impl App {
         let maintenance = tokio::spawn(prune_finished_checkouts(state.clone(), stopped.clone()));
         let tallies = tokio::spawn(fold_tallies(state.clone(), stopped));
         let stopping = state.clone();
-        let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        let service = router_limited_by(state.clone(), self.limiter)
+            .into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, service)
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -198,8 +210,14 @@ async fn fold_tallies(state: AppState, mut stop: tokio::sync::watch::Receiver<bo
     }
 }
 
-/// Every module's routes under one router, with the shared layers.
+/// Every module's routes under one router, with the shared layers and limits of its own.
 pub fn router(state: AppState) -> Router {
+    let limiter = http::Limiter::new(state.config.limits, &state.config.admin_token);
+    router_limited_by(state, limiter)
+}
+
+/// The same, its limits kept in `limiter`.
+fn router_limited_by(state: AppState, limiter: Arc<http::Limiter>) -> Router {
     Router::new()
         .merge(openapi::api_routes())
         .merge(web::router())
@@ -207,7 +225,7 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(axum::middleware::from_fn(http::retry_conflicts))
         .layer(axum::middleware::from_fn_with_state(
-            http::Limiter::new(state.config.limits, &state.config.admin_token),
+            limiter,
             http::enforce_limits,
         ))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))

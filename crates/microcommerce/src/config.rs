@@ -3,9 +3,8 @@
 use std::num::NonZeroU32;
 use std::time::Duration;
 
+use ipnet::IpNet;
 use storage::Synchronous;
-
-use crate::http::TrustedProxies;
 
 /// Everything the service needs to start; `Config::default()` is what `serve` uses when
 /// nothing is set.
@@ -53,6 +52,28 @@ pub struct Config {
     pub limits: Limits,
     /// Reverse proxies whose word on the client's address is taken; none by default.
     pub trusted_proxies: TrustedProxies,
+}
+
+/// The header trusted proxies name the client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …`, which most proxies add (nginx, haproxy, cloud
+    /// load balancers).
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
+    Forwarded,
+}
+
+/// Which connections may say who the client is, and in which header (`http::client_address`
+/// reads it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TrustedProxies {
+    /// The proxies' addresses or ranges; empty trusts no one, so the peer is the client.
+    pub ranges: Vec<IpNet>,
+    /// The header they write; the other one is ignored, since a client could write it and
+    /// the proxies would pass it on untouched.
+    pub header: ForwardedHeader,
 }
 
 /// Limits against abuse and overload (`http::limits` enforces them).

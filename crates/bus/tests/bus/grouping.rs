@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bus::{Bus, GroupError};
+use futures_util::future::poll_immediate;
 
 use crate::helpers::*;
 
@@ -201,32 +202,35 @@ async fn gated_job(
 async fn a_failing_job_makes_its_group_run_again_and_the_others_see_none_of_its_writes() {
     // Jobs share the transaction without savepoints; when one fails, the group is rolled back
     // and runs again with a savepoint per job. The first job holds the writer until the other
-    // two have queued behind it, so that the three form one group.
+    // two have queued behind it, so that the three form one group: a job is queued when its
+    // call is first polled, so each is polled once, in order, before the gate opens.
     let t = test_db(Backend::Sqlite).await;
     let bus = bus_with(&t.db, &[Scripted::applying("a")], sleepy());
     let gate = Arc::new(tokio::sync::Notify::new());
     let runs: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::default()).collect();
-    let first = tokio::spawn({
-        let (bus, gate, runs) = (bus.clone(), gate.clone(), runs[0].clone());
-        async move { gated_job(&bus, 0, false, Some(gate), runs).await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    let failing = tokio::spawn({
-        let (bus, runs) = (bus.clone(), runs[1].clone());
-        async move { gated_job(&bus, 1, true, None, runs).await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    let last = tokio::spawn({
-        let (bus, runs) = (bus.clone(), runs[2].clone());
-        async move { gated_job(&bus, 2, false, None, runs).await }
-    });
-    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let mut first = Box::pin(gated_job(
+        &bus,
+        0,
+        false,
+        Some(gate.clone()),
+        runs[0].clone(),
+    ));
+    let mut failing = Box::pin(gated_job(&bus, 1, true, None, runs[1].clone()));
+    let mut last = Box::pin(gated_job(&bus, 2, false, None, runs[2].clone()));
+    for job in [&mut first, &mut failing, &mut last] {
+        assert!(
+            poll_immediate(job).await.is_none(),
+            "a job waits for its group's commit"
+        );
+    }
+    // The permit waits for the first job if it has not reached the gate yet.
     gate.notify_one();
+    let (first, failing, last) = tokio::join!(first, failing, last);
 
-    assert_eq!(first.await.unwrap().unwrap(), 1);
-    assert!(matches!(failing.await.unwrap(), Err(JobError::Refused)));
+    assert_eq!(first.unwrap(), 1);
+    assert!(matches!(failing, Err(JobError::Refused)));
     assert_eq!(
-        last.await.unwrap().unwrap(),
+        last.unwrap(),
         2,
         "the last job saw the first one's row and not the failed one's"
     );

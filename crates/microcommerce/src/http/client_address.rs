@@ -14,31 +14,12 @@ use axum::middleware::Next;
 use axum::response::Response;
 use ipnet::IpNet;
 
+use crate::config::{ForwardedHeader, TrustedProxies};
+
 /// The address of the client a request came from, once proxies are seen through: set on every
 /// request's extensions by [`find_client_address`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddress(pub IpAddr);
-
-/// The header trusted proxies name the client in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ForwardedHeader {
-    /// `X-Forwarded-For: client, proxy1, …`, which most proxies add (nginx, haproxy, cloud
-    /// load balancers).
-    #[default]
-    XForwardedFor,
-    /// RFC 7239 `Forwarded: for=client, for=proxy1`.
-    Forwarded,
-}
-
-/// Which connections may say who the client is, and in which header.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct TrustedProxies {
-    /// The proxies' addresses or ranges; empty trusts no one, so the peer is the client.
-    pub ranges: Vec<IpNet>,
-    /// The header they write; the other one is ignored, since a client could write it and
-    /// the proxies would pass it on untouched.
-    pub header: ForwardedHeader,
-}
 
 impl TrustedProxies {
     fn trusts(&self, address: IpAddr) -> bool {

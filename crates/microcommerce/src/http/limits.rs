@@ -98,6 +98,16 @@ impl Drop for HeldPlace {
 }
 
 impl Limiter {
+    /// Requests held open now (long polls, `Prefer: wait`, event streams): what an operator
+    /// graphs against the cap, and what a test waits for to know a request is being held.
+    pub fn held_now(&self) -> usize {
+        self.held_by
+            .lock()
+            .expect("held places lock")
+            .values()
+            .sum()
+    }
+
     /// A place for a request `client` holds open, if the cap and the client's share allow.
     fn hold(self: &Arc<Self>, client: IpAddr) -> Result<HeldPlace, Limit> {
         let permit = Arc::clone(&self.held)

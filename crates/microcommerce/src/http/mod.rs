@@ -12,9 +12,7 @@ pub mod session;
 mod system;
 
 pub use auth::{Admin, Caller, buyer_identity, is_admin_token};
-pub use client_address::{
-    ClientAddress, ForwardedHeader, TrustedProxies, find_client_address, parse_trusted,
-};
+pub use client_address::{ClientAddress, find_client_address, parse_trusted};
 pub use extract::{Json, Path, PreferWait, Query, integer};
 pub(crate) use extract::{NUL_REFUSED, encodes_nul};
 pub use limits::{Limiter, enforce_limits};

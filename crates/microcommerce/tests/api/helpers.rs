@@ -17,6 +17,8 @@ pub struct TestApp {
     pub base: String,
     /// Direct access to the database and bus, for assertions.
     pub state: AppState,
+    /// The limits' state, to wait until a request is held open.
+    pub limiter: std::sync::Arc<microcommerce_service::http::Limiter>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -73,6 +75,7 @@ pub async fn spawn_instance(
     let app = App::build(config).await.expect("app builds");
     let base = format!("http://{}", app.local_addr());
     let state = app.state().clone();
+    let limiter = app.limiter().clone();
     let (shutdown, stopped) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(app.run(async {
         let _ = stopped.await;
@@ -80,6 +83,7 @@ pub async fn spawn_instance(
     TestApp {
         base,
         state,
+        limiter,
         shutdown: Some(shutdown),
         server: Some(server),
         _dir: dir,
@@ -98,6 +102,17 @@ impl TestApp {
             token: Some(ADMIN_TOKEN.into()),
             ..self.buyer()
         }
+    }
+
+    /// Returns once `count` requests are held open by the server (waiting for a change),
+    /// within 20 s: so that a test knows its held request has arrived, without sleeping.
+    pub async fn held_requests(&self, count: usize) {
+        eventually(
+            "requests held open",
+            std::time::Duration::from_secs(20),
+            || async { (self.limiter.held_now() == count).then_some(()) },
+        )
+        .await;
     }
 
     /// Stops the server and its workers gracefully.
@@ -435,4 +450,36 @@ async fn accepts_on(child: &mut std::process::Child, port: u16) -> bool {
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     false
+}
+
+/// Microseconds in a day, as the database's clock counts them.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// Today, as the number of days since 1970 in UTC on the app's clock.
+fn utc_day(app: &TestApp) -> i64 {
+    app.state.db.now().0.div_euclid(DAY_MICROS)
+}
+
+/// What `read` returns, read again if UTC midnight passed while it ran: figures "of today"
+/// read on both sides of midnight do not agree, and midnight does not pass twice in a test.
+pub async fn within_one_day<T, Fut>(app: &TestApp, read: impl Fn() -> Fut) -> T
+where
+    Fut: std::future::Future<Output = T>,
+{
+    loop {
+        let day = utc_day(app);
+        let value = read().await;
+        if utc_day(app) == day {
+            return value;
+        }
+    }
+}
+
+/// Orders placed since midnight UTC, counted row by row.
+pub async fn orders_placed_today(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM orders WHERE created_at >= $1")
+        .bind(utc_day(app) * DAY_MICROS)
+        .fetch_one(app.state.db.reader())
+        .await
+        .expect("orders counted")
 }

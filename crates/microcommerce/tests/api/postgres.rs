@@ -1,8 +1,8 @@
 //! PostgreSQL only: several instances on one database, and a database restart under load.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -195,15 +195,15 @@ async fn an_instance_paused_past_its_lock_timeout_applies_nothing_twice_and_stra
 
     // Half the buyers on the instance about to pause, then the rest on the one that works on
     // while it is stopped, for longer than its transactions may wait for it.
-    let (server_errors, unavailable) =
-        (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let seen = Arc::new(Seen::default());
+    let deadline = Instant::now() + 2 * SETTLE;
     let buyers_of = |client: &Client, count: usize| {
         (0..count)
             .map(|round| {
-                let (buyer, product) = (client.another_buyer(), product.clone());
-                let (errors, unavailable) = (Arc::clone(&server_errors), Arc::clone(&unavailable));
+                let (buyer, product, seen) =
+                    (client.another_buyer(), product.clone(), seen.clone());
                 tokio::spawn(async move {
-                    resilient_checkout(&buyer, &product, round, &errors, &unavailable).await
+                    resilient_checkout(&buyer, &product, round, &seen, deadline).await
                 })
             })
             .collect::<Vec<_>>()
@@ -224,7 +224,12 @@ async fn an_instance_paused_past_its_lock_timeout_applies_nothing_twice_and_stra
         .chain(resumed)
         .map(Result::unwrap)
         .collect();
-    assert_eq!(server_errors.load(Ordering::SeqCst), 0, "no 500s");
+    assert_eq!(seen.server_errors.load(Ordering::SeqCst), 0, "no 500s");
+    assert_eq!(
+        seen.lost_connections.load(Ordering::SeqCst),
+        0,
+        "every request answered"
+    );
     assert!(orders.iter().all(Option::is_some));
 
     assert_each_effect_once(&working, &product, 40, 20).await;
@@ -302,30 +307,36 @@ async fn a_database_restart_under_load_gives_no_500s_and_loses_nothing() {
     })
     .await;
     let product = stocked_product(&app, "Restart Special", 1_000).await;
-    let server_errors = Arc::new(AtomicUsize::new(0));
-    let unavailable = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(Seen::default());
+    let outage_over = Arc::new(AtomicBool::new(false));
+    // The buyers check out until the outage is over and twice more, so that load meets it.
     let buyers = (0..12).map(|_| {
         let (buyer, product) = (app.buyer(), product.clone());
-        let (server_errors, unavailable) = (server_errors.clone(), unavailable.clone());
+        let (seen, outage_over) = (seen.clone(), outage_over.clone());
         tokio::spawn(async move {
             let mut orders = Vec::new();
-            for round in 0..12 {
-                if let Some(order) =
-                    resilient_checkout(&buyer, &product, round, &server_errors, &unavailable).await
-                {
-                    orders.push(order);
+            let mut after = 0;
+            for round in 0..1_000 {
+                let deadline = Instant::now() + Duration::from_secs(60);
+                orders.extend(resilient_checkout(&buyer, &product, round, &seen, deadline).await);
+                after += usize::from(outage_over.load(Ordering::SeqCst));
+                if after == 2 {
+                    break;
                 }
             }
             orders
         })
     });
     let outage = {
-        let server = server.clone();
+        let (server, seen, outage_over) = (server.clone(), seen.clone(), outage_over.clone());
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(500)).await;
+            seen.fault.store(true, Ordering::SeqCst);
             server.stop();
             tokio::time::sleep(Duration::from_secs(3)).await;
             server.restart().expect("PostgreSQL starts again");
+            seen.fault.store(false, Ordering::SeqCst);
+            outage_over.store(true, Ordering::SeqCst);
         })
     };
     let orders: Vec<String> = futures_util::future::join_all(buyers)
@@ -334,15 +345,25 @@ async fn a_database_restart_under_load_gives_no_500s_and_loses_nothing() {
         .flat_map(Result::unwrap)
         .collect();
     outage.await.unwrap();
+    let sent_during = seen.sent_during_fault.load(Ordering::SeqCst);
+    eprintln!(
+        "{} orders placed; {sent_during} requests sent while the database was down; {} answers were 503",
+        orders.len(),
+        seen.unavailable.load(Ordering::SeqCst)
+    );
+    assert!(
+        sent_during >= 12,
+        "the load met the outage: {sent_during} requests during it"
+    );
     assert_eq!(
-        server_errors.load(Ordering::SeqCst),
+        seen.server_errors.load(Ordering::SeqCst),
         0,
         "no 5xx other than 503"
     );
-    eprintln!(
-        "{} orders placed; {} answers were 503",
-        orders.len(),
-        unavailable.load(Ordering::SeqCst)
+    assert_eq!(
+        seen.lost_connections.load(Ordering::SeqCst),
+        0,
+        "every request answered"
     );
 
     eventually("every saga terminal", SETTLE, || async {
@@ -433,70 +454,168 @@ async fn diagnose(app: &TestApp, confirmed: i64, total: i64) -> String {
     )
 }
 
-/// One checkout that retries 503s (with the same idempotency key, so a retried checkout never
-/// creates a second order) and counts any other 5xx as a failure.
+/// What the buyers of a test under a fault saw: every answer and every lost connection counted,
+/// and the requests sent while the fault lasted, to prove that the load met it.
+#[derive(Default)]
+struct Seen {
+    /// Answers 5xx other than 503: each a defect.
+    server_errors: AtomicUsize,
+    /// Answers 503: the service saying "not now", which the buyers retry.
+    unavailable: AtomicUsize,
+    /// Requests that got no answer: the connection failed or the request ran out of time.
+    lost_connections: AtomicUsize,
+    /// Requests sent while [`Seen::fault`] was true.
+    sent_during_fault: AtomicUsize,
+    /// True while the fault lasts (the database down).
+    fault: AtomicBool,
+}
+
+impl Seen {
+    /// Sends `request`, bounded by `deadline`; the status and JSON body, or `None` (counted)
+    /// when no answer came.
+    async fn send(
+        &self,
+        request: reqwest::RequestBuilder,
+        deadline: Instant,
+    ) -> Option<(u16, Value)> {
+        if self.fault.load(Ordering::SeqCst) {
+            self.sent_during_fault.fetch_add(1, Ordering::SeqCst);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        let answer = match request.timeout(left).send().await {
+            Ok(reply) => {
+                let status = reply.status().as_u16();
+                reply
+                    .bytes()
+                    .await
+                    .ok()
+                    .map(|body| (status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+            }
+            Err(_) => None,
+        };
+        match answer {
+            None => _ = self.lost_connections.fetch_add(1, Ordering::SeqCst),
+            Some((503, _)) => _ = self.unavailable.fetch_add(1, Ordering::SeqCst),
+            Some((status, _)) if status >= 500 => {
+                _ = self.server_errors.fetch_add(1, Ordering::SeqCst)
+            }
+            Some(_) => {}
+        }
+        answer
+    }
+}
+
+/// What one attempt of a step came to.
+enum Step<T> {
+    Done(T),
+    Again,
+    GiveUp,
+}
+
+/// What a buyer makes of an answer that is not the one awaited: no answer or a 503 is tried
+/// again, another 5xx (counted by [`Seen::send`]) ends the checkout, anything else is a defect.
+fn otherwise<T>(what: &str, answer: &Option<(u16, Value)>) -> Step<T> {
+    match answer {
+        None | Some((503, _)) => Step::Again,
+        Some((status, _)) if *status >= 500 => Step::GiveUp,
+        Some((status, body)) => panic!("{what} answered {status}: {body}"),
+    }
+}
+
+/// Runs `step` until it is done or gives up, pausing `pause` between attempts; fails the test
+/// when still trying at `deadline`.
+async fn until_done<T, Fut>(
+    what: &str,
+    deadline: Instant,
+    pause: Duration,
+    mut step: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    Fut: std::future::Future<Output = Step<T>>,
+{
+    loop {
+        match step().await {
+            Step::Done(value) => return Some(value),
+            Step::GiveUp => return None,
+            Step::Again => {}
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: still retrying at its deadline"
+        );
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// One checkout, paid once stock is reserved, that retries 503s and lost connections until
+/// `deadline` (with the same idempotency key, so a retried checkout never creates a second
+/// order) and ends at any other 5xx; the order, unless it ended so.
 async fn resilient_checkout(
     buyer: &Client,
     product: &str,
     round: usize,
-    server_errors: &AtomicUsize,
-    unavailable: &AtomicUsize,
+    seen: &Seen,
+    deadline: Instant,
 ) -> Option<String> {
     let key = format!("{}-{round}", uuid::Uuid::now_v7());
-    let order = loop {
-        let reply = buyer
-            .http
-            .post(format!("{}/api/ordering/checkout", base(buyer)))
-            .header("Idempotency-Key", &key)
-            .json(&order_body(product))
-            .send()
-            .await
-            .ok()?;
-        match reply.status().as_u16() {
-            201 => {
-                break reply.json::<Value>().await.ok()?["orderId"]
-                    .as_str()?
-                    .to_owned();
+    let url = |path: &str| format!("{}{path}", buyer.base());
+    let order = until_done(
+        "a checkout",
+        deadline,
+        Duration::from_millis(100),
+        || async {
+            let request = buyer.http.post(url("/api/ordering/checkout"));
+            let request = request
+                .header("Idempotency-Key", &key)
+                .json(&order_body(product));
+            match seen.send(request, deadline).await {
+                Some((201, body)) => {
+                    Step::Done(body["orderId"].as_str().expect("order id").to_owned())
+                }
+                answer => otherwise("the checkout", &answer),
             }
-            503 => unavailable.fetch_add(1, Ordering::SeqCst),
-            status if status >= 500 => return count(server_errors),
-            status => panic!("checkout answered {status}"),
-        };
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+        },
+    )
+    .await?;
     let path = format!("/api/ordering/orders/{order}");
-    loop {
-        let reply = buyer.get(&path).await;
-        match (reply.status, reply.body["status"].as_str()) {
-            (200, Some("StockReserved")) => break,
-            (200, Some("Failed" | "Confirmed")) => return Some(order),
-            (503, _) => _ = unavailable.fetch_add(1, Ordering::SeqCst),
-            (status, _) if status >= 500 => return count(server_errors),
-            _ => {}
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    let reserved = until_done(
+        "an order read",
+        deadline,
+        Duration::from_millis(50),
+        || async {
+            let answer = seen.send(buyer.http.get(url(&path)), deadline).await;
+            match &answer {
+                Some((200, body)) => match body["status"].as_str() {
+                    Some("StockReserved") => Step::Done(true),
+                    Some("Failed" | "Confirmed") => Step::Done(false),
+                    _ => Step::Again,
+                },
+                _ => otherwise("the order read", &answer),
+            }
+        },
+    )
+    .await?;
+    if !reserved {
+        return Some(order);
     }
-    loop {
-        let paid = buyer
-            .post(&format!("{path}/pay"), json!({ "shouldSucceed": true }))
-            .await;
-        match paid.status {
-            200 | 409 => return Some(order),
-            503 => _ = unavailable.fetch_add(1, Ordering::SeqCst),
-            status if status >= 500 => return count(server_errors),
-            status => panic!("pay answered {status}"),
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn count(server_errors: &AtomicUsize) -> Option<String> {
-    server_errors.fetch_add(1, Ordering::SeqCst);
-    None
-}
-
-fn base(client: &Client) -> &str {
-    client.base()
+    until_done(
+        "a payment",
+        deadline,
+        Duration::from_millis(100),
+        || async {
+            let request = buyer.http.post(url(&format!("{path}/pay")));
+            match seen
+                .send(request.json(&json!({ "shouldSucceed": true })), deadline)
+                .await
+            {
+                // A payment retried after its answer was lost finds itself recorded: 409.
+                Some((200 | 409, _)) => Step::Done(()),
+                answer => otherwise("the payment", &answer),
+            }
+        },
+    )
+    .await?;
+    Some(order)
 }
 
 /// The service on a database reached over TLS with the server's certificate verified: a

@@ -8,8 +8,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::process::{Child, Command, Stdio};
 
-use microcommerce_service::config::{Config, Limits};
-use microcommerce_service::http::{ForwardedHeader, TrustedProxies};
+use microcommerce_service::config::{Config, ForwardedHeader, Limits, TrustedProxies};
 
 use crate::helpers::{
     Client, TestApp, checkout_request, find_program, spawn_app_with, spawn_on_free_port,
