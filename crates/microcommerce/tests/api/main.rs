@@ -1,5 +1,6 @@
 //! API integration tests: one binary, an app on port 0 with a fresh database per test.
 
+mod authorization;
 mod browser;
 mod cart;
 mod catalog;
