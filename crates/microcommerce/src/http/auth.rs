@@ -51,15 +51,16 @@ pub async fn buyer_identity(
     response
 }
 
-/// The calling buyer, and whether they presented the admin token.
+/// The calling buyer, and whether they are an admin (the token, or a console session).
 #[derive(Debug, Clone, Copy)]
 pub struct Caller {
     /// The buyer the cookie names (or the one just created).
     pub buyer: BuyerId,
-    /// True when a valid admin bearer token came with the request.
+    /// True when the admin token came with the request, or the console's session cookie
+    /// (not on an action from another site's page).
     pub is_admin: bool,
-    /// The client's address, as the limits count clients (the peer's address; unspecified for
-    /// an operator or a router served without connection info).
+    /// The client's address, as the limits count clients (behind a trusted proxy, the client
+    /// it names; unspecified for an operator or a router served without connection info).
     pub address: IpAddr,
 }
 
@@ -90,7 +91,8 @@ impl FromRequestParts<AppState> for Caller {
             .unwrap_or_else(|| BuyerId(uuid::Uuid::new_v4()));
         Ok(Self {
             buyer,
-            is_admin: has_admin_token(&parts.headers, &state.config.admin_token),
+            // A session used from another site's page is only a buyer here.
+            is_admin: is_admin(parts, state).unwrap_or(false),
             address: super::client_address::client_address(&parts.extensions),
         })
     }
@@ -107,14 +109,7 @@ impl FromRequestParts<AppState> for Admin {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let token = &state.config.admin_token;
-        if has_admin_token(&parts.headers, token) {
-            return Ok(Self);
-        }
-        if session::signed_in(&parts.headers, token, state.db.now()) {
-            if session::is_action(&parts.method) && session::cross_origin(&parts.headers) {
-                return Err(Error::CrossSite);
-            }
+        if is_admin(parts, state)? {
             return Ok(Self);
         }
         if parts.headers.contains_key(AUTHORIZATION) {
@@ -122,6 +117,23 @@ impl FromRequestParts<AppState> for Admin {
         }
         Err(Error::Unauthorized)
     }
+}
+
+/// Whether the request comes from an admin: it carries the admin token, or the console's
+/// session cookie; an action made with the cookie from another site's page is
+/// [`Error::CrossSite`], since a browser sends the cookie whoever made it send the request.
+fn is_admin(parts: &Parts, state: &AppState) -> Result<bool, Error> {
+    let token = &state.config.admin_token;
+    if has_admin_token(&parts.headers, token) {
+        return Ok(true);
+    }
+    if !session::signed_in(&parts.headers, token, state.db.now()) {
+        return Ok(false);
+    }
+    if session::is_action(&parts.method) && session::cross_origin(&parts.headers) {
+        return Err(Error::CrossSite);
+    }
+    Ok(true)
 }
 
 /// True when the request presents the admin token; never when no token is configured.

@@ -27,12 +27,12 @@ enum Rule {
     Own,
     /// Buyer A's cart line: only A; anyone else, the admin token too, is told 404.
     Owner,
-    /// Buyer A's order: A or the admin token; anyone else is told 404. A console session is no
-    /// admin here: `Caller::is_admin` knows only the token, so the session is a stranger.
-    OwnerOrToken,
-    /// A draft product: only the admin token sees it; anyone else is told 404 (a session too,
-    /// for the same reason).
-    TokenOnly,
+    /// Buyer A's order: A or an admin (the token or a console session); anyone else is told
+    /// 404.
+    OwnerOrAdmin,
+    /// A draft product: only an admin (the token or a console session) sees it; anyone else is
+    /// told 404.
+    AdminSees,
     /// The admin API (the `Admin` extractor): the token or a console session; 401 otherwise.
     Admin,
 }
@@ -70,7 +70,7 @@ impl Decision {
     }
 }
 
-use Rule::{Admin, Own, Owner, OwnerOrToken, Public, TokenOnly};
+use Rule::{Admin, AdminSees, Own, Owner, OwnerOrAdmin, Public};
 
 /// Every route's decision: the one place that says who may call what.
 const DECISIONS: &[Decision] = &[
@@ -85,7 +85,7 @@ const DECISIONS: &[Decision] = &[
     decide("PUT", "/api/catalog/categories/{id}", Admin),
     decide("GET", "/api/catalog/products", Public),
     decide("POST", "/api/catalog/products", Admin),
-    decide("GET", "/api/catalog/products/{id}", TokenOnly),
+    decide("GET", "/api/catalog/products/{id}", AdminSees),
     decide("PUT", "/api/catalog/products/{id}", Admin),
     decide("PATCH", "/api/catalog/products/{id}/status", Admin),
     decide("GET", "/api/inventory/stock", Public),
@@ -115,10 +115,10 @@ const DECISIONS: &[Decision] = &[
     decide("GET", "/api/ordering/orders", Admin),
     decide("GET", "/api/ordering/orders/my", Own),
     decide("GET", "/api/ordering/orders/search", Admin),
-    decide("GET", "/api/ordering/orders/{id}", OwnerOrToken),
+    decide("GET", "/api/ordering/orders/{id}", OwnerOrAdmin),
     decide("POST", "/api/ordering/orders/{id}/cancel", Admin),
-    decide("GET", "/api/ordering/orders/{id}/checkout", OwnerOrToken),
-    decide("POST", "/api/ordering/orders/{id}/pay", OwnerOrToken)
+    decide("GET", "/api/ordering/orders/{id}/checkout", OwnerOrAdmin),
+    decide("POST", "/api/ordering/orders/{id}/pay", OwnerOrAdmin)
         .with_body(r#"{"shouldSucceed": true}"#),
     decide("PATCH", "/api/ordering/orders/{id}/status", Admin),
     decide("GET", "/health/live", Public),
@@ -169,10 +169,10 @@ impl Rule {
         use Identity::{AdminSession, AdminToken, BuyerA};
         match (self, who) {
             (Public | Own, _) => Answer::Through,
-            (Owner, BuyerA) | (OwnerOrToken, BuyerA | AdminToken) | (TokenOnly, AdminToken) => {
-                Answer::Seen
-            }
-            (Owner | OwnerOrToken | TokenOnly, _) => Answer::Hidden,
+            (Owner, BuyerA)
+            | (OwnerOrAdmin, BuyerA | AdminToken | AdminSession)
+            | (AdminSees, AdminToken | AdminSession) => Answer::Seen,
+            (Owner | OwnerOrAdmin | AdminSees, _) => Answer::Hidden,
             (Admin, AdminToken | AdminSession) => Answer::Through,
             (Admin, _) => Answer::Unauthorized,
         }
