@@ -95,17 +95,33 @@ impl Server {
             "--no-sync",
         ]);
         run(&mut initdb)?;
-        let server = Server {
-            port: free_port()?,
+        let mut server = Server {
+            port: 0,
             root,
             bin,
             run_as,
             tls,
             child: Mutex::new(None),
         };
-        server.launch()?;
+        server.launch_on_a_free_port()?;
         server.watch_parent();
         Ok(server)
+    }
+
+    /// Starts the server on a free port. A port found free by binding it and letting go may be
+    /// taken by another process before the server binds it; then another is tried (five in
+    /// all).
+    fn launch_on_a_free_port(&mut self) -> Result<(), String> {
+        let mut failure = String::new();
+        for _ in 0..5 {
+            self.port = free_port()?;
+            match self.launch() {
+                Ok(()) => return Ok(()),
+                Err(error) if error.contains("Address already in use") => failure = error,
+                Err(error) => return Err(error),
+            }
+        }
+        Err(failure)
     }
 
     /// Starts the server process on its port and waits until it accepts connections.
