@@ -37,10 +37,18 @@ pub fn required<T>(what: &str, found: Result<T, String>) -> Option<T> {
             panic!("{what} is required in CI: {reason}")
         }
         Err(reason) => {
-            eprintln!("SKIPPED: this test needs {what}: {reason}");
+            say_skipped(&format!("this test needs {what}: {reason}"));
             None
         }
     }
+}
+
+/// Says SKIPPED where a developer sees it: straight to the process's standard error, which the
+/// test harness does not capture (it captures `eprintln!`, and shows that only for failures),
+/// so that a skipped test is not read as a pass.
+pub fn say_skipped(reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "SKIPPED: {reason}");
 }
 
 /// The database a test runs on.

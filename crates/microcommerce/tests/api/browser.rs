@@ -52,16 +52,10 @@ async fn browser(app: &TestApp) -> Option<Browser> {
         &["/usr/bin/chromium", "/usr/bin/chromium-browser"],
     );
     let driver = find_program("chromedriver", &["/usr/bin/chromedriver"]);
-    let (Some(chromium), Some(driver)) = (chromium, driver) else {
-        let reason =
-            "chromium and chromedriver are needed (apt-get install chromium chromium-driver)";
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "browser tests in CI: {reason}"
-        );
-        eprintln!("SKIPPED the browser test: {reason}");
-        return None;
-    };
+    let found = chromium.zip(driver).ok_or_else(|| {
+        "chromium and chromedriver (apt-get install chromium chromium-driver)".to_owned()
+    });
+    let (chromium, driver) = testkit::required("a browser", found)?;
     let turn = ONE_AT_A_TIME.acquire().await.expect("semaphore open");
     let (driver, port) = spawn_on_free_port("chromedriver", |port| {
         Command::new(&driver)
