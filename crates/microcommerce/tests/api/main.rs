@@ -13,5 +13,6 @@ mod idempotency;
 mod inventory;
 mod limits;
 mod messaging;
+mod model;
 mod postgres;
 mod storefront;
