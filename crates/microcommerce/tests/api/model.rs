@@ -499,8 +499,10 @@ impl World {
     }
 
     /// Delivers again one of the messages a consumer has completed. Under a new id, a
-    /// reservation command is left out: inventory would take it for a new request (see the
-    /// report of issue 24).
+    /// reservation command is left out: after a shortage failed its order, inventory takes a
+    /// resend for a new request and, once units are free again, holds them for the failed
+    /// order, which nothing releases. Nothing in the service resends a message under a new id
+    /// (dead letters are retried under their own), so that is a hazard, not a failure.
     async fn redeliver(&mut self, pick: Index, fresh_id: bool) -> Result<(), String> {
         self.note_queued().await?;
         let completed: HashSet<(String, uuid::Uuid)> =
