@@ -139,6 +139,13 @@ impl Bus {
         }
     }
 
+    /// Processes one batch (at most `batch_size` due messages, and what they hand over);
+    /// returns how many messages it handled. Tests use it to stop between two batches, where
+    /// a worker may crash or a request may come in.
+    pub async fn run_one_batch(&self) -> Result<usize, sqlx::Error> {
+        self.process_batch().await
+    }
+
     /// One worker: batch after batch while messages are due, then sleep until woken, the next
     /// scheduled message or `stop`; after a failed batch, back off exponentially.
     async fn work(self, index: usize, mut stop: watch::Receiver<bool>) {

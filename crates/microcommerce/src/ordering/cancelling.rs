@@ -30,8 +30,15 @@ async fn cancel_in(tx: &mut bus::Tx<'_>, id: OrderId) -> Result<()> {
     let taken = tx
         .take_scheduled(CheckoutSaga::NAME, id.0, PaymentTimedOut::TYPE)
         .await?;
-    if !taken {
-        let checkout = saga::current::<CheckoutSaga>(tx, id.0).await?;
+    // The token counts only while the checkout awaits payment: a timeout queued for a finished
+    // one (delivered again after it was handled) is no window, and taking it must not answer
+    // that the checkout will fail. A refusal rolls back, which puts what was taken back.
+    let checkout = saga::current::<CheckoutSaga>(tx, id.0).await?;
+    let awaiting = matches!(
+        checkout.as_ref().map(|c| &c.state),
+        Some(CheckoutState::StockReserved { .. })
+    );
+    if !(taken && awaiting) {
         let why = match checkout.map(|c| c.state) {
             None => NotAwaitingPayment::NotStarted,
             // Awaiting payment, yet the timeout was gone: a payment or the timeout took it.

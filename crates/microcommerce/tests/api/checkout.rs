@@ -571,6 +571,36 @@ async fn a_payment_that_finds_the_timeout_taken_is_refused(backend) {
 }
 }
 
+testkit::backend_tests! {
+async fn a_timeout_delivered_again_after_it_failed_the_checkout_is_no_window_for_a_cancel(backend) {
+    // Found by the model (model.rs): a redelivered timeout waits in the queue like a pending
+    // one, but the checkout it failed awaits nothing, so a cancel must still be refused.
+    let (app, buyer, order, book) = one_book_reserved_without_workers(backend).await;
+    let timeout: String =
+        sqlx::query_scalar("SELECT message_id FROM bus_queue WHERE message_type = 'PaymentTimedOut'")
+            .fetch_one(app.state.db.reader())
+            .await
+            .unwrap();
+    execute(&app, "UPDATE bus_queue SET available_at = 0 WHERE message_type = 'PaymentTimedOut'").await;
+    app.state.bus.run_pending().await.unwrap();
+    settled(&buyer, &order, "Failed").await;
+    let again = bus::Outgoing::send(
+        "checkout",
+        &microcommerce_service::contracts::PaymentTimedOut { order_id: order.parse().unwrap() },
+    );
+    let mut tx = app.state.bus.begin().await.unwrap();
+    tx.write_with_id(bus::MessageId(timeout.parse().unwrap()), &again).await.unwrap();
+    tx.commit().await.unwrap();
+
+    let cancelled = app.admin().post(&format!("/api/ordering/orders/{order}/cancel"), json!({})).await;
+    assert_eq!(cancelled.status, 409, "{:?}", cancelled.body);
+    app.state.bus.run_pending().await.unwrap();
+    let view = settled(&buyer, &order, "Failed").await;
+    assert_eq!(view["failureReason"], "Payment not received in time");
+    assert_eq!(stock(&app, &book).await, (5, 0));
+}
+}
+
 /// On PostgreSQL a worker handling the payment timeout holds its queue row until it commits.
 /// A payment arriving meanwhile must not be recorded for an order whose checkout is failing:
 /// it waits for the worker and is then refused. Here the worker is played by hand: its

@@ -189,6 +189,15 @@ impl Client {
         }
     }
 
+    /// The same identity (its cookies and token) talking to the app at `base`: another
+    /// instance on the same database, or the one that replaced a stopped instance.
+    pub fn at_instance(&self, base: &str) -> Client {
+        Client {
+            base: base.to_owned(),
+            ..self.clone()
+        }
+    }
+
     /// A new buyer of the same app.
     pub fn another_buyer(&self) -> Client {
         Client::at(&self.base)
@@ -364,11 +373,18 @@ pub async fn stock_of(app: &TestApp, product: microcommerce_service::ids::Produc
 
 /// A checkout of `quantity` units of `product`, to a valid address.
 pub fn checkout_request(product: &str, quantity: u32) -> Value {
+    checkout_request_with(vec![
+        serde_json::json!({ "productId": product, "quantity": quantity }),
+    ])
+}
+
+/// A checkout of `items` (`{ "productId": …, "quantity": … }` each), to a valid address.
+pub fn checkout_request_with(items: Vec<Value>) -> Value {
     serde_json::json!({
         "email": "ada@example.com",
         "shippingAddress": { "name": "Ada Lovelace", "email": "ada@example.com",
             "street": "12 Analytical Row", "city": "London", "state": "LDN", "zipCode": "N1 9GU" },
-        "items": [{ "productId": product, "quantity": quantity }]
+        "items": items
     })
 }
 

@@ -14,6 +14,7 @@ mod idempotency;
 mod inventory;
 mod limits;
 mod messaging;
+mod model;
 mod postgres;
 mod proxies;
 mod storefront;
