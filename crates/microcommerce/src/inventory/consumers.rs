@@ -58,7 +58,9 @@ impl Handler for ReserveStock {
         if has_reservations(tx, order_id).await? {
             // A redelivery (or a resend under a new message id) for an order whose reservation
             // is stored: reservation rows exist only if every line was reserved, so the stored
-            // outcome is "completed". Repeat it; never reserve again.
+            // outcome is "completed". Repeat it; never reserve again. (A refusal leaves no
+            // row: a resend under a new id after a shortage would reserve if stock came back,
+            // for an order already failed. Nothing resends so; dead letters keep their id.)
             tracing::info!("reservation already recorded; repeating its outcome");
             tx.publish(&StockReservationCompleted { order_id }).await?;
             return Ok(());
