@@ -84,6 +84,7 @@ mod group;
 mod inspect;
 mod message;
 mod messages;
+mod metrics;
 mod notify;
 mod outbox;
 mod queue;
@@ -102,5 +103,6 @@ pub use message::{Delivery, Destination, Envelope, Headers, Message, MessageId, 
 #[doc(hidden)]
 pub use messages::__private;
 pub use messages::Messages;
+pub use metrics::describe_metrics;
 pub use retry::RetryPolicy;
 pub use worker::Workers;

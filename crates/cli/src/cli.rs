@@ -247,6 +247,14 @@ pub struct ServeArgs {
     /// could write it and a proxy pass it on.
     #[arg(long, env = "MICROCOMMERCE_FORWARDED_HEADER", default_value = "x-forwarded-for", value_parser = parse_forwarded_header)]
     pub forwarded_header: ForwardedHeader,
+    /// Record no metrics: `GET /metrics` answers 404 and nothing is counted.
+    #[arg(long, env = "MICROCOMMERCE_NO_METRICS")]
+    pub no_metrics: bool,
+    /// Also serve `GET /metrics`, without the admin token, on this address of its own (for a
+    /// scraper on a private network, `10.0.0.5:9464`); without it the metrics are on the main
+    /// listener, behind the admin token.
+    #[arg(long, env = "MICROCOMMERCE_METRICS_ADDR", value_name = "ADDRESS")]
+    pub metrics_addr: Option<String>,
 }
 
 /// `x-forwarded-for` or `forwarded`, in any case.
@@ -363,6 +371,8 @@ impl ServeArgs {
                 ranges: self.trusted_proxies,
                 header: self.forwarded_header,
             },
+            metrics: !self.no_metrics,
+            metrics_addr: self.metrics_addr,
         };
         (config, generated)
     }

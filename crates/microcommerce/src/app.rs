@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use bus::{Bus, BusConfig};
 use storage::{Db, DbOptions};
 use tokio::net::TcpListener;
@@ -39,6 +39,8 @@ pub struct App {
     state: AppState,
     limiter: Arc<http::Limiter>,
     listener: TcpListener,
+    /// The metrics' own listener, with `--metrics-addr`.
+    metrics_listener: Option<TcpListener>,
 }
 
 /// Opens the database and brings every table up to date; seeds the demo catalog if asked.
@@ -72,6 +74,16 @@ const SCHEMAS: [&str; 6] = [
     "ordering",
 ];
 
+/// A listener on `addr`, or why there is none.
+async fn bind(addr: &str) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Listen {
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
 /// The bus with every module's consumers registered.
 pub fn build_bus(db: Db, config: &Config) -> Bus {
     let bus_config = BusConfig {
@@ -100,13 +112,14 @@ impl App {
     /// first, so that a port already taken stops the start before the database is migrated or
     /// seeded.
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let listener =
-            TcpListener::bind(&config.addr)
-                .await
-                .map_err(|source| StartError::Listen {
-                    addr: config.addr.clone(),
-                    source,
-                })?;
+        let listener = bind(&config.addr).await?;
+        let metrics_listener = match &config.metrics_addr {
+            Some(addr) if config.metrics => Some(bind(addr).await?),
+            _ => None,
+        };
+        if config.metrics {
+            http::metrics::install();
+        }
         let db = prepare_database(&config).await?;
         if config.seed {
             catalog::seed_if_empty(&db).await?;
@@ -118,6 +131,7 @@ impl App {
             state,
             limiter,
             listener,
+            metrics_listener,
         })
     }
 
@@ -131,6 +145,13 @@ impl App {
     /// The shared state, for tests and tools that act next to the HTTP API.
     pub fn state(&self) -> &AppState {
         &self.state
+    }
+
+    /// The address of the metrics' own listener, with `--metrics-addr`.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener
+            .as_ref()
+            .and_then(|listener| listener.local_addr().ok())
     }
 
     /// The limits' state, for reading what they hold (requests held open now).
@@ -153,6 +174,9 @@ impl App {
         let maintenance = tokio::spawn(prune_finished_checkouts(state.clone(), stopped.clone()));
         let tallies = tokio::spawn(fold_tallies(state.clone(), stopped));
         let stopping = state.clone();
+        let metrics = self
+            .metrics_listener
+            .map(|listener| tokio::spawn(serve_metrics(listener, state.clone())));
         let service = router_limited_by(state.clone(), self.limiter)
             .into_make_service_with_connect_info::<SocketAddr>();
         let result = axum::serve(self.listener, service)
@@ -161,6 +185,9 @@ impl App {
                 stopping.begin_stopping();
             })
             .await;
+        if let Some(metrics) = metrics {
+            let _ = metrics.await;
+        }
         let _ = stop_maintenance.send(true);
         let _ = maintenance.await;
         let _ = tallies.await;
@@ -170,6 +197,25 @@ impl App {
         state.db.close().await;
         tracing::info!("stopped");
         result
+    }
+}
+
+/// `GET /metrics` alone, without a token, on the metrics' own listener, until the app stops.
+async fn serve_metrics(listener: TcpListener, state: AppState) {
+    let stopping = state.clone();
+    let metrics = Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(|State(state): State<AppState>| async move {
+                http::metrics::render(&state).await
+            }),
+        )
+        .with_state(state);
+    let served = axum::serve(listener, metrics)
+        .with_graceful_shutdown(async move { stopping.stopping().await })
+        .await;
+    if let Err(error) = served {
+        tracing::warn!(%error, "the metrics listener failed");
     }
 }
 
@@ -237,5 +283,6 @@ fn router_limited_by(state: AppState, limiter: Arc<http::Limiter>) -> Router {
             Arc::new(state.config.trusted_proxies.clone()),
             http::find_client_address,
         ))
+        .layer(axum::middleware::from_fn(http::metrics::record_request))
         .with_state(state)
 }

@@ -52,6 +52,11 @@ pub struct Config {
     pub limits: Limits,
     /// Reverse proxies whose word on the client's address is taken; none by default.
     pub trusted_proxies: TrustedProxies,
+    /// Record metrics and serve them at `GET /metrics` (behind the admin token).
+    pub metrics: bool,
+    /// Also serve `GET /metrics`, without a token, on this address of its own (a private
+    /// network the scraper shares); `None` serves them on the main listener only.
+    pub metrics_addr: Option<String>,
 }
 
 /// The header trusted proxies name the client in.
@@ -155,6 +160,8 @@ impl Default for Config {
             saga_retention: Duration::from_secs(30 * 24 * 3600),
             limits: Limits::default(),
             trusted_proxies: TrustedProxies::default(),
+            metrics: true,
+            metrics_addr: None,
         }
     }
 }
@@ -181,6 +188,8 @@ impl std::fmt::Debug for Config {
             .field("saga_retention", &self.saga_retention)
             .field("limits", &self.limits)
             .field("trusted_proxies", &self.trusted_proxies)
+            .field("metrics", &self.metrics)
+            .field("metrics_addr", &self.metrics_addr)
             .finish()
     }
 }

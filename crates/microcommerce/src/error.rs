@@ -358,12 +358,19 @@ pub struct Problem {
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let (status, kind, title) = self.status_and_kind();
-        let race = match &self {
+        let storage_kind = match &self {
             Self::Database(error) | Self::Bus(bus::BusError::Sql(error)) => {
-                ErrorKind::of(error) == ErrorKind::LostRace
+                Some(ErrorKind::of(error))
             }
-            _ => false,
+            _ => None,
         };
+        if let Some(storage_kind) = storage_kind {
+            metrics::counter!("storage_errors_total", "kind" => storage_kind.name()).increment(1);
+        }
+        if matches!(self, Self::Limited(_)) {
+            metrics::counter!("http_requests_refused_total", "reason" => kind).increment(1);
+        }
+        let race = storage_kind == Some(ErrorKind::LostRace);
         let retry_after = self.retry_after(status);
         let detail = if matches!(self, Self::Limited(_)) {
             self.to_string()

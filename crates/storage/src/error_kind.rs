@@ -57,6 +57,22 @@ impl ErrorKind {
         }
     }
 
+    /// A stable snake-case name, for metrics and logs.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::UniqueViolation => "unique_violation",
+            Self::LostRace => "lost_race",
+            Self::LockTimeout => "lock_timeout",
+            Self::Busy => "busy",
+            Self::DiskFull => "disk_full",
+            Self::ConnectionLost => "connection_lost",
+            Self::ServerRestarting => "server_restarting",
+            Self::TransactionEndedByServer => "transaction_ended_by_server",
+            Self::Closed => "closed",
+            Self::Other => "other",
+        }
+    }
+
     /// An error of this kind, for tests outside this crate that check how a kind is handled
     /// without spelling a backend's code.
     #[doc(hidden)]

@@ -3,7 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::FutureExt;
 use tracing::Instrument;
@@ -90,7 +90,10 @@ impl Bus {
         let mut tally = Tally::default();
         match self.run_batch(&mut tx, claimed, now, &mut tally).await? {
             Ran::AllDone => {
+                let committing = Instant::now();
                 tx.commit().await?;
+                metrics::histogram!("bus_batch_commit_seconds")
+                    .record(committing.elapsed().as_secs_f64());
                 Ok(BatchEnd::Committed(tally))
             }
             Ran::Failed(failure) => {
@@ -186,11 +189,12 @@ impl Bus {
         let fresh: Vec<&Claimed> = group.iter().copied().filter(|m| !m.already_done).collect();
         for duplicate in group.iter().filter(|m| m.already_done) {
             tracing::info!(message_id = %duplicate.envelope.message_id, "skipped a duplicate delivery");
-            tally.add(Outcome::Duplicate);
+            tally.add(&duplicate.consumer, Outcome::Duplicate);
         }
         let Some(first) = fresh.first() else {
             return Ok(());
         };
+        let started = Instant::now();
         let Some(consumer) = self.inner.consumers.get(&first.consumer) else {
             return Err(Failure::unregistered(first));
         };
@@ -203,12 +207,13 @@ impl Bus {
             fresh.clone()
         };
         for _ in left.len()..fresh.len() {
-            tally.add(Outcome::Completed);
+            tally.add(&first.consumer, Outcome::Completed);
         }
         for message in left {
             self.run_one(consumer.as_ref(), tx, message).await?;
-            tally.add(Outcome::Completed);
+            tally.add(&first.consumer, Outcome::Completed);
         }
+        tally.timed(&first.consumer, started.elapsed());
         Ok(())
     }
 

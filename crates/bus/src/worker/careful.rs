@@ -42,7 +42,7 @@ impl Bus {
                         .await?
                 }
             };
-            tally.add(outcome);
+            tally.add(&message.consumer, outcome);
         }
         tx.commit().await?;
         Ok(tally)

@@ -55,7 +55,8 @@ enum Outcome {
     Contended,
 }
 
-/// Tallies of one batch, added to the bus counters only once the batch has committed.
+/// Tallies of one batch, added to the bus counters and the metrics only once the batch has
+/// committed.
 #[derive(Default)]
 struct Tally {
     /// Messages whose consumer succeeded.
@@ -68,11 +69,34 @@ struct Tally {
     dead_lettered: u64,
     /// Of `completed`, those handed over in the batch (never queued).
     handed_over: u64,
+    /// The same outcomes by consumer, and how long each consumer took: few consumers share a
+    /// batch, so a list is enough.
+    by_consumer: Vec<(String, ConsumerTally)>,
+}
+
+/// One consumer's share of a batch.
+#[derive(Default)]
+struct ConsumerTally {
+    /// Outcomes, as [`Tally`] counts them.
+    completed: u64,
+    duplicates: u64,
+    retried: u64,
+    dead_lettered: u64,
+    /// Time spent in the consumer's handling in this batch.
+    handling: Duration,
 }
 
 impl Tally {
-    /// Counts one message's outcome.
-    fn add(&mut self, outcome: Outcome) {
+    /// Counts one message's outcome for `consumer`.
+    fn add(&mut self, consumer: &str, outcome: Outcome) {
+        let share = self.of(consumer);
+        match outcome {
+            Outcome::Completed => share.completed += 1,
+            Outcome::Duplicate => share.duplicates += 1,
+            Outcome::Retried => share.retried += 1,
+            Outcome::DeadLettered => share.dead_lettered += 1,
+            Outcome::Contended => {}
+        }
         match outcome {
             Outcome::Completed => self.completed += 1,
             Outcome::Duplicate => self.duplicates += 1,
@@ -82,7 +106,28 @@ impl Tally {
         }
     }
 
-    /// Adds a committed batch to the bus counters.
+    /// Adds `spent` to the time `consumer` took in this batch.
+    fn timed(&mut self, consumer: &str, spent: Duration) {
+        self.of(consumer).handling += spent;
+    }
+
+    fn of(&mut self, consumer: &str) -> &mut ConsumerTally {
+        let at = match self
+            .by_consumer
+            .iter()
+            .position(|(name, _)| name == consumer)
+        {
+            Some(at) => at,
+            None => {
+                self.by_consumer
+                    .push((consumer.to_owned(), ConsumerTally::default()));
+                self.by_consumer.len() - 1
+            }
+        };
+        &mut self.by_consumer[at].1
+    }
+
+    /// Adds a committed batch to the bus counters and the metrics.
     fn add_to(&self, counters: &Counters) {
         counters
             .completed
@@ -98,6 +143,31 @@ impl Tally {
             .handed_over
             .fetch_add(self.handed_over, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
+        self.record_metrics();
+    }
+
+    /// The batch in the metrics: messages by consumer and outcome, handling time by consumer,
+    /// the batch's size and what was handed over.
+    fn record_metrics(&self) {
+        let handled = self.completed + self.duplicates + self.retried + self.dead_lettered;
+        metrics::histogram!("bus_batch_messages").record(handled as f64);
+        metrics::counter!("bus_handed_over_total").increment(self.handed_over);
+        for (consumer, share) in &self.by_consumer {
+            let outcomes = [
+                ("completed", share.completed),
+                ("duplicate", share.duplicates),
+                ("retried", share.retried),
+                ("dead_lettered", share.dead_lettered),
+            ];
+            for (outcome, count) in outcomes.into_iter().filter(|(_, count)| *count > 0) {
+                metrics::counter!("bus_messages_total", "consumer" => consumer.clone(), "outcome" => outcome)
+                    .increment(count);
+            }
+            if !share.handling.is_zero() {
+                metrics::histogram!("bus_handling_seconds", "consumer" => consumer.clone())
+                    .record(share.handling.as_secs_f64());
+            }
+        }
     }
 }
 

@@ -87,6 +87,7 @@ pub(crate) struct HeldPlace {
 
 impl Drop for HeldPlace {
     fn drop(&mut self) {
+        metrics::gauge!("http_requests_held_open").decrement(1.0);
         let mut held_by = self.limiter.held_by.lock().expect("held places lock");
         if let Some(count) = held_by.get_mut(&self.client) {
             *count -= 1;
@@ -118,6 +119,7 @@ impl Limiter {
             return Err(Limit::HeldOpen);
         }
         *held_by.entry(client).or_default() += 1;
+        metrics::gauge!("http_requests_held_open").increment(1.0);
         Ok(HeldPlace {
             limiter: Arc::clone(self),
             client,

@@ -6,6 +6,7 @@ mod client_address;
 mod dead_letters;
 mod extract;
 mod limits;
+pub mod metrics;
 mod paging;
 mod retry;
 pub mod session;

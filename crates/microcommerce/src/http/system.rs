@@ -18,6 +18,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(live))
         .routes(routes!(ready))
         .merge(super::dead_letters::router())
+        .merge(super::metrics::router())
 }
 
 /// Unknown routes answer with a 404 problem like every other error.

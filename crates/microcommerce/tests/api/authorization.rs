@@ -123,6 +123,7 @@ const DECISIONS: &[Decision] = &[
     decide("PATCH", "/api/ordering/orders/{id}/status", Admin),
     decide("GET", "/health/live", Public),
     decide("GET", "/health/ready", Public),
+    decide("GET", "/metrics", Admin),
 ];
 
 /// The callers of every route.

@@ -19,6 +19,8 @@ pub struct TestApp {
     pub state: AppState,
     /// The limits' state, to wait until a request is held open.
     pub limiter: std::sync::Arc<microcommerce_service::http::Limiter>,
+    /// `http://127.0.0.1:PORT` of the metrics' own listener, when the config asks for one.
+    pub metrics_base: Option<String>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -76,6 +78,7 @@ pub async fn spawn_instance(
     let base = format!("http://{}", app.local_addr());
     let state = app.state().clone();
     let limiter = app.limiter().clone();
+    let metrics_base = app.metrics_addr().map(|addr| format!("http://{addr}"));
     let (shutdown, stopped) = tokio::sync::oneshot::channel();
     let server = tokio::spawn(app.run(async {
         let _ = stopped.await;
@@ -84,6 +87,7 @@ pub async fn spawn_instance(
         base,
         state,
         limiter,
+        metrics_base,
         shutdown: Some(shutdown),
         server: Some(server),
         _dir: dir,

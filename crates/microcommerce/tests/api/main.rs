@@ -14,6 +14,7 @@ mod idempotency;
 mod inventory;
 mod limits;
 mod messaging;
+mod metrics;
 mod model;
 mod postgres;
 mod proxies;
