@@ -197,3 +197,79 @@ fn serve_on_a_port_already_taken_stops_before_touching_the_database_or_printing_
         "the database was neither created nor migrated"
     );
 }
+
+/// One request to `addr` over a plain TCP connection; the answer's status line and headers.
+fn ask(addr: &str, path: &str, request_id: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("the server accepts");
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nx-request-id: {request_id}\r\nConnection: close\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).expect("request sent");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer read");
+    answer
+}
+
+#[test]
+fn serve_writes_one_access_line_per_request_with_its_route_template_and_request_id() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--log-json",
+            "--no-seed",
+            "--database-url",
+        ])
+        .arg(format!("sqlite://{}", dir.path().join("shop.db").display()))
+        .env("MICROCOMMERCE_ADMIN_TOKEN", "cli-token")
+        .env_remove("MICROCOMMERCE_LOG")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the binary runs");
+    let stderr = server.stderr.take().expect("stderr");
+    let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
+    let stdout = std::io::BufReader::new(server.stdout.take().expect("stdout"));
+    let addr = stdout
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| line.strip_prefix("listening on http://").map(str::to_owned))
+        .expect("serve says where it listens");
+    let order = "0190d6a0-0000-7000-8000-000000000001";
+    let answer = ask(
+        &addr,
+        &format!("/api/ordering/orders/{order}"),
+        "cli-check-1",
+    );
+    assert!(answer.starts_with("HTTP/1.1 404"), "{answer}");
+    assert!(
+        answer
+            .to_ascii_lowercase()
+            .contains("x-request-id: cli-check-1"),
+        "{answer}"
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    let logs = logs.join().expect("logs read");
+    let access: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|line| line["target"] == "access")
+        .collect();
+    assert_eq!(access.len(), 1, "one line for one request: {logs}");
+    let fields = &access[0]["fields"];
+    assert_eq!(fields["method"], "GET");
+    assert_eq!(
+        fields["route"], "/api/ordering/orders/{id}",
+        "the template, not the path"
+    );
+    assert_eq!(fields["status"], 404);
+    assert_eq!(fields["request_id"], "cli-check-1");
+    assert_eq!(fields["client"], "127.0.0.1");
+    assert!(fields["duration_ms"].as_f64().is_some(), "{fields}");
+}

@@ -1,6 +1,7 @@
 //! The HTTP edge shared by every module: extractors that turn bad input into problems, buyer
 //! identity, admin authentication, paging, health and dead-letter administration.
 
+mod access;
 mod auth;
 mod client_address;
 mod dead_letters;
@@ -12,6 +13,7 @@ mod retry;
 pub mod session;
 mod system;
 
+pub use access::{REQUEST_ID, RequestId, observe};
 pub use auth::{Admin, Caller, buyer_identity, is_admin_token};
 pub use client_address::{ClientAddress, find_client_address, parse_trusted};
 pub use extract::{Json, Path, PreferWait, Query, integer};

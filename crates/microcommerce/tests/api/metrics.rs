@@ -293,3 +293,57 @@ async fn a_real_prometheus_scrapes_the_app_and_answers_for_its_checkouts() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn every_answer_carries_the_request_id_it_was_given_or_a_new_one() {
+    let app = spawn_app(crate::helpers::Backend::Sqlite).await;
+    let http = reqwest::Client::new();
+    let id_of = |reply: &reqwest::Response| {
+        reply
+            .headers()
+            .get("x-request-id")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_owned)
+    };
+    let url = format!("{}/api/cart/count", app.base);
+    let given = http
+        .get(&url)
+        .header("x-request-id", "edge-7f3a")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        id_of(&given).as_deref(),
+        Some("edge-7f3a"),
+        "a proxy's id is kept"
+    );
+    let made = http.get(&url).send().await.unwrap();
+    let made = id_of(&made).expect("an id is made");
+    assert!(
+        made.len() == 32 && made.chars().all(|c| c.is_ascii_hexdigit()),
+        "{made}"
+    );
+    let unusable = "x".repeat(129);
+    let replaced = http
+        .get(&url)
+        .header("x-request-id", &unusable)
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(
+        id_of(&replaced).as_deref(),
+        Some(unusable.as_str()),
+        "too long to log: replaced"
+    );
+    let missing = http
+        .get(format!("{}/api/nowhere", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(
+        id_of(&missing).is_some(),
+        "an unknown route's answer has one too"
+    );
+    app.stop().await;
+}
