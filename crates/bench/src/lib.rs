@@ -52,6 +52,8 @@ pub struct BenchOptions {
     pub batch_size: usize,
     /// Hand-over within worker batches in the embedded server.
     pub hand_over: bool,
+    /// Metrics recorded in the embedded server.
+    pub metrics: bool,
     /// Concurrent simulated buyers.
     pub buyers: usize,
     /// How long to run (unless `checkouts` is given).

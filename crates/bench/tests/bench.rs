@@ -19,6 +19,7 @@ fn small(engine: bool, hot_product: bool) -> BenchOptions {
         workers: 1,
         batch_size: 64,
         hand_over: true,
+        metrics: true,
         buyers: 4,
         duration: Duration::from_secs(30),
         checkouts: Some(20),

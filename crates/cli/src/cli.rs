@@ -78,6 +78,10 @@ pub struct BenchArgs {
     /// --hand-over`; `false` sends every message through the queue).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub hand_over: bool,
+    /// Record metrics in the embedded server (as `serve`; `false` as `serve --no-metrics`), to
+    /// measure what they cost.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub metrics: bool,
     /// Concurrent simulated buyers.
     #[arg(long, default_value_t = 64)]
     pub buyers: usize,
@@ -139,6 +143,7 @@ impl BenchArgs {
             workers: self.workers.max(1),
             batch_size: self.batch_size.max(1),
             hand_over: self.hand_over,
+            metrics: self.metrics,
             buyers: self.buyers.max(1),
             duration: self.duration,
             checkouts: self.checkouts,

@@ -154,6 +154,7 @@ impl Embedded {
             workers: options.workers,
             batch_size: options.batch_size,
             hand_over: options.hand_over,
+            metrics: options.metrics,
             admin_token: token.to_owned(),
             db_pool_size: if postgres { 20 } else { 10 },
             limits: microcommerce_service::config::Limits::off(),
