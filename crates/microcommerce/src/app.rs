@@ -172,7 +172,8 @@ impl App {
         tracing::info!(addr = %self.local_addr(), "serving");
         let (stop_maintenance, stopped) = tokio::sync::watch::channel(false);
         let maintenance = tokio::spawn(prune_finished_checkouts(state.clone(), stopped.clone()));
-        let tallies = tokio::spawn(fold_tallies(state.clone(), stopped));
+        let tallies = tokio::spawn(fold_tallies(state.clone(), stopped.clone()));
+        let upkeep = tokio::spawn(http::metrics::keep_up(stopped));
         let stopping = state.clone();
         let metrics = self
             .metrics_listener
@@ -191,6 +192,7 @@ impl App {
         let _ = stop_maintenance.send(true);
         let _ = maintenance.await;
         let _ = tallies.await;
+        let _ = upkeep.await;
         if let Some(workers) = state.take_workers() {
             workers.shutdown().await;
         }

@@ -1,7 +1,7 @@
 //! Metrics in Prometheus' text format, what operators already scrape: `GET /metrics` behind the
 //! admin token (and, with `--metrics-addr`, on a listener of its own). Counters and histograms
-//! are recorded where things happen, through the `metrics` facade (the bus and the saga engine
-//! record their own); what is a state rather than an event (the queue, checkouts by state, the
+//! are recorded where things happen, through the `metrics` facade (the bus records its own);
+//! what is a state rather than an event (the queue, checkouts by state, the
 //! pools, the process) is read when scraped. The names and what each means are in
 //! `docs/operations.md`.
 
@@ -107,6 +107,20 @@ fn describe() {
         "checkout_moves_last_hour",
         "Checkout transitions taken in the last hour, by from-state, event and to-state (every instance reports the same: use max)"
     );
+}
+
+/// Every few seconds, folds the histograms' recent samples into their buckets, until `stop`:
+/// a recorder without a listener of its own keeps every sample until then, and nobody may
+/// scrape for a long time.
+pub async fn keep_up(mut stop: tokio::sync::watch::Receiver<bool>) {
+    const EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+    let Some(recorder) = recorder() else { return };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(EVERY) => recorder.run_upkeep(),
+            _ = stop.changed() => return,
+        }
+    }
 }
 
 /// The installed recorder's handle, if metrics are on.
