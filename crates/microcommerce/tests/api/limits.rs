@@ -285,3 +285,24 @@ async fn one_address_holds_only_its_share_and_a_stream_ends_at_its_longest(backe
     app.stop().await;
 }
 }
+
+testkit::backend_tests! {
+async fn a_stopping_server_ends_its_streams_and_never_waits_for_them(backend) {
+    let app = spawn_app_with(backend, held(100, 100, Duration::from_secs(600))).await;
+    let (buyer, order) = awaiting_payment(&app).await;
+    let stream = open_stream(&app, &buyer, &order).await;
+    assert_eq!(stream.status(), 200);
+    app.held_requests(1).await;
+    // The order is unpaid and the stream may last ten minutes: only the stop can end it.
+    let reading = tokio::spawn(stream.text());
+    tokio::time::timeout(Duration::from_secs(15), app.stop())
+        .await
+        .expect("the stop does not wait for the stream");
+    let events = tokio::time::timeout(Duration::from_secs(15), reading)
+        .await
+        .expect("the stream ended with the server")
+        .unwrap()
+        .unwrap_or_default();
+    assert!(events.contains("event: progress"), "{events}");
+}
+}
