@@ -59,44 +59,36 @@ enum Outcome {
 /// committed.
 #[derive(Default)]
 struct Tally {
-    /// Messages whose consumer succeeded.
+    /// Of the completed messages, those handed over in the batch (never queued).
+    handed_over: u64,
+    /// Outcomes by consumer, and how long each consumer took: few consumers share a batch, so
+    /// a list is enough.
+    by_consumer: Vec<(String, Share)>,
+}
+
+/// One consumer's share of a batch.
+#[derive(Default)]
+struct Share {
+    outcomes: Outcomes,
+    /// Time spent in the consumer's handling in this batch.
+    handling: Duration,
+}
+
+/// Messages by outcome.
+#[derive(Default, Clone, Copy)]
+struct Outcomes {
+    /// Its consumer succeeded.
     completed: u64,
     /// Duplicate deliveries skipped.
     duplicates: u64,
     /// Failures scheduled for retry.
     retried: u64,
-    /// Messages moved to the dead letters.
+    /// Moved to the dead letters.
     dead_lettered: u64,
-    /// Of `completed`, those handed over in the batch (never queued).
-    handed_over: u64,
-    /// The same outcomes by consumer, and how long each consumer took: few consumers share a
-    /// batch, so a list is enough.
-    by_consumer: Vec<(String, ConsumerTally)>,
 }
 
-/// One consumer's share of a batch.
-#[derive(Default)]
-struct ConsumerTally {
-    /// Outcomes, as [`Tally`] counts them.
-    completed: u64,
-    duplicates: u64,
-    retried: u64,
-    dead_lettered: u64,
-    /// Time spent in the consumer's handling in this batch.
-    handling: Duration,
-}
-
-impl Tally {
-    /// Counts one message's outcome for `consumer`.
-    fn add(&mut self, consumer: &str, outcome: Outcome) {
-        let share = self.of(consumer);
-        match outcome {
-            Outcome::Completed => share.completed += 1,
-            Outcome::Duplicate => share.duplicates += 1,
-            Outcome::Retried => share.retried += 1,
-            Outcome::DeadLettered => share.dead_lettered += 1,
-            Outcome::Contended => {}
-        }
+impl Outcomes {
+    fn add(&mut self, outcome: Outcome) {
         match outcome {
             Outcome::Completed => self.completed += 1,
             Outcome::Duplicate => self.duplicates += 1,
@@ -106,12 +98,38 @@ impl Tally {
         }
     }
 
+    fn plus(self, other: Outcomes) -> Outcomes {
+        Outcomes {
+            completed: self.completed + other.completed,
+            duplicates: self.duplicates + other.duplicates,
+            retried: self.retried + other.retried,
+            dead_lettered: self.dead_lettered + other.dead_lettered,
+        }
+    }
+
+    /// The outcomes by their metric label.
+    fn labelled(self) -> [(&'static str, u64); 4] {
+        [
+            ("completed", self.completed),
+            ("duplicate", self.duplicates),
+            ("retried", self.retried),
+            ("dead_lettered", self.dead_lettered),
+        ]
+    }
+}
+
+impl Tally {
+    /// Counts one message's outcome for `consumer`.
+    fn add(&mut self, consumer: &str, outcome: Outcome) {
+        self.of(consumer).outcomes.add(outcome);
+    }
+
     /// Adds `spent` to the time `consumer` took in this batch.
     fn timed(&mut self, consumer: &str, spent: Duration) {
         self.of(consumer).handling += spent;
     }
 
-    fn of(&mut self, consumer: &str) -> &mut ConsumerTally {
+    fn of(&mut self, consumer: &str) -> &mut Share {
         let at = match self
             .by_consumer
             .iter()
@@ -120,7 +138,7 @@ impl Tally {
             Some(at) => at,
             None => {
                 self.by_consumer
-                    .push((consumer.to_owned(), ConsumerTally::default()));
+                    .push((consumer.to_owned(), Share::default()));
                 self.by_consumer.len() - 1
             }
         };
@@ -129,39 +147,41 @@ impl Tally {
 
     /// Adds a committed batch to the bus counters and the metrics.
     fn add_to(&self, counters: &Counters) {
+        let total = self
+            .by_consumer
+            .iter()
+            .fold(Outcomes::default(), |total, (_, share)| {
+                total.plus(share.outcomes)
+            });
         counters
             .completed
-            .fetch_add(self.completed, Ordering::Relaxed);
+            .fetch_add(total.completed, Ordering::Relaxed);
         counters
             .duplicates
-            .fetch_add(self.duplicates, Ordering::Relaxed);
-        counters.retried.fetch_add(self.retried, Ordering::Relaxed);
+            .fetch_add(total.duplicates, Ordering::Relaxed);
+        counters.retried.fetch_add(total.retried, Ordering::Relaxed);
         counters
             .dead_lettered
-            .fetch_add(self.dead_lettered, Ordering::Relaxed);
+            .fetch_add(total.dead_lettered, Ordering::Relaxed);
         counters
             .handed_over
             .fetch_add(self.handed_over, Ordering::Relaxed);
         counters.batches.fetch_add(1, Ordering::Relaxed);
-        self.record_metrics();
+        self.record_metrics(total);
     }
 
     /// The batch in the metrics: messages by consumer and outcome, handling time by consumer,
     /// the batch's size and what was handed over.
-    fn record_metrics(&self) {
-        let handled = self.completed + self.duplicates + self.retried + self.dead_lettered;
+    fn record_metrics(&self, total: Outcomes) {
+        let handled: u64 = total.labelled().iter().map(|(_, count)| count).sum();
         metrics::histogram!("bus_batch_messages").record(handled as f64);
         metrics::counter!("bus_handed_over_total").increment(self.handed_over);
         for (consumer, share) in &self.by_consumer {
-            let outcomes = [
-                ("completed", share.completed),
-                ("duplicate", share.duplicates),
-                ("retried", share.retried),
-                ("dead_lettered", share.dead_lettered),
-            ];
-            for (outcome, count) in outcomes.into_iter().filter(|(_, count)| *count > 0) {
-                metrics::counter!("bus_messages_total", "consumer" => consumer.clone(), "outcome" => outcome)
-                    .increment(count);
+            for (outcome, count) in share.outcomes.labelled() {
+                if count > 0 {
+                    metrics::counter!("bus_messages_total", "consumer" => consumer.clone(), "outcome" => outcome)
+                        .increment(count);
+                }
             }
             if !share.handling.is_zero() {
                 metrics::histogram!("bus_handling_seconds", "consumer" => consumer.clone())
