@@ -42,17 +42,15 @@ pub async fn observe(mut request: Request, next: Next) -> Response {
     let id = RequestId::of(&request);
     request.extensions_mut().insert(id.clone());
     let method = request.method().clone();
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or("unmatched", MatchedPath::as_str)
-        .to_owned();
+    // The template is shared (`MatchedPath` holds it behind an `Arc`): no copy per request.
+    let matched = request.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", MatchedPath::as_str);
     let client = client_address(request.extensions());
     let mut response = next.run(request).await;
     response.headers_mut().insert(REQUEST_ID, id.0.clone());
     let elapsed = started.elapsed();
     let status = response.status().as_u16();
-    super::metrics::record_request(method.as_str(), &route, status, elapsed.as_secs_f64());
+    super::metrics::record_request(method.as_str(), route, status, elapsed.as_secs_f64());
     let bytes = response
         .headers()
         .get(CONTENT_LENGTH)

@@ -8,7 +8,7 @@
 //! (`screenshots/`); the README shows copies of them from `docs/screenshots/`.
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use fantoccini::elements::Element;
@@ -18,8 +18,8 @@ use serde_json::json;
 use microcommerce_service::config::Config;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Backend, TestApp, checkout_request, eventually, find_program, order_in, spawn_app,
-    spawn_app_with, spawn_on_free_port, stocked_product,
+    ADMIN_TOKEN, Backend, KillOnDrop, TestApp, checkout_request, eventually, find_program,
+    order_in, spawn_app, spawn_app_with, spawn_on_free_port, stocked_product,
 };
 
 /// Longest wait for anything to appear: generous, since the lead's benchmarks may share the
@@ -32,16 +32,9 @@ static ONE_AT_A_TIME: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new
 /// A headless Chromium session and the chromedriver that runs it.
 struct Browser {
     client: Client,
-    driver: Child,
+    _driver: KillOnDrop,
     base: String,
     _turn: tokio::sync::SemaphorePermit<'static>,
-}
-
-impl Drop for Browser {
-    fn drop(&mut self) {
-        let _ = self.driver.kill();
-        let _ = self.driver.wait();
-    }
 }
 
 /// A browser on `app`, or `None` (after saying SKIPPED) when Chromium or chromedriver is
@@ -68,7 +61,7 @@ async fn browser(app: &TestApp) -> Option<Browser> {
     let client = session(&chromium, port).await;
     Some(Browser {
         client,
-        driver,
+        _driver: driver,
         base: app.base.clone(),
         _turn: turn,
     })

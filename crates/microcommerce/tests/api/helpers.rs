@@ -438,7 +438,7 @@ pub fn find_program(name: &str, candidates: &[&str]) -> Option<std::path::PathBu
 pub async fn spawn_on_free_port(
     what: &str,
     mut spawn: impl FnMut(u16) -> std::io::Result<std::process::Child>,
-) -> (std::process::Child, u16) {
+) -> (KillOnDrop, u16) {
     for _ in 0..5 {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
@@ -446,7 +446,7 @@ pub async fn spawn_on_free_port(
             .port();
         let mut child = spawn(port).unwrap_or_else(|error| panic!("{what} starts: {error}"));
         if accepts_on(&mut child, port).await {
-            return (child, port);
+            return (KillOnDrop(child), port);
         }
         let _ = child.kill();
         let _ = child.wait();
@@ -502,4 +502,14 @@ pub async fn orders_placed_today(app: &TestApp) -> i64 {
         .fetch_one(app.state.db.reader())
         .await
         .expect("orders counted")
+}
+
+/// A child process of a test (a server it started), killed when the test ends, however it ends.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -228,6 +228,20 @@ async fn open_stream(
         .unwrap()
 }
 
+/// Returns once a stream of the order is let through again (within 10 s): a place was given
+/// back.
+async fn a_place_frees_up(
+    app: &crate::helpers::TestApp,
+    buyer: &crate::helpers::Client,
+    order: &str,
+) {
+    eventually("a place given back", Duration::from_secs(10), || async {
+        let stream = open_stream(app, buyer, order).await;
+        (stream.status() == 200).then_some(())
+    })
+    .await;
+}
+
 /// A 503 problem for a request held open one too many.
 async fn assert_no_place(response: reqwest::Response) {
     assert_eq!(response.status(), 503);
@@ -255,11 +269,7 @@ async fn event_streams_and_long_polls_share_one_cap_and_a_settled_order_gives_pl
         let events = stream.text().await.unwrap();
         assert!(events.contains("event: progress"), "{events}");
     }
-    eventually("a place free again", Duration::from_secs(10), || async {
-        let stream = open_stream(&app, &buyer, &order).await;
-        (stream.status() == 200).then_some(())
-    })
-    .await;
+    a_place_frees_up(&app, &buyer, &order).await;
     app.stop().await;
 }
 }
@@ -277,11 +287,7 @@ async fn one_address_holds_only_its_share_and_a_stream_ends_at_its_longest(backe
         .expect("the stream ends by itself")
         .unwrap();
     assert!(events.contains("event: progress"), "{events}");
-    eventually("the place given back", Duration::from_secs(10), || async {
-        let again = open_stream(&app, &buyer, &order).await;
-        (again.status() == 200).then_some(())
-    })
-    .await;
+    a_place_frees_up(&app, &buyer, &order).await;
     app.stop().await;
 }
 }

@@ -13,8 +13,8 @@ use serde_json::{Value, json};
 use microcommerce_service::config::Config;
 
 use crate::helpers::{
-    ADMIN_TOKEN, Client, TestApp, checkout_request, eventually, find_program, known_buyer,
-    order_in, spawn_app, spawn_app_with, spawn_on_free_port, stocked_product,
+    ADMIN_TOKEN, Client, KillOnDrop, TestApp, checkout_request, eventually, find_program,
+    known_buyer, order_in, spawn_app, spawn_app_with, spawn_on_free_port, stocked_product,
 };
 
 /// Places one checkout and pays it; its order id once confirmed.
@@ -196,16 +196,9 @@ async fn metrics_can_be_served_on_a_listener_of_their_own_and_turned_off() {
 
 /// A Prometheus server scraping `app` every second with the admin token; killed when dropped.
 struct Prometheus {
-    process: std::process::Child,
+    _process: KillOnDrop,
     base: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 impl Prometheus {
@@ -238,7 +231,7 @@ impl Prometheus {
         })
         .await;
         Some(Prometheus {
-            process,
+            _process: process,
             base: format!("http://127.0.0.1:{port}"),
             _dir: dir,
         })

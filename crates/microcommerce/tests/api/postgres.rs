@@ -8,7 +8,9 @@ use serde_json::{Value, json};
 
 use microcommerce_service::config::Config;
 
-use crate::helpers::{Backend, Client, TestApp, eventually, spawn_instance, stocked_product};
+use crate::helpers::{
+    Backend, Client, KillOnDrop, TestApp, eventually, spawn_instance, stocked_product,
+};
 
 const SETTLE: Duration = Duration::from_secs(90);
 
@@ -144,16 +146,6 @@ async fn assert_each_effect_once(app: &TestApp, product: &str, confirmed: i64, f
 /// Where the paused instance's child process finds its database, and says where it listens.
 const CHILD_DB: &str = "MICROCOMMERCE_PAUSED_CHILD_DB";
 const CHILD_ADDRESS: &str = "MICROCOMMERCE_PAUSED_CHILD_ADDRESS";
-
-/// Kills the child process when the test ends, however it ends.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn signal(child: &KillOnDrop, name: &str) {
     let sent = std::process::Command::new("kill")

@@ -6,29 +6,22 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 use microcommerce_service::config::{Config, ForwardedHeader, Limits, TrustedProxies};
 
 use crate::helpers::{
-    Client, TestApp, checkout_request, find_program, spawn_app_with, spawn_on_free_port,
-    stocked_product,
+    Client, KillOnDrop, TestApp, checkout_request, find_program, spawn_app_with,
+    spawn_on_free_port, stocked_product,
 };
 
 /// nginx in front of one app, as a typical deployment puts it: it appends the client's
 /// address to `X-Forwarded-For`.
 struct Nginx {
-    process: Child,
+    _process: KillOnDrop,
     /// `http://127.0.0.1:PORT` of the proxy.
     base: String,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Nginx {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
 }
 
 /// nginx's configuration: one process in the foreground, every file in `dir`.
@@ -75,7 +68,7 @@ impl Nginx {
         })
         .await;
         Some(Nginx {
-            process,
+            _process: process,
             base: format!("http://127.0.0.1:{port}"),
             _dir: dir,
         })
