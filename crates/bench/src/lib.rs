@@ -54,6 +54,8 @@ pub struct BenchOptions {
     pub hand_over: bool,
     /// Metrics recorded in the embedded server.
     pub metrics: bool,
+    /// A span per request in the embedded server (set when the binary exports traces).
+    pub traces: bool,
     /// Concurrent simulated buyers.
     pub buyers: usize,
     /// How long to run (unless `checkouts` is given).

@@ -20,6 +20,7 @@ fn small(engine: bool, hot_product: bool) -> BenchOptions {
         batch_size: 64,
         hand_over: true,
         metrics: true,
+        traces: false,
         buyers: 4,
         duration: Duration::from_secs(30),
         checkouts: Some(20),

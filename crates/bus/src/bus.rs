@@ -11,7 +11,7 @@ use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::outbox::{Mark, Outbox};
 use crate::queue::QueueRow;
-use crate::{BusConfig, Consumer, Delivery, Destination, Message, MessageId, Outgoing};
+use crate::{BusConfig, Consumer, Delivery, Destination, Headers, Message, MessageId, Outgoing};
 use storage::{Db, Timestamp};
 
 /// Errors of the publishing and administration API.
@@ -82,6 +82,8 @@ pub(crate) struct Inner {
 #[derive(Default)]
 pub(crate) struct GroupCommit {
     pub queue: OnceLock<mpsc::UnboundedSender<GroupJob>>,
+    /// Jobs queued and not yet taken by the writer.
+    pub waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// A job queued for group commit.
@@ -205,6 +207,7 @@ impl Bus {
             outbox: Outbox::default(),
             savepoint: None,
             scratch: HashMap::new(),
+            message_spans: Vec::new(),
         })
     }
 
@@ -222,6 +225,12 @@ impl Bus {
             group_commits: c.group_commits.load(Ordering::Relaxed),
             handed_over: c.handed_over.load(Ordering::Relaxed),
         }
+    }
+
+    /// Write transactions queued for the group-commit writer (SQLite) and not yet taken up by
+    /// it: how far requests' writes are behind the single writer. Always 0 on PostgreSQL.
+    pub fn writer_queue(&self) -> usize {
+        self.inner.group.waiting.load(Ordering::Relaxed)
     }
 
     /// Names of the consumers subscribed to `message_type`.
@@ -299,6 +308,10 @@ pub struct Tx<'c> {
     savepoint: Option<Mark>,
     /// See [`Tx::scratch`].
     scratch: HashMap<std::any::TypeId, Box<dyn std::any::Any + Send>>,
+    /// The spans of the traced messages a consumer handles together
+    /// ([`crate::Consumer::consume_all`]): what it sends in answer to one continues that one's
+    /// trace.
+    message_spans: Vec<(MessageId, tracing::Span)>,
 }
 
 impl<'c> Deref for Tx<'c> {
@@ -354,6 +367,7 @@ impl Tx<'_> {
             savepoint: Some(self.outbox.mark()),
             outbox: self.outbox.clone(),
             scratch: HashMap::new(),
+            message_spans: Vec::new(),
         })
     }
 
@@ -366,6 +380,32 @@ impl Tx<'_> {
     /// handling in this transaction), or by nothing.
     pub(crate) fn set_causation(&mut self, cause: Option<MessageId>) {
         self.causation = cause;
+    }
+
+    /// Keeps the spans of the messages a consumer is about to handle together, until
+    /// [`Tx::take_message_spans`].
+    pub(crate) fn keep_message_spans(&mut self, spans: Vec<(MessageId, tracing::Span)>) {
+        self.message_spans = spans;
+    }
+
+    /// Gives back the spans kept by [`Tx::keep_message_spans`].
+    pub(crate) fn take_message_spans(&mut self) -> Vec<(MessageId, tracing::Span)> {
+        std::mem::take(&mut self.message_spans)
+    }
+
+    /// The trace context messages written now carry: that of the message they answer when a
+    /// consumer handles several together, else that of the current span.
+    fn trace_context(&self) -> Headers {
+        let cause_span = self.causation.and_then(|cause| {
+            self.message_spans
+                .iter()
+                .find(|(id, _)| *id == cause)
+                .map(|(_, span)| span)
+        });
+        match cause_span {
+            Some(span) => crate::trace::context_of(span),
+            None => crate::trace::context_of(&tracing::Span::current()),
+        }
     }
 
     pub(crate) async fn consuming(&mut self, cause: MessageId) -> Result<Tx<'_>, sqlx::Error> {
@@ -466,27 +506,31 @@ impl Tx<'_> {
     }
 
     /// Takes back, now, the committed messages of type `message_type` that wait for `consumer`
-    /// under `correlation_id` (a pending timeout), and tells whether there were any: a token a
-    /// request and the consumer race for, with one winner (a payment that takes its timeout can
-    /// never be overtaken by it). A worker handling the message holds it, so this waits for that
-    /// worker; a rollback puts the messages back.
+    /// under `correlation_id` (a pending timeout), and tells whether there were any by
+    /// returning the headers of one: a token a request and the consumer race for, with one
+    /// winner (a payment that takes its timeout can never be overtaken by it). The headers
+    /// carry the trace of the process that scheduled it, for the taker to join
+    /// ([`crate::trace::joining`]). A worker handling the message holds it, so this waits for
+    /// that worker; a rollback puts the messages back.
     pub async fn take_scheduled(
         &mut self,
         consumer: &str,
         correlation_id: uuid::Uuid,
         message_type: &str,
-    ) -> Result<bool, BusError> {
-        let taken = sqlx::query(
+    ) -> Result<Option<Headers>, BusError> {
+        let taken: Vec<String> = sqlx::query_scalar(
             "DELETE FROM bus_queue WHERE consumer = $1 AND correlation_id = $2 \
-             AND message_type = $3",
+             AND message_type = $3 RETURNING headers",
         )
         .bind(consumer)
         .bind(correlation_id.to_string())
         .bind(message_type)
-        .execute(&mut *self.inner)
-        .await?
-        .rows_affected();
-        Ok(taken > 0)
+        .fetch_all(&mut *self.inner)
+        .await?;
+        // Headers that do not parse (written by hand, say) still make a token.
+        Ok(taken
+            .first()
+            .map(|headers| serde_json::from_str(headers).unwrap_or_default()))
     }
 
     /// Writes an outgoing message under a fresh id.
@@ -525,13 +569,16 @@ impl Tx<'_> {
     ) -> Result<(), BusError> {
         let now = self.now().await?;
         let bus = self.bus.clone();
+        let trace = self.trace_context();
         for (id, outgoing) in messages {
             let consumers = bus.destinations(outgoing)?;
             if consumers.is_empty() {
                 tracing::warn!(message_type = outgoing.message_type, message_id = %id,
                     "published a message no consumer subscribes to");
             }
-            let headers: Arc<str> = crate::message::headers_json(&outgoing.headers).into();
+            let carried = crate::trace::add_to(&outgoing.headers, &trace);
+            let headers = carried.as_ref().unwrap_or(&outgoing.headers);
+            let headers: Arc<str> = crate::message::headers_json(headers).into();
             let payload: Arc<str> = outgoing.payload.as_str().into();
             let message_type: Arc<str> = outgoing.message_type.into();
             let available_at = match outgoing.delivery {

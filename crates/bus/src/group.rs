@@ -20,6 +20,7 @@ use std::sync::{Arc, Weak};
 
 use futures_util::FutureExt;
 use tokio::sync::{mpsc, oneshot};
+use tracing::Instrument;
 
 use crate::bus::{Bus, GroupJob, GroupRun, Inner, Tx, TxFuture};
 
@@ -65,22 +66,31 @@ impl Bus {
         let slot = Arc::new(std::sync::Mutex::new(None));
         let last_result = Arc::clone(&slot);
         let job = Arc::new(job);
+        // The job runs on the writer's task, but in the caller's span: its log lines and the
+        // trace context of the messages it sends are the caller's.
+        let caller = tracing::Span::current();
         let run: GroupRun = Box::new(move |tx| {
             let job = Arc::clone(&job);
             let slot = Arc::clone(&slot);
-            Box::pin(async move {
-                // A panic leaves the slot empty: an earlier run's result must not stand in.
-                slot.lock().expect("result slot").take();
-                let result = job(tx).await;
-                let ok = result.is_ok();
-                *slot.lock().expect("result slot") = Some(result);
-                ok
-            })
+            Box::pin(
+                async move {
+                    // A panic leaves the slot empty: an earlier run's result must not stand in.
+                    slot.lock().expect("result slot").take();
+                    let result = job(tx).await;
+                    let ok = result.is_ok();
+                    *slot.lock().expect("result slot") = Some(result);
+                    ok
+                }
+                .instrument(caller.clone()),
+            )
         });
         let (committed, commit_rx) = oneshot::channel();
-        self.group_queue()
-            .send(GroupJob { run, committed })
-            .map_err(|_| GroupError::ShuttingDown)?;
+        let waiting = &self.inner.group.waiting;
+        waiting.fetch_add(1, Ordering::Relaxed);
+        if self.group_queue().send(GroupJob { run, committed }).is_err() {
+            waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(GroupError::ShuttingDown.into());
+        }
         let commit = commit_rx.await.map_err(|_| GroupError::ShuttingDown)?;
         let result = last_result
             .lock()
@@ -109,6 +119,7 @@ impl Bus {
 async fn write_groups(bus: Weak<Inner>, mut queue: mpsc::UnboundedReceiver<GroupJob>) {
     while let Some(first) = queue.recv().await {
         let Some(inner) = bus.upgrade() else { return };
+        inner.group.waiting.fetch_sub(1, Ordering::Relaxed);
         let bus = Bus { inner };
         let mut group = vec![first];
         let outcome = run_group(&bus, &mut group, &mut queue)
@@ -149,7 +160,10 @@ async fn run_group(
         }
         while group.len() < MAX_GROUP {
             match queue.try_recv() {
-                Ok(job) => group.push(job),
+                Ok(job) => {
+                    bus.inner.group.waiting.fetch_sub(1, Ordering::Relaxed);
+                    group.push(job);
+                }
                 Err(_) => break,
             }
         }

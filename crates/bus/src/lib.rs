@@ -17,6 +17,8 @@
 //! - A worker batch hands the messages its consumers send to other consumers over
 //!   in its own transaction instead of queueing them ([`BusConfig::hand_over`]).
 //! - Workers sleep until a publishing transaction commits or a scheduled message falls due.
+//! - A message carries the trace context of the span that wrote it, and is handled in a span
+//!   that continues it ([`trace`]): one business process is one trace.
 //! - A consumer ([`Handler`]) declares the messages it handles once, one [`Message`] type or an
 //!   enum of them written with [`messages!`]; its subscriptions and decoding follow from it.
 //!
@@ -89,6 +91,7 @@ mod notify;
 mod outbox;
 mod queue;
 mod retry;
+pub mod trace;
 mod watch;
 mod worker;
 

@@ -144,6 +144,8 @@ impl BenchArgs {
             batch_size: self.batch_size.max(1),
             hand_over: self.hand_over,
             metrics: self.metrics,
+            // Set by the caller once it knows whether traces are exported.
+            traces: false,
             buyers: self.buyers.max(1),
             duration: self.duration,
             checkouts: self.checkouts,
@@ -378,6 +380,8 @@ impl ServeArgs {
             },
             metrics: !self.no_metrics,
             metrics_addr: self.metrics_addr,
+            // Set by the caller once it knows whether traces are exported.
+            traces: false,
         };
         (config, generated)
     }

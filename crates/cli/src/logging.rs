@@ -2,7 +2,17 @@
 //! `MICROCOMMERCE_LOG`) first, then `RUST_LOG`, then the command's default. A filter that does
 //! not parse is an error, never quietly replaced.
 
+use std::ops::Not;
+
+use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::LevelFilter;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::Layer;
 
 /// Level names a bare `--log-level` directive may use.
 const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
@@ -36,16 +46,86 @@ pub fn choose_filter(
     }
 }
 
-/// Logs to standard error with `filter`, as text or JSON lines.
-pub fn init(filter: EnvFilter, json: bool) {
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
+/// Logs to standard error with `filter`, as text or JSON lines; with `traces`, also sends
+/// every span at info or above to the tracer (whatever the log filter), and JSON lines written
+/// inside a traced span carry its `trace_id` and `span_id`.
+pub fn init(filter: EnvFilter, json: bool, traces: Option<&SdkTracerProvider>) {
+    let text = json.not().then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_filter(filter.clone())
+    });
+    let json = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .event_format(WithTraceIds(tracing_subscriber::fmt::format().json()))
+            .with_writer(std::io::stderr)
+            .with_filter(filter)
+    });
+    let otel = traces.map(|provider| {
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("microcommerce"))
+            .with_filter(LevelFilter::INFO)
+    });
+    let dispatch = tracing::Dispatch::new(
+        tracing_subscriber::registry()
+            .with(text)
+            .with(json)
+            .with(otel),
+    );
+    let _ = DISPATCH.set(dispatch.clone());
+    let _ = tracing::dispatcher::set_global_default(dispatch);
+}
+
+/// The process's subscriber, for the JSON lines to find a span's trace ids by (the formatter
+/// runs inside the subscriber, where the current dispatcher cannot be asked).
+static DISPATCH: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+
+/// A JSON line formatter that puts the ids of the innermost traced span around the event first
+/// on the line: `{"trace_id":…,"span_id":…, …}`.
+struct WithTraceIds<F>(F);
+
+impl<S, N, F> FormatEvent<S, N> for WithTraceIds<F>
+where
+    S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    N: for<'a> FormatFields<'a> + 'static,
+    F: FormatEvent<S, N>,
+{
+    fn format_event(
+        &self,
+        ctx: &FmtContext<'_, S, N>,
+        mut writer: Writer<'_>,
+        event: &tracing::Event<'_>,
+    ) -> std::fmt::Result {
+        let ids = ctx
+            .event_scope()
+            .and_then(|mut scope| scope.find_map(|span| trace_ids(&span.id())));
+        let Some((trace_id, span_id)) = ids else {
+            return self.0.format_event(ctx, writer, event);
+        };
+        let mut line = String::new();
+        self.0.format_event(ctx, Writer::new(&mut line), event)?;
+        match line.strip_prefix('{') {
+            Some(rest) => write!(
+                writer,
+                "{{\"trace_id\":\"{trace_id}\",\"span_id\":\"{span_id}\",{rest}"
+            ),
+            None => writer.write_str(&line),
+        }
     }
+}
+
+/// The trace and span ids of span `id`, when the tracer traces it.
+fn trace_ids(id: &tracing::span::Id) -> Option<(String, String)> {
+    let context = tracing_opentelemetry::get_otel_context(id, DISPATCH.get()?)?;
+    let span = context.span();
+    let span_context = span.span_context();
+    span_context.is_valid().then(|| {
+        (
+            span_context.trace_id().to_string(),
+            span_context.span_id().to_string(),
+        )
+    })
 }
 
 #[cfg(test)]

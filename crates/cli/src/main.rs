@@ -2,6 +2,7 @@
 
 mod cli;
 mod logging;
+mod telemetry;
 
 use clap::Parser;
 use cli::{Cli, Command};
@@ -14,14 +15,25 @@ async fn main() -> std::process::ExitCode {
     let quiet_by_default = matches!(cli.command, Command::Bench(_));
     let default = if quiet_by_default { "warn" } else { "info" };
     let rust_log = std::env::var("RUST_LOG").ok();
+    let traces = match telemetry::from_env() {
+        Ok(traces) => traces,
+        Err(error) => {
+            eprintln!("error: {error}");
+            return std::process::ExitCode::from(2);
+        }
+    };
     match logging::choose_filter(cli.log_level.as_deref(), rust_log.as_deref(), default) {
-        Ok(filter) => logging::init(filter, cli.log_json),
+        Ok(filter) => logging::init(filter, cli.log_json, traces.as_ref()),
         Err(error) => {
             eprintln!("error: {error}");
             return std::process::ExitCode::from(2);
         }
     }
-    match run(cli.command).await {
+    let ran = run(cli.command, traces.is_some()).await;
+    if let Some(traces) = traces {
+        telemetry::flush_and_stop(traces).await;
+    }
+    match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error}");
@@ -30,10 +42,12 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
+/// Runs `command`; `traces` says whether spans are exported (see `telemetry.rs`).
+async fn run(command: Command, traces: bool) -> Result<(), Box<dyn std::error::Error>> {
     match command {
         Command::Serve(args) => {
-            let (config, generated_token) = args.into_config();
+            let (mut config, generated_token) = args.into_config();
+            config.traces = traces;
             let app = App::build(config).await?;
             // Only once the port is held and the database is ready: a start that fails prints
             // no token that never worked.
@@ -58,7 +72,11 @@ async fn run(command: Command) -> Result<(), Box<dyn std::error::Error>> {
         }
         Command::Bench(args) => {
             let json = args.json;
-            let report = bench::run(&args.into_options()).await?;
+            let options = bench::BenchOptions {
+                traces,
+                ..args.into_options()
+            };
+            let report = bench::run(&options).await?;
             print!("{}", report.table());
             if json {
                 println!("{}", report.json());

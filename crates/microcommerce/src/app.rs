@@ -281,7 +281,10 @@ fn router_limited_by(state: AppState, limiter: Arc<http::Limiter>) -> Router {
             state.clone(),
             http::buyer_identity,
         ))
-        .layer(axum::middleware::from_fn(http::observe))
+        .layer(axum::middleware::from_fn_with_state(
+            http::Traced(state.config.traces),
+            http::observe,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(state.config.trusted_proxies.clone()),
             http::find_client_address,

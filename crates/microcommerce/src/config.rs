@@ -57,6 +57,9 @@ pub struct Config {
     /// Also serve `GET /metrics`, without a token, on this address of its own (a private
     /// network the scraper shares); `None` serves them on the main listener only.
     pub metrics_addr: Option<String>,
+    /// A span per request and per message, continuing the W3C trace context a request or
+    /// message carries: on when the binary exports traces (`OTEL_EXPORTER_OTLP_ENDPOINT`).
+    pub traces: bool,
 }
 
 /// The header trusted proxies name the client in.
@@ -162,6 +165,7 @@ impl Default for Config {
             trusted_proxies: TrustedProxies::default(),
             metrics: true,
             metrics_addr: None,
+            traces: false,
         }
     }
 }
@@ -190,6 +194,7 @@ impl std::fmt::Debug for Config {
             .field("trusted_proxies", &self.trusted_proxies)
             .field("metrics", &self.metrics)
             .field("metrics_addr", &self.metrics_addr)
+            .field("traces", &self.traces)
             .finish()
     }
 }

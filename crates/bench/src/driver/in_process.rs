@@ -155,6 +155,7 @@ impl Embedded {
             batch_size: options.batch_size,
             hand_over: options.hand_over,
             metrics: options.metrics,
+            traces: options.traces,
             admin_token: token.to_owned(),
             db_pool_size: if postgres { 20 } else { 10 },
             limits: microcommerce_service::config::Limits::off(),

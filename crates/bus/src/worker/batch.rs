@@ -198,19 +198,27 @@ impl Bus {
         let Some(consumer) = self.inner.consumers.get(&first.consumer) else {
             return Err(Failure::unregistered(first));
         };
-        let left: Vec<&Claimed> = if fresh.len() > 1 {
-            let left = self.consume_together(consumer.as_ref(), tx, &fresh).await?;
-            left.into_iter()
+        let (left, mut spans): (Vec<&Claimed>, _) = if fresh.len() > 1 {
+            let (left, spans) = self.consume_together(consumer.as_ref(), tx, &fresh).await?;
+            let left = left
+                .into_iter()
                 .filter_map(|index| fresh.get(index).copied())
-                .collect()
+                .collect();
+            (left, spans)
         } else {
-            fresh.clone()
+            (fresh.clone(), Vec::new())
         };
         for _ in left.len()..fresh.len() {
             tally.add(&first.consumer, Outcome::Completed);
         }
         for message in left {
-            self.run_one(consumer.as_ref(), tx, message).await?;
+            // A message left alone goes on in the span it already has, if it has one.
+            let id = message.envelope.message_id;
+            let span = match spans.iter().position(|(of, _)| *of == id) {
+                Some(at) => spans.swap_remove(at).1,
+                None => message_span(message),
+            };
+            self.run_one(consumer.as_ref(), tx, message, span).await?;
             tally.add(&first.consumer, Outcome::Completed);
         }
         tally.timed(&first.consumer, started.elapsed());
@@ -218,42 +226,57 @@ impl Bus {
     }
 
     /// Offers `messages` to the consumer's [`crate::Consumer::consume_all`]; returns the
-    /// positions of those it left for one-by-one handling. A failure names no message: the
-    /// careful pass runs each alone.
+    /// positions of those it left for one-by-one handling, and the spans of the traced
+    /// messages (which end when dropped). A failure names no message: the careful pass runs
+    /// each alone.
     async fn consume_together(
         &self,
         consumer: &dyn crate::Consumer,
         tx: &mut Tx<'_>,
         messages: &[&Claimed],
-    ) -> Result<Vec<usize>, Failure> {
+    ) -> Result<(Vec<usize>, Vec<(crate::MessageId, tracing::Span)>), Failure> {
         let envelopes: Vec<&Envelope> = messages.iter().map(|m| &m.envelope).collect();
-        let span = tracing::info_span!(
+        // At debug: a span of the set would be a trace of its own, one per batch.
+        let span = tracing::debug_span!(
             "messages",
             consumer = consumer.name(),
             count = messages.len()
         );
-        AssertUnwindSafe(consumer.consume_all(&envelopes, tx))
+        // Each traced message still gets a span of its own, lasting as long as the set's
+        // handling, and what is sent in answer to it continues its trace.
+        tx.keep_message_spans(
+            messages
+                .iter()
+                .filter(|m| crate::trace::is_traced(&m.envelope.headers))
+                .map(|m| (m.envelope.message_id, message_span(m)))
+                .collect(),
+        );
+        let handled = AssertUnwindSafe(consumer.consume_all(&envelopes, tx))
             .catch_unwind()
             .instrument(span)
-            .await
+            .await;
+        let spans = tx.take_message_spans();
+        let left = handled
             .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))))
             .map_err(|error| Failure {
                 row_id: None,
                 error: Some(error),
-            })
+            })?;
+        Ok((left, spans))
     }
 
-    /// One message's consumer, its publications caused by the message.
+    /// One message's consumer, in `span`, its publications caused by the message.
     async fn run_one(
         &self,
         consumer: &dyn crate::Consumer,
         tx: &mut Tx<'_>,
         message: &Claimed,
+        span: tracing::Span,
     ) -> Result<(), Failure> {
         tx.set_causation(Some(message.envelope.message_id));
         let result = AssertUnwindSafe(consumer.consume(&message.envelope, tx))
             .catch_unwind()
-            .instrument(message_span(message))
+            .instrument(span)
             .await
             .unwrap_or_else(|panic| Err(ConsumeError::transient(panic_text(&panic))));
         tx.set_causation(None);

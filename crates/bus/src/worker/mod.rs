@@ -302,11 +302,19 @@ impl Bus {
 
 /// The span every log line about one message runs in.
 fn message_span(message: &Claimed) -> tracing::Span {
-    tracing::info_span!("message",
+    let span = tracing::info_span!("message",
+        otel.name = tracing::field::Empty,
         order_id = %message.envelope.correlation_id,
         message_id = %message.envelope.message_id,
         message_type = %message.envelope.message_type,
-        consumer = %message.consumer)
+        consumer = %message.consumer);
+    if crate::trace::is_traced(&message.envelope.headers) {
+        // Named for the trace's reader ("consumer MessageType"); untraced, it costs nothing.
+        let name = format!("{} {}", message.consumer, message.envelope.message_type);
+        span.record("otel.name", name.as_str());
+        crate::trace::continue_in(&span, &message.envelope.headers);
+    }
+    span
 }
 
 /// A consumer's panic as the text of a transient error.

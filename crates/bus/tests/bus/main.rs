@@ -8,4 +8,5 @@ mod hand_over;
 mod helpers;
 mod publishing;
 mod scheduling;
+mod tracing;
 mod workers;

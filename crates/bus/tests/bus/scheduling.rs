@@ -217,14 +217,14 @@ async fn taking_a_scheduled_message_is_exclusive_and_a_rollback_puts_it_back(bac
     };
 
     let mut tx = bus.begin().await.unwrap();
-    assert!(tx.take_scheduled("a", x, Ping::TYPE).await.unwrap());
+    assert!(tx.take_scheduled("a", x, Ping::TYPE).await.unwrap().is_some());
     tx.rollback().await.unwrap();
     assert_eq!(consumers_of(queued(&t.db).await, x_message), ["a", "b"], "put back");
 
     let mut tx = bus.begin().await.unwrap();
-    assert!(!tx.take_scheduled("a", x, "Other").await.unwrap(), "another type");
-    assert!(tx.take_scheduled("a", x, Ping::TYPE).await.unwrap());
-    assert!(!tx.take_scheduled("a", x, Ping::TYPE).await.unwrap(), "taken once");
+    assert!(tx.take_scheduled("a", x, "Other").await.unwrap().is_none(), "another type");
+    assert!(tx.take_scheduled("a", x, Ping::TYPE).await.unwrap().is_some());
+    assert!(tx.take_scheduled("a", x, Ping::TYPE).await.unwrap().is_none(), "taken once");
     tx.commit().await.unwrap();
     assert_eq!(consumers_of(queued(&t.db).await, x_message), ["b"]);
     assert_eq!(consumers_of(queued(&t.db).await, y_message), ["a", "b"]);

@@ -83,6 +83,10 @@ fn describe() {
     );
     describe_gauge!("storage_pool_connections_idle", "Of those, idle now");
     describe_gauge!(
+        "sqlite_writer_queue",
+        "Requests' write transactions waiting for SQLite's single writer now (0 on PostgreSQL)"
+    );
+    describe_gauge!(
         "bus_queue_due_messages",
         "Deliveries due now: waiting for a worker or retried"
     );
@@ -182,6 +186,7 @@ async fn record_states(state: &AppState) {
         }
     }
     let pool = state.db.reader();
+    metrics::gauge!("sqlite_writer_queue").set(state.bus.writer_queue() as f64);
     metrics::gauge!("storage_pool_connections").set(f64::from(pool.size()));
     metrics::gauge!("storage_pool_connections_idle").set(pool.num_idle() as f64);
     process_collector().collect();

@@ -13,7 +13,7 @@ mod retry;
 pub mod session;
 mod system;
 
-pub use access::{REQUEST_ID, RequestId, observe};
+pub use access::{REQUEST_ID, RequestId, Traced, observe};
 pub use auth::{Admin, Caller, buyer_identity, is_admin_token};
 pub use client_address::{ClientAddress, find_client_address, parse_trusted};
 pub use extract::{Json, Path, PreferWait, Query, integer};

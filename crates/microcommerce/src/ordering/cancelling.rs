@@ -7,6 +7,7 @@
 //! and the timeout itself is the third contender. Exactly one of the three wins.
 
 use bus::Message;
+use tracing::Instrument;
 
 use super::checkout::{CheckoutSaga, CheckoutState};
 use crate::contracts::{CheckoutCancelled, PaymentTimedOut};
@@ -27,7 +28,7 @@ async fn cancel_in(tx: &mut bus::Tx<'_>, id: OrderId) -> Result<()> {
     let order = super::db::find_order(tx, id)
         .await?
         .ok_or(Error::NotFound("order"))?;
-    let taken = tx
+    let timeout = tx
         .take_scheduled(CheckoutSaga::NAME, id.0, PaymentTimedOut::TYPE)
         .await?;
     // The token counts only while the checkout awaits payment: a timeout queued for a finished
@@ -38,7 +39,7 @@ async fn cancel_in(tx: &mut bus::Tx<'_>, id: OrderId) -> Result<()> {
         checkout.as_ref().map(|c| &c.state),
         Some(CheckoutState::StockReserved { .. })
     );
-    if !(taken && awaiting) {
+    let Some(timeout) = timeout.filter(|_| awaiting) else {
         let why = match checkout.map(|c| c.state) {
             None => NotAwaitingPayment::NotStarted,
             // Awaiting payment, yet the timeout was gone: a payment or the timeout took it.
@@ -46,8 +47,11 @@ async fn cancel_in(tx: &mut bus::Tx<'_>, id: OrderId) -> Result<()> {
             Some(_) => NotAwaitingPayment::InStatus(order.status.as_str()),
         };
         return Err(Error::NotAwaitingPayment(why));
-    }
-    tx.publish(&CheckoutCancelled { order_id: id }).await?;
+    };
+    // The cancel joins the checkout's trace, as the timeout it stands in for would have.
+    tx.publish(&CheckoutCancelled { order_id: id })
+        .instrument(bus::trace::joining(&timeout, "operator cancel"))
+        .await?;
     tracing::info!(order_id = %id, "checkout cancelled by an operator");
     Ok(())
 }

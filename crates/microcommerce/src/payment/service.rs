@@ -3,6 +3,7 @@
 //! transaction.
 
 use bus::Message;
+use tracing::Instrument;
 use serde::Serialize;
 use storage::Timestamp;
 
@@ -71,7 +72,7 @@ pub async fn record_payment(
     // the saga's pending timeout message, so a timeout already being handled (its worker's
     // transaction still open) wins, and one that was taken can no longer fire. A refusal rolls
     // the transaction back, which puts the timeout back.
-    let timeout_taken = tx
+    let taken_timeout = tx
         .take_scheduled(CheckoutSaga::NAME, id.0, PaymentTimedOut::TYPE)
         .await?;
     let gate = Gate::of(saga::current::<CheckoutSaga>(tx, id.0).await?, now, timeout);
@@ -89,7 +90,7 @@ pub async fn record_payment(
     .bind(failure_reason.as_deref())
     .bind(now.0)
     .bind(payer.map(|buyer| buyer.to_string()))
-    .bind(i64::from(gate == Gate::Open && timeout_taken))
+    .bind(i64::from(gate == Gate::Open && taken_timeout.is_some()))
     .bind(i64::from(gate == Gate::IfOrderShowsReservation))
     .bind(awaiting_payment().as_str())
     .execute(&mut **tx)
@@ -99,7 +100,11 @@ pub async fn record_payment(
         return Err(why_not_recorded(tx, id, payer, gate).await);
     }
     // The order shows what the checkout says the answer shows (paid), or stays awaiting payment.
-    let moved = tell_payment(tx, id, succeed).await?;
+    // Told in the checkout's trace, which the timeout carried: the payment is part of it.
+    let joined = taken_timeout.as_ref().map_or_else(tracing::Span::none, |headers| {
+        bus::trace::joining(headers, "payment")
+    });
+    let moved = tell_payment(tx, id, succeed).instrument(joined).await?;
     let order_status = moved.unwrap_or_else(awaiting_payment);
     tracing::info!(order_id = %id, success = succeed, "payment recorded");
     Ok(PaymentResult {
