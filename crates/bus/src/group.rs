@@ -87,7 +87,11 @@ impl Bus {
         let (committed, commit_rx) = oneshot::channel();
         let waiting = &self.inner.group.waiting;
         waiting.fetch_add(1, Ordering::Relaxed);
-        if self.group_queue().send(GroupJob { run, committed }).is_err() {
+        if self
+            .group_queue()
+            .send(GroupJob { run, committed })
+            .is_err()
+        {
             waiting.fetch_sub(1, Ordering::Relaxed);
             return Err(GroupError::ShuttingDown.into());
         }

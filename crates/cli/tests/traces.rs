@@ -67,7 +67,14 @@ async fn receive(
 fn serve(database_url: &str, env: &[(&str, &str)]) -> (String, Child) {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"));
     command
-        .args(["serve", "--addr", "127.0.0.1:0", "--log-json", "--rate-limit", "0"])
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--log-json",
+            "--rate-limit",
+            "0",
+        ])
         .args(["--database-url", database_url])
         .env("MICROCOMMERCE_ADMIN_TOKEN", "trace-token")
         .env_remove("MICROCOMMERCE_LOG")
@@ -88,7 +95,13 @@ fn serve(database_url: &str, env: &[(&str, &str)]) -> (String, Child) {
         .map_while(Result::ok)
         .find_map(|line| line.strip_prefix("listening on http://").map(str::to_owned))
         .expect("serve says where it listens");
-    (format!("http://{addr}"), Child { process, logs: Some(logs) })
+    (
+        format!("http://{addr}"),
+        Child {
+            process,
+            logs: Some(logs),
+        },
+    )
 }
 
 /// The server process; stopped (and its logs read) when the test is done with it.

@@ -225,7 +225,10 @@ async fn a_failing_job_makes_its_group_run_again_and_the_others_see_none_of_its_
     }
     // The writer holds the first job at most; the others wait in its queue, counted.
     let waiting = bus.writer_queue();
-    assert!((2..=3).contains(&waiting), "{waiting} jobs counted as waiting");
+    assert!(
+        (2..=3).contains(&waiting),
+        "{waiting} jobs counted as waiting"
+    );
     // The permit waits for the first job if it has not reached the gate yet.
     gate.notify_one();
     let (first, failing, last) = tokio::join!(first, failing, last);

@@ -39,7 +39,12 @@ impl Handler for Echo {
         "echo"
     }
 
-    async fn handle(&self, ping: Ping, _: &Envelope, tx: &mut Tx<'_>) -> Result<(), bus::ConsumeError> {
+    async fn handle(
+        &self,
+        ping: Ping,
+        _: &Envelope,
+        tx: &mut Tx<'_>,
+    ) -> Result<(), bus::ConsumeError> {
         tx.publish(&Pong { id: ping.id }).await?;
         Ok(())
     }
@@ -51,8 +56,13 @@ impl Handler for Echo {
     ) -> Result<Vec<usize>, bus::ConsumeError> {
         self.set_sizes.lock().unwrap().push(pings.len());
         for ping in &pings {
-            tx.publish_caused_by(ping.envelope, &Pong { id: ping.message.id })
-                .await?;
+            tx.publish_caused_by(
+                ping.envelope,
+                &Pong {
+                    id: ping.message.id,
+                },
+            )
+            .await?;
         }
         Ok(Vec::new())
     }

@@ -3,9 +3,9 @@
 //! transaction.
 
 use bus::Message;
-use tracing::Instrument;
 use serde::Serialize;
 use storage::Timestamp;
+use tracing::Instrument;
 
 use crate::contracts::{FailureReason, PaymentTimedOut};
 use crate::ids::{BuyerId, OrderId};
@@ -101,9 +101,11 @@ pub async fn record_payment(
     }
     // The order shows what the checkout says the answer shows (paid), or stays awaiting payment.
     // Told in the checkout's trace, which the timeout carried: the payment is part of it.
-    let joined = taken_timeout.as_ref().map_or_else(tracing::Span::none, |headers| {
-        bus::trace::joining(headers, "payment")
-    });
+    let joined = taken_timeout
+        .as_ref()
+        .map_or_else(tracing::Span::none, |headers| {
+            bus::trace::joining(headers, "payment")
+        });
     let moved = tell_payment(tx, id, succeed).instrument(joined).await?;
     let order_status = moved.unwrap_or_else(awaiting_payment);
     tracing::info!(order_id = %id, success = succeed, "payment recorded");
