@@ -9,6 +9,7 @@
 
 mod baseline;
 mod console_timing;
+pub mod cpu;
 mod driver;
 mod latency;
 mod report;
@@ -247,13 +248,20 @@ impl Tally {
 pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
     check(options)?;
     let (_proxy, through_proxy) = behind_latency(options)?;
+    // The database as given, not the latency proxy in front of it: is it this machine's?
+    let database_url = options.database_url.clone();
     let options = through_proxy.as_ref().unwrap_or(options);
     let mut driver = Driver::prepare(options).await?;
     let stored = match options.stored_orders {
         Some(wanted) => Some(fill_stored(&mut driver, options, wanted).await?),
         None => None,
     };
+    let cpu_before = driver.cpu_reading(database_url.as_deref()).await;
     let measured = drive(options, Target::Checkouts(driver.clone()), "checkouts").await;
+    let cpu = cpu_before.per_checkout(
+        driver.cpu_reading(database_url.as_deref()).await,
+        measured.summary.completed,
+    );
     let console = if options.time_console {
         let (base, token) = driver.console();
         Some(console_timing::time_console(base, token).await?)
@@ -270,7 +278,8 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
     driver.finish().await;
     Ok(Report::new(options, measured, invariants, baseline)
         .with_stored(stored)
-        .with_console(console))
+        .with_console(console)
+        .with_cpu(cpu))
 }
 
 /// Brings the database to at least `wanted` orders before the run (real checkouts as a

@@ -28,6 +28,8 @@ pub struct Report {
     baseline_per_sec: Option<f64>,
     peak_rss_mib: Option<f64>,
     console: Option<Vec<super::PageTime>>,
+    /// CPU milliseconds per settled checkout (see [`crate::cpu`]).
+    cpu: crate::cpu::CpuReading,
 }
 
 impl Report {
@@ -68,6 +70,7 @@ impl Report {
             baseline_per_sec,
             peak_rss_mib: peak_rss_mib(),
             console: None,
+            cpu: crate::cpu::CpuReading::default(),
         }
     }
 
@@ -82,6 +85,20 @@ impl Report {
     /// Adds the console's page times (`--time-console`).
     pub fn with_console(self, console: Option<Vec<super::PageTime>>) -> Self {
         Self { console, ..self }
+    }
+
+    /// Adds the CPU milliseconds per checkout of the measured run.
+    pub fn with_cpu(self, cpu: crate::cpu::CpuReading) -> Self {
+        Self { cpu, ..self }
+    }
+
+    /// Whose CPU the service figure counts: embedded, the buyers share the process.
+    fn service_cpu_scope(&self) -> &'static str {
+        if self.mode == "HTTP (remote)" {
+            "the server processes alone"
+        } else {
+            "the one process: server and buyers"
+        }
     }
 
     /// True when stock was conserved, nothing stayed reserved and no order got stuck.
@@ -141,6 +158,17 @@ impl Report {
                 out,
                 "baseline        {baseline:.1} checkouts/s of plain SQL; ratio {:.2}",
                 self.ratio().unwrap_or(0.0)
+            );
+        }
+        if self.cpu.service.is_some() || self.cpu.database.is_some() {
+            let shown =
+                |ms: Option<f64>| ms.map_or("unknown".to_owned(), |ms| format!("{ms:.3} ms"));
+            let _ = writeln!(
+                out,
+                "CPU/checkout    {} service ({}) | {} PostgreSQL",
+                shown(self.cpu.service),
+                self.service_cpu_scope(),
+                shown(self.cpu.database),
             );
         }
         if let Some(rss) = self.peak_rss_mib {
@@ -204,6 +232,11 @@ impl Report {
             "invariantsOk": self.invariants_ok(),
             "problems": self.problems,
             "peakRssMib": self.peak_rss_mib,
+            "cpuMsPerCheckout": {
+                "service": self.cpu.service,
+                "serviceCounts": self.service_cpu_scope(),
+                "postgres": self.cpu.database,
+            },
         });
         if let Some(baseline) = self.baseline_per_sec {
             report["baselineCheckoutsPerSec"] = json!(baseline);

@@ -66,6 +66,15 @@ async fn a_short_run_over_http_keeps_the_invariants_and_reports_every_key() {
         "{}",
         report.table()
     );
+    // The embedded server's metrics give the CPU the run cost; SQLite has no server of its own.
+    let cpu = &json["cpuMsPerCheckout"];
+    assert!(cpu["service"].as_f64().is_some_and(|ms| ms > 0.0), "{cpu}");
+    assert!(cpu["postgres"].is_null(), "{cpu}");
+    assert!(
+        report.table().contains("CPU/checkout"),
+        "{}",
+        report.table()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

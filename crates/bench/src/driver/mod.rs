@@ -131,6 +131,26 @@ impl Driver {
         Ok(problems)
     }
 
+    /// The CPU counters now (see [`crate::cpu`]): this process's when the service is
+    /// embedded, else every `--url` instance's; and, when `database_url` is a local
+    /// PostgreSQL, its processes'.
+    pub async fn cpu_reading(&self, database_url: Option<&str>) -> crate::cpu::CpuReading {
+        let service = if self.inner.embedded.is_empty() {
+            let mut sum = Some(0.0);
+            for base in &self.inner.bases {
+                let seconds = self.inner.server_cpu_seconds(base).await;
+                sum = sum.zip(seconds).map(|(sum, more)| sum + more);
+            }
+            sum
+        } else {
+            crate::cpu::own_cpu_seconds()
+        };
+        let database = database_url
+            .filter(|url| crate::cpu::is_local_postgres(url))
+            .and_then(|_| crate::cpu::postgres_cpu_seconds());
+        crate::cpu::CpuReading { service, database }
+    }
+
     /// The first instance's base URL and the admin token: what `--time-console` signs in to.
     pub fn console(&self) -> (&str, &str) {
         (
@@ -287,6 +307,34 @@ impl Inner {
             .map_err(|e| BenchError::Setup(e.to_string()))?;
         let status = response.status().as_u16();
         Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
+    /// The CPU seconds of the server at `base`: from `/proc` when it listens on this machine,
+    /// else from its metrics.
+    async fn server_cpu_seconds(&self, base: &str) -> Option<f64> {
+        let local_port = reqwest::Url::parse(base).ok().and_then(|url| {
+            let loopback = matches!(url.host_str()?, "localhost" | "127.0.0.1" | "[::1]");
+            loopback.then(|| url.port_or_known_default()).flatten()
+        });
+        match local_port.and_then(crate::cpu::pid_listening_on) {
+            Some(pid) => crate::cpu::process_cpu_seconds_of(pid),
+            None => self.scrape_cpu(base).await,
+        }
+    }
+
+    /// `process_cpu_seconds_total` of the instance at `base`, if its metrics can be read.
+    async fn scrape_cpu(&self, base: &str) -> Option<f64> {
+        let response = self
+            .http
+            .get(format!("{base}/metrics"))
+            .bearer_auth(&self.admin_token)
+            .send()
+            .await
+            .ok()?;
+        if !response.status().is_success() {
+            return None;
+        }
+        crate::cpu::process_cpu_seconds(&response.text().await.ok()?)
     }
 
     async fn admin_get(&self, path: &str) -> Result<Value, BenchError> {
