@@ -256,12 +256,10 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
         Some(wanted) => Some(fill_stored(&mut driver, options, wanted).await?),
         None => None,
     };
-    let cpu_before = driver.cpu_reading(database_url.as_deref()).await;
+    let meter = driver.cpu_meter(database_url.as_deref());
+    let cpu_before = driver.read_cpu(&meter).await;
     let measured = drive(options, Target::Checkouts(driver.clone()), "checkouts").await;
-    let cpu = cpu_before.per_checkout(
-        driver.cpu_reading(database_url.as_deref()).await,
-        measured.summary.completed,
-    );
+    let cpu = cpu_before.per_checkout(driver.read_cpu(&meter).await, measured.summary.completed);
     let console = if options.time_console {
         let (base, token) = driver.console();
         Some(console_timing::time_console(base, token).await?)

@@ -7,6 +7,9 @@ use serde_json::{Value, json};
 
 use super::{BenchOptions, Measured, peak_rss_mib, percentiles};
 
+/// The mode of a run against `--url` servers: the one whose service CPU is the servers' alone.
+const REMOTE: &str = "HTTP (remote)";
+
 /// Everything one run measured.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -49,7 +52,7 @@ impl Report {
             mode: if options.engine {
                 "engine (in-process)"
             } else if !options.urls.is_empty() {
-                "HTTP (remote)"
+                REMOTE
             } else {
                 "HTTP (embedded)"
             },
@@ -94,7 +97,7 @@ impl Report {
 
     /// Whose CPU the service figure counts: embedded, the buyers share the process.
     fn service_cpu_scope(&self) -> &'static str {
-        if self.mode == "HTTP (remote)" {
+        if self.mode == REMOTE {
             "the server processes alone"
         } else {
             "the one process: server and buyers"

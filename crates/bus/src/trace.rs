@@ -20,11 +20,7 @@ pub const TRACEPARENT: &str = "traceparent";
 /// when nothing traces it.
 pub fn context_of(span: &tracing::Span) -> Headers {
     let mut headers = Headers::new();
-    if span.is_disabled() {
-        return headers;
-    }
-    let context = span.context();
-    if context.span().span_context().is_valid() {
+    if let Some(context) = traced(span) {
         opentelemetry::global::get_text_map_propagator(|propagator| {
             propagator.inject_context(&context, &mut Carrier(&mut headers));
         });
@@ -34,14 +30,16 @@ pub fn context_of(span: &tracing::Span) -> Headers {
 
 /// The id of the trace `span` belongs to (32 hex digits), when something traces it.
 pub fn trace_id_of(span: &tracing::Span) -> Option<String> {
+    traced(span).map(|context| context.span().span_context().trace_id().to_string())
+}
+
+/// The OpenTelemetry context of `span`, when something traces it.
+fn traced(span: &tracing::Span) -> Option<opentelemetry::Context> {
     if span.is_disabled() {
         return None;
     }
     let context = span.context();
-    let span_context = context.span().span_context().clone();
-    span_context
-        .is_valid()
-        .then(|| span_context.trace_id().to_string())
+    context.span().span_context().is_valid().then_some(context)
 }
 
 /// The headers of the W3C trace context, to pick out of a request's.

@@ -1,6 +1,8 @@
 //! The `microcommerce` binary as a user runs it: the help of every command, and `bench` end to
 //! end (an embedded server on a fresh temporary SQLite file, so nothing is skipped).
 
+mod support;
+
 #[test]
 fn the_cli_prints_the_report_as_json_on_its_last_line() {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"))
@@ -213,33 +215,10 @@ fn ask(addr: &str, path: &str, request_id: &str) -> String {
 
 #[test]
 fn serve_writes_one_access_line_per_request_with_its_route_template_and_request_id() {
-    use std::io::BufRead;
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"))
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--log-json",
-            "--no-seed",
-            "--database-url",
-        ])
-        .arg(format!("sqlite://{}", dir.path().join("shop.db").display()))
-        .env("MICROCOMMERCE_ADMIN_TOKEN", "cli-token")
-        .env_remove("MICROCOMMERCE_LOG")
-        .env_remove("RUST_LOG")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("the binary runs");
-    let stderr = server.stderr.take().expect("stderr");
-    let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let stdout = std::io::BufReader::new(server.stdout.take().expect("stdout"));
-    let addr = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("listening on http://").map(str::to_owned))
-        .expect("serve says where it listens");
+    let database = format!("sqlite://{}", dir.path().join("shop.db").display());
+    let server = support::serve(&["--no-seed", "--database-url", &database], &[]);
+    let addr = server.addr.clone();
     let order = "0190d6a0-0000-7000-8000-000000000001";
     let answer = ask(
         &addr,
@@ -253,15 +232,12 @@ fn serve_writes_one_access_line_per_request_with_its_route_template_and_request_
             .contains("x-request-id: cli-check-1"),
         "{answer}"
     );
-    let _ = server.kill();
-    let _ = server.wait();
-    let logs = logs.join().expect("logs read");
-    let access: Vec<serde_json::Value> = logs
-        .lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+    let logs = server.stop();
+    let access: Vec<&serde_json::Value> = logs
+        .iter()
         .filter(|line| line["target"] == "access")
         .collect();
-    assert_eq!(access.len(), 1, "one line for one request: {logs}");
+    assert_eq!(access.len(), 1, "one line for one request: {logs:?}");
     let fields = &access[0]["fields"];
     assert_eq!(fields["method"], "GET");
     assert_eq!(

@@ -5,8 +5,9 @@
 //! carry the same trace id from the access line to the last consumer. Without the environment
 //! variables (or with the SDK switched off) nothing is sent. On both backends.
 
+mod support;
+
 use std::collections::{BTreeMap, HashMap};
-use std::io::BufRead;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,79 +64,19 @@ async fn receive(
     )
 }
 
-/// `serve` on `database_url` with `env` added; its base URL, the process and its log lines.
-fn serve(database_url: &str, env: &[(&str, &str)]) -> (String, Child) {
-    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_microcommerce"));
-    command
-        .args([
-            "serve",
-            "--addr",
-            "127.0.0.1:0",
-            "--log-json",
-            "--rate-limit",
-            "0",
-        ])
-        .args(["--database-url", database_url])
-        .env("MICROCOMMERCE_ADMIN_TOKEN", "trace-token")
-        .env_remove("MICROCOMMERCE_LOG")
-        .env_remove("RUST_LOG")
-        .env_remove("OTEL_SDK_DISABLED")
-        .env_remove("OTEL_TRACES_EXPORTER")
-        .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
-        .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-        .envs(env.iter().copied())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped());
-    let mut process = command.spawn().expect("the binary runs");
-    let stderr = process.stderr.take().expect("stderr");
-    let logs = std::thread::spawn(move || std::io::read_to_string(stderr).unwrap_or_default());
-    let stdout = std::io::BufReader::new(process.stdout.take().expect("stdout"));
-    let addr = stdout
-        .lines()
-        .map_while(Result::ok)
-        .find_map(|line| line.strip_prefix("listening on http://").map(str::to_owned))
-        .expect("serve says where it listens");
-    (
-        format!("http://{addr}"),
-        Child {
-            process,
-            logs: Some(logs),
-        },
-    )
+/// `serve` on `database_url` with `env` added (seeded, without the write rate limit); its base
+/// URL and the process.
+fn serve(database_url: &str, env: &[(&str, &str)]) -> (String, support::Served) {
+    let served = support::serve(&["--rate-limit", "0", "--database-url", database_url], env);
+    (format!("http://{}", served.addr), served)
 }
 
-/// The server process; stopped (and its logs read) when the test is done with it.
-struct Child {
-    process: std::process::Child,
-    logs: Option<std::thread::JoinHandle<String>>,
-}
-
-impl Child {
-    /// Stops the server gracefully (SIGTERM, so that it sends its last spans) and returns its
-    /// log lines as JSON; off the test's runtime, which serves the receiver meanwhile.
-    async fn stop(self) -> Vec<Value> {
-        tokio::task::spawn_blocking(move || self.stop_now())
-            .await
-            .expect("stopped")
-    }
-
-    fn stop_now(mut self) -> Vec<Value> {
-        let _ = std::process::Command::new("kill")
-            .arg(self.process.id().to_string())
-            .status();
-        let _ = self.process.wait();
-        let logs = self.logs.take().expect("logs").join().expect("logs read");
-        logs.lines()
-            .filter_map(|line| serde_json::from_str(line).ok())
-            .collect()
-    }
-}
-
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.process.kill();
-        let _ = self.process.wait();
-    }
+/// Stops the server gracefully and returns its JSON log lines, off the test's runtime, which
+/// serves the receiver meanwhile (the server sends its last spans as it stops).
+async fn stop(served: support::Served) -> Vec<Value> {
+    tokio::task::spawn_blocking(move || served.stop())
+        .await
+        .expect("stopped")
 }
 
 /// One checkout of a cart of one in-stock product, started with our `traceparent`, paid, and
@@ -281,7 +222,7 @@ async fn one_checkout_is_one_trace_from_the_request_to_the_confirmation(backend)
         async move { all.then_some(spans) }
     })
     .await;
-    let logs = server.stop().await;
+    let logs = stop(server).await;
 
     // One root: the checkout request, a child of the caller's span.
     let roots: Vec<&Span> = spans
@@ -354,7 +295,7 @@ async fn with_the_sdk_switched_off_nothing_is_sent_and_logs_carry_no_trace(backe
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
     ]);
     one_paid_checkout(&base).await;
-    let logs = server.stop().await;
+    let logs = stop(server).await;
     assert!(received.lock().expect("received").is_empty(), "nothing was sent");
     assert!(logs.iter().any(|l| l["target"] == "access"), "logs were written");
     assert!(logs.iter().all(|l| l.get("trace_id").is_none()

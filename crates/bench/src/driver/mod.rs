@@ -131,23 +131,40 @@ impl Driver {
         Ok(problems)
     }
 
-    /// The CPU counters now (see [`crate::cpu`]): this process's when the service is
-    /// embedded, else every `--url` instance's; and, when `database_url` is a local
-    /// PostgreSQL, its processes'.
-    pub async fn cpu_reading(&self, database_url: Option<&str>) -> crate::cpu::CpuReading {
+    /// Where this run's CPU counters are read (see [`crate::cpu`]), found once: this process
+    /// when the service is embedded, else each `--url` instance's process on this machine (or
+    /// its metrics); and PostgreSQL's processes when `database_url` is local.
+    pub fn cpu_meter(&self, database_url: Option<&str>) -> CpuMeter {
         let service = if self.inner.embedded.is_empty() {
-            let mut sum = Some(0.0);
-            for base in &self.inner.bases {
-                let seconds = self.inner.server_cpu_seconds(base).await;
-                sum = sum.zip(seconds).map(|(sum, more)| sum + more);
-            }
-            sum
+            self.inner
+                .bases
+                .iter()
+                .map(|base| server_source(base))
+                .collect()
         } else {
-            crate::cpu::own_cpu_seconds()
+            vec![CpuSource::ThisProcess]
         };
-        let database = database_url
-            .filter(|url| crate::cpu::is_local_postgres(url))
-            .and_then(|_| crate::cpu::postgres_cpu_seconds());
+        CpuMeter {
+            service,
+            database: database_url.is_some_and(crate::cpu::is_local_postgres),
+        }
+    }
+
+    /// The CPU counters now, where `meter` says.
+    pub async fn read_cpu(&self, meter: &CpuMeter) -> crate::cpu::CpuReading {
+        let mut service = Some(0.0);
+        for source in &meter.service {
+            let seconds = match source {
+                CpuSource::ThisProcess => crate::cpu::own_cpu_seconds(),
+                CpuSource::Process(pid) => crate::cpu::process_cpu_seconds_of(*pid),
+                CpuSource::Metrics(base) => self.inner.scrape_cpu(base).await,
+            };
+            service = service.zip(seconds).map(|(sum, more)| sum + more);
+        }
+        let database = meter
+            .database
+            .then(crate::cpu::postgres_cpu_seconds)
+            .flatten();
         crate::cpu::CpuReading { service, database }
     }
 
@@ -309,19 +326,6 @@ impl Inner {
         Ok((status, response.json().await.unwrap_or(Value::Null)))
     }
 
-    /// The CPU seconds of the server at `base`: from `/proc` when it listens on this machine,
-    /// else from its metrics.
-    async fn server_cpu_seconds(&self, base: &str) -> Option<f64> {
-        let local_port = reqwest::Url::parse(base).ok().and_then(|url| {
-            let loopback = matches!(url.host_str()?, "localhost" | "127.0.0.1" | "[::1]");
-            loopback.then(|| url.port_or_known_default()).flatten()
-        });
-        match local_port.and_then(crate::cpu::pid_listening_on) {
-            Some(pid) => crate::cpu::process_cpu_seconds_of(pid),
-            None => self.scrape_cpu(base).await,
-        }
-    }
-
     /// `process_cpu_seconds_total` of the instance at `base`, if its metrics can be read.
     async fn scrape_cpu(&self, base: &str) -> Option<f64> {
         let response = self
@@ -345,6 +349,34 @@ impl Inner {
             )));
         }
         Ok(body)
+    }
+}
+
+/// Where a run reads the CPU the service and the database spent, found once before it.
+pub struct CpuMeter {
+    service: Vec<CpuSource>,
+    database: bool,
+}
+
+/// Where one part of the service's CPU is read.
+enum CpuSource {
+    /// The bench's own process: the embedded servers, with the buyers.
+    ThisProcess,
+    /// A server process on this machine.
+    Process(u32),
+    /// A server elsewhere: its `process_cpu_seconds_total` (whole seconds).
+    Metrics(String),
+}
+
+/// The server at `base`: its process when it listens on this machine, else its metrics.
+fn server_source(base: &str) -> CpuSource {
+    let local_port = reqwest::Url::parse(base).ok().and_then(|url| {
+        let loopback = matches!(url.host_str()?, "localhost" | "127.0.0.1" | "[::1]");
+        loopback.then(|| url.port_or_known_default()).flatten()
+    });
+    match local_port.and_then(crate::cpu::pid_listening_on) {
+        Some(pid) => CpuSource::Process(pid),
+        None => CpuSource::Metrics(base.to_owned()),
     }
 }
 
