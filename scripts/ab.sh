@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Interleaved A/B of two built binaries on the checkout benchmark: runs A B A B … (PAIRS pairs,
 # default 5), each on a fresh database, and prints one markdown row per run with checkouts/s,
-# p99, the same-run baseline and the ratio, then the median ratio of each side. Machines drift,
-# so compare the sides only through these pairs.
+# p99, the same-run baseline and the ratio, and the server's CPU per checkout, then the medians
+# of each side. Machines drift, so compare the sides only through these pairs.
 #
 #   scripts/ab.sh BIN_A BIN_B [bench arguments …]        # SQLite (a temporary file per run)
 #   PG_URL=postgres://… scripts/ab.sh BIN_A BIN_B …      # PostgreSQL (an empty database per run)
+#   HTTP=1 scripts/ab.sh BIN_A BIN_B …                   # each run a `serve` of its own (SQLite,
+#                                                        # limits off) driven by `bench --url`
 #
 # The bench arguments default to `--buyers 64 --duration 10s --baseline`.
 set -euo pipefail
@@ -22,19 +24,38 @@ fresh_url() {
     echo "sqlite://$(mktemp -d)/ab.db"
   fi
 }
+port=${PORT:-18650}
+serve() { # binary, database URL: a server of its own with the limits off, its pid in $served
+  MICROCOMMERCE_ADMIN_TOKEN=ab "$1" serve --addr "127.0.0.1:$port" --database-url "$2" --rate-limit 0 \
+    --max-unpaid-per-address 0 --max-unpaid-per-buyer 0 --max-held-per-address 512 \
+    --log-level warn >/dev/null 2>&1 &
+  served=$!
+  for _ in $(seq 100); do
+    curl -fs "http://127.0.0.1:$port/health/ready" >/dev/null 2>&1 && return
+    sleep 0.1
+  done
+  echo "serve did not start on port $port" >&2; kill "$served"; exit 1
+}
 run() { # side, binary
   local json
-  json=$("$2" bench --json "${args[@]}" --database-url "$(fresh_url)" | tail -n 1)
+  if [ -n "${HTTP:-}" ]; then
+    serve "$2" "$(fresh_url)"
+    json=$(MICROCOMMERCE_ADMIN_TOKEN=ab "$2" bench --json "${args[@]}" --url "http://127.0.0.1:$port" | tail -n 1)
+    kill "$served"; wait "$served" 2>/dev/null || true
+  else
+    json=$("$2" bench --json "${args[@]}" --database-url "$(fresh_url)" | tail -n 1)
+  fi
   python3 - "$1" "$json" <<'PY'
 import json, sys
 side, r = sys.argv[1], json.loads(sys.argv[2])
 print(f"| {side} | {r['checkoutsPerSec']:.0f} | {(r.get('latencyMs') or {}).get('p99', 0):.1f} | "
       f"{r.get('baselineCheckoutsPerSec') or 0:.0f} | {r.get('ratio') or 0:.3f} | "
+      f"{((r.get('cpuMsPerCheckout') or {}).get('service') or 0):.3f} | "
       f"{'yes' if r['invariantsOk'] else 'NO'} |")
 PY
 }
-echo "| side | checkouts/s | p99 ms | baseline/s | ratio | invariants |"
-echo "|---|---:|---:|---:|---:|---|"
+echo "| side | checkouts/s | p99 ms | baseline/s | ratio | CPU ms/checkout | invariants |"
+echo "|---|---:|---:|---:|---:|---:|---|"
 rows=$(for _ in $(seq "$pairs"); do run A "$a"; run B "$b"; done | tee -a /dev/stderr)
 python3 - "$rows" <<'PY'
 import statistics, sys
@@ -42,6 +63,7 @@ rows = [line.split("|")[1:-1] for line in sys.argv[1].splitlines()]
 for side in "AB":
     ratios = [float(r[4]) for r in rows if r[0].strip() == side]
     rates = [float(r[1]) for r in rows if r[0].strip() == side]
+    cpu = [float(r[5]) for r in rows if r[0].strip() == side]
     print(f"median {side}: {statistics.median(rates):.0f}/s, ratio {statistics.median(ratios):.3f} "
-          f"(ratios {min(ratios):.3f}–{max(ratios):.3f})")
+          f"(ratios {min(ratios):.3f}–{max(ratios):.3f}), CPU {statistics.median(cpu):.3f} ms/checkout")
 PY

@@ -2,16 +2,17 @@
 //! see [`crate::sqlite`]), PostgreSQL transactions and pooled readers, so that code taking a
 //! connection runs the same statements on all of them.
 
+use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
-use futures_util::stream::{self, BoxStream};
-use futures_util::{FutureExt, StreamExt};
+use futures_util::stream::BoxStream;
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, Either, Execute, Executor, SqlStr};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::Backend;
-use crate::sqlite::{SqliteWriter, Step};
+use crate::readers::{HeldReader, Taken, first_row, into_stream, not_offered};
+use crate::sqlite::{SqliteConn, Step};
 
 /// A database connection: a write transaction's ([`crate::Db::begin`], or the bus's `Tx` around it) or a
 /// reader's ([`crate::Db::read`]). Statements run on it as on any sqlx connection:
@@ -27,6 +28,8 @@ enum Kind<'c> {
     Sqlx(sqlx::Transaction<'c, Any>),
     /// A pooled connection outside any transaction.
     Reader(PoolConnection<Any>),
+    /// One of SQLite's readers, driven in place (see `crate::readers`).
+    SqliteReader(HeldReader),
 }
 
 impl std::fmt::Debug for Conn<'_> {
@@ -35,7 +38,7 @@ impl std::fmt::Debug for Conn<'_> {
             Kind::Sqlite(tx) if tx.depth == 0 => "sqlite write transaction",
             Kind::Sqlite(_) => "sqlite savepoint",
             Kind::Sqlx(_) => "sqlx transaction",
-            Kind::Reader(_) => "reader",
+            Kind::Reader(_) | Kind::SqliteReader(_) => "reader",
         };
         f.debug_struct("Conn").field("kind", &kind).finish()
     }
@@ -45,7 +48,7 @@ impl Conn<'_> {
     /// The backend behind this connection, for the few statements that differ.
     pub fn backend(&self) -> Backend {
         let name = match &self.kind {
-            Kind::Sqlite(_) => return Backend::Sqlite,
+            Kind::Sqlite(_) | Kind::SqliteReader(_) => return Backend::Sqlite,
             Kind::Sqlx(tx) => tx.backend_name(),
             Kind::Reader(conn) => conn.backend_name(),
         };
@@ -62,6 +65,15 @@ impl From<PoolConnection<Any>> for Conn<'static> {
     fn from(conn: PoolConnection<Any>) -> Self {
         Conn {
             kind: Kind::Reader(conn),
+        }
+    }
+}
+
+impl Conn<'static> {
+    /// One of SQLite's in-place readers, held until the connection is dropped.
+    pub(crate) fn sqlite_reader(held: HeldReader) -> Self {
+        Conn {
+            kind: Kind::SqliteReader(held),
         }
     }
 }
@@ -90,7 +102,7 @@ impl<'c> std::ops::DerefMut for Transaction<'c> {
 impl Transaction<'static> {
     /// Begins on the SQLite writer held by `guard` (checked to be open).
     pub(crate) fn sqlite(
-        mut guard: OwnedMutexGuard<Option<SqliteWriter>>,
+        mut guard: OwnedMutexGuard<Option<SqliteConn>>,
     ) -> Result<Self, sqlx::Error> {
         let writer = guard.as_mut().ok_or(sqlx::Error::PoolClosed)?;
         if !writer.is_autocommit() {
@@ -122,7 +134,7 @@ impl<'c> Transaction<'c> {
         match self.conn.kind {
             Kind::Sqlite(mut tx) => tx.commit(),
             Kind::Sqlx(tx) => tx.commit().await,
-            Kind::Reader(_) => Ok(()),
+            Kind::Reader(_) | Kind::SqliteReader(_) => Ok(()),
         }
     }
 
@@ -131,7 +143,7 @@ impl<'c> Transaction<'c> {
         match self.conn.kind {
             Kind::Sqlite(mut tx) => tx.rollback(),
             Kind::Sqlx(tx) => tx.rollback().await,
-            Kind::Reader(_) => Ok(()),
+            Kind::Reader(_) | Kind::SqliteReader(_) => Ok(()),
         }
     }
 
@@ -140,7 +152,7 @@ impl<'c> Transaction<'c> {
         let kind = match &mut self.conn.kind {
             Kind::Sqlite(tx) => Kind::Sqlite(tx.savepoint()?),
             Kind::Sqlx(tx) => Kind::Sqlx(sqlx::Connection::begin(&mut **tx).await?),
-            Kind::Reader(_) => {
+            Kind::Reader(_) | Kind::SqliteReader(_) => {
                 return Err(sqlx::Error::Protocol(
                     "a savepoint needs a transaction".into(),
                 ));
@@ -160,12 +172,12 @@ struct SqliteTx<'c> {
 
 /// The transaction owns the writer's lock; its savepoints borrow the writer from it.
 enum Held<'c> {
-    Owned(OwnedMutexGuard<Option<SqliteWriter>>),
-    Borrowed(&'c mut SqliteWriter),
+    Owned(OwnedMutexGuard<Option<SqliteConn>>),
+    Borrowed(&'c mut SqliteConn),
 }
 
 impl SqliteTx<'_> {
-    fn writer(&mut self) -> &mut SqliteWriter {
+    fn writer(&mut self) -> &mut SqliteConn {
         match &mut self.writer {
             Held::Owned(guard) => guard
                 .as_mut()
@@ -210,18 +222,6 @@ impl SqliteTx<'_> {
         self.open = false;
         Ok(())
     }
-
-    fn run<'q>(
-        &mut self,
-        mut query: impl Execute<'q, Any>,
-        first_row_only: bool,
-    ) -> Result<Vec<Step>, sqlx::Error> {
-        let arguments = query.take_arguments().map_err(sqlx::Error::Encode)?;
-        let persistent = query.persistent();
-        let sql = query.sql();
-        self.writer()
-            .run(sql.as_str(), arguments, persistent, first_row_only)
-    }
 }
 
 impl Drop for SqliteTx<'_> {
@@ -247,12 +247,10 @@ impl<'t, 'c: 't> Executor<'t> for &'t mut Conn<'c> {
         E: 'q + Execute<'q, Any>,
     {
         match &mut self.kind {
-            Kind::Sqlite(tx) => match tx.run(query, false) {
-                Ok(steps) => stream::iter(steps.into_iter().map(Ok)).boxed(),
-                Err(error) => stream::once(std::future::ready(Err(error))).boxed(),
-            },
             Kind::Sqlx(tx) => (&mut **tx).fetch_many(query),
             Kind::Reader(conn) => (&mut **conn).fetch_many(query),
+            Kind::Sqlite(tx) => into_stream(in_place(Some(tx.writer()), query, false)),
+            Kind::SqliteReader(held) => into_stream(in_place(held.as_mut(), query, false)),
         }
     }
 
@@ -265,17 +263,10 @@ impl<'t, 'c: 't> Executor<'t> for &'t mut Conn<'c> {
         E: 'q + Execute<'q, Any>,
     {
         match &mut self.kind {
-            Kind::Sqlite(tx) => {
-                let row = tx.run(query, true).map(|steps| {
-                    steps.into_iter().find_map(|step| match step {
-                        Either::Right(row) => Some(row),
-                        Either::Left(_) => None,
-                    })
-                });
-                std::future::ready(row).boxed()
-            }
             Kind::Sqlx(tx) => (&mut **tx).fetch_optional(query),
             Kind::Reader(conn) => (&mut **conn).fetch_optional(query),
+            Kind::Sqlite(tx) => ready(first_row(in_place(Some(tx.writer()), query, true))),
+            Kind::SqliteReader(held) => ready(first_row(in_place(held.as_mut(), query, true))),
         }
     }
 
@@ -288,9 +279,9 @@ impl<'t, 'c: 't> Executor<'t> for &'t mut Conn<'c> {
         't: 'e,
     {
         match &mut self.kind {
-            Kind::Sqlite(_) => std::future::ready(Err(not_offered("prepare"))).boxed(),
             Kind::Sqlx(tx) => (&mut **tx).prepare_with(sql, parameters),
             Kind::Reader(conn) => (&mut **conn).prepare_with(sql, parameters),
+            Kind::Sqlite(_) | Kind::SqliteReader(_) => ready(Err(not_offered("prepare"))),
         }
     }
 
@@ -299,16 +290,24 @@ impl<'t, 'c: 't> Executor<'t> for &'t mut Conn<'c> {
         't: 'e,
     {
         match &mut self.kind {
-            Kind::Sqlite(_) => std::future::ready(Err(not_offered("describe"))).boxed(),
             Kind::Sqlx(tx) => (&mut **tx).describe(sql),
             Kind::Reader(conn) => (&mut **conn).describe(sql),
+            Kind::Sqlite(_) | Kind::SqliteReader(_) => ready(Err(not_offered("describe"))),
         }
     }
 }
 
-/// The SQLite writer caches its statements itself; explicit preparation is not offered.
-fn not_offered(what: &str) -> sqlx::Error {
-    sqlx::Error::Protocol(format!(
-        "{what} is not offered on the SQLite write connection; run the statement instead"
-    ))
+/// Runs a statement on an in-place SQLite connection (`None`: closed).
+fn in_place<'q>(
+    conn: Option<&mut SqliteConn>,
+    query: impl Execute<'q, Any>,
+    first_row_only: bool,
+) -> Result<Vec<Step>, sqlx::Error> {
+    let conn = conn.ok_or(sqlx::Error::PoolClosed)?;
+    Taken::from(query)?.run(conn, first_row_only)
+}
+
+/// A result already known, as the boxed future sqlx's executors return.
+fn ready<'e, T: Send + 'e>(value: T) -> BoxFuture<'e, T> {
+    std::future::ready(value).boxed()
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions, AnyQueryResult};
-use sqlx::{Any, AnyPool, Execute, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Execute, Executor};
 use tokio::sync::Mutex;
 
 use crate::Timestamp;
@@ -15,8 +15,9 @@ use crate::conn::{Conn, Transaction};
 use crate::error::DbError;
 use crate::lane::WriterLane;
 use crate::reach;
+use crate::readers::Readers;
 use crate::sql::POSTGRES_NOW;
-use crate::sqlite::SqliteWriter;
+use crate::sqlite::SqliteConn;
 
 /// Which database engine a [`Db`] talks to; the few statements that differ branch on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,7 +60,8 @@ pub struct DbOptions {
     pub url: String,
     /// SQLite durability of a commit.
     pub synchronous: Synchronous,
-    /// Connections used for reads; writes always go through one connection on SQLite.
+    /// SQLite: connections used for reads (writes always go through one). A read holds one
+    /// only while SQLite runs it, so about one per thread that reads is enough.
     pub read_connections: u32,
     /// How long a statement waits for a lock before it fails with "database is busy".
     pub busy_timeout: Duration,
@@ -88,14 +90,16 @@ pub struct DbOptions {
 }
 
 impl DbOptions {
-    /// Defaults for `url`: `synchronous=FULL`, 4 readers, 5 s busy timeout, 30 s acquire timeout,
+    /// Defaults for `url`: `synchronous=FULL`, a reader per CPU (at least 4), 5 s busy timeout, 30 s acquire timeout,
     /// writer pinned to one CPU (on Linux); on PostgreSQL 5 s connect timeout, 10 connections,
     /// 30 s statement timeout, search path `public, messaging`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
             synchronous: Synchronous::Full,
-            read_connections: 4,
+            read_connections: std::thread::available_parallelism()
+                .map_or(4, |cpus| cpus.get() as u32)
+                .max(4),
             busy_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(5),
@@ -129,7 +133,10 @@ pub struct Db {
     backend: Backend,
     url: String,
     write: Writer,
-    read: AnyPool,
+    read: Readers,
+    /// SQLite: the settings every connection gets, for the one-off sqlx connection that runs
+    /// migrations; empty on PostgreSQL.
+    sqlite_pragmas: String,
     acquire_timeout: Duration,
     /// Where the tasks that write run (the bus workers; on SQLite the group-commit writer too).
     lane: Arc<WriterLane>,
@@ -139,7 +146,7 @@ pub struct Db {
 #[derive(Debug, Clone)]
 enum Writer {
     /// SQLite's one write connection; `None` once the `Db` is closed.
-    Sqlite(Arc<Mutex<Option<SqliteWriter>>>),
+    Sqlite(Arc<Mutex<Option<SqliteConn>>>),
     /// PostgreSQL's pools: `shared` with the readers, for requests; `on_lane` for transactions
     /// begun on the writer lane, whose connections the lane's own runtime drives.
     Pool { shared: AnyPool, on_lane: AnyPool },
@@ -171,13 +178,13 @@ impl Db {
                     shared: shared.clone(),
                     on_lane,
                 },
-                read: shared,
+                read: Readers::of_pool(shared),
+                sqlite_pragmas: String::new(),
                 acquire_timeout: options.acquire_timeout,
                 lane: Arc::new(lane),
             });
         }
         let url = sqlite_url_with_create(&options.url);
-        let connect = AnyConnectOptions::from_str(&url)?;
         let pragmas = sqlite_pragmas(options);
         let path = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
             .get_filename()
@@ -186,18 +193,17 @@ impl Db {
             return Err(DbError::InMemory(options.url.clone()));
         }
         let lane = WriterLane::start(options.pin_writer).await?;
-        let writer = SqliteWriter::open(&path, &pragmas, options.busy_timeout)?;
-        // A SQLite connection is a file handle that cannot drop like a network connection,
-        // so it is not pinged before each use.
-        let read = pool_options(options.read_connections.max(1), options, pragmas)
-            .test_before_acquire(false)
-            .connect_with(connect)
-            .await?;
+        let open = || SqliteConn::open(&path, &pragmas, options.busy_timeout);
+        let writer = open()?;
+        let readers = (0..options.read_connections.max(1))
+            .map(|_| open())
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             backend,
             url: options.url.clone(),
             write: Writer::Sqlite(Arc::new(Mutex::new(Some(writer)))),
-            read,
+            read: Readers::of_sqlite(readers, options.acquire_timeout),
+            sqlite_pragmas: pragmas,
             acquire_timeout: options.acquire_timeout,
             lane: Arc::new(lane),
         })
@@ -264,11 +270,11 @@ impl Db {
     /// A reader from the pool, as a [`Conn`], for code that also runs inside write
     /// transactions; plain reads can use [`Db::reader`] directly.
     pub async fn read(&self) -> Result<Conn<'static>, sqlx::Error> {
-        Ok(Conn::from(self.read.acquire().await?))
+        self.read.acquire().await
     }
 
     /// The pool for reads that need no transaction; they never wait behind the writer.
-    pub fn reader(&self) -> &AnyPool {
+    pub fn reader(&self) -> &Readers {
         &self.read
     }
 
@@ -280,9 +286,20 @@ impl Db {
             Backend::Postgres => migrations.postgres,
         };
         migrator.set_ignore_missing(true);
-        // On SQLite a pooled connection takes the file's write lock for the migration like
-        // any writer would (waiting up to the busy timeout for the write connection).
-        migrator.run(&self.read).await?;
+        match self.read.pool() {
+            Some(pool) => migrator.run(pool).await?,
+            None => {
+                // sqlx's migrator needs an sqlx connection: a one-off one, which takes the
+                // file's write lock like any writer would (waiting up to the busy timeout).
+                let url = sqlite_url_with_create(&self.url);
+                let mut conn = AnyConnection::connect(&url).await?;
+                conn.execute(sqlx::AssertSqlSafe(self.sqlite_pragmas.clone()))
+                    .await?;
+                let ran = migrator.run(&mut conn).await;
+                conn.close().await?;
+                ran?
+            }
+        }
         Ok(())
     }
 
@@ -454,20 +471,13 @@ mod url_tests {
 #[cfg(all(test, target_os = "linux"))]
 mod tests {
     use super::*;
-    use rustix::thread::Pid;
     use rustix::thread::sched_getaffinity;
 
-    /// The affinity of every sqlx SQLite connection thread of this process.
-    fn sqlite_thread_affinities() -> Vec<rustix::thread::CpuSet> {
+    /// The names of this process's threads.
+    fn thread_names() -> Vec<String> {
         std::fs::read_dir("/proc/self/task")
             .expect("threads listed")
-            .filter_map(|task| {
-                let task = task.ok()?;
-                let name = std::fs::read_to_string(task.path().join("comm")).ok()?;
-                let tid: i32 = task.file_name().to_str()?.parse().ok()?;
-                name.starts_with("sqlx-sqlite")
-                    .then(|| sched_getaffinity(Pid::from_raw(tid)).ok())?
-            })
+            .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
             .collect()
     }
 
@@ -500,7 +510,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn writes_run_on_the_lanes_thread_and_the_readers_stay_free() {
+    async fn writes_run_on_the_lanes_thread_and_reads_on_the_callers() {
         let dir = tempfile::tempdir().expect("temporary directory");
         let url = format!("sqlite://{}", dir.path().join("lane.db").display());
         let db = Db::connect(&DbOptions::new(url)).await.expect("opens");
@@ -508,11 +518,20 @@ mod tests {
             return;
         }
         let allowed = sched_getaffinity(None).expect("affinity readable");
-        let threads = sqlite_thread_affinities();
-        assert!(!threads.is_empty(), "the readers have connection threads");
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(db.reader())
+            .await
+            .expect("reads");
+        assert_eq!(one, 1);
+        let names = thread_names();
         assert!(
-            threads.iter().all(|set| set.count() == allowed.count()),
-            "no connection thread is bound: the writer has none, the readers stay free"
+            !names.iter().any(|name| name.starts_with("sqlx-sqlite")),
+            "reads run in place, with no connection thread to hand them to: {names:?}"
+        );
+        assert_eq!(
+            sched_getaffinity(None).expect("affinity").count(),
+            allowed.count(),
+            "the reading thread stays free"
         );
         db.close().await;
     }

@@ -4,8 +4,8 @@
 //! the saga engine and the service then write portable SQL through its [`Conn`] and
 //! [`Transaction`] and never name a backend in their signatures. Behind it:
 //!
-//! - on SQLite, one write connection driven in place by whoever holds it (`sqlite.rs`) and a
-//!   pool of readers; on PostgreSQL, a shared pool and one for the writer lane;
+//! - on SQLite, one write connection and a few readers, each driven in place by whoever holds
+//!   it (`sqlite.rs`, `readers.rs`); on PostgreSQL, a shared pool and one for the writer lane;
 //! - the writer lane (`lane.rs`): a thread of its own for the tasks that write in bulk;
 //! - the first connection to PostgreSQL (`reach.rs`), whose failure names the server and cause;
 //! - what a failed statement means ([`ErrorKind`]), decided here for both backends;
@@ -39,6 +39,7 @@ mod error_kind;
 mod lane;
 pub mod pending;
 mod reach;
+mod readers;
 pub mod sql;
 mod sqlite;
 mod time;
@@ -47,5 +48,6 @@ pub use conn::{Conn, Transaction};
 pub use db::{Backend, Db, DbOptions, Migrations, Synchronous};
 pub use error::{ConnectCause, DbError};
 pub use error_kind::ErrorKind;
+pub use readers::Readers;
 pub use sql::{json_param, json_rows, json_values, placeholder_rows, placeholders};
 pub use time::Timestamp;

@@ -1,11 +1,13 @@
-//! The SQLite write connection, driven on the caller's own thread.
+//! SQLite connections driven on the caller's own thread: the one writer, and the readers.
 //!
 //! sqlx hands each SQLite statement to a connection thread and each result back, which costs
 //! more than SQLite's own work on small statements; the single writer runs every write of the
-//! process in turn, so that hand-off dominated it (see `docs/benchmarks.md`). This connection is
-//! a plain `rusqlite` connection used by whoever holds its lock, on the writer lane's thread for
-//! the bus workers and grouped transactions. Statements and results keep sqlx's `Any` types, so
-//! callers write the same `sqlx::query(…)` for both backends (see [`crate::Conn`]).
+//! process in turn, so that hand-off dominated it, and the readers paid it on every read of a
+//! request (see `docs/benchmarks.md`). These connections are plain `rusqlite` connections used
+//! by whoever holds their lock: the writer on the writer lane's thread for the bus workers and
+//! grouped transactions, a reader on the thread of the task that reads (`crate::readers`).
+//! Statements and results keep sqlx's `Any` types, so callers write the same `sqlx::query(…)`
+//! for both backends (see [`crate::Conn`]).
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -23,18 +25,19 @@ use sqlx_core::ext::ustr::UStr;
 /// One step of a statement's output, as sqlx's executors stream it.
 pub(crate) type Step = Either<AnyQueryResult, AnyRow>;
 
-/// Prepared statements kept per connection: the bus and the service together use fewer than
-/// a hundred distinct write statements (row lists are JSON parameters, so their text does not
-/// vary with their length).
+/// Prepared statements kept per connection, least recently used dropped first: the bus and
+/// the service together use fewer than a hundred distinct write statements and not many more
+/// reads (row lists are JSON parameters, so their text does not vary with their length).
 const STATEMENT_CACHE: usize = 256;
 
-/// The write connection. Not shared: one holder at a time, through the `Db`'s lock.
+/// A connection driven in place: the writer or a reader. Not shared: one holder at a time,
+/// through its lock in the `Db`.
 #[derive(Debug)]
-pub(crate) struct SqliteWriter {
+pub(crate) struct SqliteConn {
     conn: rusqlite::Connection,
 }
 
-impl SqliteWriter {
+impl SqliteConn {
     /// Opens (creating if missing) the database file with the connection settings every
     /// connection of a `Db` gets.
     pub(crate) fn open(
@@ -370,7 +373,7 @@ mod tests {
     #[test]
     fn a_statement_is_planned_once_whatever_values_are_bound() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let mut conn = SqliteWriter::open(
+        let mut conn = SqliteConn::open(
             &dir.path().join("plan.db"),
             "PRAGMA journal_mode = WAL;",
             Duration::from_secs(1),

@@ -185,10 +185,10 @@ async fn record_states(state: &AppState) {
                 .set(moved.count as f64);
         }
     }
-    let pool = state.db.reader();
+    let readers = state.db.reader();
     metrics::gauge!("sqlite_writer_queue").set(state.bus.writer_queue() as f64);
-    metrics::gauge!("storage_pool_connections").set(f64::from(pool.size()));
-    metrics::gauge!("storage_pool_connections_idle").set(pool.num_idle() as f64);
+    metrics::gauge!("storage_pool_connections").set(f64::from(readers.size()));
+    metrics::gauge!("storage_pool_connections_idle").set(readers.idle() as f64);
     process_collector().collect();
 }
 

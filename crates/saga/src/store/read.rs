@@ -6,8 +6,8 @@ use bus::MessageId;
 use super::decode::{decode_error, parse_uuid};
 use crate::Saga;
 
+use sqlx::Row;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
 use storage::Timestamp;
 use uuid::Uuid;
 
@@ -141,8 +141,12 @@ pub struct Filter {
 }
 
 /// One instance of `saga` with its timeline and parked events.
-pub async fn get(pool: &AnyPool, saga: &str, id: Uuid) -> Result<Option<Instance>, sqlx::Error> {
-    let mut conn = storage::Conn::from(pool.acquire().await?);
+pub async fn get(
+    readers: &storage::Readers,
+    saga: &str,
+    id: Uuid,
+) -> Result<Option<Instance>, sqlx::Error> {
+    let mut conn = readers.acquire().await?;
     get_on(&mut conn, saga, id).await
 }
 
@@ -224,11 +228,11 @@ pub async fn get_on(
 /// Instances of `saga` matching `filter`, least recently updated first (the correlation id
 /// breaking ties), so that a listing pages by [`Position`] without skipping or repeating.
 pub async fn list(
-    pool: &AnyPool,
+    readers: &storage::Readers,
     saga: &str,
     filter: &Filter,
 ) -> Result<Vec<Summary>, sqlx::Error> {
-    let mut conn = storage::Conn::from(pool.acquire().await?);
+    let mut conn = readers.acquire().await?;
     list_on(&mut conn, saga, filter).await
 }
 
