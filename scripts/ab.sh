@@ -56,14 +56,24 @@ PY
 }
 echo "| side | checkouts/s | p99 ms | baseline/s | ratio | CPU ms/checkout | invariants |"
 echo "|---|---:|---:|---:|---:|---:|---|"
-rows=$(for _ in $(seq "$pairs"); do run A "$a"; run B "$b"; done | tee -a /dev/stderr)
+rows=$(mktemp)
+for _ in $(seq "$pairs"); do run A "$a"; run B "$b"; done | tee "$rows"
 python3 - "$rows" <<'PY'
 import statistics, sys
-rows = [line.split("|")[1:-1] for line in sys.argv[1].splitlines()]
+rows = [line.split("|")[1:-1] for line in open(sys.argv[1])]
+pairs = list(zip([r for r in rows if r[0].strip() == "A"], [r for r in rows if r[0].strip() == "B"]))
 for side in "AB":
     ratios = [float(r[4]) for r in rows if r[0].strip() == side]
     rates = [float(r[1]) for r in rows if r[0].strip() == side]
     cpu = [float(r[5]) for r in rows if r[0].strip() == side]
     print(f"median {side}: {statistics.median(rates):.0f}/s, ratio {statistics.median(ratios):.3f} "
           f"(ratios {min(ratios):.3f}–{max(ratios):.3f}), CPU {statistics.median(cpu):.3f} ms/checkout")
+per_pair = [float(b[1]) / float(a[1]) for a, b in pairs]
+cpu_pair = [float(b[5]) / float(a[5]) for a, b in pairs if float(a[5]) > 0]
+print("checkouts/s B/A per pair: " + ", ".join(f"{x:.2f}" for x in per_pair)
+      + f" (median {statistics.median(per_pair):.2f})")
+if cpu_pair:
+    print("CPU per checkout B/A per pair: " + ", ".join(f"{x:.2f}" for x in cpu_pair)
+          + f" (median {statistics.median(cpu_pair):.2f})")
 PY
+rm -f "$rows"
