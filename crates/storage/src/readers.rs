@@ -274,3 +274,88 @@ impl<'p> Executor<'p> for &'p Readers {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::{Db, DbOptions};
+
+    async fn sqlite_with_one_reader(dir: &tempfile::TempDir, acquire: Duration) -> Db {
+        let url = format!("sqlite://{}", dir.path().join("readers.db").display());
+        let mut options = DbOptions::new(url);
+        options.read_connections = 1;
+        options.acquire_timeout = acquire;
+        Db::connect(&options).await.expect("opens")
+    }
+
+    #[tokio::test]
+    async fn a_read_waits_for_a_held_reader_and_runs_once_it_is_free() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = sqlite_with_one_reader(&dir, Duration::from_secs(30)).await;
+        let held = db.read().await.expect("holds the only reader");
+        assert_eq!(db.reader().idle(), 0);
+        let reader = db.clone();
+        let waiting = tokio::spawn(async move {
+            sqlx::query_scalar::<_, i64>("SELECT 7")
+                .fetch_one(reader.reader())
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiting.is_finished(), "the read waits for the held reader");
+        drop(held);
+        assert_eq!(waiting.await.expect("joins").expect("reads"), 7);
+        assert_eq!(db.reader().idle(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_gives_up_after_the_acquire_timeout_and_fails_once_closed() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = sqlite_with_one_reader(&dir, Duration::from_millis(50)).await;
+        let held = db.read().await.expect("holds the only reader");
+        let timed_out = sqlx::query("SELECT 1").fetch_one(db.reader()).await;
+        assert!(matches!(timed_out, Err(sqlx::Error::PoolTimedOut)));
+        drop(held);
+        db.close().await;
+        let closed = sqlx::query("SELECT 1").fetch_one(db.reader()).await;
+        assert!(matches!(closed, Err(sqlx::Error::PoolClosed)));
+    }
+
+    #[tokio::test]
+    async fn rows_read_in_place_decode_as_through_sqlx() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let db = sqlite_with_one_reader(&dir, Duration::from_secs(30)).await;
+        db.execute(sqlx::query(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, price REAL, data BLOB)",
+        ))
+        .await
+        .expect("creates");
+        db.execute(
+            sqlx::query("INSERT INTO t VALUES ($1, $2, $3, $4), (2, NULL, NULL, NULL)")
+                .bind(1_i64)
+                .bind("pen")
+                .bind(1.5_f64)
+                .bind(vec![1_u8, 2]),
+        )
+        .await
+        .expect("inserts");
+        let rows: Vec<(i64, Option<String>, Option<f64>, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT id, name, price, data FROM t WHERE id >= $1 ORDER BY id")
+                .bind(1_i64)
+                .fetch_all(db.reader())
+                .await
+                .expect("reads");
+        assert_eq!(
+            rows,
+            [
+                (1, Some("pen".into()), Some(1.5), Some(vec![1, 2])),
+                (2, None, None, None)
+            ]
+        );
+        let none: Option<(i64,)> = sqlx::query_as("SELECT id FROM t WHERE id = 3")
+            .fetch_optional(db.reader())
+            .await
+            .expect("reads");
+        assert_eq!(none, None);
+    }
+}
