@@ -1,6 +1,7 @@
 //! The connections a [`crate::Db`] hands out: one type for the SQLite writer (driven in place,
 //! see [`crate::sqlite`]), PostgreSQL transactions, and readers (SQLite's in place, PostgreSQL's
 //! pooled), so that code taking a connection runs the same statements on all of them.
+
 use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;

@@ -339,7 +339,8 @@ mod tests {
         )
         .await
         .expect("inserts");
-        let rows: Vec<(i64, Option<String>, Option<f64>, Option<Vec<u8>>)> =
+        type Row = (i64, Option<String>, Option<f64>, Option<Vec<u8>>);
+        let rows: Vec<Row> =
             sqlx::query_as("SELECT id, name, price, data FROM t WHERE id >= $1 ORDER BY id")
                 .bind(1_i64)
                 .fetch_all(db.reader())
