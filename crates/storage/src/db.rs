@@ -90,9 +90,9 @@ pub struct DbOptions {
 }
 
 impl DbOptions {
-    /// Defaults for `url`: `synchronous=FULL`, a reader per CPU (at least 4), 5 s busy timeout, 30 s acquire timeout,
-    /// writer pinned to one CPU (on Linux); on PostgreSQL 5 s connect timeout, 10 connections,
-    /// 30 s statement timeout, search path `public, messaging`.
+    /// Defaults for `url`: `synchronous=FULL`, a reader per CPU (at least 4), 5 s busy timeout,
+    /// 30 s acquire timeout, writer pinned to one CPU (on Linux); on PostgreSQL 5 s connect
+    /// timeout, 10 connections, 30 s statement timeout, search path `public, messaging`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
@@ -267,13 +267,13 @@ impl Db {
         Ok(done)
     }
 
-    /// A reader from the pool, as a [`Conn`], for code that also runs inside write
-    /// transactions; plain reads can use [`Db::reader`] directly.
+    /// A reader held for several statements, as a [`Conn`], for code that also runs inside
+    /// write transactions; plain reads can use [`Db::reader`] directly.
     pub async fn read(&self) -> Result<Conn<'static>, sqlx::Error> {
         self.read.acquire().await
     }
 
-    /// The pool for reads that need no transaction; they never wait behind the writer.
+    /// The readers, for reads that need no transaction; they never wait behind the writer.
     pub fn reader(&self) -> &Readers {
         &self.read
     }
