@@ -79,9 +79,12 @@ fn describe() {
     );
     describe_gauge!(
         "storage_pool_connections",
-        "Connections of the read pool, open now"
+        "Reader connections open now (SQLite: its in-place readers; PostgreSQL: the shared pool)"
     );
-    describe_gauge!("storage_pool_connections_idle", "Of those, idle now");
+    describe_gauge!(
+        "storage_pool_connections_idle",
+        "Of those, idle now (on SQLite: not running a read at this instant)"
+    );
     describe_gauge!(
         "sqlite_writer_queue",
         "Requests' write transactions waiting for SQLite's single writer now (0 on PostgreSQL)"
