@@ -56,7 +56,12 @@ pub fn is_local_postgres(url: &str) -> bool {
         .next()
         .unwrap_or_default();
     let host = host.rsplit_once(':').map_or(host, |(name, _)| name);
-    matches!(host, "" | "localhost" | "127.0.0.1" | "[::1]") || rest.contains("host=/")
+    host.is_empty() || is_loopback(host) || rest.contains("host=/")
+}
+
+/// True when `host` (as a URL writes it) names this machine over the loopback interface.
+pub fn is_loopback(host: &str) -> bool {
+    matches!(host, "localhost" | "127.0.0.1" | "[::1]")
 }
 
 /// CPU seconds of every `postgres` process, with the children they reaped (the server's

@@ -2,7 +2,6 @@
 //! see [`crate::sqlite`]), PostgreSQL transactions, and readers (SQLite's in place, PostgreSQL's
 //! pooled), so that code taking a connection runs the same statements on all of them.
 
-use futures_util::FutureExt;
 use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use sqlx::any::{AnyQueryResult, AnyRow, AnyStatement, AnyTypeInfo};
@@ -11,7 +10,7 @@ use sqlx::{Any, Either, Execute, Executor, SqlStr};
 use tokio::sync::OwnedMutexGuard;
 
 use crate::Backend;
-use crate::readers::{HeldReader, Taken, first_row, into_stream, not_offered};
+use crate::readers::{HeldReader, Taken, first_row, into_stream, not_offered, ready};
 use crate::sqlite::{SqliteConn, Step};
 
 /// A database connection: a write transaction's ([`crate::Db::begin`], or the bus's `Tx` around it) or a
@@ -305,9 +304,4 @@ fn in_place<'q>(
 ) -> Result<Vec<Step>, sqlx::Error> {
     let conn = conn.ok_or(sqlx::Error::PoolClosed)?;
     Taken::from(query)?.run(conn, first_row_only)
-}
-
-/// A result already known, as the boxed future sqlx's executors return.
-fn ready<'e, T: Send + 'e>(value: T) -> BoxFuture<'e, T> {
-    std::future::ready(value).boxed()
 }

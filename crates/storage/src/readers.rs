@@ -204,6 +204,11 @@ pub(crate) fn first_row(
     }))
 }
 
+/// A result already known, as the boxed future sqlx's executors return.
+pub(crate) fn ready<'e, T: Send + 'e>(value: T) -> BoxFuture<'e, T> {
+    std::future::ready(value).boxed()
+}
+
 /// SQLite's readers cache their statements themselves; explicit preparation is not offered.
 pub(crate) fn not_offered(what: &str) -> sqlx::Error {
     sqlx::Error::Protocol(format!(
@@ -245,7 +250,7 @@ impl<'p> Executor<'p> for &'p Readers {
             Source::Pool(pool) => pool.fetch_optional(query),
             Source::Sqlite(readers) => match Taken::from(query) {
                 Ok(statement) => readers.run(statement, true).map(first_row).boxed(),
-                Err(error) => std::future::ready(Err(error)).boxed(),
+                Err(error) => ready(Err(error)),
             },
         }
     }
@@ -260,7 +265,7 @@ impl<'p> Executor<'p> for &'p Readers {
     {
         match &self.source {
             Source::Pool(pool) => pool.prepare_with(sql, parameters),
-            Source::Sqlite(_) => std::future::ready(Err(not_offered("prepare"))).boxed(),
+            Source::Sqlite(_) => ready(Err(not_offered("prepare"))),
         }
     }
 
@@ -270,7 +275,7 @@ impl<'p> Executor<'p> for &'p Readers {
     {
         match &self.source {
             Source::Pool(pool) => pool.describe(sql),
-            Source::Sqlite(_) => std::future::ready(Err(not_offered("describe"))).boxed(),
+            Source::Sqlite(_) => ready(Err(not_offered("describe"))),
         }
     }
 }

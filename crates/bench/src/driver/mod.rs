@@ -371,8 +371,9 @@ enum CpuSource {
 /// The server at `base`: its process when it listens on this machine, else its metrics.
 fn server_source(base: &str) -> CpuSource {
     let local_port = reqwest::Url::parse(base).ok().and_then(|url| {
-        let loopback = matches!(url.host_str()?, "localhost" | "127.0.0.1" | "[::1]");
-        loopback.then(|| url.port_or_known_default()).flatten()
+        crate::cpu::is_loopback(url.host_str()?)
+            .then(|| url.port_or_known_default())
+            .flatten()
     });
     match local_port.and_then(crate::cpu::pid_listening_on) {
         Some(pid) => CpuSource::Process(pid),
