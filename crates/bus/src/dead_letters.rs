@@ -205,7 +205,7 @@ impl Bus {
         }
         delete.execute(&mut *tx).await?;
         tx.commit().await?;
-        self.committed(true, Vec::new());
+        self.committed(Some(std::time::Duration::ZERO), Vec::new());
         for letter in &letters {
             tracing::info!(dead_letter = letter.id, message_id = %letter.message_id, "dead letter re-queued");
         }

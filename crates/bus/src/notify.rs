@@ -1,5 +1,5 @@
-//! PostgreSQL: news between instances. After a commit that wrote messages or announced
-//! changes, every instance's workers and waiters are told, through `NOTIFY`, and each
+//! PostgreSQL: news between instances. After a commit that wrote messages due soon or
+//! announced changes, every instance's workers and waiters are told, through `NOTIFY`, and each
 //! instance's listener passes the news on to its own.
 //!
 //! The news is not sent by the committing transaction itself. PostgreSQL serializes the
@@ -43,21 +43,23 @@ pub(crate) struct Notifications {
 /// What one or more commits have to tell.
 #[derive(Default)]
 struct News {
-    wrote: bool,
+    /// Messages due soon were written: workers should look.
+    wake: bool,
     changed: Vec<Uuid>,
 }
 
 impl News {
     fn merge(&mut self, other: News) {
-        self.wrote |= other.wrote;
+        self.wake |= other.wake;
         self.changed.extend(other.changed);
     }
 }
 
 impl Bus {
-    /// PostgreSQL, after a commit: tells every instance that messages were written (their
-    /// workers wake) and which correlation ids changed (their waiters wake). Never waits.
-    pub(crate) fn tell_instances(&self, wrote: bool, changed: &[Uuid]) {
+    /// PostgreSQL, after a commit: tells every instance that messages due soon were written
+    /// (`wake`: their workers look) and which correlation ids changed (their waiters wake).
+    /// Never waits.
+    pub(crate) fn tell_instances(&self, wake: bool, changed: &[Uuid]) {
         let notifications = &self.inner.notifications;
         let queue = notifications.queue.get_or_init(|| {
             let (queue, news) = mpsc::unbounded_channel();
@@ -67,7 +69,7 @@ impl Bus {
             queue
         });
         let news = News {
-            wrote,
+            wake,
             changed: changed.to_vec(),
         };
         // Fails only once the sender is gone with its runtime: nobody is left to tell.
@@ -158,7 +160,7 @@ async fn send(
             connection.insert(fresh)
         }
     };
-    let mut wake = news.wrote;
+    let mut wake = news.wake;
     for ids in news.changed.chunks(CHANGES_PER_NOTIFY) {
         let payload: Vec<String> = ids.iter().map(Uuid::to_string).collect();
         let sql = if wake {

@@ -54,8 +54,9 @@ impl Entry {
 
 /// What applying the log did, for the commit to act on once it has succeeded.
 pub(crate) struct Flushed {
-    /// Messages were inserted: workers should wake.
-    pub wrote: bool,
+    /// Of the messages inserted, the shortest time until one is due (zero when one is due
+    /// now); `None` when none was inserted.
+    pub soonest_due: Option<std::time::Duration>,
     /// Correlation ids whose waiters should wake.
     pub changed: Vec<Uuid>,
 }
@@ -171,7 +172,7 @@ impl Outbox {
         }
         QueueRow::insert_all(conn, &rows).await?;
         Ok(Flushed {
-            wrote: !rows.is_empty(),
+            soonest_due: rows.iter().map(QueueRow::due_in).min(),
             changed,
         })
     }

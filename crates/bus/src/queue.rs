@@ -337,6 +337,12 @@ pub(crate) struct QueueRow {
 const ROWS_PER_INSERT: usize = 1_000;
 
 impl QueueRow {
+    /// How long after it was written the message is due (zero for one due at once).
+    pub fn due_in(&self) -> std::time::Duration {
+        let micros = self.available_at.0.saturating_sub(self.created_at.0);
+        std::time::Duration::from_micros(u64::try_from(micros).unwrap_or(0))
+    }
+
     /// Inserts `rows` in their order (their ids keep each correlation's order), a thousand per
     /// statement, passed as one JSON array; a row whose message id its consumer already has
     /// queued is skipped.

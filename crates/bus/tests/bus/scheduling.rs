@@ -60,6 +60,34 @@ async fn a_scheduled_message_waits_for_its_time_and_then_arrives(backend) {
 }
 
 testkit::backend_tests! {
+async fn a_message_due_after_the_poll_interval_arrives_on_time_without_waking_anyone(backend) {
+    let t = test_db(backend).await;
+    let bus = bus_with(
+        &t.db,
+        &[Scripted::applying("a")],
+        BusConfig {
+            poll_interval: Duration::from_millis(200),
+            ..BusConfig::default()
+        },
+    );
+    let workers = bus.start();
+    // Due later than a poll interval from now: its commit wakes no worker; an idle worker
+    // looks again within the interval, finds it and sleeps until it is due.
+    let delay = Duration::from_millis(700);
+    let due = Timestamp::now().plus(delay);
+    let mut tx = bus.begin().await.unwrap();
+    tx.schedule(due, &ping(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    eventually("the scheduled delivery", LIMIT, || async {
+        (effects(&t.db, "a").await.len() == 1).then_some(())
+    })
+    .await;
+    assert!(Timestamp::now() >= due, "delivered before it was due");
+    workers.shutdown().await;
+}
+}
+
+testkit::backend_tests! {
 async fn a_message_scheduled_for_later_is_left_queued_until_it_is_due(backend) {
     let t = test_db(backend).await;
     let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());

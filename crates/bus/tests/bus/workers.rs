@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bus::{BusConfig, Message};
+use storage::Timestamp;
 
 use crate::helpers::*;
 
@@ -525,4 +526,31 @@ async fn the_news_of_a_commit_is_sent_by_another_connection_after_it() {
         .expect("the news arrives")
         .unwrap();
     assert_ne!(i64::from(news.process_id()), i64::from(committing));
+}
+
+/// PostgreSQL: a message due later than a poll interval (a payment timeout) sends no news to
+/// the other instances' workers, which look again within the interval anyway; one due now does.
+#[tokio::test]
+async fn only_messages_due_within_a_poll_interval_wake_other_instances() {
+    let Some(backend) = Backend::postgres() else {
+        return;
+    };
+    let t = test_db(backend).await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
+    let mut listener = sqlx::postgres::PgListener::connect(&t.url).await.unwrap();
+    listener.listen("bus_wake").await.unwrap();
+    let later = Timestamp::now().plus(BusConfig::default().poll_interval * 10);
+    let mut tx = bus.begin().await.unwrap();
+    tx.schedule(later, &ping(1)).await.unwrap();
+    tx.commit().await.unwrap();
+    let news = tokio::time::timeout(Duration::from_millis(500), listener.recv()).await;
+    assert!(
+        news.is_err(),
+        "a message due in twenty seconds woke the instances"
+    );
+    publish(&bus, &ping(2)).await;
+    tokio::time::timeout(LIMIT, listener.recv())
+        .await
+        .expect("a message due now wakes them")
+        .unwrap();
 }
