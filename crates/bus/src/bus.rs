@@ -454,6 +454,18 @@ impl Tx<'_> {
         Ok(now)
     }
 
+    /// A worker batch's start: bounds the transaction's lock waits and reads its clock (see
+    /// [`queue::limit_lock_waits_and_read_clock`]), which [`Tx::now`] then returns.
+    pub(crate) async fn limit_lock_waits_and_read_clock(
+        &mut self,
+    ) -> Result<Timestamp, sqlx::Error> {
+        let now =
+            crate::queue::limit_lock_waits_and_read_clock(&mut self.inner, &self.bus.inner.db)
+                .await?;
+        self.now = Some(now);
+        Ok(now)
+    }
+
     /// Publishes `message` to every consumer subscribed to its type; returns its id.
     pub async fn publish<M: Message>(&mut self, message: &M) -> Result<MessageId, BusError> {
         self.write(&Outgoing::publish(message)).await

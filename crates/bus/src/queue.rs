@@ -2,7 +2,7 @@
 //! inbox, retries, dead letters and the hand-over guard. With `storage`, the only place whose
 //! statement text depends on the backend.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -30,12 +30,34 @@ pub(crate) struct Claimed {
 /// orders deadlock, and PostgreSQL would only notice after `deadlock_timeout`.
 const LOCK_WAIT_LIMIT: &str = "SET LOCAL lock_timeout = '100ms'";
 
+/// [`LOCK_WAIT_LIMIT`] and the database clock in one statement.
+static LOCK_WAIT_LIMIT_AND_CLOCK: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {POSTGRES_NOW} FROM (SELECT set_config('lock_timeout', '100ms', true)) AS limited"
+    )
+});
+
 /// Bounds the lock waits of a worker's transaction (PostgreSQL; SQLite has one writer).
 pub(crate) async fn limit_lock_waits(conn: &mut Conn<'_>) -> Result<(), sqlx::Error> {
     if conn.backend() == Backend::Postgres {
         sqlx::query(LOCK_WAIT_LIMIT).execute(conn).await?;
     }
     Ok(())
+}
+
+/// [`limit_lock_waits`], and the transaction's time by the database clock (see
+/// [`Db::now_in`]): on PostgreSQL one statement, so a batch pays one round trip for both.
+pub(crate) async fn limit_lock_waits_and_read_clock(
+    conn: &mut Conn<'_>,
+    db: &Db,
+) -> Result<Timestamp, sqlx::Error> {
+    match conn.backend() {
+        Backend::Sqlite => db.now_in(conn).await,
+        Backend::Postgres => {
+            let sql = sqlx::AssertSqlSafe(LOCK_WAIT_LIMIT_AND_CLOCK.as_str());
+            Ok(Timestamp(sqlx::query_scalar(sql).fetch_one(conn).await?))
+        }
+    }
 }
 
 /// Microseconds from now until the earliest queued message is available (negative when it is

@@ -61,8 +61,7 @@ impl Bus {
     /// pass, or, if a consumer fails, the careful pass. Returns how many it claimed.
     pub(super) async fn process_batch(&self) -> Result<usize, sqlx::Error> {
         let mut tx = self.begin().await?;
-        queue::limit_lock_waits(&mut tx).await?;
-        let now = tx.now().await?;
+        let now = tx.limit_lock_waits_and_read_clock().await?;
         let claimed = queue::claim(&mut tx, now, self.inner.config.batch_size).await?;
         if claimed.is_empty() {
             tx.rollback().await?;
