@@ -7,31 +7,47 @@ use storage::{Conn, Db};
 
 use crate::config::Config;
 
-/// What every handler can reach: cheap to clone.
+/// What every handler can reach: one shared handle, so that the copies every request makes
+/// (each layer and handler takes its own) cost one reference count, not one per field.
 #[derive(Clone)]
 pub struct AppState {
+    shared: Arc<Shared>,
+}
+
+/// The state itself, reached through [`AppState`]'s dereference.
+pub struct Shared {
     /// The database.
     pub db: Db,
     /// The bus, for publishing in handlers' transactions.
     pub bus: Bus,
     /// The configuration the app was built with.
-    pub config: Arc<Config>,
+    pub config: Config,
     /// The running workers, for readiness and shutdown.
-    workers: Arc<Mutex<Option<Workers>>>,
+    workers: Mutex<Option<Workers>>,
     /// Turns true when shutdown begins, so that requests held open (waiting for an order to
     /// change) answer at once instead of delaying it.
-    stopping: Arc<tokio::sync::watch::Sender<bool>>,
+    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.shared
+    }
 }
 
 impl AppState {
     /// The state of a service that has not started its workers.
     pub fn new(db: Db, bus: Bus, config: Config) -> Self {
         Self {
-            db,
-            bus,
-            config: Arc::new(config),
-            workers: Arc::new(Mutex::new(None)),
-            stopping: Arc::new(tokio::sync::watch::Sender::new(false)),
+            shared: Arc::new(Shared {
+                db,
+                bus,
+                config,
+                workers: Mutex::new(None),
+                stopping: tokio::sync::watch::Sender::new(false),
+            }),
         }
     }
 

@@ -131,12 +131,13 @@ pub struct Migrations {
 #[derive(Debug, Clone)]
 pub struct Db {
     backend: Backend,
-    url: String,
+    /// Shared, like every field: a `Db` is copied into every request's state.
+    url: Arc<str>,
     write: Writer,
     read: Readers,
     /// SQLite: the settings every connection gets, for the one-off sqlx connection that runs
     /// migrations; empty on PostgreSQL.
-    sqlite_pragmas: String,
+    sqlite_pragmas: Arc<str>,
     acquire_timeout: Duration,
     /// Where the tasks that write run (the bus workers; on SQLite the group-commit writer too).
     lane: Arc<WriterLane>,
@@ -173,13 +174,13 @@ impl Db {
                 .map_err(|_| std::io::Error::other("the writer thread ended while starting"))?;
             return Ok(Self {
                 backend,
-                url: options.url.clone(),
+                url: options.url.as_str().into(),
                 write: Writer::Pool {
                     shared: shared.clone(),
                     on_lane,
                 },
                 read: Readers::of_pool(shared),
-                sqlite_pragmas: String::new(),
+                sqlite_pragmas: "".into(),
                 acquire_timeout: options.acquire_timeout,
                 lane: Arc::new(lane),
             });
@@ -200,10 +201,10 @@ impl Db {
             .collect::<Result<_, _>>()?;
         Ok(Self {
             backend,
-            url: options.url.clone(),
+            url: options.url.as_str().into(),
             write: Writer::Sqlite(Arc::new(Mutex::new(Some(writer)))),
             read: Readers::of_sqlite(readers, options.acquire_timeout),
-            sqlite_pragmas: pragmas,
+            sqlite_pragmas: pragmas.into(),
             acquire_timeout: options.acquire_timeout,
             lane: Arc::new(lane),
         })
@@ -293,7 +294,7 @@ impl Db {
                 // file's write lock like any writer would (waiting up to the busy timeout).
                 let url = sqlite_url_with_create(&self.url);
                 let mut conn = AnyConnection::connect(&url).await?;
-                conn.execute(sqlx::AssertSqlSafe(self.sqlite_pragmas.clone()))
+                conn.execute(sqlx::AssertSqlSafe(self.sqlite_pragmas.to_string()))
                     .await?;
                 let ran = migrator.run(&mut conn).await;
                 conn.close().await?;
