@@ -10,6 +10,7 @@
 //! for both backends (see [`crate::Conn`]).
 
 use std::borrow::Cow;
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -35,6 +36,35 @@ const STATEMENT_CACHE: usize = 256;
 #[derive(Debug)]
 pub(crate) struct SqliteConn {
     conn: rusqlite::Connection,
+    /// The output columns of each kept statement that has any, named once.
+    columns: HashMap<Box<str>, Columns>,
+}
+
+/// A statement's output columns as sqlx's rows name them, shared by every row of every run
+/// of the statement: naming them for each run cost an allocation per column and a map.
+#[derive(Debug, Clone)]
+struct Columns {
+    names: Arc<[UStr]>,
+    by_name: Arc<sqlx_core::HashMap<UStr, usize>>,
+}
+
+impl Columns {
+    fn of(statement: &Statement<'_>) -> Self {
+        let names: Arc<[UStr]> = statement
+            .column_names()
+            .into_iter()
+            .map(UStr::new)
+            .collect();
+        let by_name = names
+            .iter()
+            .enumerate()
+            .map(|(i, name)| (name.clone(), i))
+            .collect();
+        Self {
+            names,
+            by_name: Arc::new(by_name),
+        }
+    }
 }
 
 impl SqliteConn {
@@ -57,7 +87,10 @@ impl SqliteConn {
         conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)
             .map_err(to_sqlx)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            columns: HashMap::new(),
+        })
     }
 
     /// Runs a statement without bound values and without output (transaction control).
@@ -107,7 +140,7 @@ impl SqliteConn {
         persistent: bool,
         first_row_only: bool,
     ) -> Result<Vec<Step>, sqlx::Error> {
-        let conn = &self.conn;
+        let Self { conn, columns } = self;
         let prepared = if persistent {
             conn.prepare_cached(sql).map(Prepared::Cached)
         } else {
@@ -116,7 +149,25 @@ impl SqliteConn {
         let mut prepared = prepared.map_err(to_sqlx)?;
         let statement = prepared.statement();
         bind(statement, values)?;
-        let mut steps = read_rows(statement, first_row_only)?;
+        let mut steps = read_rows(statement, first_row_only, |statement| {
+            if !persistent {
+                return Columns::of(statement);
+            }
+            // The text names the columns, but a schema change may add some to a `SELECT *`.
+            if let Some(known) = columns.get(sql)
+                && known.names.len() == statement.column_count()
+            {
+                return known.clone();
+            }
+            // Kept statements' texts are few; a text that varies (a list of placeholders)
+            // could grow the map, so it starts over past the statement cache's size.
+            if columns.len() >= STATEMENT_CACHE {
+                columns.clear();
+            }
+            let named = Columns::of(statement);
+            columns.insert(sql.into(), named.clone());
+            named
+        })?;
         let writes = !statement.readonly();
         steps.push(Either::Left(AnyQueryResult {
             rows_affected: if writes { conn.changes() } else { 0 },
@@ -222,36 +273,23 @@ fn bind(statement: &mut Statement<'_>, values: &[AnyValueKind]) -> Result<(), sq
 
 /// Steps the statement to its end (or its first row), converting rows as sqlx's `Any` driver
 /// does for SQLite: each value by its stored type (integers as `BigInt`, reals as `Double`).
+/// `columns_of` names the output columns, at the first row: only then has SQLite prepared a
+/// kept statement again after a schema change (a `SELECT *` may have more columns).
 fn read_rows(
     statement: &mut Statement<'_>,
     first_row_only: bool,
+    mut columns_of: impl FnMut(&Statement<'_>) -> Columns,
 ) -> Result<Vec<Step>, sqlx::Error> {
-    let width = statement.column_count();
-    let names: Vec<UStr> = statement
-        .column_names()
-        .into_iter()
-        .map(UStr::new)
-        .collect();
     let mut steps = Vec::new();
-    let mut column_names = None;
+    let mut columns = None;
     let mut rows = statement.raw_query();
     while let Some(row) = rows.next().map_err(to_sqlx)? {
-        let column_names = column_names
-            .get_or_insert_with(|| {
-                Arc::new(
-                    names
-                        .iter()
-                        .enumerate()
-                        .map(|(i, name)| (name.clone(), i))
-                        .collect::<sqlx_core::HashMap<_, _>>(),
-                )
-            })
-            .clone();
-        let mut columns = Vec::with_capacity(width);
-        let mut values = Vec::with_capacity(width);
+        let Columns { names, by_name } = columns.get_or_insert_with(|| columns_of(row.as_ref()));
+        let mut row_columns = Vec::with_capacity(names.len());
+        let mut values = Vec::with_capacity(names.len());
         for (ordinal, name) in names.iter().enumerate() {
             let kind = value_kind(row.get_ref(ordinal).map_err(to_sqlx)?);
-            columns.push(AnyColumn {
+            row_columns.push(AnyColumn {
                 ordinal,
                 name: name.clone(),
                 type_info: AnyTypeInfo {
@@ -261,8 +299,8 @@ fn read_rows(
             values.push(AnyValue { kind });
         }
         steps.push(Either::Right(AnyRow {
-            column_names,
-            columns,
+            column_names: by_name.clone(),
+            columns: row_columns,
             values,
         }));
         if first_row_only {
@@ -399,6 +437,50 @@ mod tests {
             0,
             "another bound value did not make SQLite plan the statement again"
         );
+    }
+
+    /// The names of each row's columns, as `sqlx::Row` sees them.
+    fn column_names(steps: &[Step]) -> Vec<Vec<String>> {
+        use sqlx::{Column, Row};
+        steps
+            .iter()
+            .filter_map(|step| step.as_ref().right())
+            .map(|row| row.columns().iter().map(|c| c.name().to_owned()).collect())
+            .collect()
+    }
+
+    #[test]
+    fn a_kept_statement_names_its_columns_once_and_again_after_the_schema_grows() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let mut conn = SqliteConn::open(
+            &dir.path().join("columns.db"),
+            "PRAGMA journal_mode = WAL;",
+            Duration::from_secs(1),
+        )
+        .expect("opens");
+        conn.control("CREATE TABLE t (a INTEGER, b TEXT); INSERT INTO t VALUES (1, 'x')")
+            .expect("creates");
+        let sql = "SELECT * FROM t";
+        let first = conn.run(sql, None, true, false).expect("runs");
+        let again = conn.run(sql, None, true, false).expect("runs");
+        assert_eq!(column_names(&first), [["a", "b"]]);
+        assert_eq!(column_names(&again), [["a", "b"]]);
+        let (Some(first), Some(again)) = (first[0].as_ref().right(), again[0].as_ref().right())
+        else {
+            panic!("rows expected");
+        };
+        assert!(
+            Arc::ptr_eq(&first.column_names, &again.column_names),
+            "the second run reused the first's names"
+        );
+        conn.control("ALTER TABLE t ADD COLUMN c REAL")
+            .expect("alters");
+        let grown = conn.run(sql, None, true, false).expect("runs");
+        assert_eq!(column_names(&grown), [["a", "b", "c"]]);
+        let written = conn
+            .run("UPDATE t SET c = 1.5", None, true, false)
+            .expect("runs");
+        assert!(column_names(&written).is_empty(), "a write has no rows");
     }
 
     #[test]
