@@ -11,6 +11,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Execute, Executor};
 use tokio::sync::Mutex;
 
 use crate::Timestamp;
+use crate::checkpoint::Checkpointer;
 use crate::conn::{Conn, Transaction};
 use crate::error::DbError;
 use crate::lane::WriterLane;
@@ -87,11 +88,16 @@ pub struct DbOptions {
     /// `docs/architecture.md`). Off, the lane still gets a thread of its own but the system
     /// places it. Linux only; ignored elsewhere.
     pub pin_writer: bool,
+    /// SQLite: how often a thread of its own copies the write-ahead log into the database file
+    /// (see `checkpoint.rs`), so that the writer never does; zero leaves it to the writer, at
+    /// every 10,000 pages of log.
+    pub checkpoint_every: Duration,
 }
 
 impl DbOptions {
     /// Defaults for `url`: `synchronous=FULL`, a reader per CPU (at least 4), 5 s busy timeout,
-    /// 30 s acquire timeout, writer pinned to one CPU (on Linux); on PostgreSQL 5 s connect
+    /// 30 s acquire timeout, writer pinned to one CPU (on Linux), a checkpoint every 500 ms;
+    /// on PostgreSQL 5 s connect
     /// timeout, 10 connections, 30 s statement timeout, search path `public, messaging`.
     pub fn new(url: impl Into<String>) -> Self {
         Self {
@@ -107,6 +113,7 @@ impl DbOptions {
             statement_timeout: Duration::from_secs(30),
             search_path: vec!["public".into(), "messaging".into()],
             pin_writer: true,
+            checkpoint_every: Duration::from_millis(500),
         }
     }
 }
@@ -141,6 +148,8 @@ pub struct Db {
     acquire_timeout: Duration,
     /// Where the tasks that write run (the bus workers; on SQLite the group-commit writer too).
     lane: Arc<WriterLane>,
+    /// SQLite: the checkpoint thread, if one runs.
+    checkpointer: Option<Arc<Checkpointer>>,
 }
 
 /// Where write transactions come from.
@@ -183,6 +192,7 @@ impl Db {
                 sqlite_pragmas: "".into(),
                 acquire_timeout: options.acquire_timeout,
                 lane: Arc::new(lane),
+                checkpointer: None,
             });
         }
         let url = sqlite_url_with_create(&options.url);
@@ -199,6 +209,14 @@ impl Db {
         let readers = (0..options.read_connections.max(1))
             .map(|_| open())
             .collect::<Result<_, _>>()?;
+        let checkpointer = if options.checkpoint_every.is_zero() {
+            None
+        } else {
+            Some(Arc::new(Checkpointer::start(
+                open()?,
+                options.checkpoint_every,
+            )?))
+        };
         Ok(Self {
             backend,
             url: options.url.as_str().into(),
@@ -207,6 +225,7 @@ impl Db {
             sqlite_pragmas: pragmas.into(),
             acquire_timeout: options.acquire_timeout,
             lane: Arc::new(lane),
+            checkpointer,
         })
     }
 
@@ -345,6 +364,9 @@ impl Db {
 
     /// Closes every connection; pending statements finish first.
     pub async fn close(&self) {
+        if let Some(checkpointer) = &self.checkpointer {
+            checkpointer.stop();
+        }
         match &self.write {
             Writer::Sqlite(writer) => {
                 writer.lock().await.take();
@@ -442,11 +464,12 @@ fn sqlite_pragmas(options: &DbOptions) -> String {
     )
 }
 
-/// Pages the write-ahead log grows by before a commit copies them into the database file
-/// (SQLite's default is 1,000). A checkpoint writes each page once however often the log
-/// holds it, and syncs the file: the hot pages of a busy shop (the tails of the orders, the
-/// queue, the timeline, their indexes) are in nearly every commit, so checkpointing a tenth as
-/// often writes far fewer pages and syncs less. The log file grows to about 40 MB.
+/// Pages the write-ahead log grows to before a commit copies them into the database file
+/// (SQLite's default is 1,000): a backstop, since the checkpoint thread copies the log far more
+/// often (see `checkpoint.rs`). A checkpoint writes each page once however often the log holds
+/// it, and syncs the file: the hot pages of a busy shop (the tails of the orders, the queue,
+/// the timeline, their indexes) are in nearly every commit, so fewer checkpoints write fewer
+/// pages. The log file grows to about 40 MB at most.
 const WAL_PAGES_BEFORE_CHECKPOINT: u32 = 10_000;
 
 fn pool_options(size: u32, options: &DbOptions, pragmas: String) -> AnyPoolOptions {
@@ -560,6 +583,43 @@ mod tests {
         assert_eq!(read, (2, 10_000), "a reader");
         assert_eq!(written, (2, 10_000), "the writer");
         db.close().await;
+    }
+
+    #[tokio::test]
+    async fn the_checkpoint_thread_copies_the_log_into_the_database_file() {
+        let file_after_writing = |every: Duration, wait: Duration| async move {
+            let dir = tempfile::tempdir().expect("temporary directory");
+            let path = dir.path().join("checkpoint.db");
+            let mut options = DbOptions::new(format!("sqlite://{}", path.display()));
+            options.checkpoint_every = every;
+            let db = Db::connect(&options).await.expect("opens");
+            db.execute(sqlx::query("CREATE TABLE blobs (body BLOB)"))
+                .await
+                .expect("creates");
+            // About 500 pages: far below the writer's own checkpoint at 10,000.
+            db.execute(sqlx::query("INSERT INTO blobs SELECT randomblob(2000000)"))
+                .await
+                .expect("writes");
+            let deadline = std::time::Instant::now() + wait;
+            let mut size = 0;
+            while std::time::Instant::now() < deadline {
+                size = std::fs::metadata(&path).expect("the file").len();
+                if size >= 2_000_000 {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            db.close().await;
+            size
+        };
+        let with = file_after_writing(Duration::from_millis(50), Duration::from_secs(10)).await;
+        assert!(with >= 2_000_000, "the thread copied the log into the file");
+        // Without the thread nothing copies 500 pages until the last connection closes.
+        let without = file_after_writing(Duration::ZERO, Duration::from_secs(1)).await;
+        assert!(
+            without < 2_000_000,
+            "the database file grew to {without} bytes"
+        );
     }
 
     /// The connection's `synchronous` and `wal_autocheckpoint`.

@@ -7,6 +7,7 @@
 //! - on SQLite, one write connection and a few readers, each driven in place by whoever holds
 //!   it (`sqlite.rs`, `readers.rs`); on PostgreSQL, a shared pool and one for the writer lane;
 //! - the writer lane (`lane.rs`): a thread of its own for the tasks that write in bulk;
+//! - on SQLite, checkpoints on a thread of their own (`checkpoint.rs`), off the writer;
 //! - the first connection to PostgreSQL (`reach.rs`), whose failure names the server and cause;
 //! - what a failed statement means ([`ErrorKind`]), decided here for both backends;
 //! - [`Timestamp`] and the database clock ([`Db::now_in`]);
@@ -32,6 +33,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod checkpoint;
 mod conn;
 mod db;
 mod error;

@@ -93,6 +93,14 @@ impl SqliteConn {
         })
     }
 
+    /// Copies what it can of the write-ahead log into the database file without waiting for
+    /// readers or the writer (a passive checkpoint).
+    pub(crate) fn checkpoint(&mut self) -> Result<(), sqlx::Error> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            .map_err(to_sqlx)
+    }
+
     /// Runs a statement without bound values and without output (transaction control).
     pub(crate) fn control(&mut self, sql: &str) -> Result<(), sqlx::Error> {
         self.conn.execute_batch(sql).map_err(to_sqlx)
