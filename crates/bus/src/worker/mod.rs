@@ -10,6 +10,7 @@ mod hand_over;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -243,6 +244,9 @@ impl Bus {
         let mut failures = 0u32;
         let mut last_prune = Instant::now();
         while !*stop.borrow() {
+            let woken = self.listen_for_commits();
+            tokio::pin!(woken);
+            woken.as_mut().enable();
             let wait = match self.process_batch().await {
                 Ok(0) => {
                     failures = 0;
@@ -259,7 +263,7 @@ impl Bus {
                 }
             };
             tokio::select! {
-                _ = self.inner.wake.notified() => {}
+                _ = woken => {}
                 _ = tokio::time::sleep(wait) => {}
                 _ = stop.changed() => {}
             }
@@ -271,6 +275,17 @@ impl Bus {
             }
         }
         tracing::debug!(worker = index, "bus worker stopped");
+    }
+
+    /// Before a look at the queue: the wake-up of the commits from now on. A wake-up left over
+    /// from before (a commit while this worker was busy) is dropped: this look sees what that
+    /// commit wrote, and waking on it afterwards only cost an empty claim each time the worker
+    /// ran out of work.
+    fn listen_for_commits(&self) -> tokio::sync::futures::Notified<'_> {
+        // Takes the stored wake-up, if any; a wake-up meant for another worker that lands
+        // here in between is passed on by tokio when this one is dropped.
+        let _ = self.inner.wake.notified().now_or_never();
+        self.inner.wake.notified()
     }
 
     /// How long an idle worker may sleep: until the next scheduled message, at most the poll
