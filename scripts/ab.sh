@@ -51,11 +51,12 @@ side, r = sys.argv[1], json.loads(sys.argv[2])
 print(f"| {side} | {r['checkoutsPerSec']:.0f} | {(r.get('latencyMs') or {}).get('p99', 0):.1f} | "
       f"{r.get('baselineCheckoutsPerSec') or 0:.0f} | {r.get('ratio') or 0:.3f} | "
       f"{((r.get('cpuMsPerCheckout') or {}).get('service') or 0):.3f} | "
+      f"{((r.get('cpuMsPerCheckout') or {}).get('postgres') or 0):.3f} | "
       f"{'yes' if r['invariantsOk'] else 'NO'} |")
 PY
 }
-echo "| side | checkouts/s | p99 ms | baseline/s | ratio | CPU ms/checkout | invariants |"
-echo "|---|---:|---:|---:|---:|---:|---|"
+echo "| side | checkouts/s | p99 ms | baseline/s | ratio | CPU ms/checkout | PostgreSQL CPU ms | invariants |"
+echo "|---|---:|---:|---:|---:|---:|---:|---|"
 rows=$(mktemp)
 for _ in $(seq "$pairs"); do run A "$a"; run B "$b"; done | tee "$rows"
 python3 - "$rows" <<'PY'
@@ -66,8 +67,10 @@ for side in "AB":
     ratios = [float(r[4]) for r in rows if r[0].strip() == side]
     rates = [float(r[1]) for r in rows if r[0].strip() == side]
     cpu = [float(r[5]) for r in rows if r[0].strip() == side]
+    database = [float(r[6]) for r in rows if r[0].strip() == side]
     print(f"median {side}: {statistics.median(rates):.0f}/s, ratio {statistics.median(ratios):.3f} "
-          f"(ratios {min(ratios):.3f}–{max(ratios):.3f}), CPU {statistics.median(cpu):.3f} ms/checkout")
+          f"(ratios {min(ratios):.3f}–{max(ratios):.3f}), CPU {statistics.median(cpu):.3f} ms/checkout"
+          + (f", PostgreSQL {statistics.median(database):.3f} ms" if max(database) > 0 else ""))
 per_pair = [float(b[1]) / float(a[1]) for a, b in pairs]
 cpu_pair = [float(b[5]) / float(a[5]) for a, b in pairs if float(a[5]) > 0]
 print("checkouts/s B/A per pair: " + ", ".join(f"{x:.2f}" for x in per_pair)
@@ -75,5 +78,9 @@ print("checkouts/s B/A per pair: " + ", ".join(f"{x:.2f}" for x in per_pair)
 if cpu_pair:
     print("CPU per checkout B/A per pair: " + ", ".join(f"{x:.2f}" for x in cpu_pair)
           + f" (median {statistics.median(cpu_pair):.2f})")
+database_pair = [float(b[6]) / float(a[6]) for a, b in pairs if float(a[6]) > 0]
+if database_pair:
+    print("PostgreSQL CPU per checkout B/A per pair: " + ", ".join(f"{x:.2f}" for x in database_pair)
+          + f" (median {statistics.median(database_pair):.2f})")
 PY
 rm -f "$rows"

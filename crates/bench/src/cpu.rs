@@ -8,6 +8,8 @@
 //!   instance's `GET /metrics` (admin token), which counts whole seconds only.
 //! - **PostgreSQL**: the CPU of every `postgres` process on this machine (their own and their
 //!   finished children's, from `/proc`), when the database is local and `/proc` can be read.
+//! - **The delay line** (`--db-latency`, embedded): its threads in this process, read apart and
+//!   taken out of the service's figure, since they stand for the network.
 
 /// The counters read at one moment, in CPU seconds.
 #[derive(Debug, Clone, Copy, Default)]
@@ -16,6 +18,8 @@ pub struct CpuReading {
     pub service: Option<f64>,
     /// Every local PostgreSQL process, when the database is local.
     pub database: Option<f64>,
+    /// The delay line's threads, when one runs in this process.
+    pub delay_line: Option<f64>,
 }
 
 impl CpuReading {
@@ -28,6 +32,7 @@ impl CpuReading {
         CpuReading {
             service: per(self.service, after.service),
             database: per(self.database, after.database),
+            delay_line: per(self.delay_line, after.delay_line),
         }
     }
 }
@@ -123,6 +128,18 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
         .collect()
 }
 
+/// CPU seconds of this process's threads named `name`, their own time only; `None` without a
+/// readable `/proc`. A thread that ended takes its count with it.
+pub fn own_threads_cpu_seconds(name: &str) -> Option<f64> {
+    let tasks = std::fs::read_dir("/proc/self/task").ok()?;
+    let ticks = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
+        .filter_map(|stat| thread_ticks_of(&stat, name))
+        .sum();
+    Some(seconds(ticks))
+}
+
 fn pids() -> Option<Vec<u32>> {
     let entries = std::fs::read_dir("/proc").ok()?;
     Some(
@@ -144,15 +161,31 @@ fn seconds(ticks: u64) -> f64 {
 /// utime + stime + cutime + cstime of one `/proc/<pid>/stat` line, if its process is named
 /// `name` (any, for `None`).
 fn ticks_of(stat: &str, name: Option<&str>) -> Option<u64> {
-    let (head, rest) = stat.rsplit_once(')')?;
-    let comm = head.split_once('(')?.1;
+    let (comm, times) = name_and_times(stat)?;
     if name.is_some_and(|name| name != comm) {
         return None;
     }
+    Some(times.iter().sum())
+}
+
+/// utime + stime of one `/proc/self/task/<tid>/stat` line, if its thread is named `name`. A
+/// thread's cutime and cstime are its whole process's, so they are left out.
+fn thread_ticks_of(stat: &str, name: &str) -> Option<u64> {
+    let (comm, times) = name_and_times(stat)?;
+    (comm == name).then(|| times[0] + times[1])
+}
+
+/// The name in a `/proc` stat line and its utime, stime, cutime and cstime, in clock ticks.
+fn name_and_times(stat: &str) -> Option<(&str, [u64; 4])> {
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1;
     // After the name: state (field 3) … utime is field 14, so the 12th from here.
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let times = fields.get(11..15)?;
-    Some(times.iter().filter_map(|t| t.parse::<u64>().ok()).sum())
+    let mut times = [0u64; 4];
+    for (time, field) in times.iter_mut().zip(fields.get(11..15)?) {
+        *time = field.parse().ok()?;
+    }
+    Some((comm, times))
 }
 
 #[cfg(test)]
@@ -207,17 +240,48 @@ mod tests {
     }
 
     #[test]
+    fn a_thread_counts_its_own_time_only() {
+        let thread = "77 (db-latency) S 1 70 70 0 -1 4194560 900 0 0 0 150 50 30 20 20 0 1 0";
+        assert_eq!(thread_ticks_of(thread, "db-latency"), Some(200));
+        assert_eq!(thread_ticks_of(thread, "tokio-rt-worker"), None);
+    }
+
+    #[test]
+    fn the_cpu_of_named_threads_is_read_apart() {
+        let name = "cpu-test-spin";
+        let spun = std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(|| {
+                let started = std::time::Instant::now();
+                let mut spent = 0u64;
+                while started.elapsed() < std::time::Duration::from_millis(300) {
+                    spent = spent.wrapping_mul(31).wrapping_add(1);
+                }
+                let seconds = own_threads_cpu_seconds("cpu-test-spin");
+                (spent, seconds)
+            })
+            .unwrap();
+        let (spent, seconds) = spun.join().unwrap();
+        let seconds = seconds.expect("/proc is readable");
+        assert!(seconds > 0.0, "{spent}: {seconds}");
+        assert_eq!(own_threads_cpu_seconds("no-such-thread"), Some(0.0));
+    }
+
+    #[test]
     fn per_checkout_needs_both_readings() {
         let before = CpuReading {
             service: Some(10.0),
             database: None,
+            delay_line: Some(1.0),
         };
         let after = CpuReading {
             service: Some(11.0),
             database: Some(3.0),
+            delay_line: Some(1.5),
         };
         let per = before.per_checkout(after, 1000);
         assert_eq!(per.service, Some(1.0));
         assert_eq!(per.database, None);
+        assert_eq!(per.delay_line, Some(0.5));
     }
 }

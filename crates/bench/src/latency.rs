@@ -5,7 +5,9 @@
 //! half the round trip in each direction. Chunks keep their order and their spacing (a delay
 //! line, not a queue that sleeps per chunk), so pipelined traffic is not slowed beyond the
 //! delay itself. Threads with `std::thread::sleep` keep sub-millisecond delays accurate, which
-//! an async timer, rounding up to whole milliseconds, would not.
+//! an async timer, rounding up to whole milliseconds, would not. Its threads are named
+//! [`THREAD_NAME`], so that the bench can tell their CPU from the service's: the delay line
+//! stands for the network, and on a small box it spends as much as a server.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -14,6 +16,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
+
+/// The name of every thread of the delay line (at most 15 bytes, as Linux keeps them).
+pub const THREAD_NAME: &str = "db-latency";
 
 /// A running delay line; dropping it stops accepting (open connections end with their pools).
 pub struct LatencyProxy {
@@ -51,7 +56,8 @@ impl LatencyProxy {
         let stop = Arc::new(AtomicBool::new(false));
         let one_way = round_trip / 2;
         let stopping = stop.clone();
-        thread::spawn(move || accept(listener, target, one_way, &stopping));
+        spawn(move || accept(listener, target, one_way, &stopping))
+            .map_err(LatencyError::Listen)?;
         Ok((Self { addr, stop }, rewrite(&addr.to_string())))
     }
 }
@@ -131,16 +137,23 @@ fn accept(listener: TcpListener, target: SocketAddr, one_way: Duration, stop: &A
 fn connect_pair(client: TcpStream, server: TcpStream, one_way: Duration) -> io::Result<()> {
     client.set_nodelay(true)?;
     server.set_nodelay(true)?;
-    delay_line(client.try_clone()?, server.try_clone()?, one_way);
-    delay_line(server, client, one_way);
-    Ok(())
+    delay_line(client.try_clone()?, server.try_clone()?, one_way)?;
+    delay_line(server, client, one_way)
+}
+
+/// Starts a thread of the delay line, named [`THREAD_NAME`].
+fn spawn(work: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    thread::Builder::new()
+        .name(THREAD_NAME.to_owned())
+        .spawn(work)
+        .map(drop)
 }
 
 /// Forwards what `from` sends to `to`, each chunk `delay` after it arrived: one thread reads
 /// and stamps, another waits out each stamp and writes.
-fn delay_line(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
+fn delay_line(mut from: TcpStream, mut to: TcpStream, delay: Duration) -> io::Result<()> {
     let (chunks, delayed) = mpsc::channel::<(Instant, Vec<u8>)>();
-    thread::spawn(move || {
+    spawn(move || {
         let mut buffer = vec![0u8; 64 * 1024];
         loop {
             match from.read(&mut buffer) {
@@ -155,8 +168,8 @@ fn delay_line(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
                 }
             }
         }
-    });
-    thread::spawn(move || {
+    })?;
+    spawn(move || {
         for (due, chunk) in delayed {
             thread::sleep(due.saturating_duration_since(Instant::now()));
             if to.write_all(&chunk).is_err() {
@@ -165,7 +178,7 @@ fn delay_line(mut from: TcpStream, mut to: TcpStream, delay: Duration) {
         }
         // The reader ended (its peer closed): pass the end on.
         let _ = to.shutdown(Shutdown::Write);
-    });
+    })
 }
 
 #[cfg(test)]
@@ -224,5 +237,13 @@ mod tests {
             sent.elapsed() >= Duration::from_millis(20),
             "no delay applied"
         );
+        // The accepting thread and two a direction, named so that their CPU is read apart.
+        let named = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|task| std::fs::read_to_string(task.path().join("comm")).ok())
+            .filter(|name| name.trim_end() == THREAD_NAME)
+            .count();
+        assert!(named >= 5, "{named} threads named {THREAD_NAME}");
     }
 }

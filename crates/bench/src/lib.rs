@@ -247,7 +247,7 @@ impl Tally {
 /// Runs the benchmark described by `options` and returns its report.
 pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
     check(options)?;
-    let (_proxy, through_proxy) = behind_latency(options)?;
+    let (proxy, through_proxy) = behind_latency(options)?;
     // The database as given, not the latency proxy in front of it: is it this machine's?
     let database_url = options.database_url.clone();
     let options = through_proxy.as_ref().unwrap_or(options);
@@ -256,7 +256,7 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
         Some(wanted) => Some(fill_stored(&mut driver, options, wanted).await?),
         None => None,
     };
-    let meter = driver.cpu_meter(database_url.as_deref());
+    let meter = driver.cpu_meter(database_url.as_deref(), proxy.is_some());
     let cpu_before = driver.read_cpu(&meter).await;
     let measured = drive(options, Target::Checkouts(driver.clone()), "checkouts").await;
     let cpu = cpu_before.per_checkout(driver.read_cpu(&meter).await, measured.summary.completed);

@@ -95,10 +95,13 @@ impl Report {
         Self { cpu, ..self }
     }
 
-    /// Whose CPU the service figure counts: embedded, the buyers share the process.
+    /// Whose CPU the service figure counts: embedded, the buyers share the process (the delay
+    /// line, when one runs, is counted apart).
     fn service_cpu_scope(&self) -> &'static str {
         if self.mode == REMOTE {
             "the server processes alone"
+        } else if self.cpu.delay_line.is_some() {
+            "the one process: server and buyers, without the delay line"
         } else {
             "the one process: server and buyers"
         }
@@ -166,9 +169,14 @@ impl Report {
         if self.cpu.service.is_some() || self.cpu.database.is_some() {
             let shown =
                 |ms: Option<f64>| ms.map_or("unknown".to_owned(), |ms| format!("{ms:.3} ms"));
+            let delay_line = self
+                .cpu
+                .delay_line
+                .map(|ms| format!(" | {ms:.3} ms the delay line"))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "CPU/checkout    {} service ({}) | {} PostgreSQL",
+                "CPU/checkout    {} service ({}) | {} PostgreSQL{delay_line}",
                 shown(self.cpu.service),
                 self.service_cpu_scope(),
                 shown(self.cpu.database),
@@ -239,6 +247,7 @@ impl Report {
                 "service": self.cpu.service,
                 "serviceCounts": self.service_cpu_scope(),
                 "postgres": self.cpu.database,
+                "delayLine": self.cpu.delay_line,
             },
         });
         if let Some(baseline) = self.baseline_per_sec {

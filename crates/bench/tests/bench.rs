@@ -1,6 +1,7 @@
 //! The benchmark as a smoke test: a few buyers for a few checkouts, invariants checked and the
 //! report produced. Speed is never asserted here; `docs/benchmarks.md` has the numbers. The
-//! command line's own run is in `crates/cli/tests/cli.rs`.
+//! command line's own run is in `crates/cli/tests/cli.rs`. The PostgreSQL run needs a local
+//! server (SKIPPED without one, failing in CI).
 
 use std::time::Duration;
 
@@ -72,6 +73,39 @@ async fn a_short_run_over_http_keeps_the_invariants_and_reports_every_key() {
     assert!(cpu["postgres"].is_null(), "{cpu}");
     assert!(
         report.table().contains("CPU/checkout"),
+        "{}",
+        report.table()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_delay_line_the_service_and_the_delay_line_are_counted_apart() {
+    let Some(server) =
+        testkit::required("PostgreSQL (initdb, postgres)", testkit::postgres::shared())
+    else {
+        return;
+    };
+    let options = BenchOptions {
+        database_url: Some(server.fresh_database().await),
+        db_latency: Some(Duration::from_millis(2)),
+        instances: 2,
+        ..small(false, false)
+    };
+    let report = run(&options).await.expect("the bench runs");
+    assert!(report.invariants_ok(), "{}", report.table());
+    let cpu = &report.json()["cpuMsPerCheckout"];
+    for part in ["service", "postgres", "delayLine"] {
+        assert!(
+            cpu[part].as_f64().is_some_and(|ms| ms > 0.0),
+            "{part}: {cpu}"
+        );
+    }
+    assert_eq!(
+        cpu["serviceCounts"],
+        "the one process: server and buyers, without the delay line"
+    );
+    assert!(
+        report.table().contains("ms the delay line"),
         "{}",
         report.table()
     );

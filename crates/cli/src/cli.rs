@@ -65,7 +65,7 @@ pub struct BenchArgs {
     pub instances: usize,
     /// Round trip added between the embedded servers (and the baseline) and PostgreSQL, half
     /// each way, by a delay line inside the bench (`1ms`, `500us`): a database one network hop
-    /// away.
+    /// away. Its CPU is reported apart from the service's.
     #[arg(long, value_parser = parse_duration)]
     pub db_latency: Option<std::time::Duration>,
     /// Message workers of the embedded server (as `serve --workers`).

@@ -133,8 +133,9 @@ impl Driver {
 
     /// Where this run's CPU counters are read (see [`crate::cpu`]), found once: this process
     /// when the service is embedded, else each `--url` instance's process on this machine (or
-    /// its metrics); and PostgreSQL's processes when `database_url` is local.
-    pub fn cpu_meter(&self, database_url: Option<&str>) -> CpuMeter {
+    /// its metrics); PostgreSQL's processes when `database_url` is local; and the delay line's
+    /// threads when `delay_line` runs one in this process.
+    pub fn cpu_meter(&self, database_url: Option<&str>, delay_line: bool) -> CpuMeter {
         let service = if self.inner.embedded.is_empty() {
             self.inner
                 .bases
@@ -147,15 +148,22 @@ impl Driver {
         CpuMeter {
             service,
             database: database_url.is_some_and(crate::cpu::is_local_postgres),
+            delay_line,
         }
     }
 
     /// The CPU counters now, where `meter` says.
     pub async fn read_cpu(&self, meter: &CpuMeter) -> crate::cpu::CpuReading {
+        let delay_line = meter
+            .delay_line
+            .then(|| crate::cpu::own_threads_cpu_seconds(crate::latency::THREAD_NAME))
+            .flatten();
         let mut service = Some(0.0);
         for source in &meter.service {
             let seconds = match source {
-                CpuSource::ThisProcess => crate::cpu::own_cpu_seconds(),
+                CpuSource::ThisProcess => {
+                    crate::cpu::own_cpu_seconds().map(|own| own - delay_line.unwrap_or(0.0))
+                }
                 CpuSource::Process(pid) => crate::cpu::process_cpu_seconds_of(*pid),
                 CpuSource::Metrics(base) => self.inner.scrape_cpu(base).await,
             };
@@ -165,7 +173,11 @@ impl Driver {
             .database
             .then(crate::cpu::postgres_cpu_seconds)
             .flatten();
-        crate::cpu::CpuReading { service, database }
+        crate::cpu::CpuReading {
+            service,
+            database,
+            delay_line,
+        }
     }
 
     /// The first instance's base URL and the admin token: what `--time-console` signs in to.
@@ -356,6 +368,8 @@ impl Inner {
 pub struct CpuMeter {
     service: Vec<CpuSource>,
     database: bool,
+    /// The delay line runs in this process: its threads are read apart.
+    delay_line: bool,
 }
 
 /// Where one part of the service's CPU is read.
