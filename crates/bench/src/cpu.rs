@@ -140,6 +140,14 @@ pub fn own_threads_cpu_seconds(name: &str) -> Option<f64> {
     Some(seconds(ticks))
 }
 
+/// CPU seconds the calling thread has used so far, its own time only; `None` without a
+/// readable `/proc`.
+pub fn this_thread_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    let (_, times) = name_and_times(&stat)?;
+    Some(seconds(times[0] + times[1]))
+}
+
 fn pids() -> Option<Vec<u32>> {
     let entries = std::fs::read_dir("/proc").ok()?;
     Some(
@@ -258,12 +266,14 @@ mod tests {
                     spent = spent.wrapping_mul(31).wrapping_add(1);
                 }
                 let seconds = own_threads_cpu_seconds("cpu-test-spin");
-                (spent, seconds)
+                let own = this_thread_cpu_seconds();
+                (spent, seconds.zip(own))
             })
             .unwrap();
         let (spent, seconds) = spun.join().unwrap();
-        let seconds = seconds.expect("/proc is readable");
-        assert!(seconds > 0.0, "{spent}: {seconds}");
+        let (by_name, own) = seconds.expect("/proc is readable");
+        assert!(by_name > 0.0, "{spent}: {by_name}");
+        assert!(own >= by_name, "{own} < {by_name}");
         assert_eq!(own_threads_cpu_seconds("no-such-thread"), Some(0.0));
     }
 

@@ -12,7 +12,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -141,11 +141,28 @@ fn connect_pair(client: TcpStream, server: TcpStream, one_way: Duration) -> io::
     delay_line(server, client, one_way)
 }
 
-/// Starts a thread of the delay line, named [`THREAD_NAME`].
+/// CPU microseconds of the delay line's threads that have ended (a connection closed).
+static ENDED_CPU_MICROS: AtomicU64 = AtomicU64::new(0);
+
+/// CPU seconds every delay line in this process has used: its running threads' and its ended
+/// ones'; `None` without a readable `/proc`.
+pub fn cpu_seconds() -> Option<f64> {
+    let running = crate::cpu::own_threads_cpu_seconds(THREAD_NAME)?;
+    Some(running + ENDED_CPU_MICROS.load(Ordering::Relaxed) as f64 / 1e6)
+}
+
+/// Starts a thread of the delay line, named [`THREAD_NAME`], that leaves its CPU time in
+/// [`ENDED_CPU_MICROS`] as it ends.
 fn spawn(work: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    let counted = move || {
+        work();
+        if let Some(seconds) = crate::cpu::this_thread_cpu_seconds() {
+            ENDED_CPU_MICROS.fetch_add((seconds * 1e6) as u64, Ordering::Relaxed);
+        }
+    };
     thread::Builder::new()
         .name(THREAD_NAME.to_owned())
-        .spawn(work)
+        .spawn(counted)
         .map(drop)
 }
 

@@ -154,10 +154,7 @@ impl Driver {
 
     /// The CPU counters now, where `meter` says.
     pub async fn read_cpu(&self, meter: &CpuMeter) -> crate::cpu::CpuReading {
-        let delay_line = meter
-            .delay_line
-            .then(|| crate::cpu::own_threads_cpu_seconds(crate::latency::THREAD_NAME))
-            .flatten();
+        let delay_line = meter.delay_line.then(crate::latency::cpu_seconds).flatten();
         let mut service = Some(0.0);
         for source in &meter.service {
             let seconds = match source {
