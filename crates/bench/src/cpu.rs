@@ -128,24 +128,45 @@ fn listening_inodes(table: &str, port: u16) -> Vec<String> {
         .collect()
 }
 
-/// CPU seconds of this process's threads named `name`, their own time only; `None` without a
-/// readable `/proc`. A thread that ended takes its count with it.
+/// CPU seconds of this process's threads named `name`; `None` without a readable `/proc`. A
+/// thread that ended takes its count with it.
 pub fn own_threads_cpu_seconds(name: &str) -> Option<f64> {
     let tasks = std::fs::read_dir("/proc/self/task").ok()?;
-    let ticks = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("stat")).ok())
-        .filter_map(|stat| thread_ticks_of(&stat, name))
-        .sum();
-    Some(seconds(ticks))
+    Some(
+        tasks
+            .flatten()
+            .map(|task| task.path())
+            .filter(|task| {
+                std::fs::read_to_string(task.join("comm")).is_ok_and(|comm| comm.trim_end() == name)
+            })
+            .filter_map(|task| thread_cpu_seconds(&task))
+            .sum(),
+    )
 }
 
-/// CPU seconds the calling thread has used so far, its own time only; `None` without a
-/// readable `/proc`.
+/// CPU seconds the calling thread has used so far; `None` without a readable `/proc`.
 pub fn this_thread_cpu_seconds() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
+    thread_cpu_seconds(std::path::Path::new("/proc/thread-self"))
+}
+
+/// The time on a CPU of the thread whose `/proc` folder is `task`: the scheduler's count in
+/// nanoseconds (`schedstat`) where the kernel keeps it, else its ticks in `stat`, which miss
+/// much of a thread that runs in bursts shorter than a tick, as the delay line's do.
+fn thread_cpu_seconds(task: &std::path::Path) -> Option<f64> {
+    let scheduled = std::fs::read_to_string(task.join("schedstat"))
+        .ok()
+        .and_then(|line| nanoseconds_on_cpu(&line));
+    if let Some(nanoseconds) = scheduled {
+        return Some(nanoseconds as f64 / 1e9);
+    }
+    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
     let (_, times) = name_and_times(&stat)?;
     Some(seconds(times[0] + times[1]))
+}
+
+/// The first field of a `schedstat` line: nanoseconds spent on a CPU.
+fn nanoseconds_on_cpu(schedstat: &str) -> Option<u64> {
+    schedstat.split_whitespace().next()?.parse().ok()
 }
 
 fn pids() -> Option<Vec<u32>> {
@@ -174,13 +195,6 @@ fn ticks_of(stat: &str, name: Option<&str>) -> Option<u64> {
         return None;
     }
     Some(times.iter().sum())
-}
-
-/// utime + stime of one `/proc/self/task/<tid>/stat` line, if its thread is named `name`. A
-/// thread's cutime and cstime are its whole process's, so they are left out.
-fn thread_ticks_of(stat: &str, name: &str) -> Option<u64> {
-    let (comm, times) = name_and_times(stat)?;
-    (comm == name).then(|| times[0] + times[1])
 }
 
 /// The name in a `/proc` stat line and its utime, stime, cutime and cstime, in clock ticks.
@@ -248,10 +262,9 @@ mod tests {
     }
 
     #[test]
-    fn a_thread_counts_its_own_time_only() {
-        let thread = "77 (db-latency) S 1 70 70 0 -1 4194560 900 0 0 0 150 50 30 20 20 0 1 0";
-        assert_eq!(thread_ticks_of(thread, "db-latency"), Some(200));
-        assert_eq!(thread_ticks_of(thread, "tokio-rt-worker"), None);
+    fn the_scheduler_counts_nanoseconds_first() {
+        assert_eq!(nanoseconds_on_cpu("1234567 890 12\n"), Some(1_234_567));
+        assert_eq!(nanoseconds_on_cpu(""), None);
     }
 
     #[test]
