@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Interleaved A/B of two built binaries on the checkout benchmark: runs A B A B … (PAIRS pairs,
 # default 5), each on a fresh database, and prints one markdown row per run with checkouts/s,
-# p99, the same-run baseline and the ratio, and the server's CPU per checkout, then the medians
-# of each side. Machines drift, so compare the sides only through these pairs.
+# p99, the same-run baseline and the ratio, and the CPU per checkout (the service's, a local
+# PostgreSQL's, the delay line's), then the medians of each side. Machines drift, so compare the sides only through these pairs.
 #
 #   scripts/ab.sh BIN_A BIN_B [bench arguments …]        # SQLite (a temporary file per run)
 #   PG_URL=postgres://… scripts/ab.sh BIN_A BIN_B …      # PostgreSQL (an empty database per run)
@@ -52,11 +52,12 @@ print(f"| {side} | {r['checkoutsPerSec']:.0f} | {(r.get('latencyMs') or {}).get(
       f"{r.get('baselineCheckoutsPerSec') or 0:.0f} | {r.get('ratio') or 0:.3f} | "
       f"{((r.get('cpuMsPerCheckout') or {}).get('service') or 0):.3f} | "
       f"{((r.get('cpuMsPerCheckout') or {}).get('postgres') or 0):.3f} | "
+      f"{((r.get('cpuMsPerCheckout') or {}).get('delayLine') or 0):.3f} | "
       f"{'yes' if r['invariantsOk'] else 'NO'} |")
 PY
 }
-echo "| side | checkouts/s | p99 ms | baseline/s | ratio | CPU ms/checkout | PostgreSQL CPU ms | invariants |"
-echo "|---|---:|---:|---:|---:|---:|---:|---|"
+echo "| side | checkouts/s | p99 ms | baseline/s | ratio | CPU ms/checkout | PostgreSQL CPU ms | delay line CPU ms | invariants |"
+echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
 rows=$(mktemp)
 for _ in $(seq "$pairs"); do run A "$a"; run B "$b"; done | tee "$rows"
 python3 - "$rows" <<'PY'
@@ -78,9 +79,10 @@ print("checkouts/s B/A per pair: " + ", ".join(f"{x:.2f}" for x in per_pair)
 if cpu_pair:
     print("CPU per checkout B/A per pair: " + ", ".join(f"{x:.2f}" for x in cpu_pair)
           + f" (median {statistics.median(cpu_pair):.2f})")
-database_pair = [float(b[6]) / float(a[6]) for a, b in pairs if float(a[6]) > 0]
-if database_pair:
-    print("PostgreSQL CPU per checkout B/A per pair: " + ", ".join(f"{x:.2f}" for x in database_pair)
-          + f" (median {statistics.median(database_pair):.2f})")
+for column, name in ((6, "PostgreSQL"), (7, "delay line")):
+    ratios = [float(b[column]) / float(a[column]) for a, b in pairs if float(a[column]) > 0]
+    if ratios:
+        print(f"{name} CPU per checkout B/A per pair: " + ", ".join(f"{x:.2f}" for x in ratios)
+              + f" (median {statistics.median(ratios):.2f})")
 PY
 rm -f "$rows"
