@@ -61,6 +61,10 @@ pub struct BenchOptions {
     pub buyers: usize,
     /// How long to run (unless `checkouts` is given).
     pub duration: Duration,
+    /// How long to drive checkouts before the measured run (and before the baseline), left out
+    /// of every figure: the pools open their connections and the statements get prepared, so
+    /// the run sees a service in steady state. Zero for none.
+    pub warmup: Duration,
     /// Stop after this many checkouts instead.
     pub checkouts: Option<u64>,
     /// Before the run, fill the database until it holds this many orders.
@@ -256,6 +260,7 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
         Some(wanted) => Some(fill_stored(&mut driver, options, wanted).await?),
         None => None,
     };
+    let warmed = warm_up(options, Target::Checkouts(driver.clone())).await;
     let meter = driver.cpu_meter(database_url.as_deref(), proxy.is_some());
     let cpu_before = driver.read_cpu(&meter).await;
     let measured = drive(options, Target::Checkouts(driver.clone()), "checkouts").await;
@@ -266,10 +271,16 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
     } else {
         None
     };
-    let invariants = driver.check_invariants(&measured.summary).await?;
+    let runs: Vec<&Summary> = warmed
+        .iter()
+        .map(|warm| &warm.summary)
+        .chain([&measured.summary])
+        .collect();
+    let invariants = driver.check_invariants(&runs).await?;
     let baseline = if options.baseline {
-        let plain = baseline::Baseline::prepare(options).await?;
-        Some(drive(options, Target::Baseline(plain), "baseline").await)
+        let plain = Target::Baseline(baseline::Baseline::prepare(options).await?);
+        warm_up(options, plain.clone()).await;
+        Some(drive(options, plain, "baseline").await)
     } else {
         None
     };
@@ -278,6 +289,20 @@ pub async fn run(options: &BenchOptions) -> Result<Report, BenchError> {
         .with_stored(stored)
         .with_console(console)
         .with_cpu(cpu))
+}
+
+/// With a `warmup`, drives `target` that long and returns what that did (its purchases count
+/// for the invariants, nothing else does); without one, `None`.
+async fn warm_up(options: &BenchOptions, target: Target) -> Option<Measured> {
+    if options.warmup.is_zero() {
+        return None;
+    }
+    let warm = BenchOptions {
+        duration: options.warmup,
+        checkouts: None,
+        ..options.clone()
+    };
+    Some(drive(&warm, target, "warm-up").await)
 }
 
 /// Brings the database to at least `wanted` orders before the run (real checkouts as a

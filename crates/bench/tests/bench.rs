@@ -24,6 +24,7 @@ fn small(engine: bool, hot_product: bool) -> BenchOptions {
         traces: false,
         buyers: 4,
         duration: Duration::from_secs(30),
+        warmup: Duration::ZERO,
         checkouts: Some(20),
         stored_orders: None,
         items: 2,
@@ -79,7 +80,7 @@ async fn a_short_run_over_http_keeps_the_invariants_and_reports_every_key() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn behind_a_delay_line_the_service_and_the_delay_line_are_counted_apart() {
+async fn behind_a_delay_line_after_a_warm_up_the_service_and_the_delay_line_are_counted_apart() {
     let Some(server) =
         testkit::required("PostgreSQL (initdb, postgres)", testkit::postgres::shared())
     else {
@@ -89,10 +90,13 @@ async fn behind_a_delay_line_the_service_and_the_delay_line_are_counted_apart() 
         database_url: Some(server.fresh_database().await),
         db_latency: Some(Duration::from_millis(2)),
         instances: 2,
+        warmup: Duration::from_millis(500),
         ..small(false, false)
     };
     let report = run(&options).await.expect("the bench runs");
+    // The warm-up's checkouts count for the stock only, not in the figures.
     assert!(report.invariants_ok(), "{}", report.table());
+    assert_eq!(report.json()["checkouts"], 20, "{}", report.table());
     let cpu = &report.json()["cpuMsPerCheckout"];
     for part in ["service", "postgres", "delayLine"] {
         assert!(

@@ -88,6 +88,11 @@ pub struct BenchArgs {
     /// How long to run (`10s`, `1m`).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub duration: std::time::Duration,
+    /// Checkouts driven this long before the measured run (and the baseline), left out of
+    /// every figure: the pools open their connections and prepare their statements first,
+    /// which matters with many instances on PostgreSQL (`3s`; `0s` for none).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub warmup: std::time::Duration,
     /// Stop after this many checkouts instead of after `--duration`.
     #[arg(long)]
     pub checkouts: Option<u64>,
@@ -148,6 +153,7 @@ impl BenchArgs {
             traces: false,
             buyers: self.buyers.max(1),
             duration: self.duration,
+            warmup: self.warmup,
             checkouts: self.checkouts,
             stored_orders: self.stored_orders,
             items: self.items.max(1),

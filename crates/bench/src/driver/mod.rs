@@ -107,13 +107,21 @@ impl Driver {
     }
 
     /// Stock conserved (initial − confirmed units = on hand), nothing left reserved, no order
-    /// stuck. Returns the problems found (none means the invariants hold).
-    pub async fn check_invariants(&self, summary: &Summary) -> Result<Vec<String>, BenchError> {
+    /// stuck, over the runs `summaries` (the warm-up and the measured run). Returns the
+    /// problems found (none means the invariants hold).
+    pub async fn check_invariants(
+        &self,
+        summaries: &[&Summary],
+    ) -> Result<Vec<String>, BenchError> {
         let mut problems = Vec::new();
-        if summary.stuck > 0 {
-            problems.push(format!("{} orders never settled", summary.stuck));
+        let stuck: u64 = summaries.iter().map(|summary| summary.stuck).sum();
+        if stuck > 0 {
+            problems.push(format!("{stuck} orders never settled"));
         }
-        let bought = &summary.bought;
+        let mut bought = BTreeMap::<&str, i64>::new();
+        for (product, units) in summaries.iter().flat_map(|summary| &summary.bought) {
+            *bought.entry(product.as_str()).or_default() += units;
+        }
         for (product, initial) in &self.inner.initial {
             let stock = self
                 .inner
