@@ -217,7 +217,7 @@ async fn delete_withdrawn(
         "DELETE FROM bus_queue WHERE id IN (SELECT q.id FROM {} \
          JOIN bus_queue q ON q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1 \
          WHERE q.attempts = 0 AND q.available_at > CAST(j.value ->> 2 AS BIGINT))",
-        storage::json_rows(conn.backend(), 1)
+        storage::json_rows_to_look_up(conn.backend(), 1)
     );
     let fields: Vec<(&str, String, i64)> = chunk
         .iter()

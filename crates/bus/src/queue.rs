@@ -167,7 +167,7 @@ pub(crate) async fn complete_all(
 async fn delete_all_queued(conn: &mut Conn<'_>, ids: &[i64]) -> Result<(), sqlx::Error> {
     let delete = format!(
         "DELETE FROM bus_queue WHERE id IN (SELECT CAST(j.value AS BIGINT) FROM {})",
-        storage::json_values(conn.backend(), 1)
+        storage::json_values_to_look_up(conn.backend(), 1)
     );
     sqlx::query(sqlx::AssertSqlSafe(delete))
         .bind(storage::json_param(&ids)?)
@@ -335,7 +335,7 @@ fn keys_to_queue_sql(backend: Backend) -> String {
         "SELECT j.value ->> 0 AS consumer, j.value ->> 1 AS correlation_id FROM {} \
          WHERE EXISTS (SELECT 1 FROM bus_queue q \
          WHERE q.consumer = j.value ->> 0 AND q.correlation_id = j.value ->> 1){lock_taken}",
-        storage::json_rows(backend, 1)
+        storage::json_rows_to_look_up(backend, 1)
     )
 }
 

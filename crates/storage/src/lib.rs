@@ -51,5 +51,8 @@ pub use db::{Backend, Db, DbOptions, Migrations, Synchronous};
 pub use error::{ConnectCause, DbError};
 pub use error_kind::ErrorKind;
 pub use readers::Readers;
-pub use sql::{json_param, json_rows, json_values, placeholder_rows, placeholders};
+pub use sql::{
+    json_param, json_rows, json_rows_to_look_up, json_values, json_values_to_look_up,
+    placeholder_rows, placeholders,
+};
 pub use time::Timestamp;

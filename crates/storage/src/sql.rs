@@ -22,15 +22,36 @@ pub fn json_values(backend: Backend, param: usize) -> String {
     json_table(backend, param, "json_array_elements_text")
 }
 
-/// SQLite's `json_each` serves both shapes; PostgreSQL names a function for each.
+/// Like [`json_rows`], for a statement that looks each row up in a table that may hold many
+/// deleted rows, as the bus's queue does between vacuums.
 ///
-/// On PostgreSQL the elements pass through an array: the planner takes a JSON function for a
-/// hundred rows, and for a hundred lookups it prefers reading a whole small table, such as the
-/// bus's queue, whose pages hold its deleted rows until a vacuum; an array it takes for ten,
-/// and looks each one up by its index.
+/// PostgreSQL's planner takes a JSON function for a hundred rows, and for a hundred lookups it
+/// prefers reading the whole of a small table, deleted rows and all; here the elements pass
+/// through an array, which it takes for ten, so it looks each one up by its index. The detour
+/// costs a little in every statement, so the others keep [`json_rows`].
+pub fn json_rows_to_look_up(backend: Backend, param: usize) -> String {
+    json_table_to_look_up(backend, param, "json_array_elements")
+}
+
+/// [`json_rows_to_look_up`] for an array of plain values, as [`json_values`].
+pub fn json_values_to_look_up(backend: Backend, param: usize) -> String {
+    json_table_to_look_up(backend, param, "json_array_elements_text")
+}
+
+/// SQLite's `json_each` serves both shapes; PostgreSQL names a function for each.
 fn json_table(backend: Backend, param: usize, postgres_function: &str) -> String {
     match backend {
         Backend::Sqlite => format!("json_each(${param}) AS j"),
+        Backend::Postgres => {
+            format!("{postgres_function}(CAST(${param} AS json)) WITH ORDINALITY AS j(value, key)")
+        }
+    }
+}
+
+/// The JSON table of [`json_rows_to_look_up`]: on PostgreSQL, through an array.
+fn json_table_to_look_up(backend: Backend, param: usize, postgres_function: &str) -> String {
+    match backend {
+        Backend::Sqlite => json_table(backend, param, postgres_function),
         Backend::Postgres => format!(
             "unnest(ARRAY(SELECT {postgres_function}(CAST(${param} AS json)))) \
              WITH ORDINALITY AS j(value, key)"

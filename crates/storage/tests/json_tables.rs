@@ -1,6 +1,8 @@
-//! The JSON tables ([`storage::json_rows`], [`storage::json_values`]) on PostgreSQL: they give
-//! back what was bound, and a statement driven by a few of their rows looks each one up by its
-//! index even in a table full of deleted rows, as the bus's queue is between vacuums. Without
+//! The JSON tables for looking rows up ([`storage::json_rows_to_look_up`],
+//! [`storage::json_values_to_look_up`]) on PostgreSQL: they give back what was bound, and a
+//! statement driven by a few of their rows looks each one up by its index even in a table full
+//! of deleted rows, as the bus's queue is between vacuums; the plain JSON tables would read it
+//! whole. Without
 //! PostgreSQL a local run prints SKIPPED; CI (`CI` set) fails instead.
 
 use storage::{Backend, Db, DbOptions};
@@ -44,7 +46,7 @@ fn guard() -> String {
         "SELECT j.value ->> 0 AS consumer, j.value ->> 1 AS correlation_id FROM {} \
          WHERE EXISTS (SELECT 1 FROM queue q WHERE q.consumer = j.value ->> 0 \
          AND q.correlation_id = j.value ->> 1) OR j.key < 0 ORDER BY j.key",
-        storage::json_rows(Backend::Postgres, 1)
+        storage::json_rows_to_look_up(Backend::Postgres, 1)
     )
 }
 
@@ -60,7 +62,7 @@ async fn a_few_json_rows_are_looked_up_by_index_in_a_table_of_deleted_rows() {
 
     let delete = format!(
         "DELETE FROM queue WHERE id IN (SELECT CAST(j.value AS BIGINT) FROM {})",
-        storage::json_values(Backend::Postgres, 1)
+        storage::json_values_to_look_up(Backend::Postgres, 1)
     );
     let delete_plan = plan(&db, &delete, "[50, 100, 7]").await;
     assert!(delete_plan.contains("queue_pkey"), "{delete_plan}");
@@ -82,7 +84,7 @@ async fn json_tables_give_back_the_bound_rows_in_order() {
 
     let delete = format!(
         "DELETE FROM queue WHERE id IN (SELECT CAST(j.value AS BIGINT) FROM {})",
-        storage::json_values(Backend::Postgres, 1)
+        storage::json_values_to_look_up(Backend::Postgres, 1)
     );
     let deleted = db
         .execute(sqlx::query(sqlx::AssertSqlSafe(delete)).bind("[50, 100, 7]"))
