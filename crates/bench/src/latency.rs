@@ -6,9 +6,9 @@
 //! line, not a queue that sleeps per chunk), so pipelined traffic is not slowed beyond the
 //! delay itself. A thread a direction, waiting in `poll` with a nanosecond timeout, keeps
 //! sub-millisecond delays accurate, which an async timer, rounding up to whole milliseconds,
-//! would not. Its threads are named
-//! [`THREAD_NAME`], so that the bench can tell their CPU from the service's: the delay line
-//! stands for the network, and on a small box it spends as much as a server.
+//! would not. Its threads are named [`THREAD_NAME`], so that the bench can tell their CPU from
+//! the service's: the delay line stands for the network, and on a small box it spends as much
+//! as a server.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};

@@ -419,12 +419,7 @@ mod tests {
     #[test]
     fn a_statement_is_planned_once_whatever_values_are_bound() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let mut conn = SqliteConn::open(
-            &dir.path().join("plan.db"),
-            "PRAGMA journal_mode = WAL;",
-            Duration::from_secs(1),
-        )
-        .expect("opens");
+        let mut conn = open_in(&dir);
         conn.control(
             "CREATE TABLE q (id INTEGER PRIMARY KEY, name TEXT); CREATE INDEX q_name ON q (name)",
         )
@@ -447,6 +442,16 @@ mod tests {
         );
     }
 
+    /// A connection to a new database in `dir`.
+    fn open_in(dir: &tempfile::TempDir) -> SqliteConn {
+        SqliteConn::open(
+            &dir.path().join("test.db"),
+            "PRAGMA journal_mode = WAL;",
+            Duration::from_secs(1),
+        )
+        .expect("opens")
+    }
+
     /// The names of each row's columns, as `sqlx::Row` sees them.
     fn column_names(steps: &[Step]) -> Vec<Vec<String>> {
         use sqlx::{Column, Row};
@@ -460,12 +465,7 @@ mod tests {
     #[test]
     fn a_kept_statement_names_its_columns_once_and_again_after_the_schema_grows() {
         let dir = tempfile::tempdir().expect("temporary directory");
-        let mut conn = SqliteConn::open(
-            &dir.path().join("columns.db"),
-            "PRAGMA journal_mode = WAL;",
-            Duration::from_secs(1),
-        )
-        .expect("opens");
+        let mut conn = open_in(&dir);
         conn.control("CREATE TABLE t (a INTEGER, b TEXT); INSERT INTO t VALUES (1, 'x')")
             .expect("creates");
         let sql = "SELECT * FROM t";

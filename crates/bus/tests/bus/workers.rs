@@ -510,10 +510,7 @@ async fn the_news_of_a_commit_is_sent_by_another_connection_after_it() {
     let Some(backend) = Backend::postgres() else {
         return;
     };
-    let t = test_db(backend).await;
-    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
-    let mut listener = sqlx::postgres::PgListener::connect(&t.url).await.unwrap();
-    listener.listen("bus_wake").await.unwrap();
+    let (_database, bus, mut listener) = bus_and_wake_listener(backend).await;
     let mut tx = bus.begin().await.unwrap();
     let committing: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
         .fetch_one(&mut *tx)
@@ -535,10 +532,7 @@ async fn only_messages_due_within_a_poll_interval_wake_other_instances() {
     let Some(backend) = Backend::postgres() else {
         return;
     };
-    let t = test_db(backend).await;
-    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
-    let mut listener = sqlx::postgres::PgListener::connect(&t.url).await.unwrap();
-    listener.listen("bus_wake").await.unwrap();
+    let (_database, bus, mut listener) = bus_and_wake_listener(backend).await;
     let later = Timestamp::now().plus(BusConfig::default().poll_interval * 10);
     let mut tx = bus.begin().await.unwrap();
     tx.schedule(later, &ping(1)).await.unwrap();
@@ -553,4 +547,14 @@ async fn only_messages_due_within_a_poll_interval_wake_other_instances() {
         .await
         .expect("a message due now wakes them")
         .unwrap();
+}
+
+/// A bus with one consumer, and a connection listening for the wake-ups its commits send to
+/// the other instances.
+async fn bus_and_wake_listener(backend: Backend) -> (TestDb, bus::Bus, sqlx::postgres::PgListener) {
+    let t = test_db(backend).await;
+    let bus = bus_with(&t.db, &[Scripted::applying("a")], BusConfig::default());
+    let mut listener = sqlx::postgres::PgListener::connect(&t.url).await.unwrap();
+    listener.listen("bus_wake").await.unwrap();
+    (t, bus, listener)
 }
